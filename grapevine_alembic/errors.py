@@ -1,0 +1,41 @@
+"""One exception family for everything the CLI reports as a single line.
+
+Lower layers raise these (or convert foreign exceptions with ``raise ... from err``);
+the command layer prints ``error: <message>`` and picks the exit code.
+"""
+
+
+class GrapevineError(Exception):
+    """Base class: the message is the one line a user sees."""
+
+    exit_code = 1
+
+
+class UsageError(GrapevineError):
+    """The command line or configuration is wrong; nothing was attempted."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """Environment, alembic.ini or .env is missing or malformed."""
+
+
+class MigrationFileError(GrapevineError):
+    """A migration file is misnamed, duplicated, empty or does not parse."""
+
+    def __init__(self, message: str, *, path=None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line else f"{path}: "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
+
+
+class DatabaseError(GrapevineError):
+    """A database could not be reached or refused an operation."""
+
+
+class MigrationFailed(GrapevineError):
+    """A statement of a migration failed; the migration was not recorded."""
