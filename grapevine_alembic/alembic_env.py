@@ -1,0 +1,111 @@
+"""What ``alembic_control/env.py`` and ``alembic_tenant/env.py`` run.
+
+Both environments connect exactly like the CLI does (same connection, session
+bounds, advisory lock, ledger callback, notice printing), so ``alembic -c
+alembic.ini -n tenant -x tenant=acme upgrade head`` and ``grapevine-migrations
+migrate --tenant acme`` leave the same database behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_LOCK_TIMEOUT_S = 5.0
+_MUTATING_COMMANDS = {"upgrade", "downgrade", "stamp"}
+
+
+def print_notice(database: str, version: str | None, message: str) -> None:
+    """Show a server notice as it arrives, prefixed with the database and the migration version."""
+    print(f"{database} {version or '-'}: {message}", file=sys.stderr, flush=True)
+
+
+def run_environment(kind: str) -> None:
+    """Entry point for env.py: one line on failure (Alembic prints ``FAILED: ...``), never a traceback."""
+    from alembic import context, util
+
+    from .errors import GrapevineError
+
+    try:
+        _run(context, kind)
+    except GrapevineError as err:
+        raise util.CommandError(str(err)) from err
+
+
+def _run(context, kind: str) -> None:
+    from .executor import Journal
+    from .ledger import LedgerWriter
+
+    project = _project(context.config)
+    if context.config.config_file_name:  # the usual env.py logging set-up: "Running upgrade ..." lines
+        import logging.config
+
+        logging.config.fileConfig(context.config.config_file_name, disable_existing_loggers=False)
+    writer = LedgerWriter(context.script.migration_files())
+    if context.is_offline_mode():
+        context.configure(dialect_name="postgresql", transaction_per_migration=True, on_version_apply=[writer])
+        with context.begin_transaction():
+            context.run_migrations(migration_context=context.get_context())
+        return
+
+    from .settings import Settings, load_dotenv_file
+
+    load_dotenv_file(project.root)
+    settings = Settings.from_environment()
+    xargs = context.get_x_argument(as_dictionary=True)
+    spec = settings.control if kind == "control" else settings.tenant_spec(_required_tenant(xargs))
+    journal = Journal(database=spec.dbname, on_notice=print_notice)
+    _run_online(context, project, spec, journal, writer, xargs)
+
+
+def _run_online(context, project, spec, journal, writer, xargs) -> None:
+    from .connection import acquire_lock, configure_session, open_connection, sqlalchemy_engine
+    from .executor import NoticeSink
+
+    timeout = float(xargs.get("timeout", DEFAULT_TIMEOUT_S))
+    raw = open_connection(spec)
+    try:
+        configure_session(
+            raw,
+            statement_timeout_s=timeout,
+            lock_timeout_s=float(xargs.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S)),
+        )
+        if _mutates(context.config):
+            acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
+        raw.notices = NoticeSink(journal)
+        engine = sqlalchemy_engine(raw)
+        with engine.connect() as connection:
+            context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer])
+            with context.begin_transaction():
+                context.run_migrations(migration_context=context.get_context(), journal=journal)
+    finally:
+        raw.close()
+
+
+def _say_waiting(database: str) -> None:
+    print(f"{database}: waiting for another migration run to finish", file=sys.stderr, flush=True)
+
+
+def _project(config):
+    from .settings import find_config, load_project
+
+    path = Path(config.config_file_name) if config.config_file_name else find_config()
+    return load_project(path.resolve())
+
+
+def _required_tenant(xargs: dict) -> str:
+    from .errors import UsageError
+
+    tenant = xargs.get("tenant")
+    if not tenant:
+        raise UsageError("the tenant environment needs a tenant: alembic -c alembic.ini -n tenant -x tenant=<id> ...")
+    return tenant
+
+
+def _mutates(config) -> bool:
+    """Only commands that write take the lock, so ``alembic current`` never waits behind a run."""
+    cmd = getattr(getattr(config, "cmd_opts", None), "cmd", None)
+    if not cmd:
+        return True  # called programmatically: be safe
+    return getattr(cmd[0], "__name__", "") in _MUTATING_COMMANDS

@@ -1,0 +1,140 @@
+"""One psycopg2 connection per database per run: open, bound, lock, hand to SQLAlchemy.
+
+The connection is opened with psycopg2 directly (no SQLAlchemy import on the
+read-only paths) in autocommit mode, so taking the session-level advisory lock
+never leaves a transaction open: an open transaction would make ``CREATE INDEX
+CONCURRENTLY`` wait for us forever, and would make Alembic think it runs inside
+an external transaction and stop committing per migration.  Session-level
+advisory locks and ``SET`` survive the transactions Alembic opens later, which
+is also why a transaction-pooling PgBouncer cannot be used: it would hand the
+next transaction to another server connection that does not hold the lock.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .errors import DatabaseError
+from .settings import ConnectionSpec
+
+APPLICATION_NAME = "grapevine-migrations"
+DEFAULT_CONNECT_TIMEOUT = 10
+
+# libpq reports connection failures without a SQLSTATE; these texts mark the ones worth a retry.
+_TRANSIENT_CONNECT_TEXT = (
+    "connection refused",
+    "could not connect",
+    "server closed the connection unexpectedly",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "terminating connection",
+    "timeout expired",
+    "too many clients",
+    "connection reset",
+    "ssl syscall error",
+    "no connection to the server",
+)
+
+
+class ConnectionFailed(DatabaseError):
+    """Could not connect, or the connection broke; ``transient`` says whether a retry may help."""
+
+    def __init__(self, message: str, *, transient: bool, missing_database: bool = False):
+        super().__init__(message)
+        self.transient = transient
+        self.missing_database = missing_database
+
+
+class LockTimeout(DatabaseError):
+    """Another run held this database's migration lock for longer than the timeout."""
+
+    transient = False
+
+
+def describe_error(err: Exception) -> str:
+    """The first meaningful line of a driver error (libpq messages never contain the password)."""
+    text = str(err).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    first = lines[0]
+    # libpq puts the useful part after 'failed: '
+    if " failed: " in first:
+        first = first.split(" failed: ", 1)[1]
+    return first.replace("FATAL:  ", "").replace("ERROR:  ", "")
+
+
+def is_transient_text(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in _TRANSIENT_CONNECT_TEXT)
+
+
+def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT):
+    """Connect with psycopg2 in autocommit mode; failures become one masked line."""
+    import psycopg2
+
+    kwargs = spec.connect_kwargs()
+    kwargs.setdefault("connect_timeout", connect_timeout)
+    kwargs.setdefault("application_name", APPLICATION_NAME)
+    try:
+        raw = psycopg2.connect(**kwargs)
+    except psycopg2.Error as err:
+        reason = describe_error(err)
+        missing = f'database "{spec.dbname}" does not exist' in reason
+        if missing:
+            reason = f"database {spec.dbname} does not exist"
+        raise ConnectionFailed(
+            f"cannot connect to {spec.display()}: {reason}",
+            transient=is_transient_text(reason),
+            missing_database=missing,
+        ) from None
+    raw.autocommit = True
+    return raw
+
+
+def configure_session(raw, *, statement_timeout_s: float, lock_timeout_s: float) -> None:
+    """Bound every statement and every lock wait for the whole session (0 disables a bound)."""
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
+            (f"{int(statement_timeout_s * 1000)}ms", f"{int(lock_timeout_s * 1000)}ms"),
+        )
+
+
+def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
+    """Take this tool's session-level advisory lock on the database, waiting at most ``timeout_s``.
+
+    Polls ``pg_try_advisory_lock`` in autocommit mode: no transaction stays open while waiting.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            if cursor.fetchone()[0]:
+                return
+        if on_wait is not None:
+            on_wait()
+            on_wait = None  # say it once
+        if time.monotonic() + delay > deadline:
+            raise LockTimeout(
+                f"another migration run holds the lock on {raw.info.dbname} for more than {timeout_s:g}s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def release_lock(raw, key: int) -> None:
+    if not raw.closed:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def sqlalchemy_engine(raw):
+    """A SQLAlchemy engine over this one already-open connection (for Alembic's MigrationContext)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    raw.autocommit = False  # SQLAlchemy and Alembic manage transactions from here
+    return create_engine("postgresql+psycopg2://", creator=lambda: raw, poolclass=StaticPool)

@@ -1,0 +1,165 @@
+"""Applies one parsed ``.sql`` file on an Alembic ``MigrationContext``.
+
+Transactional files run statement by statement inside the per-migration
+transaction Alembic opened, so the body, the version-table update and the ledger
+row commit together or not at all.  Files with statements PostgreSQL refuses in a
+transaction block run inside ``MigrationContext.autocommit_block()``: each
+statement (or each of the file's own BEGIN/COMMIT blocks) commits on its own, and
+the version is recorded only after the last one succeeded.
+
+Statements go to the raw DBAPI cursor without parameters, so ``%``, ``:name``
+and ``?`` are never read as bind parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import MigrationFailed
+from .sqlfile import MigrationFile, Statement
+
+# SQLSTATEs (and classes) worth a retry: the database or the connection, not the migration, failed.
+TRANSIENT_SQLSTATES = {
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "55P03",  # lock_not_available (lock_timeout)
+    "57P01",  # admin_shutdown
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now
+    "53300",  # too_many_connections
+}
+TRANSIENT_CLASSES = {"08"}  # connection exceptions
+
+
+def is_transient_sqlstate(sqlstate: str | None) -> bool:
+    return bool(sqlstate) and (sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_CLASSES)
+
+
+@dataclass
+class Journal:
+    """What happens on one database during a run, shared by migrations, the ledger and the notice printer."""
+
+    database: str
+    on_notice: Callable[[str, str | None, str], None] | None = None
+    current: MigrationFile | None = None
+    durations_ms: dict[str, int] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+
+    def notice(self, message: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(self.database, self.current.version if self.current else None, message)
+
+
+class NoticeSink:
+    """Stands in for ``psycopg2.connection.notices``: psycopg2 calls ``append`` once per server notice."""
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+
+    def append(self, message: str) -> None:
+        self.journal.notice(message.strip())
+
+
+class StatementFailed(MigrationFailed):
+    """A statement of a migration failed; carries the file, line and PostgreSQL's message."""
+
+    def __init__(self, migration: MigrationFile, statement: Statement, error: Exception, already_committed: list[Statement]):
+        self.migration = migration
+        self.statement = statement
+        self.sqlstate = getattr(error, "pgcode", None)
+        self.pg_message = _first_line(getattr(error, "pgerror", None) or str(error))
+        self.already_committed = already_committed
+        message = f"{migration.path.name} line {statement.line}: {self.pg_message}"
+        if already_committed:
+            lines = ", ".join(str(s.line) for s in already_committed)
+            message += (
+                f" (non-transactional file: statements at line {lines} already ran and stay applied;"
+                " the version was not recorded, so the next run starts this file again)"
+            )
+        super().__init__(message)
+
+    @property
+    def transient(self) -> bool:
+        return is_transient_sqlstate(self.sqlstate)
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"
+
+
+def apply_migration(context, migration: MigrationFile, journal: Journal | None = None) -> None:
+    """Run one migration file through ``context`` (a ``MigrationContext``), online or ``--sql``."""
+    parsed = migration.parse()
+    if context.as_sql:
+        _emit_offline(context, migration, parsed)
+        return
+    journal = journal or Journal(database=context.connection.engine.url.database or "")
+    journal.current = migration
+    started = time.perf_counter()
+    if parsed.transactional:
+        _run_transactional(_raw_connection(context), migration, parsed.statements)
+    else:
+        with context.autocommit_block():
+            _run_units(_raw_connection(context), migration, parsed.units)
+    journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
+    journal.applied.append(migration.version)
+
+
+def _raw_connection(context):
+    # The psycopg2 connection under SQLAlchemy: executes text verbatim, no parameter parsing.
+    return context.connection.connection.dbapi_connection
+
+
+def _execute(cursor, migration, statement, committed: list[Statement]) -> None:
+    import psycopg2
+
+    try:
+        cursor.execute(statement.sql)
+    except psycopg2.Error as err:
+        raise StatementFailed(migration, statement, err, list(committed)) from err
+
+
+def _run_transactional(raw, migration, statements) -> None:
+    with raw.cursor() as cursor:
+        for statement in statements:
+            _execute(cursor, migration, statement, [])
+
+
+def _run_units(raw, migration, units) -> None:
+    """Autocommit mode: each unit is one statement, or one of the file's own BEGIN/COMMIT blocks."""
+    committed: list[Statement] = []
+    with raw.cursor() as cursor:
+        for unit in units:
+            if unit.transactional:
+                cursor.execute("BEGIN")
+            try:
+                for statement in unit.statements:
+                    _execute(cursor, migration, statement, committed)
+            except StatementFailed:
+                if unit.transactional and not raw.closed:
+                    cursor.execute("ROLLBACK")
+                raise
+            if unit.transactional:
+                cursor.execute("COMMIT")
+            committed.extend(unit.statements)
+
+
+def _emit_offline(context, migration, parsed) -> None:
+    """``--sql`` mode: print the statements, with COMMIT/BEGIN around non-transactional files."""
+    out = context.impl.static_output
+    out(f"-- {migration.path.name}")
+    if parsed.transactional:
+        for statement in parsed.statements:
+            out(statement.sql + ";")
+        return
+    with context.autocommit_block():
+        for unit in parsed.units:
+            if unit.transactional:
+                out("BEGIN;")
+            for statement in unit.statements:
+                out(statement.sql + ";")
+            if unit.transactional:
+                out("COMMIT;")

@@ -1,0 +1,193 @@
+"""The version table and the ``schema_migrations`` ledger beside it.
+
+Alembic's ``alembic_version`` is authoritative for "which head is this database
+at".  ``schema_migrations`` keeps one row per version that is recorded as
+applied, with when, how (migrate, stamp, adopt, out-of-order) and the file's
+checksum, so we can show applied times, notice edited files, and notice files
+that were merged late with a version older than the head.
+
+Rows are written by an ``on_version_apply`` callback, which Alembic calls inside
+the same per-migration transaction as the migration and the version update.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from .sqlfile import MigrationFile
+
+VERSION_TABLE = "alembic_version"
+LEDGER_TABLE = "schema_migrations"
+
+# The previous tool's table had only (version VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ);
+# adding columns keeps its rows.
+LEDGER_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} ("
+    " version varchar(255) PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    f"ALTER TABLE {LEDGER_TABLE}"
+    " ADD COLUMN IF NOT EXISTS checksum text,"
+    " ADD COLUMN IF NOT EXISTS description text,"
+    " ADD COLUMN IF NOT EXISTS applied_by text,"
+    " ADD COLUMN IF NOT EXISTS execution_ms integer",
+)
+LEDGER_COLUMNS = {"version", "applied_at", "checksum", "description", "applied_by", "execution_ms"}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    version: str
+    applied_at: dt.datetime | None
+    checksum: str | None = None
+    applied_by: str | None = None
+    execution_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """What one database says about its migrations."""
+
+    has_version_table: bool = False
+    heads: tuple[str, ...] = ()
+    has_ledger: bool = False
+    ledger_columns: frozenset[str] = frozenset()
+    ledger: dict[str, LedgerRow] = field(default_factory=dict)
+    locked: bool | None = None  # result of the advisory try-lock, when asked for
+
+    @property
+    def head(self) -> str | None:
+        return max(self.heads) if self.heads else None
+
+    @property
+    def is_legacy(self) -> bool:
+        """Only the previous tool's ledger: no Alembic version table yet."""
+        return self.has_ledger and not self.has_version_table
+
+
+def read_state(cursor, *, try_lock_key: int | None = None) -> DatabaseState:
+    """Read version table and ledger in two round trips (one when neither exists)."""
+    lock_sql = ", pg_try_advisory_lock(%s)" if try_lock_key is not None else ""
+    cursor.execute(
+        f"SELECT to_regclass('{VERSION_TABLE}') IS NOT NULL, to_regclass('{LEDGER_TABLE}') IS NOT NULL{lock_sql}",
+        (try_lock_key,) if try_lock_key is not None else None,
+    )
+    has_version, has_ledger, *lock = cursor.fetchone()
+    locked = lock[0] if lock else None
+    if not (has_version or has_ledger):
+        return DatabaseState(locked=locked)
+    parts = []
+    if has_version:
+        parts.append(f"(SELECT coalesce(array_agg(version_num::text), '{{}}') FROM {VERSION_TABLE})")
+    if has_ledger:
+        parts.append(f"(SELECT coalesce(json_agg(row_to_json(s)), '[]') FROM {LEDGER_TABLE} s)")
+    cursor.execute("SELECT " + ", ".join(parts))
+    row = list(cursor.fetchone())
+    heads = tuple(row.pop(0)) if has_version else ()
+    ledger, columns = _ledger_rows(row.pop(0)) if has_ledger else ({}, frozenset())
+    return DatabaseState(has_version, heads, has_ledger, columns, ledger, locked)
+
+
+def _ledger_rows(records: list[dict]) -> tuple[dict[str, LedgerRow], frozenset[str]]:
+    rows = {}
+    columns: set[str] = set()
+    for record in records:
+        columns.update(record)
+        applied = record.get("applied_at")
+        rows[str(record["version"])] = LedgerRow(
+            version=str(record["version"]),
+            applied_at=dt.datetime.fromisoformat(applied) if applied else None,
+            checksum=record.get("checksum"),
+            applied_by=record.get("applied_by"),
+            execution_ms=record.get("execution_ms"),
+        )
+    return rows, frozenset(columns)
+
+
+class SqlEmitter:
+    """Runs ledger SQL on the migration's connection, or prints it in ``--sql`` mode."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def run(self, sql: str, params: tuple = ()) -> None:
+        if self.context.as_sql:
+            self.context.impl.static_output((sql % tuple(_literal(p) for p in params)) + ";")
+            return
+        raw = self.context.connection.connection.dbapi_connection
+        with raw.cursor() as cursor:
+            cursor.execute(sql, params or None)
+
+
+def _literal(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class LedgerWriter:
+    """``on_version_apply`` callback: mirror every upgrade and stamp step into ``schema_migrations``."""
+
+    def __init__(self, chain: list[MigrationFile] | tuple[MigrationFile, ...]):
+        self.chain = {m.version: m for m in chain}
+        self.versions = sorted(self.chain)
+        self._ensured = False
+
+    def ensure_table(self, emit: SqlEmitter) -> None:
+        """Create or extend the ledger once per connection, without chatty 'already exists' notices."""
+        if self._ensured:
+            return
+        # SET LOCAL ends with this migration's transaction, so the next file's notices still show.
+        emit.run("SET LOCAL client_min_messages = warning")
+        for statement in LEDGER_DDL:
+            emit.run(statement)
+        self._ensured = True
+
+    def __call__(self, *, ctx, step, heads, run_args) -> None:
+        emit = SqlEmitter(ctx)
+        self.ensure_table(emit)
+        if step.is_stamp:
+            self._record_stamp(emit, step)
+        elif step.is_upgrade:
+            journal = run_args.get("journal")
+            version = step.up_revision_id
+            duration = journal.durations_ms.get(version) if journal else None
+            self.record(emit, version, "migrate", duration)
+
+    def record(self, emit: SqlEmitter, version: str, how: str, duration_ms: int | None = None) -> None:
+        migration = self.chain.get(version)
+        emit.run(
+            f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by, execution_ms)"
+            " VALUES (%s, now(), %s, %s, %s, %s)"
+            " ON CONFLICT (version) DO UPDATE SET applied_at = now(), checksum = EXCLUDED.checksum,"
+            " description = EXCLUDED.description, applied_by = EXCLUDED.applied_by,"
+            " execution_ms = EXCLUDED.execution_ms",
+            (version, migration.checksum if migration else None, migration.message if migration else None, how, duration_ms),
+        )
+
+    def _record_stamp(self, emit: SqlEmitter, step) -> None:
+        """A stamp from head A to head B: B above A marks (A, B] applied; below, unmarks (B, A]."""
+        source = max(step.source_revision_ids, default=None)
+        target = max(step.destination_revision_ids, default=None)
+        low, high = source or "", target or ""
+        if high > low:
+            for version in self.versions:
+                if low < version <= high:
+                    self._insert_if_missing(emit, version, "stamp")
+        else:
+            for version in self.versions:
+                if version > high:
+                    emit.run(f"DELETE FROM {LEDGER_TABLE} WHERE version = %s", (version,))
+
+    def _insert_if_missing(self, emit: SqlEmitter, version: str, how: str) -> None:
+        # DO NOTHING keeps rows that are already there, such as adopted ones with their original time.
+        migration = self.chain[version]
+        emit.run(
+            f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by)"
+            " VALUES (%s, now(), %s, %s, %s) ON CONFLICT (version) DO UPDATE SET"
+            f" checksum = coalesce({LEDGER_TABLE}.checksum, EXCLUDED.checksum),"
+            f" description = coalesce({LEDGER_TABLE}.description, EXCLUDED.description),"
+            f" applied_by = coalesce({LEDGER_TABLE}.applied_by, EXCLUDED.applied_by)",
+            (version, migration.checksum, migration.message, how),
+        )

@@ -1,0 +1,249 @@
+"""Where the databases are: environment, ``.env``, ``alembic.ini`` and connection specs.
+
+Kept free of SQLAlchemy and Alembic imports: the status and no-op paths run on
+psycopg2 alone, and importing SQLAlchemy costs more than the work itself.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from .errors import ConfigError
+
+CONFIG_FILE = "alembic.ini"
+DEFAULT_PORT = 5432
+ENVIRONMENTS = ("control", "tenant")
+# Query options that are libpq connection parameters and so carry over to tenant URLs.
+_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2"}
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """One database's connection parameters; the password never reaches ``str()``."""
+
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None = field(repr=False)
+    dbname: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    def for_database(self, dbname: str) -> ConnectionSpec:
+        return replace(self, dbname=dbname)
+
+    def connect_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for ``psycopg2.connect``: no string formatting, so any password works."""
+        kwargs: dict[str, object] = {"dbname": self.dbname}
+        for key, value in (("host", self.host), ("port", self.port), ("user", self.user), ("password", self.password)):
+            if value is not None:
+                kwargs[key] = value
+        kwargs.update(self.options)
+        return kwargs
+
+    def sqlalchemy_url(self):
+        """The same spec as a SQLAlchemy URL, built with its URL API (quotes special characters)."""
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg2",
+            username=self.user,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=self.dbname,
+            query=dict(self.options),
+        )
+
+    @property
+    def is_local(self) -> bool:
+        """True for loopback hosts and unix sockets: the only servers ``reset`` may touch."""
+        host = self.host or dict(self.options).get("host")
+        return host is None or host.startswith("/") or host in {"localhost", "127.0.0.1", "::1"}
+
+    def display(self) -> str:
+        """A masked URL for messages: the password is always ``***``."""
+        auth = ""
+        if self.user:
+            auth = quote(self.user, safe="") + (":***" if self.password else "") + "@"
+        host = self.host or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{self.port}" if self.port else ""
+        query = "&".join(f"{k}={v}" for k, v in self.options)
+        return f"postgresql://{auth}{host}{port}/{self.dbname}" + (f"?{query}" if query else "")
+
+    def __str__(self) -> str:
+        return self.display()
+
+
+def parse_database_url(url: str, *, name: str = "CONTROL_DATABASE_URL") -> ConnectionSpec:
+    """Parse a ``postgresql://`` URL; errors name the variable, never echo the URL (it may hold a password)."""
+    hint = f"{name} is not a PostgreSQL URL (expected postgresql://user:password@host:port/dbname)"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as err:
+        raise ConfigError(f"{hint}: {_safe_reason(err)}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError(hint)
+    if "," in (parts.netloc or ""):
+        raise ConfigError(f"{name}: multi-host URLs are not supported")
+    dbname = unquote(parts.path.lstrip("/"))
+    if not dbname:
+        raise ConfigError(f"{hint}: the database name is missing")
+    options = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    return ConnectionSpec(
+        host=unquote(parts.hostname) if parts.hostname else None,
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        dbname=dbname,
+        options=options,
+    )
+
+
+def _safe_reason(err: Exception) -> str:
+    # urllib's messages quote the offending port text, never the password.
+    return str(err).split(":")[0]
+
+
+@dataclass(frozen=True)
+class Project:
+    """The project on disk: where ``alembic.ini`` is and what it says."""
+
+    root: Path
+    config_file: Path
+    migration_dirs: dict[str, Path]
+    tenants_query: str | None
+    lock_key: int
+
+    def migration_dir(self, env: str) -> Path:
+        return self.migration_dirs[env]
+
+
+DEFAULT_LOCK_KEY = 0x67726170_65766E65 & 0x7FFFFFFFFFFFFFFF  # "grapevne": this tool's advisory-lock namespace
+
+
+def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path:
+    """Locate alembic.ini: an explicit path, ``$GRAPEVINE_CONFIG``, or the nearest one above the cwd."""
+    chosen = explicit or os.environ.get("GRAPEVINE_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path.resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"no {CONFIG_FILE} found in {here} or any parent folder (run from the project root or pass --config)")
+
+
+def load_project(config_file: Path) -> Project:
+    """Read the two environments' migration folders and the tool's own options from alembic.ini."""
+    parser = configparser.ConfigParser(defaults={"here": str(config_file.parent)})
+    try:
+        parser.read(config_file)
+    except configparser.Error as err:
+        raise ConfigError(f"{config_file}: {err.message.splitlines()[0]}") from None
+    dirs = {}
+    for env in ENVIRONMENTS:
+        if not parser.has_section(env):
+            raise ConfigError(f"{config_file} has no [{env}] section")
+        location = parser.get(env, "version_locations", fallback=None)
+        if not location:
+            raise ConfigError(f"{config_file} [{env}] has no version_locations")
+        dirs[env] = Path(location.split()[0])
+    query = parser.get("grapevine", "tenants_query", fallback=None)
+    lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
+    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key)
+
+
+def load_dotenv_file(root: Path) -> None:
+    """Load ``root/.env`` without overriding the real environment; garbage lines are skipped with a warning."""
+    path = root / ".env"
+    if not path.is_file():
+        return  # python-dotenv costs ~40 ms to import: only pay when there is a file
+    import logging
+    import sys
+
+    from dotenv import dotenv_values
+
+    class OneLine(logging.Handler):
+        # python-dotenv logs one record per unparsable line; show each as one plain line.
+        def emit(self, record: logging.LogRecord) -> None:
+            print(f"warning: .env: {record.getMessage()}", file=sys.stderr)
+
+    logger = logging.getLogger("dotenv.main")
+    logger.handlers[:] = [OneLine()]
+    logger.propagate = False
+    for key, value in dotenv_values(path).items():
+        if value is not None and key not in os.environ:
+            os.environ[key] = value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Connection settings for the control database and for tenant databases."""
+
+    control: ConnectionSpec
+    tenant_server: ConnectionSpec  # dbname unused; per tenant via tenant_spec()
+
+    def tenant_spec(self, tenant_id: str) -> ConnectionSpec:
+        return self.tenant_server.for_database(tenant_database(tenant_id))
+
+    @classmethod
+    def from_environment(cls, env: dict[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        url = env.get("CONTROL_DATABASE_URL", "").strip()
+        if not url:
+            raise ConfigError("CONTROL_DATABASE_URL is not set (set it in the environment or in .env)")
+        control = parse_database_url(url)
+        return cls(control, _tenant_server(control, env))
+
+
+def _tenant_server(control: ConnectionSpec, env) -> ConnectionSpec:
+    """Tenant connection parameters: PG_TENANT_DATABASE_* each falling back to the control URL's."""
+    port_text = env.get("PG_TENANT_DATABASE_PORT", "").strip()
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError("PG_TENANT_DATABASE_PORT must be a port number")
+        port = int(port_text)
+    else:
+        port = control.port or DEFAULT_PORT
+    options = dict(control.options)
+    sslmode = env.get("PG_TENANT_DATABASE_SSLMODE", "").strip()
+    if sslmode:
+        options["sslmode"] = sslmode
+    return ConnectionSpec(
+        host=env.get("PG_TENANT_DATABASE_HOST", "").strip() or control.host,
+        port=port,
+        user=env.get("PG_TENANT_DATABASE_ADMIN_USERNAME", "").strip() or control.user,
+        password=env.get("PG_TENANT_DATABASE_ADMIN_PASSWORD") or control.password,
+        dbname=control.dbname,
+        options=tuple(options.items()),
+    )
+
+
+TENANT_ID_MAX = 63 - len("db_")  # PostgreSQL truncates identifiers at 63 bytes
+
+
+def validate_tenant_id(tenant_id: str) -> str:
+    """Accept only letters, digits, ``_`` and ``-`` before an id goes near SQL or a URL."""
+    if not tenant_id:
+        raise ConfigError("tenant id is empty")
+    ok = tenant_id.isascii() and all(ch.isalnum() or ch in "_-" for ch in tenant_id)
+    if not ok:
+        raise ConfigError(f"invalid tenant id {tenant_id!r}: use only letters, digits, '_' and '-'")
+    if len(tenant_id) > TENANT_ID_MAX:
+        raise ConfigError(f"invalid tenant id {tenant_id[:20]!r}...: longer than {TENANT_ID_MAX} characters")
+    return tenant_id
+
+
+def tenant_database(tenant_id: str) -> str:
+    return "db_" + validate_tenant_id(tenant_id)
