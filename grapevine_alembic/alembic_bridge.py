@@ -16,8 +16,9 @@ our CLI.  So, for an environment whose ini section says ``sql_revisions = true``
   ``_stamp_revs``, the same step generators ``alembic.command`` uses.
 
 Private names used here: ``ScriptDirectory._load_revisions``,
-``ScriptDirectory._upgrade_revs``, ``ScriptDirectory._stamp_revs`` and the
-``Script(module, rev_id, path)`` constructor.  ``tests/test_alembic_bridge.py``
+``ScriptDirectory._upgrade_revs``, ``ScriptDirectory._stamp_revs``, the ``_per_migration`` flag of
+``MigrationContext.begin_transaction`` and the ``Script(module, rev_id, path)``
+constructor.  ``tests/test_alembic_bridge.py``
 asserts each of them, so an Alembic release that changes one fails loudly; the
 supported range is pinned in pyproject.toml.
 """
@@ -122,6 +123,11 @@ def stamp_steps(script: ScriptDirectory, destination: str | None):
     return steps
 
 
+def migration_transaction(context):
+    """The per-migration transaction Alembic opens around each step, for a file applied outside the step loop."""
+    return context.begin_transaction(_per_migration=True)
+
+
 def _wants_sql_revisions(config) -> bool:
     value = config.get_alembic_option(OPT_IN)
     return str(value).strip().lower() in {"true", "1", "yes", "on"} if value is not None else False
@@ -145,3 +151,7 @@ def install() -> None:
     from_config.__doc__ = original.__doc__
     ScriptDirectory.from_config = classmethod(from_config)
     _installed = True
+
+
+# Imported directly (before Alembic ran its plugins), the bridge still has to be in place.
+install()

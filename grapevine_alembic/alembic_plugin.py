@@ -5,8 +5,16 @@ revision loader has to be in place before any command runs.  Importing this
 module must stay cheap and must not import Alembic's top-level package again.
 """
 
+import sys
+
+_BRIDGE = "grapevine_alembic.alembic_bridge"
+
 
 def setup(plugin) -> None:
+    bridge = sys.modules.get(_BRIDGE)
+    if bridge is not None and not hasattr(bridge, "install"):
+        # The bridge itself is importing Alembic right now; it installs itself when it finishes.
+        return
     from .alembic_bridge import install
 
     install()

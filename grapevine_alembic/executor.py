@@ -59,7 +59,9 @@ class NoticeSink:
         self.journal = journal
 
     def append(self, message: str) -> None:
-        self.journal.notice(message.strip())
+        # "NOTICE:  text\n" -> "NOTICE: text"
+        severity, _, text = message.strip().partition(":")
+        self.journal.notice(f"{severity}: {text.strip()}" if text else message.strip())
 
 
 class StatementFailed(MigrationFailed):
@@ -87,7 +89,8 @@ class StatementFailed(MigrationFailed):
 
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "unknown error"
+    first = lines[0] if lines else "unknown error"
+    return first.removeprefix("ERROR:").strip()
 
 
 def apply_migration(context, migration: MigrationFile, journal: Journal | None = None) -> None:

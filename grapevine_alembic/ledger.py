@@ -150,13 +150,17 @@ class LedgerWriter:
         if step.is_stamp:
             self._record_stamp(emit, step)
         elif step.is_upgrade:
-            journal = run_args.get("journal")
-            version = step.up_revision_id
-            duration = journal.durations_ms.get(version) if journal else None
-            self.record(emit, version, "migrate", duration)
+            self.record(emit, step.up_revision_id, "migrate", run_args.get("journal"))
 
-    def record(self, emit: SqlEmitter, version: str, how: str, duration_ms: int | None = None) -> None:
+    def record_applied(self, context, version: str, how: str, journal=None) -> None:
+        """Record a migration applied outside Alembic's step loop (an out-of-order file)."""
+        emit = SqlEmitter(context)
+        self.ensure_table(emit)
+        self.record(emit, version, how, journal)
+
+    def record(self, emit: SqlEmitter, version: str, how: str, journal=None) -> None:
         migration = self.chain.get(version)
+        duration_ms = journal.durations_ms.get(version) if journal else None
         emit.run(
             f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by, execution_ms)"
             " VALUES (%s, now(), %s, %s, %s, %s)"
@@ -181,7 +185,7 @@ class LedgerWriter:
                     emit.run(f"DELETE FROM {LEDGER_TABLE} WHERE version = %s", (version,))
 
     def _insert_if_missing(self, emit: SqlEmitter, version: str, how: str) -> None:
-        # DO NOTHING keeps rows that are already there, such as adopted ones with their original time.
+        # Rows already there (adopted ones, say) keep their original applied_at.
         migration = self.chain[version]
         emit.run(
             f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by)"

@@ -1,0 +1,5 @@
+"""``python -m grapevine_alembic``: the same CLI as ``grapevine-migrations``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""``create``: a new timestamped migration file from the template."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+from . import sqlfile
+from .errors import UsageError
+
+TEMPLATE = """\
+-- {description}
+--
+-- This file runs in ONE transaction together with its version record: if any
+-- statement fails, nothing of it is applied. Keep BEGIN/COMMIT around the body.
+-- Statements PostgreSQL refuses inside a transaction (CREATE INDEX CONCURRENTLY,
+-- VACUUM, ...) need a file of their own without BEGIN/COMMIT: it then runs
+-- statement by statement (see README, "Non-transactional files").
+BEGIN;
+
+-- your SQL here
+
+COMMIT;
+"""
+
+
+def slug(description: str) -> str:
+    """Lower-case words joined by ``_``: "Add user preferences!" -> "add_user_preferences"."""
+    return "_".join(re.findall(r"[a-z0-9]+", description.lower()))
+
+
+def create_migration(folder: Path, description: str, now: dt.datetime | None = None) -> Path:
+    name = slug(description)
+    if not name:
+        raise UsageError("the description is empty: say what the migration does, e.g. \"add user preferences\"")
+    if not folder.is_dir():
+        raise UsageError(f"migration folder {folder} does not exist")
+    version = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d%H%M%S")
+    existing = {m.version: m for m in sqlfile.discover(folder).files}
+    if version in existing:
+        raise UsageError(f"version {version} already exists: {existing[version].path.name} (wait a second and retry)")
+    path = folder / f"{version}_{name}.sql"
+    path.write_text(TEMPLATE.format(description=description.strip().replace("\n", " ")))
+    return path

@@ -1,0 +1,394 @@
+"""The CLI's commands: parse flags, call the pieces, print, choose the exit code. Nothing else."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    App,
+    cli,
+    json_option,
+    pass_app,
+    run_options,
+    selection_from,
+    target_options,
+)
+from .errors import UsageError
+
+ENVS = ("control", "tenant")
+
+
+def _exit(code: int) -> None:
+    if code:
+        sys.exit(code)
+
+
+def _load_chains(app: App, envs) -> dict:
+    from .runner import Chain
+
+    chains = {env: Chain(app.project(), env) for env in envs}
+    for chain in chains.values():
+        for warning in chain.warnings:
+            app.out().info(f"warning: {warning}")
+    return chains
+
+
+# ---- create ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("env", type=click.Choice(ENVS))
+@click.argument("description")
+@pass_app
+def create(app: App, env: str, description: str):
+    """Create a new timestamped migration file from the template.
+
+    \b
+    Examples:
+      grapevine-migrations create tenant "add user preferences"
+      grapevine-migrations create control "add tenant region"
+    """
+    from .authoring import create_migration
+
+    path = create_migration(app.project().migration_dir(env), description)
+    click.echo(path)
+
+
+# ---- list -----------------------------------------------------------------------------------
+
+
+@cli.command("list")
+@click.option("--control", "only", flag_value="control", help="Only control migrations.")
+@click.option("--tenant", "only", flag_value="tenant", help="Only tenant migrations.")
+@json_option
+@pass_app
+def list_migrations(app: App, only: str | None, json_mode: bool):
+    """List migration files in order: version, description, file.
+
+    \b
+    Examples:
+      grapevine-migrations list
+      grapevine-migrations list --tenant --json
+    """
+    out = app.out(json_mode)
+    envs = [only] if only else list(ENVS)
+    chains = _load_chains(app, envs)
+    if json_mode:
+        out.document(
+            {env: [{"version": m.version, "description": m.message, "file": str(m.path)} for m in chain.files]
+             for env, chain in chains.items()}
+        )
+        return
+    rows = [[env, m.version, m.message, _relative(app, m.path)] for env, chain in chains.items() for m in chain.files]
+    out.table(["env", "version", "description", "file"], rows)
+
+
+def _relative(app: App, path) -> str:
+    try:
+        return str(path.relative_to(app.project().root))
+    except ValueError:
+        return str(path)
+
+
+# ---- status ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@target_options
+@click.option("-v", "--verbose", is_flag=True, help="Every database, every migration with its applied time.")
+@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100))
+@json_option
+@pass_app
+def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, json_mode):
+    """Show where each database stands (default: control and all tenants).
+
+    Exit codes: 0 everything up to date, 3 something pending (or out of order),
+    1 a database failed, is missing or drifted (edited or unknown migrations).
+
+    \b
+    Examples:
+      grapevine-migrations status
+      grapevine-migrations status --tenant acme --verbose
+      grapevine-migrations status --all-tenants --json
+    """
+    from . import fanout, runner, views
+
+    out = app.out(json_mode)
+    selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard, default_all=True)
+    chains = _load_chains(app, ENVS)
+    targets, discovery_error = _targets_or_error(app, selection)
+    options = run_options(app, connect_timeout_s=10)
+    with out.progress(len(targets), "status") as bar:
+        results = fanout.run_all(
+            targets,
+            lambda t: runner.status(t, chains[t.kind], options),
+            max_parallel=max_parallel,
+            on_result=bar.advance,
+        )
+    if json_mode:
+        out.document(views.status_document(results, chains, verbose=True, discovery_error=discovery_error))
+    else:
+        views.print_status(out, results, chains, verbose=verbose, discovery_error=discovery_error)
+    _exit(views.status_exit_code(results, discovery_error))
+
+
+def _targets_or_error(app: App, selection):
+    """Targets for read-only commands: a failure to list tenants is reported, control still shown."""
+    from .errors import GrapevineError
+    from .targets import Selection, resolve
+
+    settings = app.settings()
+    project = app.project()
+    try:
+        return resolve(selection, settings, project.tenants_query), None
+    except UsageError:
+        raise
+    except GrapevineError as err:
+        if not selection.control:
+            raise
+        return resolve(Selection(control=True), settings), str(err)
+
+
+# ---- migrate --------------------------------------------------------------------------------
+
+
+@cli.command()
+@target_options
+@click.option("--dry-run", is_flag=True, help="Show exactly what is pending per database; write nothing.")
+@click.option("--retries", default=3, show_default=True, type=click.IntRange(0, 20),
+              help="Re-runs of a database after a transient error (connection, lock timeout, deadlock).")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0),
+              help="statement_timeout in seconds for every statement, and the longest wait for the migration lock (0 = no limit).")
+@click.option("--lock-timeout", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="lock_timeout in seconds: the longest wait for a table lock before failing (then retried).")
+@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="Tenant databases migrated at the same time.")
+@click.option("--out-of-order", is_flag=True, help="Also apply files older than a database's version that it never ran.")
+@click.option("--canary", default=0, type=click.IntRange(0), help="Migrate this many tenants first; stop if any fails.")
+@click.option("--max-failures", default=None, type=click.IntRange(1),
+              help="Stop starting new tenants after this many failures.")
+@json_option
+@pass_app
+def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, timeout,
+            lock_timeout, max_parallel, out_of_order, canary, max_failures, json_mode):
+    """Apply pending migrations: control first, then tenants in parallel.
+
+    \b
+    Examples:
+      grapevine-migrations migrate --control --all-tenants
+      grapevine-migrations migrate --tenant acme --dry-run
+      grapevine-migrations migrate --all-tenants --max-parallel 10 --canary 5
+      grapevine-migrations migrate --all-tenants --shard 2/4 --json
+    """
+    from . import runner, views
+
+    out = app.out(json_mode)
+    selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
+    if selection.empty:
+        raise UsageError("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+    chains = _load_chains(app, [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted])
+    options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
+                          out_of_order=out_of_order)
+    results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), max_parallel,
+                       label="migrate", canary=canary, max_failures=max_failures)
+    if json_mode:
+        out.document(views.run_document("migrate", results, dry_run=dry_run))
+    elif dry_run:
+        views.print_dry_run(out, results)
+    else:
+        views.print_migrate_summary(out, results)
+    _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+
+
+def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary: int = 0, max_failures=None):
+    """Control alone first, then the tenants it lists, in parallel."""
+    from dataclasses import replace
+
+    from . import fanout
+    from .runner import DatabaseResult
+    from .targets import control_target, resolve
+
+    out = app.out()
+    settings = app.settings()
+    results = []
+    if selection.control:
+        results.append(job(control_target(settings)))
+        if not results[0].ok and selection.wants_tenants:
+            out.info("control failed: tenants were not started")
+            return results
+    if selection.wants_tenants:
+        tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query)
+
+        def skipped(target):
+            return DatabaseResult(target, ok=True, skipped=True)
+
+        with out.progress(len(tenants), label) as bar:
+            results += fanout.run_all(
+                tenants, job, max_parallel=max_parallel, failed=lambda r: not r.ok, skipped=skipped,
+                on_result=bar.advance, stop_after_failures=max_failures, canary=canary,
+            )
+    return results
+
+
+# ---- mark -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--apply", "apply_version", metavar="V", help="Record V (and, with --force, earlier pending ones) as applied.")
+@click.option("--unapply", "unapply_version", metavar="V", help="Record V (and, with --force, later ones) as not applied.")
+@click.option("--DANGEROUS-apply-all", "apply_all", is_flag=True, help="Record every migration as applied.")
+@target_options
+@click.option("--dry-run", is_flag=True, help="Show per database exactly what would change.")
+@click.option("--force", is_flag=True, help="Allow changes beyond the named version; skip the confirmation.")
+@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0))
+@json_option
+@pass_app
+def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenants, tenant_ids, tenants_file, shard,
+         dry_run, force, max_parallel, timeout, json_mode):
+    """Record migrations as applied or not applied, without running them (Alembic stamp).
+
+    \b
+    Examples:
+      grapevine-migrations mark --apply 20250120143000 --tenant acme
+      grapevine-migrations mark --unapply 20250201080000 --all-tenants --dry-run
+      grapevine-migrations mark --DANGEROUS-apply-all --control --force
+    """
+    from . import marking, views
+
+    out = app.out(json_mode)
+    chosen = [m for m, on in ((marking.APPLY, apply_version), (marking.UNAPPLY, unapply_version),
+                              (marking.APPLY_ALL, apply_all)) if on]
+    if len(chosen) != 1:
+        raise UsageError("mark needs exactly one of --apply V, --unapply V or --DANGEROUS-apply-all")
+    request = marking.MarkRequest(chosen[0], apply_version or unapply_version)
+    selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
+    if selection.empty:
+        raise UsageError("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+    envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
+    chains = _load_chains(app, envs)
+    for chain in chains.values():
+        request.validate(chain)
+    if request.mode == marking.APPLY_ALL and not (force or dry_run):
+        _confirm(app, "Record EVERY migration as applied on the selected databases, without running them?")
+    options = run_options(app, timeout_s=timeout)
+    if dry_run or not force:
+        planned = _fan_out(app, selection, lambda t: marking.plan_mark(t, chains[t.kind], request, options),
+                           max_parallel, label="mark")
+        needs_force = [r for r in planned if r.needs_force]
+        if dry_run or needs_force or any(not r.ok for r in planned):
+            if json_mode:
+                out.document(views.run_document("mark", planned, dry_run=True))
+            else:
+                views.print_mark(out, planned, dry_run=True)
+            if needs_force and not dry_run:
+                out.error("nothing was changed: these changes go beyond the named version; re-run with --force")
+            _exit(EXIT_FAILED if (needs_force and not dry_run) or any(not r.ok for r in planned) else EXIT_OK)
+            return
+    results = _fan_out(app, selection,
+                       lambda t: marking.apply_mark(t, chains[t.kind], request, options, force=force),
+                       max_parallel, label="mark")
+    if json_mode:
+        out.document(views.run_document("mark", results, dry_run=False))
+    else:
+        views.print_mark(out, results, dry_run=False)
+    _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+
+
+def _confirm(app: App, question: str) -> None:
+    if not sys.stdin.isatty():
+        raise UsageError("refusing without confirmation: no terminal to ask on (pass --force to proceed)")
+    if not click.confirm(question, default=False, err=True):
+        raise UsageError("not confirmed; nothing was changed")
+
+
+# ---- reset ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@target_options
+@click.option("--dry-run", is_flag=True, help="Show what would be dropped.")
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100))
+@pass_app
+def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, force, max_parallel):
+    """Drop ALL data and schema of local databases, so a fresh migrate starts clean.
+
+    Tenants are reset before control.  Only local servers (localhost, 127.0.0.1,
+    ::1, unix socket); any other host is refused, even with --force.
+
+    \b
+    Examples:
+      grapevine-migrations reset --all-tenants --dry-run
+      grapevine-migrations reset --control --all-tenants --force
+    """
+    from dataclasses import replace
+
+    from . import fanout, resetting, views
+    from .targets import control_target, resolve
+
+    out = app.out()
+    selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
+    if selection.empty:
+        raise UsageError("reset needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+    settings = app.settings()
+    tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query) if selection.wants_tenants else []
+    targets = tenants + ([control_target(settings)] if selection.control else [])  # tenants before control
+    resetting.refuse_remote(targets)
+    if not (force or dry_run):
+        names = ", ".join(t.database for t in targets)
+        _confirm(app, f"Drop ALL data in {len(targets)} database(s): {names}?")
+    options = run_options(app, dry_run=dry_run)
+    results = fanout.run_all(tenants, lambda t: resetting.reset(t, options), max_parallel=max_parallel)
+    if selection.control:
+        results.append(resetting.reset(targets[-1], options))
+    views.print_reset(out, results, dry_run=dry_run)
+    _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+
+
+# ---- dev ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def dev():
+    """The embedded local PostgreSQL, for trying the tool and for development."""
+
+
+@dev.group("tenant")
+def dev_tenant():
+    """Manage tenants on a local server."""
+
+
+@dev_tenant.command("add")
+@click.argument("tenant_ids", nargs=-1, required=True)
+@pass_app
+def dev_tenant_add(app: App, tenant_ids):
+    """Insert provisioned tenants and create their databases.
+
+    \b
+    Example:
+      grapevine-migrations dev tenant add acme globex initech
+    """
+    from .devserver import add_tenants
+
+    for name in add_tenants(app.settings(), list(tenant_ids)):
+        click.echo(f"created {name}")
+
+
+@dev.command("down")
+@pass_app
+def dev_down(app: App):
+    """Stop the embedded PostgreSQL (its data stays in .grapevine/pg)."""
+    from .devserver import local_server
+
+    server = local_server(app.project())
+    if not server.is_running():
+        click.echo("the embedded PostgreSQL is not running")
+        return
+    server.stop()
+    click.echo("stopped the embedded PostgreSQL")
+

@@ -1,0 +1,197 @@
+"""Everything a person or CI reads: tables, progress, plain lines and JSON.
+
+On a terminal: rich tables and a progress bar on stderr.  Piped or in CI: plain
+aligned lines, no colour codes.  ``--json``: one document on stdout and nothing
+else there.  Every line passes through ``redact`` first, so a password can never
+reach the screen, a log or a CI summary, whatever error text carries it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from typing import Iterable
+
+from .runner import DatabaseResult
+
+
+class Output:
+    """Where text goes, with known secrets masked in every line."""
+
+    # One process is one command: every Output masks every secret any of them learned.
+    secrets: set[str] = set()
+
+    def __init__(self, *, json_mode: bool = False, secrets: Iterable[str] = ()):
+        self.json_mode = json_mode
+        for secret in secrets:
+            self.add_secret(secret)
+        self.interactive = sys.stdout.isatty() and not os.environ.get("CI")
+
+    def add_secret(self, secret: str | None) -> None:
+        if secret and len(secret) >= 3:
+            Output.secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        from urllib.parse import quote
+
+        for secret in self.secrets:
+            for form in {secret, quote(secret, safe=""), quote(secret)}:
+                text = text.replace(form, "***")
+        return text
+
+    def line(self, text: str = "") -> None:
+        """Human output: stdout normally, stderr in --json mode so stdout stays one document."""
+        print(self.redact(text), file=sys.stderr if self.json_mode else sys.stdout, flush=True)
+
+    def info(self, text: str) -> None:
+        print(self.redact(text), file=sys.stderr, flush=True)
+
+    def error(self, text: str) -> None:
+        print(self.redact(f"error: {text}"), file=sys.stderr, flush=True)
+
+    def document(self, payload: dict) -> None:
+        print(self.redact(json.dumps(payload, indent=2, default=str)), flush=True)
+
+    def table(self, headers: list[str], rows: list[list[str]]) -> None:
+        if not rows:
+            return
+        if self.interactive and not self.json_mode:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(*headers, box=None, header_style="bold", pad_edge=False)
+            for row in rows:
+                table.add_row(*(self.redact(cell) for cell in row))
+            Console().print(table)
+            return
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        for row in [headers, *rows]:
+            self.line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+    def progress(self, total: int, label: str):
+        """A progress bar on a terminal, nothing otherwise; returns a callable to advance it."""
+        return Progress(self, total, label)
+
+
+class Progress:
+    def __init__(self, output: Output, total: int, label: str):
+        self.bar = None
+        if output.interactive and total > 1:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TimeElapsedColumn
+
+            self.bar = RichProgress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                transient=True,
+            )
+            self.task = self.bar.add_task(label, total=total)
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+    def advance(self, _result=None) -> None:
+        if self.bar:
+            self.bar.advance(self.task)
+
+
+# ---- result documents ------------------------------------------------------------------------
+
+
+def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) -> dict:
+    plan = result.plan
+    doc = {
+        "target": result.target.kind,
+        "tenant": result.target.tenant_id,
+        "database": result.target.database,
+        "ok": result.ok,
+        "skipped": result.skipped,
+        "missing": result.missing,
+        "error": result.error,
+        "version_before": result.before,
+        "version": result.after,
+        "applied": result.applied,
+        "pending": [m.version for m in plan.pending] if plan else [],
+        "out_of_order": [m.version for m in plan.out_of_order] if plan else [],
+        "edited": [m.version for m in plan.edited] if plan else [],
+        "unknown": list(plan.unknown) if plan else [],
+        "attempts": result.attempts,
+        "seconds": round(result.seconds, 3),
+    }
+    if result.changes:
+        doc.update(changes=result.changes, marked=result.marked, unmarked=result.unmarked, needs_force=result.needs_force)
+    if verbose and chain is not None and result.state is not None:
+        doc["migrations"] = migration_rows(result, chain)
+    return doc
+
+
+def migration_rows(result: DatabaseResult, chain) -> list[dict]:
+    """Every migration of the chain with its state on this database, oldest first."""
+    ledger = result.state.ledger if result.state else {}
+    head = result.plan.head if result.plan else None
+    out_of_order = {m.version for m in result.plan.out_of_order} if result.plan else set()
+    rows = []
+    for migration in chain.files:
+        row = ledger.get(migration.version)
+        applied = row is not None or (not ledger and head is not None and migration.version <= head)
+        if migration.version in out_of_order:
+            applied = False
+        rows.append(
+            {
+                "version": migration.version,
+                "description": migration.message,
+                "applied": applied,
+                "applied_at": row.applied_at.isoformat() if row and row.applied_at else None,
+                "applied_by": row.applied_by if row else None,
+                "edited": bool(row and row.checksum and row.checksum != migration.checksum),
+            }
+        )
+    return rows
+
+
+def summary_json(results: list[DatabaseResult]) -> dict:
+    return {
+        "databases": len(results),
+        "ok": sum(r.ok and not r.skipped for r in results),
+        "failed": sum(not r.ok for r in results),
+        "skipped": sum(r.skipped for r in results),
+        "applied": sum(len(r.applied) for r in results),
+    }
+
+
+def version_counts(results: list[DatabaseResult]) -> list[tuple[str, int]]:
+    """How many databases sit at each version, newest first; failures grouped as 'error'."""
+    counts = Counter((r.after or "(none)") if r.ok else "error" for r in results)
+    return sorted(counts.items(), key=lambda item: (item[0] == "error", item[0]), reverse=False)
+
+
+def status_word(result: DatabaseResult) -> str:
+    if result.skipped:
+        return "skipped"
+    if not result.ok:
+        return "missing" if result.missing else "error"
+    plan = result.plan
+    if plan is None:
+        return "ok"
+    bits = []
+    if plan.pending:
+        bits.append(f"{len(plan.pending)} pending")
+    if plan.out_of_order:
+        bits.append(f"{len(plan.out_of_order)} out of order")
+    if plan.adopt_to:
+        bits.append("legacy, will adopt")
+    if plan.edited:
+        bits.append(f"{len(plan.edited)} edited after applied")
+    if plan.unknown:
+        bits.append(f"{len(plan.unknown)} unknown in database")
+    return ", ".join(bits) or "up to date"
+
+
+def short(result: DatabaseResult) -> str:
+    return "control" if result.target.kind == "control" else str(result.target.tenant_id)

@@ -1,0 +1,311 @@
+"""One database's job: read its state, and apply what is pending through Alembic.
+
+Everything for one database happens on one connection: connect, bound the
+session, try the advisory lock and read the version table and ledger (two round
+trips), and only when something is pending build the SQLAlchemy/Alembic
+machinery over that same connection.  An up-to-date database costs a connect
+and two queries; the Alembic environment is never loaded to learn that.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from . import sqlfile
+from .connection import (
+    ConnectionFailed,
+    LockTimeout,
+    acquire_lock,
+    configure_session,
+    describe_error,
+    is_transient_text,
+    open_connection,
+    sqlalchemy_engine,
+)
+from .errors import GrapevineError
+from .executor import Journal, NoticeSink, StatementFailed, is_transient_sqlstate
+from .ledger import DatabaseState, read_state
+from .plan import Plan, make_plan
+from .settings import Project
+from .targets import Target
+
+
+class Chain:
+    """The ordered migration files of one environment, read once per run and shared by every database."""
+
+    def __init__(self, project: Project, env: str):
+        self.project = project
+        self.env = env
+        found = sqlfile.discover(project.migration_dir(env))
+        self.files: tuple[sqlfile.MigrationFile, ...] = found.files
+        self.warnings: tuple[str, ...] = found.warnings
+        self._script = None
+        self._lock = threading.Lock()
+
+    @property
+    def versions(self) -> list[str]:
+        return [m.version for m in self.files]
+
+    def get(self, version: str) -> sqlfile.MigrationFile | None:
+        return next((m for m in self.files if m.version == version), None)
+
+    def script(self):
+        """Alembic's ScriptDirectory for this environment, built once and primed before threads share it."""
+        with self._lock:
+            if self._script is None:
+                from alembic.config import Config
+                from alembic.script import ScriptDirectory
+
+                config = Config(str(self.project.config_file), ini_section=self.env)
+                script = ScriptDirectory.from_config(config)
+                script.revision_map.heads  # noqa: B018 - load the map now, not concurrently later
+                self._script = script
+            return self._script
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    lock_key: int
+    timeout_s: float = 300.0
+    lock_timeout_s: float = 5.0
+    connect_timeout_s: int = 10
+    retries: int = 3
+    dry_run: bool = False
+    out_of_order: bool = False
+    debug: bool = False
+    on_notice: object = None  # callable(database, version, message)
+    on_wait: object = None  # callable(database)
+
+
+@dataclass
+class DatabaseResult:
+    """What happened to one database; the CLI turns a list of these into tables and JSON."""
+
+    target: Target
+    ok: bool = True
+    plan: Plan | None = None
+    state: DatabaseState | None = None
+    before: str | None = None
+    after: str | None = None
+    applied: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # mark/reset: what was (or would be) changed
+    marked: list[str] = field(default_factory=list)
+    unmarked: list[str] = field(default_factory=list)
+    needs_force: bool = False
+    error: str | None = None
+    missing: bool = False
+    attempts: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+
+    def fail(self, message: str) -> DatabaseResult:
+        self.ok = False
+        self.error = message
+        return self
+
+
+class Retry(Exception):
+    """Internal: this attempt hit a transient error."""
+
+
+def _is_transient(err: BaseException) -> bool:
+    if isinstance(err, StatementFailed):
+        return err.transient
+    if isinstance(err, ConnectionFailed):
+        return err.transient
+    sqlstate = getattr(err, "pgcode", None)
+    if sqlstate:
+        return is_transient_sqlstate(sqlstate)
+    return _is_driver_error(err) and is_transient_text(str(err))
+
+
+def _is_driver_error(err: BaseException) -> bool:
+    return type(err).__module__.startswith(("psycopg2", "sqlalchemy"))
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.25 * 2 ** (attempt - 1), 5.0) * (0.75 + random.random() / 2)
+
+
+def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseResult:
+    """Run ``attempt_fn(result)`` and re-run it after transient errors, with jittered backoff."""
+    result = DatabaseResult(target)
+    started = time.monotonic()
+    if target.problem:
+        result.seconds = 0.0
+        return result.fail(target.problem)
+    while True:
+        result.attempts += 1
+        try:
+            attempt_fn(result)
+            break
+        except Exception as err:  # one database's failure never stops the others
+            transient = _is_transient(err) and not (isinstance(err, ConnectionFailed) and err.missing_database)
+            if transient and result.attempts <= options.retries:
+                time.sleep(_backoff(result.attempts))
+                continue
+            result.missing = isinstance(err, ConnectionFailed) and err.missing_database
+            result.fail(_message(err, options.debug))
+            break
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _message(err: BaseException, debug: bool) -> str:
+    if isinstance(err, GrapevineError):
+        text = str(err)
+    elif _is_driver_error(err):
+        text = describe_error(getattr(err, "orig", None) or err)
+    else:
+        text = f"{type(err).__name__}: {err}"
+    if debug:
+        text += "\n" + "".join(traceback.format_exception(err)).rstrip()
+    return text
+
+
+class Session:
+    """One open connection to one database, bounded and (when writing) locked."""
+
+    def __init__(self, target: Target, options: RunOptions):
+        self.target = target
+        self.options = options
+        self.raw = None
+
+    def __enter__(self) -> Session:
+        self.raw = open_connection(self.target.spec, connect_timeout=self.options.connect_timeout_s)
+        configure_session(
+            self.raw, statement_timeout_s=self.options.timeout_s, lock_timeout_s=self.options.lock_timeout_s
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.raw is not None:
+            self.raw.close()  # also releases the session-level advisory lock
+
+    def read(self, *, lock: bool) -> DatabaseState:
+        with self.raw.cursor() as cursor:
+            return read_state(cursor, try_lock_key=self.options.lock_key if lock else None)
+
+    def lock_and_read(self) -> DatabaseState:
+        """Read with a try-lock in the same round trip; wait for the lock only if another run has it."""
+        state = self.read(lock=True)
+        if state.locked:
+            return state
+        on_wait = self.options.on_wait
+        acquire_lock(
+            self.raw,
+            self.options.lock_key,
+            timeout_s=self.options.timeout_s,
+            on_wait=(lambda: on_wait(self.target.database)) if on_wait else None,
+        )
+        return self.read(lock=False)
+
+    def journal(self) -> Journal:
+        journal = Journal(database=self.target.database, on_notice=self.options.on_notice)
+        self.raw.notices = NoticeSink(journal)
+        return journal
+
+    def migration_context(self, chain: Chain, fn):
+        """An Alembic MigrationContext of our own over this connection: no module-global proxies."""
+        from alembic.runtime.migration import MigrationContext
+
+        from .ledger import LedgerWriter
+
+        connection = sqlalchemy_engine(self.raw).connect()
+        return connection, MigrationContext.configure(
+            connection=connection,
+            opts={"fn": fn, "transaction_per_migration": True, "on_version_apply": [LedgerWriter(chain.files)]},
+        )
+
+
+def status(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
+    """Read-only: where the database stands against the files."""
+
+    def attempt(result: DatabaseResult) -> None:
+        with Session(target, options) as session:
+            result.state = session.read(lock=False)
+            result.plan = make_plan(chain.files, result.state)
+            result.before = result.after = result.plan.head
+            if result.plan.problem:
+                result.fail(result.plan.problem)
+
+    return with_retries(target, options, attempt)
+
+
+def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
+    """Apply what is pending (and, when asked, out-of-order files) to one database."""
+
+    def attempt(result: DatabaseResult) -> None:
+        with Session(target, options) as session:
+            state = session.read(lock=False) if options.dry_run else session.lock_and_read()
+            plan = make_plan(chain.files, state)
+            result.state, result.plan, result.before = state, plan, plan.head
+            result.after = plan.head
+            if plan.problem:
+                result.fail(plan.problem)
+                return
+            if plan.out_of_order and not options.out_of_order:
+                names = ", ".join(m.path.name for m in plan.out_of_order)
+                result.fail(
+                    f"out-of-order migrations not applied: {names} (older than the database's version"
+                    f" {plan.head}); apply them with `migrate --out-of-order` or record them with `mark --apply`"
+                )
+                return
+            if options.dry_run or plan.up_to_date:
+                return
+            _apply(session, chain, plan, result)
+
+    return with_retries(target, options, attempt)
+
+
+def _apply(session: Session, chain: Chain, plan: Plan, result: DatabaseResult) -> None:
+    from . import alembic_bridge
+    from .executor import apply_migration
+
+    journal = session.journal()
+    script = chain.script()
+    if plan.adopt_to:
+        _adopt(session, chain, plan.adopt_to)
+        result.changes.append(f"adopted legacy schema_migrations up to {plan.adopt_to}")
+        result.after = plan.adopt_to
+    connection, context = session.migration_context(chain, alembic_bridge.upgrade_steps(script))
+    try:
+        writer = context.on_version_apply_callbacks[0]
+        for migration in plan.out_of_order:
+            with alembic_bridge.migration_transaction(context):
+                apply_migration(context, migration, journal)
+                writer.record_applied(context, migration.version, "out-of-order", journal)
+            result.applied.append(migration.version)
+        before = len(journal.applied)
+        try:
+            context.run_migrations(migration_context=context, journal=journal)
+        finally:
+            new = journal.applied[before:]
+            result.applied.extend(new)
+            if new:
+                result.after = max(new + ([result.after] if result.after else []))
+    finally:
+        connection.close()
+
+
+def _adopt(session: Session, chain: Chain, version: str) -> None:
+    """Stamp a legacy database at its last recorded version, keeping the original applied_at."""
+    from . import alembic_bridge
+    from .ledger import LEDGER_DDL, LEDGER_TABLE
+
+    with session.raw.cursor() as cursor:
+        cursor.execute("SET client_min_messages = warning")
+        for statement in LEDGER_DDL:
+            cursor.execute(statement)
+        cursor.execute(f"UPDATE {LEDGER_TABLE} SET applied_by = 'adopt' WHERE applied_by IS NULL")
+        cursor.execute("RESET client_min_messages")
+    connection, context = session.migration_context(chain, alembic_bridge.stamp_steps(chain.script(), version))
+    try:
+        context.run_migrations(migration_context=context)
+    finally:
+        connection.close()
+    session.raw.autocommit = True

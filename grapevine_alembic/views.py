@@ -1,0 +1,168 @@
+"""What each command prints: human views and JSON documents built from results."""
+
+from __future__ import annotations
+
+from .report import Output, database_json, migration_rows, short, status_word, summary_json, version_counts
+from .runner import DatabaseResult
+
+EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
+
+
+def _row(result: DatabaseResult) -> list[str]:
+    return [short(result), result.target.database, result.after or "(none)", status_word(result), result.error or ""]
+
+
+# ---- status ---------------------------------------------------------------------------------
+
+
+def status_exit_code(results: list[DatabaseResult], discovery_error: str | None) -> int:
+    if discovery_error or any(not r.ok or (r.plan and r.plan.drifted) for r in results):
+        return EXIT_FAILED
+    if any(r.plan and not r.plan.up_to_date for r in results):
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def status_document(results, chains, *, verbose: bool, discovery_error: str | None) -> dict:
+    return {
+        "command": "status",
+        "ok": status_exit_code(results, discovery_error) == EXIT_OK,
+        "exit_code": status_exit_code(results, discovery_error),
+        "error": discovery_error,
+        "heads": {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()},
+        "databases": [database_json(r, verbose=verbose, chain=chains[r.target.kind]) for r in results],
+        "versions": dict(version_counts([r for r in results if r.target.kind == "tenant"])),
+        "summary": {
+            **summary_json(results),
+            "up_to_date": sum(bool(r.ok and r.plan and r.plan.up_to_date) for r in results),
+            "behind": sum(bool(r.ok and r.plan and not r.plan.up_to_date) for r in results),
+            "drifted": sum(bool(r.plan and r.plan.drifted) for r in results),
+        },
+    }
+
+
+def print_status(out: Output, results, chains, *, verbose: bool, discovery_error: str | None) -> None:
+    if verbose:
+        for result in results:
+            _print_verbose(out, result, chains[result.target.kind])
+    else:
+        _print_overview(out, results, chains)
+    if discovery_error:
+        out.error(f"tenants: {discovery_error}")
+
+
+def _print_overview(out: Output, results, chains) -> None:
+    """Readable with hundreds of tenants: control, tenants per version, then only those needing care."""
+    control = [r for r in results if r.target.kind == "control"]
+    tenants = [r for r in results if r.target.kind == "tenant"]
+    for result in control:
+        head = chains["control"].versions[-1] if chains["control"].versions else "(none)"
+        out.line(f"control {result.target.database}: {result.after or '(none)'} - {status_word(result)} (head {head})")
+        if not result.ok:
+            out.line(f"  {result.error}")
+        _print_drift(out, result)
+    if not tenants:
+        return
+    head = chains["tenant"].versions[-1] if chains["tenant"].versions else "(none)"
+    out.line(f"tenants: {len(tenants)} database(s), head {head}")
+    out.table(["version", "tenants"], [[version, str(count)] for version, count in version_counts(tenants)])
+    needing = [r for r in tenants if not r.ok or (r.plan and (not r.plan.up_to_date or r.plan.drifted))]
+    if needing:
+        out.line("needing attention:")
+        out.table(["tenant", "database", "version", "state", "error"], [_row(r) for r in needing])
+        for result in needing:
+            _print_drift(out, result)
+
+
+def _print_drift(out: Output, result: DatabaseResult) -> None:
+    plan = result.plan
+    if not plan:
+        return
+    name = short(result)
+    if plan.pending:
+        out.line(f"  {name}: pending {', '.join(m.version for m in plan.pending)}")
+    for migration in plan.out_of_order:
+        out.line(f"  {name}: out of order, never applied: {migration.path.name}")
+    for migration in plan.edited:
+        out.line(f"  warning: {name}: {migration.path.name} was edited after it was applied")
+    for version in plan.unknown:
+        out.line(f"  warning: {name}: the database records {version}, which no migration file has")
+
+
+def _print_verbose(out: Output, result: DatabaseResult, chain) -> None:
+    out.line(f"{short(result)} ({result.target.database}): {result.after or '(none)'} - {status_word(result)}")
+    if not result.ok:
+        out.line(f"  error: {result.error}")
+        return
+    rows = []
+    for row in migration_rows(result, chain):
+        state = ("applied" if row["applied"] else "pending") + (" (edited)" if row["edited"] else "")
+        rows.append([row["version"], state, row["applied_at"] or "", row["applied_by"] or "", row["description"]])
+    out.table(["version", "state", "applied at", "by", "description"], rows)
+    _print_drift(out, result)
+    out.line()
+
+
+# ---- migrate / mark / reset -----------------------------------------------------------------
+
+
+def run_document(command: str, results: list[DatabaseResult], *, dry_run: bool) -> dict:
+    return {
+        "command": command,
+        "dry_run": dry_run,
+        "ok": all(r.ok for r in results),
+        "databases": [database_json(r) for r in results],
+        "summary": summary_json(results),
+    }
+
+
+def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
+    out.line("dry run: nothing was written")
+    for result in results:
+        plan = result.plan
+        if not result.ok:
+            out.line(f"{short(result)} ({result.target.database}): error: {result.error}")
+        elif plan and plan.up_to_date:
+            out.line(f"{short(result)} ({result.target.database}): up to date at {plan.head}")
+        elif plan:
+            out.line(f"{short(result)} ({result.target.database}): at {plan.head or '(none)'}, would apply:")
+            if plan.adopt_to:
+                out.line(f"  adopt legacy schema_migrations up to {plan.adopt_to}")
+            for migration in plan.pending:
+                out.line(f"  {migration.version}  {migration.path.name}")
+
+
+def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
+    rows = [
+        [short(r), r.target.database, str(len(r.applied)), r.after or "(none)",
+         "skipped" if r.skipped else ("ok" if r.ok else "FAILED"), r.error or ""]
+        for r in results
+    ]
+    out.table(["target", "database", "applied", "version", "result", "error"], rows)
+    summary = summary_json(results)
+    out.line(
+        f"{summary['databases']} database(s): {summary['ok']} ok, {summary['failed']} failed,"
+        f" {summary['skipped']} skipped; {summary['applied']} migration(s) applied"
+    )
+
+
+def print_mark(out: Output, results: list[DatabaseResult], *, dry_run: bool) -> None:
+    verb = "would" if dry_run else "did"
+    for result in results:
+        where = f"{short(result)} ({result.target.database})"
+        if not result.ok:
+            out.line(f"{where}: error: {result.error}")
+        elif not result.changes:
+            out.line(f"{where}: nothing to change")
+        else:
+            out.line(f"{where}: {verb}: " + "; ".join(result.changes))
+
+
+def print_reset(out: Output, results: list[DatabaseResult], *, dry_run: bool) -> None:
+    verb = "would" if dry_run else "did"
+    for result in results:
+        where = f"{short(result)} ({result.target.database})"
+        if not result.ok:
+            out.line(f"{where}: error: {result.error}")
+        else:
+            out.line(f"{where}: {verb}: " + "; ".join(result.changes))
