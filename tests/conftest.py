@@ -1,0 +1,39 @@
+"""Shared fixtures."""
+
+import pytest
+
+# ---------------------------------------------------------------------------------------
+# PostgreSQL server fixtures (helpers live in tests/pg.py; keep this block self-contained)
+# ---------------------------------------------------------------------------------------
+import pg
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """The session's PostgreSQL server: TEST_DATABASE_URL's, or a local one (one per xdist worker)."""
+    yield from pg.session_server(tmp_path_factory)
+
+
+@pytest.fixture
+def make_db(pg_server):
+    """Factory make_db(name=None) -> name; every database it creates is dropped after the test."""
+    factory = pg.DatabaseFactory(pg_server)
+    yield factory
+    factory.close()
+
+
+# ------------------------------- end of PostgreSQL fixtures -------------------------------
+
+
+# ---------------------------------------------------------------------------------------
+# Scratch project fixtures (helpers live in tests/project.py)
+# ---------------------------------------------------------------------------------------
+from project import ScratchProject  # noqa: E402
+
+
+@pytest.fixture
+def project(tmp_path, pg_server, make_db):
+    """A copy of the project with its own control database; tests add tenants and files to it."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    return ScratchProject(root, pg_server, make_db)

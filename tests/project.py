@@ -1,0 +1,101 @@
+"""A scratch copy of the project (alembic.ini, both env folders, migrations) wired to the test server.
+
+Tests drive it the way a user does: ``grapevine-migrations`` and ``alembic`` as
+subprocesses from the project root, then look at the databases directly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pg import query, url_for
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+class ScratchProject:
+    def __init__(self, root: Path, server, make_db, *, tenant_chain: bool = True):
+        self.root = root
+        self.server = server
+        self.make_db = make_db
+        for name in ("alembic.ini", "alembic_control", "alembic_tenant"):
+            source = REPO / name
+            if source.is_dir():
+                shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(source, root / name)
+        shutil.copytree(REPO / "migrations" / "control", root / "migrations" / "control")
+        if tenant_chain:
+            shutil.copytree(REPO / "migrations" / "tenant", root / "migrations" / "tenant")
+        else:
+            (root / "migrations" / "tenant").mkdir(parents=True)
+        self.control_db = make_db()
+        self.env = {
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/root"),
+            "CI": "true",  # never fall back to the embedded server in tests
+            "CONTROL_DATABASE_URL": url_for(server, self.control_db),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+    # ---- files ----
+    def migrations(self, env: str) -> Path:
+        return self.root / "migrations" / env
+
+    def write(self, env: str, name: str, sql: str) -> Path:
+        path = self.migrations(env) / name
+        path.write_text(sql)
+        return path
+
+    def clear(self, env: str) -> None:
+        for path in self.migrations(env).glob("*.sql"):
+            path.unlink()
+
+    # ---- commands ----
+    def run(self, *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120):
+        merged = {**self.env, **(env or {})}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        return subprocess.run(
+            list(args), cwd=self.root, env=merged, capture_output=True, text=True, input=input, timeout=timeout,
+        )
+
+    def cli(self, *args: str, **kw):
+        return self.run(str(BIN / "grapevine-migrations"), *args, **kw)
+
+    def alembic(self, *args: str, **kw):
+        return self.run(str(BIN / "alembic"), "-c", "alembic.ini", *args, **kw)
+
+    # ---- databases ----
+    def query(self, dbname: str, sql: str, params=None):
+        return query(self.server, dbname, sql, params)
+
+    def control(self, sql: str, params=None):
+        return self.query(self.control_db, sql, params)
+
+    def migrate_control(self) -> None:
+        result = self.cli("migrate", "--control")
+        assert result.returncode == 0, result.stderr
+
+    def add_tenant(self, tenant_id: str, *, state: str = "provisioned", create_db: bool = True, deleted: bool = False):
+        self.control(
+            "INSERT INTO tenants (id, name, state, deleted_at) VALUES (%s, %s, %s, CASE WHEN %s THEN now() END)",
+            (tenant_id, tenant_id, state, deleted),
+        )
+        if create_db:
+            self.make_db(f"db_{tenant_id}")
+        return f"db_{tenant_id}"
+
+    def version(self, dbname: str) -> str | None:
+        rows = self.query(dbname, "SELECT version_num FROM alembic_version")
+        return rows[0][0] if rows else None
+
+    def ledger(self, dbname: str) -> list[tuple]:
+        return self.query(dbname, "SELECT version, applied_by FROM schema_migrations ORDER BY version")
+
+    def tables(self, dbname: str) -> set[str]:
+        return {r[0] for r in self.query(dbname, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
