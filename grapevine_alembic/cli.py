@@ -150,9 +150,12 @@ from . import commands  # noqa: E402,F401  (registers the commands on `cli`)
 
 def main(argv=None) -> None:
     """Console entry point: one error line and an exit code, never a traceback (unless --debug)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in args
+    if debug:  # accepted anywhere (`status --debug`), though click only knows it on the group
+        args = ["--debug"] + [a for a in args if a != "--debug"]
     try:
-        code = cli.main(args=argv, prog_name="grapevine-migrations", standalone_mode=False)
+        code = cli.main(args=args, prog_name="grapevine-migrations", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         code = EXIT_FAILED

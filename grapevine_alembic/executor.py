@@ -73,7 +73,7 @@ class StatementFailed(MigrationFailed):
         self.sqlstate = getattr(error, "pgcode", None)
         self.pg_message = _first_line(getattr(error, "pgerror", None) or str(error))
         self.already_committed = already_committed
-        message = f"{migration.path.name} line {statement.line}: {self.pg_message}"
+        message = f"{migration.path.name}:{statement.line}: {self.pg_message}"
         if already_committed:
             lines = ", ".join(str(s.line) for s in already_committed)
             message += (
