@@ -168,7 +168,7 @@ def main(argv=None) -> None:
         if debug:
             import traceback
 
-            traceback.print_exc()
+            _print_error("".join(traceback.format_exc()).rstrip(), prefix=False)
         _print_error(str(err))
         code = err.exit_code
     except KeyboardInterrupt:
@@ -177,7 +177,8 @@ def main(argv=None) -> None:
     sys.exit(code or 0)
 
 
-def _print_error(message: str) -> None:
+def _print_error(message: str, *, prefix: bool = True) -> None:
     from .report import Output
 
-    Output(secrets=_env_secrets()).error(message)
+    output = Output(secrets=_env_secrets())
+    output.error(message) if prefix else output.info(message)

@@ -27,11 +27,15 @@ def _exit(code: int) -> None:
         sys.exit(code)
 
 
-def _load_chains(app: App, envs) -> dict:
+def _load_chains(app: App, envs, *, strict: bool = False) -> dict:
+    """The migration chains; near-miss file names warn, or (``strict``, for commands that write) fail."""
+    from .errors import MigrationFileError
     from .runner import Chain
 
     chains = {env: Chain(app.project(), env) for env in envs}
     for chain in chains.values():
+        if strict and chain.warnings:
+            raise MigrationFileError(f"refusing to write while a file looks like a migration but is not one: {chain.warnings[0]}")
         for warning in chain.warnings:
             app.out().info(f"warning: {warning}")
     return chains
@@ -190,7 +194,8 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
         raise UsageError("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
-    chains = _load_chains(app, [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted])
+    envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
+    chains = _load_chains(app, envs, strict=not dry_run)
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=out_of_order)
     results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), max_parallel,
@@ -270,7 +275,7 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
     if selection.empty:
         raise UsageError("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
-    chains = _load_chains(app, envs)
+    chains = _load_chains(app, envs, strict=not dry_run)
     for chain in chains.values():
         request.validate(chain)
     if request.mode == marking.APPLY_ALL and not (force or dry_run):

@@ -94,11 +94,20 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
 
 
 def configure_session(raw, *, statement_timeout_s: float, lock_timeout_s: float) -> None:
-    """Bound every statement and every lock wait for the whole session (0 disables a bound)."""
+    """Bound every statement and every lock wait for the whole session (0 disables a bound).
+
+    On PostgreSQL 14+ the server also checks every 2 s that we are still there, so a killed
+    run's half-done transaction is rolled back (and its lock freed) without waiting for the
+    statement to finish.
+    """
+    settings = [("statement_timeout", f"{int(statement_timeout_s * 1000)}ms"),
+                ("lock_timeout", f"{int(lock_timeout_s * 1000)}ms")]
+    if raw.server_version >= 140000:
+        settings.append(("client_connection_check_interval", "2s"))
     with raw.cursor() as cursor:
         cursor.execute(
-            "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
-            (f"{int(statement_timeout_s * 1000)}ms", f"{int(lock_timeout_s * 1000)}ms"),
+            "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
+            [value for pair in settings for value in pair],
         )
 
 

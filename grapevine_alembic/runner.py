@@ -266,6 +266,8 @@ def _apply(session: Session, chain: Chain, plan: Plan, result: DatabaseResult) -
     from . import alembic_bridge
     from .executor import apply_migration
 
+    for migration in (*plan.out_of_order, *plan.pending):
+        migration.parse()  # a broken file fails the database before anything is written to it
     journal = session.journal()
     script = chain.script()
     if plan.adopt_to:

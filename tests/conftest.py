@@ -37,3 +37,28 @@ def project(tmp_path, pg_server, make_db):
     root = tmp_path / "proj"
     root.mkdir()
     return ScratchProject(root, pg_server, make_db)
+
+
+# ---------------------------------------------------------------------------------------
+# Guarantee counters: the reliability suites count what they inject and check; the totals
+# are printed at the end of the run and are the figures in README's Guarantees table.
+# ---------------------------------------------------------------------------------------
+from collections import Counter  # noqa: E402
+
+GUARANTEES: Counter = Counter()
+
+
+@pytest.fixture
+def tally():
+    def add(what: str, count: int = 1) -> None:
+        GUARANTEES[what] += count
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not GUARANTEES:
+        return
+    terminalreporter.section("guarantee counts")
+    for what in ("concurrent runs", "kills", "faults injected", "bad inputs tried", "databases checked", "lost"):
+        terminalreporter.write_line(f"{what:>18}: {GUARANTEES.get(what, 0)}")

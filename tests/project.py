@@ -64,6 +64,14 @@ class ScratchProject:
             list(args), cwd=self.root, env=merged, capture_output=True, text=True, input=input, timeout=timeout,
         )
 
+    def spawn(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        """The CLI started in the background (text pipes), for concurrency and kill tests."""
+        merged = {k: v for k, v in {**self.env, **(env or {})}.items() if v is not None}
+        return subprocess.Popen(
+            [str(BIN / "grapevine-migrations"), *args], cwd=self.root, env=merged,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
     def cli(self, *args: str, **kw):
         return self.run(str(BIN / "grapevine-migrations"), *args, **kw)
 
@@ -91,6 +99,8 @@ class ScratchProject:
         return f"db_{tenant_id}"
 
     def version(self, dbname: str) -> str | None:
+        if not self.query(dbname, "SELECT to_regclass('alembic_version') IS NOT NULL")[0][0]:
+            return None
         rows = self.query(dbname, "SELECT version_num FROM alembic_version")
         return rows[0][0] if rows else None
 

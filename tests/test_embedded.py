@@ -53,7 +53,7 @@ def test_url_for_works_with_sqlalchemy(pg_server, make_db):
     name = make_db()
     url = pg.url_for(pg_server, name)
     assert make_url(url).password == pg_server.password
-    engine = sqlalchemy.create_engine(url)
+    engine = sqlalchemy.create_engine(make_url(url).set(drivername="postgresql+psycopg2"))
     try:
         with engine.connect() as conn:
             assert conn.execute(sqlalchemy.text("SELECT current_database()")).scalar() == name
