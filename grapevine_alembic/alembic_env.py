@@ -60,7 +60,7 @@ def _run(context, kind: str) -> None:
 
 
 def _run_online(context, project, spec, journal, writer, xargs) -> None:
-    from .connection import acquire_lock, configure_session, open_connection, sqlalchemy_engine
+    from .connection import acquire_lock, configure_session, open_connection, sqlalchemy_connection
     from .executor import NoticeSink
 
     timeout = float(xargs.get("timeout", DEFAULT_TIMEOUT_S))
@@ -73,9 +73,9 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         )
         if _mutates(context.config):
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
+            writer.prepare(raw, journal)
         raw.notices = NoticeSink(journal)
-        engine = sqlalchemy_engine(raw)
-        with engine.connect() as connection:
+        with sqlalchemy_connection(raw) as connection:
             context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer])
             with context.begin_transaction():
                 context.run_migrations(migration_context=context.get_context(), journal=journal)

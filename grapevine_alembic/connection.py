@@ -93,22 +93,34 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
     return raw
 
 
-def configure_session(raw, *, statement_timeout_s: float, lock_timeout_s: float) -> None:
-    """Bound every statement and every lock wait for the whole session (0 disables a bound).
+def session_settings(raw, *, statement_timeout_s: float, lock_timeout_s: float) -> list[tuple[str, str]]:
+    """Bounds for every statement and every lock wait of the session (0 disables a bound).
 
     On PostgreSQL 14+ the server also checks every 2 s that we are still there, so a killed
     run's half-done transaction is rolled back (and its lock freed) without waiting for the
     statement to finish.
     """
-    settings = [("statement_timeout", f"{int(statement_timeout_s * 1000)}ms"),
-                ("lock_timeout", f"{int(lock_timeout_s * 1000)}ms")]
+    settings = [
+        ("statement_timeout", f"{int(statement_timeout_s * 1000)}ms"),
+        ("lock_timeout", f"{int(lock_timeout_s * 1000)}ms"),
+    ]
     if raw.server_version >= 140000:
         settings.append(("client_connection_check_interval", "2s"))
+    return settings
+
+
+def set_config_sql(settings: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """``set_config(...)`` select-list items and their parameters, to ride along another query."""
+    return ", ".join("set_config(%s, %s, false)" for _ in settings), [v for pair in settings for v in pair]
+
+
+def configure_session(raw, *, statement_timeout_s: float, lock_timeout_s: float) -> None:
+    """Apply ``session_settings`` in a round trip of its own."""
+    sql, params = set_config_sql(
+        session_settings(raw, statement_timeout_s=statement_timeout_s, lock_timeout_s=lock_timeout_s)
+    )
     with raw.cursor() as cursor:
-        cursor.execute(
-            "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
-            [value for pair in settings for value in pair],
-        )
+        cursor.execute("SELECT " + sql, params)
 
 
 def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
@@ -140,10 +152,25 @@ def release_lock(raw, key: int) -> None:
             cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
-def sqlalchemy_engine(raw):
-    """A SQLAlchemy engine over this one already-open connection (for Alembic's MigrationContext)."""
+_compiled_cache = None
+
+
+def sqlalchemy_connection(raw):
+    """A SQLAlchemy connection over this one already-open connection (for Alembic's MigrationContext).
+
+    Every database of a run shares one compiled-statement cache: Alembic's version-table
+    UPDATE carries the versions as literals, so a per-engine cache would compile it again
+    for every migration of every tenant.
+    """
+    global _compiled_cache
     from sqlalchemy import create_engine
     from sqlalchemy.pool import StaticPool
+    from sqlalchemy.util import LRUCache
 
+    if _compiled_cache is None:
+        _compiled_cache = LRUCache(2000)
     raw.autocommit = False  # SQLAlchemy and Alembic manage transactions from here
-    return create_engine("postgresql+psycopg2://", creator=lambda: raw, poolclass=StaticPool)
+    engine = create_engine(
+        "postgresql+psycopg2://", creator=lambda: raw, poolclass=StaticPool, use_native_hstore=False
+    )
+    return engine.connect().execution_options(compiled_cache=_compiled_cache)

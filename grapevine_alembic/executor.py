@@ -46,6 +46,10 @@ class Journal:
     current: MigrationFile | None = None
     durations_ms: dict[str, int] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
+    # Set by the ledger once its table exists: SQL that records a version, to ride in the
+    # migration's own batch (saves a round trip per migration); None = record afterwards.
+    ledger_sql: Callable[[MigrationFile], str] | None = None
+    recorded: set[str] = field(default_factory=set)
 
     def notice(self, message: str) -> None:
         if self.on_notice is not None:
@@ -103,7 +107,10 @@ def apply_migration(context, migration: MigrationFile, journal: Journal | None =
     journal.current = migration
     started = time.perf_counter()
     if parsed.transactional:
-        _run_transactional(_raw_connection(context), migration, parsed.statements)
+        record = journal.ledger_sql(migration) if journal.ledger_sql else None
+        _run_transactional(_raw_connection(context), migration, parsed.statements, record)
+        if record:
+            journal.recorded.add(migration.version)
     else:
         with context.autocommit_block():
             _run_units(_raw_connection(context), migration, parsed.units, journal)
@@ -125,10 +132,55 @@ def _execute(cursor, migration, statement, committed: list[Statement]) -> None:
         raise StatementFailed(migration, statement, err, list(committed)) from err
 
 
-def _run_transactional(raw, migration, statements) -> None:
+# Statements whose notices are worth seeing as they happen (backfills, progress reports) get a
+# round trip of their own; runs of other statements go to the server as one batch.
+_OWN_ROUND_TRIP = {"DoStmt", "CallStmt", "SelectStmt"}
+_SAVEPOINT = "grapevine_batch"
+
+
+def _batches(statements) -> list[list[Statement]]:
+    batches: list[list[Statement]] = []
+    for statement in statements:
+        alone = statement.kind in _OWN_ROUND_TRIP
+        if alone or not batches or batches[-1][-1].kind in _OWN_ROUND_TRIP:
+            batches.append([statement])
+        else:
+            batches[-1].append(statement)
+    return batches
+
+
+def _run_transactional(raw, migration, statements, record_sql: str | None = None) -> None:
+    """Inside the migration's transaction: batches of statements, each one round trip.
+
+    A batch starts with a savepoint; if it fails, we roll back to it and replay its statements
+    one by one, so the error still names the exact statement and line.  (PostgreSQL 13+
+    applies statement_timeout to each statement of a batch separately.)
+    """
     with raw.cursor() as cursor:
-        for statement in statements:
+        batches = _batches(statements)
+        for number, batch in enumerate(batches):
+            last = number == len(batches) - 1
+            if len(batch) == 1 and not (last and record_sql):
+                _execute(cursor, migration, batch[0], [])
+                continue
+            text = "\n;\n".join(s.sql for s in batch)  # newline first: ends a trailing -- comment
+            if last and record_sql:
+                text += "\n;\n" + record_sql
+            _execute_batch(cursor, migration, batch, text)
+
+
+def _execute_batch(cursor, migration, batch, text: str) -> None:
+    import psycopg2
+
+    try:
+        cursor.execute(f"SAVEPOINT {_SAVEPOINT};\n{text}")
+    except psycopg2.Error as err:
+        if cursor.connection.closed:
+            raise StatementFailed(migration, batch[0], err, []) from err
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        for statement in batch:
             _execute(cursor, migration, statement, [])
+        raise StatementFailed(migration, batch[-1], err, []) from err  # replay passed: blame the batch's end
 
 
 def _run_units(raw, migration, units, journal: Journal) -> None:

@@ -31,6 +31,12 @@ LEDGER_DDL = (
     " ADD COLUMN IF NOT EXISTS applied_by text,"
     " ADD COLUMN IF NOT EXISTS execution_ms integer",
 )
+_UPSERT = (
+    f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by, execution_ms)"
+    " VALUES ({}, now(), {}, {}, {}, {}) ON CONFLICT (version) DO UPDATE SET applied_at = now(),"
+    " checksum = EXCLUDED.checksum, description = EXCLUDED.description, applied_by = EXCLUDED.applied_by,"
+    " execution_ms = EXCLUDED.execution_ms"
+)
 LEDGER_COLUMNS = {"version", "applied_at", "checksum", "description", "applied_by", "execution_ms"}
 
 
@@ -64,15 +70,25 @@ class DatabaseState:
         return self.has_ledger and not self.has_version_table
 
 
-def read_state(cursor, *, try_lock_key: int | None = None) -> DatabaseState:
-    """Read version table and ledger in two round trips (one when neither exists)."""
-    lock_sql = ", pg_try_advisory_lock(%s)" if try_lock_key is not None else ""
-    cursor.execute(
-        f"SELECT to_regclass('{VERSION_TABLE}') IS NOT NULL, to_regclass('{LEDGER_TABLE}') IS NOT NULL{lock_sql}",
-        (try_lock_key,) if try_lock_key is not None else None,
-    )
-    has_version, has_ledger, *lock = cursor.fetchone()
-    locked = lock[0] if lock else None
+def read_state(cursor, *, try_lock_key: int | None = None, settings=()) -> DatabaseState:
+    """Read version table and ledger in two round trips (one when neither exists).
+
+    ``settings`` (name, value) pairs are applied with ``set_config`` in the first round trip.
+    """
+    from .connection import set_config_sql
+
+    columns = f"to_regclass('{VERSION_TABLE}') IS NOT NULL, to_regclass('{LEDGER_TABLE}') IS NOT NULL"
+    params: list = []
+    if try_lock_key is not None:
+        columns += ", pg_try_advisory_lock(%s)"
+        params.append(try_lock_key)
+    if settings:
+        setters, values = set_config_sql(list(settings))
+        columns += ", " + setters
+        params += values
+    cursor.execute("SELECT " + columns, params or None)
+    has_version, has_ledger, *rest = cursor.fetchone()
+    locked = rest[0] if try_lock_key is not None else None
     if not (has_version or has_ledger):
         return DatabaseState(locked=locked)
     parts = []
@@ -144,13 +160,40 @@ class LedgerWriter:
             emit.run(statement)
         self._ensured = True
 
+    def prepare(self, raw, journal) -> None:
+        """Before migrating online: make sure the table exists, so each file's batch can record itself."""
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')"
+                " AND attname = ANY(%s) AND NOT attisdropped",
+                (sorted(LEDGER_COLUMNS),),
+            )
+            if cursor.fetchone()[0] != len(LEDGER_COLUMNS):
+                cursor.execute("SET client_min_messages = warning")
+                for statement in LEDGER_DDL:
+                    cursor.execute(statement)
+                cursor.execute("RESET client_min_messages")
+            if not raw.autocommit:
+                raw.commit()
+        self._ensured = True
+        journal.ledger_sql = self.insert_sql
+
+    def insert_sql(self, migration: MigrationFile) -> str:
+        """The ledger row for an applied migration as literal SQL; its duration measured by the server
+        (``now()`` is the start of the migration's transaction)."""
+        values = [_literal(v) for v in (migration.version, migration.checksum, migration.message, "migrate")]
+        return _UPSERT.format(*values, "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int")
+
     def __call__(self, *, ctx, step, heads, run_args) -> None:
         emit = SqlEmitter(ctx)
+        journal = run_args.get("journal")
+        if step.is_upgrade and not step.is_stamp and journal and step.up_revision_id in journal.recorded:
+            return  # recorded inside the migration's own batch
         self.ensure_table(emit)
         if step.is_stamp:
             self._record_stamp(emit, step)
         elif step.is_upgrade:
-            self.record(emit, step.up_revision_id, "migrate", run_args.get("journal"))
+            self.record(emit, step.up_revision_id, "migrate", journal)
 
     def record_applied(self, context, version: str, how: str, journal=None) -> None:
         """Record a migration applied outside Alembic's step loop (an out-of-order file)."""
@@ -162,11 +205,7 @@ class LedgerWriter:
         migration = self.chain.get(version)
         duration_ms = journal.durations_ms.get(version) if journal else None
         emit.run(
-            f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by, execution_ms)"
-            " VALUES (%s, now(), %s, %s, %s, %s)"
-            " ON CONFLICT (version) DO UPDATE SET applied_at = now(), checksum = EXCLUDED.checksum,"
-            " description = EXCLUDED.description, applied_by = EXCLUDED.applied_by,"
-            " execution_ms = EXCLUDED.execution_ms",
+            _UPSERT.format(*["%s"] * 5),
             (version, migration.checksum if migration else None, migration.message if migration else None, how, duration_ms),
         )
 

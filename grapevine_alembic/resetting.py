@@ -27,8 +27,7 @@ def reset(target: Target, options: RunOptions) -> DatabaseResult:
 
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options) as session:
-            if not options.dry_run:
-                session.lock_and_read()
+            session.read(lock=False) if options.dry_run else session.lock_and_read()
             with session.raw.cursor() as cursor:
                 cursor.execute(_USER_SCHEMAS)
                 schemas = [row[0] for row in cursor.fetchall()]

@@ -20,11 +20,11 @@ from .connection import (
     ConnectionFailed,
     LockTimeout,
     acquire_lock,
-    configure_session,
+    session_settings,
     describe_error,
     is_transient_text,
     open_connection,
-    sqlalchemy_engine,
+    sqlalchemy_connection,
 )
 from .errors import GrapevineError
 from .executor import Journal, NoticeSink, StatementFailed, is_transient_sqlstate
@@ -177,7 +177,8 @@ class Session:
 
     def __enter__(self) -> Session:
         self.raw = open_connection(self.target.spec, connect_timeout=self.options.connect_timeout_s)
-        configure_session(
+        # applied with the first state read: no round trip of their own
+        self._settings = session_settings(
             self.raw, statement_timeout_s=self.options.timeout_s, lock_timeout_s=self.options.lock_timeout_s
         )
         return self
@@ -187,8 +188,9 @@ class Session:
             self.raw.close()  # also releases the session-level advisory lock
 
     def read(self, *, lock: bool) -> DatabaseState:
+        settings, self._settings = self._settings, ()
         with self.raw.cursor() as cursor:
-            return read_state(cursor, try_lock_key=self.options.lock_key if lock else None)
+            return read_state(cursor, try_lock_key=self.options.lock_key if lock else None, settings=settings)
 
     def lock_and_read(self) -> DatabaseState:
         """Read with a try-lock in the same round trip; wait for the lock only if another run has it."""
@@ -209,16 +211,19 @@ class Session:
         self.raw.notices = NoticeSink(journal)
         return journal
 
-    def migration_context(self, chain: Chain, fn):
+    def migration_context(self, chain: Chain, fn, journal: Journal | None = None):
         """An Alembic MigrationContext of our own over this connection: no module-global proxies."""
         from alembic.runtime.migration import MigrationContext
 
         from .ledger import LedgerWriter
 
-        connection = sqlalchemy_engine(self.raw).connect()
+        writer = LedgerWriter(chain.files)
+        if journal is not None:
+            writer.prepare(self.raw, journal)
+        connection = sqlalchemy_connection(self.raw)
         return connection, MigrationContext.configure(
             connection=connection,
-            opts={"fn": fn, "transaction_per_migration": True, "on_version_apply": [LedgerWriter(chain.files)]},
+            opts={"fn": fn, "transaction_per_migration": True, "on_version_apply": [writer]},
         )
 
 
@@ -274,7 +279,7 @@ def _apply(session: Session, chain: Chain, plan: Plan, result: DatabaseResult) -
         _adopt(session, chain, plan.adopt_to)
         result.changes.append(f"adopted legacy schema_migrations up to {plan.adopt_to}")
         result.after = plan.adopt_to
-    connection, context = session.migration_context(chain, alembic_bridge.upgrade_steps(script))
+    connection, context = session.migration_context(chain, alembic_bridge.upgrade_steps(script), journal)
     try:
         writer = context.on_version_apply_callbacks[0]
         for migration in plan.out_of_order:

