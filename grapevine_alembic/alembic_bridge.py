@@ -114,6 +114,16 @@ def upgrade_steps(script: ScriptDirectory, destination: str = "heads"):
     return steps
 
 
+def upgrade_path(script: ScriptDirectory, head: str | None) -> list[tuple[str | None, str]]:
+    """(from, to) pairs Alembic would run from ``head`` to the heads: Alembic stays the authority on order."""
+    steps = script._upgrade_revs("heads", (head,) if head else ())
+    path = []
+    for step in steps:
+        sources = step.from_revisions
+        path.append((sources[0] if sources else None, step.to_revisions[0]))
+    return path
+
+
 def stamp_steps(script: ScriptDirectory, destination: str | None):
     """The ``fn`` for ``MigrationContext``: the same step generator ``alembic stamp`` uses."""
 

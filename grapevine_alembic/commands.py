@@ -98,6 +98,59 @@ def _relative(app: App, path) -> str:
         return str(path)
 
 
+# ---- check ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--against-db", is_flag=True,
+              help="Also connect (read-only) and report files older than a database's version it never applied.")
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100))
+@json_option
+@pass_app
+def check(app: App, against_db, strict, max_parallel, json_mode):
+    """Validate the migration files without touching a database (for pull requests).
+
+    Errors: misnamed or duplicate files, SQL that PostgreSQL's parser rejects (with file and
+    line), unbalanced BEGIN/COMMIT, empty files.  Warnings: deploy hazards on existing tables
+    (plain CREATE INDEX, volatile defaults, ALTER COLUMN TYPE, SET NOT NULL).  Info: files
+    that run outside a transaction.  Exit 0 when there are no errors, 1 otherwise.
+
+    \b
+    Examples:
+      grapevine-migrations check
+      grapevine-migrations check --strict --json
+      grapevine-migrations check --against-db
+    """
+    from . import checking
+
+    out = app.out(json_mode)
+    project = app.project()
+    report = checking.CheckReport()
+    chains = {env: checking.check_folder(env, project.migration_dir(env), report, project.root) for env in ENVS}
+    if against_db and not report.errors:
+        from . import fanout, runner
+        from .targets import Selection, resolve
+
+        loaded = _load_chains(app, ENVS)
+        targets = resolve(Selection(control=True, all_tenants=True), app.settings(), project.tenants_query)
+        options = run_options(app)
+        results = fanout.run_all(targets, lambda t: runner.status(t, loaded[t.kind], options), max_parallel=max_parallel)
+        for env in ENVS:
+            checking.against_database(env, chains[env], [r for r in results if r.target.kind == env], report)
+    failed = bool(report.errors) or (strict and bool(report.warnings))
+    if json_mode:
+        out.document({"command": "check", "ok": not failed, "files": report.files,
+                      "errors": len(report.errors), "warnings": len(report.warnings),
+                      "findings": [f.as_json() for f in report.findings]})
+    else:
+        for finding in report.findings:
+            out.line(finding.text())
+        files = ", ".join(f"{count} {env}" for env, count in report.files.items())
+        out.line(f"checked {files} migration file(s): {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    _exit(EXIT_FAILED if failed else EXIT_OK)
+
+
 # ---- status ---------------------------------------------------------------------------------
 
 

@@ -108,7 +108,7 @@ def apply_migration(context, migration: MigrationFile, journal: Journal | None =
     started = time.perf_counter()
     if parsed.transactional:
         record = journal.ledger_sql(migration) if journal.ledger_sql else None
-        _run_transactional(_raw_connection(context), migration, parsed.statements, record)
+        _run_transactional(_raw_connection(context), migration, parsed.statements, tail_sql=record)
         if record:
             journal.recorded.add(migration.version)
     else:
@@ -149,31 +149,71 @@ def _batches(statements) -> list[list[Statement]]:
     return batches
 
 
-def _run_transactional(raw, migration, statements, record_sql: str | None = None) -> None:
-    """Inside the migration's transaction: batches of statements, each one round trip.
+def _run_transactional(raw, migration, statements, *, head_sql: str = "", tail_sql: str | None = None) -> int:
+    """Batches of statements, each one round trip; returns the row count of the last statement.
 
-    A batch starts with a savepoint; if it fails, we roll back to it and replay its statements
+    ``head_sql`` rides in front of the first batch (``BEGIN``), ``tail_sql`` behind the last
+    (the ledger row and version update), so a small file costs a single round trip.  Each
+    batch starts with a savepoint; if it fails, we roll back to it and replay its statements
     one by one, so the error still names the exact statement and line.  (PostgreSQL 13+
     applies statement_timeout to each statement of a batch separately.)
     """
     with raw.cursor() as cursor:
         batches = _batches(statements)
         for number, batch in enumerate(batches):
-            last = number == len(batches) - 1
-            if len(batch) == 1 and not (last and record_sql):
+            prefix = head_sql if number == 0 else ""
+            suffix = tail_sql if number == len(batches) - 1 else None
+            if len(batch) == 1 and not (prefix or suffix):
                 _execute(cursor, migration, batch[0], [])
                 continue
             text = "\n;\n".join(s.sql for s in batch)  # newline first: ends a trailing -- comment
-            if last and record_sql:
-                text += "\n;\n" + record_sql
-            _execute_batch(cursor, migration, batch, text)
+            if suffix:
+                text += "\n;\n" + suffix
+            _execute_batch(cursor, migration, batch, text, prefix)
+        return cursor.rowcount
 
 
-def _execute_batch(cursor, migration, batch, text: str) -> None:
+def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal) -> None:
+    """Apply one migration on an autocommit connection, recorded by ``record_sql`` in the same transaction.
+
+    The lean path of ``migrate``: ``BEGIN; SAVEPOINT; body; ledger row; version update`` in as
+    few round trips as the file allows, then ``COMMIT`` once the version update matched
+    exactly one row.  Non-transactional files run unit by unit first, then record.
+    """
+    import psycopg2.extensions
+
+    parsed = migration.parse()
+    journal.current = migration
+    started = time.perf_counter()
+    try:
+        if parsed.transactional:
+            rowcount = _run_transactional(raw, migration, parsed.statements, head_sql="BEGIN;\n", tail_sql=record_sql)
+        else:
+            _run_units(raw, migration, parsed.units, journal)
+            with raw.cursor() as cursor:
+                cursor.execute("BEGIN;\n" + record_sql)
+                rowcount = cursor.rowcount
+        if rowcount != 1:
+            raise MigrationFailed(
+                f"{migration.path.name}: recording version {migration.version} matched {rowcount} rows instead of 1"
+                " (was the version table changed by someone else?); nothing of this file was committed"
+            )
+        with raw.cursor() as cursor:
+            cursor.execute("COMMIT")
+    except BaseException:
+        if not raw.closed and raw.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            with raw.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+        raise
+    journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
+    journal.applied.append(migration.version)
+
+
+def _execute_batch(cursor, migration, batch, text: str, prefix: str = "") -> None:
     import psycopg2
 
     try:
-        cursor.execute(f"SAVEPOINT {_SAVEPOINT};\n{text}")
+        cursor.execute(f"{prefix}SAVEPOINT {_SAVEPOINT};\n{text}")
     except psycopg2.Error as err:
         if cursor.connection.closed:
             raise StatementFailed(migration, batch[0], err, []) from err

@@ -70,6 +70,45 @@ class DatabaseState:
         return self.has_ledger and not self.has_version_table
 
 
+# Exactly what Alembic creates (MigrationContext._version), so both paths share one table.
+VERSION_DDL = (
+    f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL,"
+    f" CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+)
+
+
+def version_sql(from_version: str | None, to_version: str) -> str:
+    """Move the head one step, as Alembic's HeadMaintainer does for a linear chain."""
+    if from_version is None:
+        return f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ({_literal(to_version)})"
+    return (
+        f"UPDATE {VERSION_TABLE} SET version_num = {_literal(to_version)}"
+        f" WHERE {VERSION_TABLE}.version_num = {_literal(from_version)}"
+    )
+
+
+def ensure_tables(raw, *, version_table: bool = True) -> None:
+    """Create the version table and the ledger (or the ledger's new columns) where missing.
+
+    One round trip when all is in place; runs in autocommit mode (or commits).
+    """
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"SELECT to_regclass('{VERSION_TABLE}') IS NOT NULL, (SELECT count(*) FROM pg_attribute"
+            f" WHERE attrelid = to_regclass('{LEDGER_TABLE}') AND attname = ANY(%s) AND NOT attisdropped)",
+            (sorted(LEDGER_COLUMNS),),
+        )
+        has_version, ledger_columns = cursor.fetchone()
+        statements = [VERSION_DDL] if version_table and not has_version else []
+        if ledger_columns != len(LEDGER_COLUMNS):
+            statements += LEDGER_DDL
+        if statements:
+            # no "already exists, skipping" notices for the user
+            cursor.execute("SET client_min_messages = warning;\n" + ";\n".join(statements) + ";\nRESET client_min_messages")
+        if not raw.autocommit:
+            raw.commit()
+
+
 def read_state(cursor, *, try_lock_key: int | None = None, settings=()) -> DatabaseState:
     """Read version table and ledger in two round trips (one when neither exists).
 
@@ -162,26 +201,14 @@ class LedgerWriter:
 
     def prepare(self, raw, journal) -> None:
         """Before migrating online: make sure the table exists, so each file's batch can record itself."""
-        with raw.cursor() as cursor:
-            cursor.execute(
-                f"SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')"
-                " AND attname = ANY(%s) AND NOT attisdropped",
-                (sorted(LEDGER_COLUMNS),),
-            )
-            if cursor.fetchone()[0] != len(LEDGER_COLUMNS):
-                cursor.execute("SET client_min_messages = warning")
-                for statement in LEDGER_DDL:
-                    cursor.execute(statement)
-                cursor.execute("RESET client_min_messages")
-            if not raw.autocommit:
-                raw.commit()
+        ensure_tables(raw, version_table=False)
         self._ensured = True
         journal.ledger_sql = self.insert_sql
 
-    def insert_sql(self, migration: MigrationFile) -> str:
+    def insert_sql(self, migration: MigrationFile, how: str = "migrate") -> str:
         """The ledger row for an applied migration as literal SQL; its duration measured by the server
         (``now()`` is the start of the migration's transaction)."""
-        values = [_literal(v) for v in (migration.version, migration.checksum, migration.message, "migrate")]
+        values = [_literal(v) for v in (migration.version, migration.checksum, migration.message, how)]
         return _UPSERT.format(*values, "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int")
 
     def __call__(self, *, ctx, step, heads, run_args) -> None:
