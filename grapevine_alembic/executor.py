@@ -88,7 +88,11 @@ class StatementFailed(MigrationFailed):
 
     @property
     def transient(self) -> bool:
-        return is_transient_sqlstate(self.sqlstate)
+        if self.sqlstate:
+            return is_transient_sqlstate(self.sqlstate)
+        from .connection import is_transient_text
+
+        return is_transient_text(self.pg_message)  # a lost connection carries no SQLSTATE
 
 
 def _first_line(text: str) -> str:
@@ -173,12 +177,14 @@ def _run_transactional(raw, migration, statements, *, head_sql: str = "", tail_s
         return cursor.rowcount
 
 
-def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal) -> None:
+def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "") -> None:
     """Apply one migration on an autocommit connection, recorded by ``record_sql`` in the same transaction.
 
     The lean path of ``migrate``: ``BEGIN; SAVEPOINT; body; ledger row; version update`` in as
     few round trips as the file allows, then ``COMMIT`` once the version update matched
     exactly one row.  Non-transactional files run unit by unit first, then record.
+    ``setup_sql`` (creating the version table and ledger) rides in the same transaction, so a
+    first migration that fails leaves nothing at all behind.
     """
     import psycopg2.extensions
 
@@ -187,11 +193,12 @@ def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journa
     started = time.perf_counter()
     try:
         if parsed.transactional:
-            rowcount = _run_transactional(raw, migration, parsed.statements, head_sql="BEGIN;\n", tail_sql=record_sql)
+            begin = "BEGIN;\n" + (setup_sql + ";\n" if setup_sql else "")
+            rowcount = _run_transactional(raw, migration, parsed.statements, head_sql=begin, tail_sql=record_sql)
         else:
             _run_units(raw, migration, parsed.units, journal)
             with raw.cursor() as cursor:
-                cursor.execute("BEGIN;\n" + record_sql)
+                cursor.execute("BEGIN;\n" + (setup_sql + ";\n" if setup_sql else "") + record_sql)
                 rowcount = cursor.rowcount
         if rowcount != 1:
             raise MigrationFailed(

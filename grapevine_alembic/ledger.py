@@ -22,14 +22,16 @@ LEDGER_TABLE = "schema_migrations"
 
 # The previous tool's table had only (version VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ);
 # adding columns keeps its rows.
+LEDGER_EXTRA_COLUMNS = {"checksum": "text", "description": "text", "applied_by": "text", "execution_ms": "integer"}
+LEDGER_CREATE = (
+    f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (version varchar(255) PRIMARY KEY,"
+    " applied_at timestamptz NOT NULL DEFAULT now(), "
+    + ", ".join(f"{name} {kind}" for name, kind in LEDGER_EXTRA_COLUMNS.items()) + ")"
+)
 LEDGER_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} ("
-    " version varchar(255) PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-    f"ALTER TABLE {LEDGER_TABLE}"
-    " ADD COLUMN IF NOT EXISTS checksum text,"
-    " ADD COLUMN IF NOT EXISTS description text,"
-    " ADD COLUMN IF NOT EXISTS applied_by text,"
-    " ADD COLUMN IF NOT EXISTS execution_ms integer",
+    LEDGER_CREATE,
+    f"ALTER TABLE {LEDGER_TABLE} "
+    + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in LEDGER_EXTRA_COLUMNS.items()),
 )
 _UPSERT = (
     f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by, execution_ms)"
@@ -37,7 +39,7 @@ _UPSERT = (
     " checksum = EXCLUDED.checksum, description = EXCLUDED.description, applied_by = EXCLUDED.applied_by,"
     " execution_ms = EXCLUDED.execution_ms"
 )
-LEDGER_COLUMNS = {"version", "applied_at", "checksum", "description", "applied_by", "execution_ms"}
+LEDGER_COLUMNS = {"version", "applied_at", *LEDGER_EXTRA_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,20 @@ def version_sql(from_version: str | None, to_version: str) -> str:
         f"UPDATE {VERSION_TABLE} SET version_num = {_literal(to_version)}"
         f" WHERE {VERSION_TABLE}.version_num = {_literal(from_version)}"
     )
+
+
+def setup_sql(state: "DatabaseState") -> list[str]:
+    """DDL a database still needs before its first recorded migration (none when all is there)."""
+    statements = [] if state.has_version_table else [VERSION_DDL]
+    if not state.has_ledger:
+        statements.append(LEDGER_CREATE)
+    else:
+        missing = [name for name in LEDGER_EXTRA_COLUMNS if name not in state.ledger_columns]
+        if missing:
+            statements.append(
+                f"ALTER TABLE {LEDGER_TABLE} " + ", ".join(f"ADD COLUMN {n} {LEDGER_EXTRA_COLUMNS[n]}" for n in missing)
+            )
+    return statements
 
 
 def ensure_tables(raw, *, version_table: bool = True) -> None:
@@ -135,18 +151,21 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=()) -> Datab
         parts.append(f"(SELECT coalesce(array_agg(version_num::text), '{{}}') FROM {VERSION_TABLE})")
     if has_ledger:
         parts.append(f"(SELECT coalesce(json_agg(row_to_json(s)), '[]') FROM {LEDGER_TABLE} s)")
+        parts.append(
+            f"(SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')"
+            " AND attnum > 0 AND NOT attisdropped)"
+        )
     cursor.execute("SELECT " + ", ".join(parts))
     row = list(cursor.fetchone())
     heads = tuple(row.pop(0)) if has_version else ()
-    ledger, columns = _ledger_rows(row.pop(0)) if has_ledger else ({}, frozenset())
+    ledger = _ledger_rows(row.pop(0)) if has_ledger else {}
+    columns = frozenset(row.pop(0) or ()) if has_ledger else frozenset()
     return DatabaseState(has_version, heads, has_ledger, columns, ledger, locked)
 
 
-def _ledger_rows(records: list[dict]) -> tuple[dict[str, LedgerRow], frozenset[str]]:
+def _ledger_rows(records: list[dict]) -> dict[str, LedgerRow]:
     rows = {}
-    columns: set[str] = set()
     for record in records:
-        columns.update(record)
         applied = record.get("applied_at")
         rows[str(record["version"])] = LedgerRow(
             version=str(record["version"]),
@@ -155,7 +174,7 @@ def _ledger_rows(records: list[dict]) -> tuple[dict[str, LedgerRow], frozenset[s
             applied_by=record.get("applied_by"),
             execution_ms=record.get("execution_ms"),
         )
-    return rows, frozenset(columns)
+    return rows
 
 
 class SqlEmitter:

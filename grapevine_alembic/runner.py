@@ -260,22 +260,23 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                 return
             if options.dry_run or plan.up_to_date:
                 return
-            _apply(session, chain, plan, result)
+            _apply(session, chain, state, plan, result)
 
     return with_retries(target, options, attempt)
 
 
-def _apply(session: Session, chain: Chain, plan: Plan, result: DatabaseResult) -> None:
+def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, result: DatabaseResult) -> None:
     """Apply out-of-order files (when asked) and then the pending chain, one transaction per file.
 
-    Alembic's revision map decides the steps and the version table is Alembic's own; each
-    step's body, ledger row and version update travel together (``executor.apply_direct``),
-    about one round trip per file instead of four plus SQLAlchemy's per-statement work, which
-    on a small machine competes with the server for the same cores.
+    The version table is Alembic's own and each step moves it exactly as Alembic's
+    HeadMaintainer would along the linear chain (the same loader feeds Alembic's revision map;
+    tests/test_alembic_bridge.py asserts the paths agree).  Each step's body, ledger row and
+    version update travel together (``executor.apply_direct``): about one round trip per file
+    instead of four plus SQLAlchemy's per-statement work, and no Alembic import, which on a
+    small machine competes with the server for the same cores.
     """
-    from . import alembic_bridge
     from .executor import apply_direct
-    from .ledger import LedgerWriter, ensure_tables, version_sql
+    from .ledger import LedgerWriter, setup_sql, version_sql
 
     for migration in (*plan.out_of_order, *plan.pending):
         migration.parse()  # a broken file fails the database before anything is written to it
@@ -285,19 +286,19 @@ def _apply(session: Session, chain: Chain, plan: Plan, result: DatabaseResult) -
         _adopt(session, chain, plan.adopt_to)
         result.changes.append(f"adopted legacy schema_migrations up to {plan.adopt_to}")
         head = result.after = plan.adopt_to
-    path = alembic_bridge.upgrade_path(chain.script(), head)
-    if [to for _, to in path] != [m.version for m in plan.pending]:
-        raise GrapevineError(f"Alembic's upgrade path {[to for _, to in path]} differs from the files; nothing applied")
-    ensure_tables(session.raw)
+        state = session.read(lock=False)
+    setup = ";\n".join(setup_sql(state))
     writer = LedgerWriter(chain.files)
     for migration in plan.out_of_order:
-        apply_direct(session.raw, migration, writer.insert_sql(migration, "out-of-order"), journal)
+        apply_direct(session.raw, migration, writer.insert_sql(migration, "out-of-order"), journal, setup)
+        setup = ""
         result.applied.append(migration.version)
-    for source, target in path:
-        migration = chain.get(target)
-        apply_direct(session.raw, migration, writer.insert_sql(migration) + "\n;\n" + version_sql(source, target), journal)
-        result.applied.append(target)
-        result.after = target
+    for migration in plan.pending:
+        record = writer.insert_sql(migration) + "\n;\n" + version_sql(head, migration.version)
+        apply_direct(session.raw, migration, record, journal, setup)
+        setup = ""
+        head = result.after = migration.version
+        result.applied.append(migration.version)
 
 
 def _adopt(session: Session, chain: Chain, version: str) -> None:

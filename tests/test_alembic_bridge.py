@@ -111,3 +111,33 @@ def test_light_modules_do_not_import_alembic_or_sqlalchemy(module):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("env", ["control", "tenant"])
+def test_migrate_path_is_the_one_alembic_computes(env, tmp_path):
+    """`migrate` moves the version table along plan.pending; Alembic's own planner must agree
+    from every starting version (the shipped chains and the 40-file benchmark chain)."""
+    from grapevine_alembic.ledger import DatabaseState
+    from grapevine_alembic.plan import make_plan
+    from grapevine_alembic.sqlfile import discover
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from chain import write_chain
+
+    folders = [REPO / "migrations" / env]
+    if env == "tenant":
+        write_chain(tmp_path / "bench")
+        folders.append(tmp_path / "bench")
+    for folder in folders:
+        config = Config()
+        config.set_main_option("script_location", str(REPO / f"alembic_{env}"))
+        config.set_main_option("version_locations", str(folder))
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("sql_revisions", "true")
+        script = ScriptDirectory.from_config(config)
+        files = discover(folder).files
+        for head in [None, *(m.version for m in files)]:
+            state = DatabaseState(has_version_table=head is not None, heads=(head,) if head else ())
+            pending = [m.version for m in make_plan(files, state).pending]
+            expected = list(zip([head, *pending[:-1]], pending))
+            assert alembic_bridge.upgrade_path(script, head) == expected, (folder, head)

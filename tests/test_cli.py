@@ -350,3 +350,29 @@ def test_password_never_printed(tenants, pg_server):
 def test_python_module_entry_point(project):
     result = project.run(sys.executable, "-m", "grapevine_alembic", "list", "--control")
     assert result.returncode == 0 and "20250101090000" in result.stdout
+
+
+def test_terminal_output_uses_tables_and_progress(tenants):
+    """On a real terminal (and outside CI) the rich path runs: it must render, not crash."""
+    import shlex
+    import shutil
+
+    if not shutil.which("script"):
+        pytest.skip("util-linux `script` is needed to give the CLI a terminal")
+    command = " ".join(shlex.quote(a) for a in ["grapevine-migrations", "migrate", "--all-tenants"])
+    result = tenants.run("script", "-qec", command, "/dev/null", env={"CI": None, "TERM": "xterm", "COLUMNS": "120"})
+    assert result.returncode == 1, result.stdout  # ghost's database is missing
+    assert "\x1b[" in result.stdout  # styled output: the terminal path, not the plain one
+    assert "db_acme" in result.stdout and "Traceback" not in result.stdout
+    assert tenants.version("db_acme") == HEAD
+
+
+def test_tenant_sslmode_overrides_the_control_urls(tenants, pg_server):
+    from pg import url_for
+
+    env = {"CONTROL_DATABASE_URL": url_for(pg_server, tenants.control_db) + "?sslmode=disable",
+           "PG_TENANT_DATABASE_SSLMODE": "require"}
+    result = tenants.cli("migrate", "--control", "--tenant", "acme", "--retries", "0", "--json", env=env)
+    doc = _json(result)
+    assert doc["databases"][0]["ok"] is True  # control: sslmode=disable
+    assert "server does not support SSL" in doc["databases"][1]["error"]  # tenant: sslmode=require
