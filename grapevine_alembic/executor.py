@@ -180,9 +180,10 @@ def _run_transactional(raw, migration, statements, *, head_sql: str = "", tail_s
 def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "") -> None:
     """Apply one migration on an autocommit connection, recorded by ``record_sql`` in the same transaction.
 
-    The lean path of ``migrate``: ``BEGIN; SAVEPOINT; body; ledger row; version update`` in as
-    few round trips as the file allows, then ``COMMIT`` once the version update matched
-    exactly one row.  Non-transactional files run unit by unit first, then record.
+    The lean path of ``migrate``: ``BEGIN; SAVEPOINT; body; ledger row; version update; COMMIT``
+    in as few round trips as the file allows (one for most files); the version update fails
+    the transaction unless exactly the expected head moved.  Non-transactional files run unit
+    by unit first, then record.
     ``setup_sql`` (creating the version table and ledger) rides in the same transaction, so a
     first migration that fails leaves nothing at all behind.
     """
@@ -192,21 +193,18 @@ def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journa
     journal.current = migration
     started = time.perf_counter()
     try:
+        begin = "BEGIN;\n" + (setup_sql + "\n;\n" if setup_sql else "")
+        record = record_sql + "\n;\nCOMMIT"
         if parsed.transactional:
-            begin = "BEGIN;\n" + (setup_sql + ";\n" if setup_sql else "")
-            rowcount = _run_transactional(raw, migration, parsed.statements, head_sql=begin, tail_sql=record_sql)
+            _run_transactional(raw, migration, parsed.statements, head_sql=begin, tail_sql=record)
         else:
             _run_units(raw, migration, parsed.units, journal)
             with raw.cursor() as cursor:
-                cursor.execute("BEGIN;\n" + (setup_sql + ";\n" if setup_sql else "") + record_sql)
-                rowcount = cursor.rowcount
-        if rowcount != 1:
-            raise MigrationFailed(
-                f"{migration.path.name}: recording version {migration.version} matched {rowcount} rows instead of 1"
-                " (was the version table changed by someone else?); nothing of this file was committed"
-            )
-        with raw.cursor() as cursor:
-            cursor.execute("COMMIT")
+                try:
+                    cursor.execute(begin + record)
+                except psycopg2.Error as err:
+                    _raise_if_version_check(migration, err)
+                    raise StatementFailed(migration, parsed.statements[-1], err, list(parsed.statements)) from err
     except BaseException:
         if not raw.closed and raw.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
             with raw.cursor() as cursor:
@@ -216,14 +214,29 @@ def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journa
     journal.applied.append(migration.version)
 
 
+def _raise_if_version_check(migration: MigrationFile, err) -> None:
+    from .ledger import VERSION_CHECK_MARKER
+
+    if VERSION_CHECK_MARKER in str(err):
+        raise MigrationFailed(
+            f"{migration.path.name}: recording version {migration.version} did not move exactly the expected"
+            " head (was alembic_version changed by someone else?); nothing of this file was committed"
+        ) from err
+
+
 def _execute_batch(cursor, migration, batch, text: str, prefix: str = "") -> None:
     import psycopg2
+    import psycopg2.extensions
 
     try:
         cursor.execute(f"{prefix}SAVEPOINT {_SAVEPOINT};\n{text}")
     except psycopg2.Error as err:
+        _raise_if_version_check(migration, err)
         if cursor.connection.closed:
             raise StatementFailed(migration, batch[0], err, []) from err
+        if cursor.connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            # the batch's own COMMIT failed (a deferred constraint, say): everything was rolled back
+            raise StatementFailed(migration, batch[-1], err, []) from err
         cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
         for statement in batch:
             _execute(cursor, migration, statement, [])

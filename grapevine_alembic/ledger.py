@@ -79,13 +79,28 @@ VERSION_DDL = (
 )
 
 
+# Marks the error of a version update that did not move exactly the expected head.
+VERSION_CHECK_MARKER = "grapevine: the version table changed under this run"
+
+
 def version_sql(from_version: str | None, to_version: str) -> str:
-    """Move the head one step, as Alembic's HeadMaintainer does for a linear chain."""
+    """Move the head one step, as Alembic's HeadMaintainer does for a linear chain, and fail
+    unless exactly the expected head moved (Alembic checks the row count the same way).
+
+    The failure is a cast of a non-constant text to int, so it cannot be folded at plan time
+    and it carries ``VERSION_CHECK_MARKER`` in PostgreSQL's message.
+    """
+    fail = f"('{VERSION_CHECK_MARKER}: ' || n)::int"
     if from_version is None:
-        return f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ({_literal(to_version)})"
+        return (
+            f"WITH moved AS (INSERT INTO {VERSION_TABLE} (version_num) VALUES ({_literal(to_version)}) RETURNING 1)"
+            f" SELECT CASE WHEN n = 0 THEN 0 ELSE {fail} END"
+            f" FROM (SELECT count(*) AS n FROM {VERSION_TABLE}) AS existing, (SELECT count(*) FROM moved) AS m"
+        )
     return (
-        f"UPDATE {VERSION_TABLE} SET version_num = {_literal(to_version)}"
-        f" WHERE {VERSION_TABLE}.version_num = {_literal(from_version)}"
+        f"WITH moved AS (UPDATE {VERSION_TABLE} SET version_num = {_literal(to_version)}"
+        f" WHERE {VERSION_TABLE}.version_num = {_literal(from_version)} RETURNING 1)"
+        f" SELECT CASE WHEN n = 1 THEN 0 ELSE {fail} END FROM (SELECT count(*) AS n FROM moved) AS moved_rows"
     )
 
 

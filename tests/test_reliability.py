@@ -354,3 +354,22 @@ def test_legacy_with_gaps_stops_with_the_fixing_command(project):
     assert "alembic_version" not in project.tables(database)
     columns = project.query(database, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'schema_migrations'")
     assert columns == [(2,)]  # nothing written: not even the new ledger columns
+
+
+def test_version_table_changed_under_the_run_rolls_the_file_back(project, tally):
+    """The version update must move exactly the expected head, or the whole file is undone."""
+    [tenant] = _tenants(project, 1)
+    database = f"db_{tenant}"
+    _use_chain(project, {
+        "20240101000000_a.sql": "CREATE TABLE a (x int);\n",
+        "20240102000000_meddles.sql": "BEGIN;\nCREATE TABLE b (x int);\nDELETE FROM alembic_version;\nCOMMIT;\n",
+    })
+    result = project.cli("migrate", "--tenant", tenant, "--json")
+    tally("faults injected")
+    tally("databases checked")
+    assert result.returncode == 1
+    [db] = _json(result)["databases"]
+    assert "did not move exactly the expected head" in db["error"] and db["attempts"] == 1
+    assert project.version(database) == "20240101000000"
+    assert "b" not in project.tables(database)
+    assert [v for v, _ in project.ledger(database)] == ["20240101000000"]
