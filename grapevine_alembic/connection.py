@@ -152,25 +152,13 @@ def release_lock(raw, key: int) -> None:
             cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
-_compiled_cache = None
-
-
 def sqlalchemy_connection(raw):
-    """A SQLAlchemy connection over this one already-open connection (for Alembic's MigrationContext).
-
-    Every database of a run shares one compiled-statement cache: Alembic's version-table
-    UPDATE carries the versions as literals, so a per-engine cache would compile it again
-    for every migration of every tenant.
-    """
-    global _compiled_cache
+    """A SQLAlchemy connection over this one already-open connection (for Alembic's MigrationContext)."""
     from sqlalchemy import create_engine
     from sqlalchemy.pool import StaticPool
-    from sqlalchemy.util import LRUCache
 
-    if _compiled_cache is None:
-        _compiled_cache = LRUCache(2000)
     raw.autocommit = False  # SQLAlchemy and Alembic manage transactions from here
     engine = create_engine(
         "postgresql+psycopg2://", creator=lambda: raw, poolclass=StaticPool, use_native_hstore=False
     )
-    return engine.connect().execution_options(compiled_cache=_compiled_cache)
+    return engine.connect()

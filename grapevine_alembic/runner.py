@@ -108,10 +108,6 @@ class DatabaseResult:
         return self
 
 
-class Retry(Exception):
-    """Internal: this attempt hit a transient error."""
-
-
 def _is_transient(err: BaseException) -> bool:
     if isinstance(err, StatementFailed):
         return err.transient
