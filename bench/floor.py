@@ -27,17 +27,28 @@ def params() -> dict:
             "password": unquote(url.password), "dbname": url.path.lstrip("/")}
 
 
-def run_threads(connect, job):
+def run_threads(connect, mode: str, texts: list[str]) -> None:
+    """Tenant list from control, then each tenant on its own DB-API connection, five at a time."""
     base = params()
-    control = connect({**base})
-    tenants = [row[0] for row in control.execute(TENANTS).fetchall()] if hasattr(control, "execute") else None
-    if tenants is None:
-        cursor = control.cursor()
+    control = connect(dict(base))
+    with control.cursor() as cursor:
         cursor.execute(TENANTS)
         tenants = [row[0] for row in cursor.fetchall()]
     control.close()
+
+    def job(tenant):
+        conn = connect({**base, "dbname": f"db_{tenant}"})
+        with conn.cursor() as cursor:
+            if mode == "apply":
+                for text in texts:
+                    cursor.execute(text)
+            else:
+                cursor.execute(VERSION)
+                cursor.fetchall()
+        conn.close()
+
     with ThreadPoolExecutor(PARALLEL) as pool:
-        list(pool.map(lambda t: job(connect({**base, "dbname": f"db_{t}"})), tenants))
+        list(pool.map(job, tenants))
 
 
 def psycopg2_main(mode: str, texts: list[str]) -> None:
@@ -48,17 +59,7 @@ def psycopg2_main(mode: str, texts: list[str]) -> None:
         conn.autocommit = True
         return conn
 
-    def job(conn):
-        with conn.cursor() as cursor:
-            if mode == "apply":
-                for text in texts:
-                    cursor.execute(text)
-            else:
-                cursor.execute(VERSION)
-                cursor.fetchall()
-        conn.close()
-
-    run_threads(connect, job)
+    run_threads(connect, mode, texts)
 
 
 def psycopg3_main(mode: str, texts: list[str]) -> None:
@@ -68,17 +69,7 @@ def psycopg3_main(mode: str, texts: list[str]) -> None:
         # ClientCursor sends parameterless text with the simple protocol: several statements per call
         return psycopg.connect(**p, autocommit=True, cursor_factory=psycopg.ClientCursor)
 
-    def job(conn):
-        with conn.cursor() as cursor:
-            if mode == "apply":
-                for text in texts:
-                    cursor.execute(text)
-            else:
-                cursor.execute(VERSION)
-                cursor.fetchall()
-        conn.close()
-
-    run_threads(connect, job)
+    run_threads(connect, mode, texts)
 
 
 def asyncpg_main(mode: str, texts: list[str]) -> None:

@@ -342,7 +342,7 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
             if json_mode:
                 out.document(views.run_document("mark", planned, dry_run=True))
             else:
-                views.print_mark(out, planned, dry_run=True)
+                views.print_changes(out, planned, dry_run=True)
             if needs_force and not dry_run:
                 out.error("nothing was changed: these changes go beyond the named version; re-run with --force")
             _exit(EXIT_FAILED if (needs_force and not dry_run) or any(not r.ok for r in planned) else EXIT_OK)
@@ -353,7 +353,7 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
     if json_mode:
         out.document(views.run_document("mark", results, dry_run=False))
     else:
-        views.print_mark(out, results, dry_run=False)
+        views.print_changes(out, results, dry_run=False)
     _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
 
 
@@ -404,7 +404,7 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     results = fanout.run_all(tenants, lambda t: resetting.reset(t, options), max_parallel=max_parallel)
     if selection.control:
         results.append(resetting.reset(targets[-1], options))
-    views.print_reset(out, results, dry_run=dry_run)
+    views.print_changes(out, results, dry_run=dry_run)
     _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
 
 

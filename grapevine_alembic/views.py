@@ -146,7 +146,8 @@ def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
     )
 
 
-def print_mark(out: Output, results: list[DatabaseResult], *, dry_run: bool) -> None:
+def print_changes(out: Output, results: list[DatabaseResult], *, dry_run: bool) -> None:
+    """``mark`` and ``reset``: per database, what was (or would be) changed."""
     verb = "would" if dry_run else "did"
     for result in results:
         where = f"{short(result)} ({result.target.database})"
@@ -154,15 +155,5 @@ def print_mark(out: Output, results: list[DatabaseResult], *, dry_run: bool) -> 
             out.line(f"{where}: error: {result.error}")
         elif not result.changes:
             out.line(f"{where}: nothing to change")
-        else:
-            out.line(f"{where}: {verb}: " + "; ".join(result.changes))
-
-
-def print_reset(out: Output, results: list[DatabaseResult], *, dry_run: bool) -> None:
-    verb = "would" if dry_run else "did"
-    for result in results:
-        where = f"{short(result)} ({result.target.database})"
-        if not result.ok:
-            out.line(f"{where}: error: {result.error}")
         else:
             out.line(f"{where}: {verb}: " + "; ".join(result.changes))

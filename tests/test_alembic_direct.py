@@ -242,3 +242,23 @@ def test_batched_statements_with_trailing_comments_and_a_late_failure(project):
     assert project.version(database) == "20240101000000"
     assert {"a", "b"} <= project.tables(database) and not {"c", "d"} & project.tables(database)
     assert project.query(database, "SELECT x FROM a") == [(1,)]
+
+
+def test_alembic_and_the_cli_share_one_version_table_and_ledger(project):
+    """Half the chain through plain alembic, the rest through the CLI, then back: one history."""
+    project.migrate_control()
+    database = project.add_tenant("acme")
+    half = project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "20250108100000")
+    assert half.returncode == 0, half.stderr
+    rest = project.cli("migrate", "--tenant", "acme", "--json")
+    assert rest.returncode == 0, rest.stderr
+    assert '"applied": [\n        "20250120143000",\n        "20250201080000"\n      ]' in rest.stdout
+    current = project.alembic("-n", "tenant", "-x", "tenant=acme", "current")
+    assert "20250201080000 (head)" in current.stdout
+    again = project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
+    assert again.returncode == 0 and "Running upgrade" not in again.stderr
+    assert [v for v, _ in project.ledger(database)] == [
+        "20250101090000", "20250108100000", "20250120143000", "20250201080000"]
+    assert project.query(database, "SELECT count(*) FROM alembic_version") == [(1,)]
+    status = project.cli("status", "--tenant", "acme")
+    assert status.returncode == 0, status.stdout
