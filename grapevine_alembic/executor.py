@@ -153,8 +153,8 @@ def _batches(statements) -> list[list[Statement]]:
     return batches
 
 
-def _run_transactional(raw, migration, statements, *, head_sql: str = "", tail_sql: str | None = None) -> int:
-    """Batches of statements, each one round trip; returns the row count of the last statement.
+def _run_transactional(raw, migration, statements, *, head_sql: str = "", tail_sql: str | None = None) -> None:
+    """Batches of statements, each one round trip.
 
     ``head_sql`` rides in front of the first batch (``BEGIN``), ``tail_sql`` behind the last
     (the ledger row and version update), so a small file costs a single round trip.  Each
@@ -174,7 +174,6 @@ def _run_transactional(raw, migration, statements, *, head_sql: str = "", tail_s
             if suffix:
                 text += "\n;\n" + suffix
             _execute_batch(cursor, migration, batch, text, prefix)
-        return cursor.rowcount
 
 
 def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "") -> None:

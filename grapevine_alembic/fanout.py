@@ -1,8 +1,9 @@
 """Runs one job per database, at most N at a time, and collects every result.
 
 Threads, not processes: each job spends its time waiting on PostgreSQL (psycopg2
-releases the GIL), each tenant gets its own connection and its own Alembic
-MigrationContext, and nothing here touches Alembic's module-global proxies.
+releases the GIL), and one process pays the start-up once.  Each job owns its
+connection (and, for stamps, its own Alembic MigrationContext); nothing here touches
+Alembic's module-global proxies.
 A job never raises (the runner turns failures into results), so one tenant's
 failure never stops the others; ``stop_after_failures`` and ``canary`` stop
 *starting* new jobs, and jobs already running finish cleanly.

@@ -1,10 +1,12 @@
-"""One database's job: read its state, and apply what is pending through Alembic.
+"""One database's job: read its state, and apply what is pending.
 
 Everything for one database happens on one connection: connect, bound the
 session, try the advisory lock and read the version table and ledger (two round
-trips), and only when something is pending build the SQLAlchemy/Alembic
-machinery over that same connection.  An up-to-date database costs a connect
-and two queries; the Alembic environment is never loaded to learn that.
+trips), then apply each pending file in one transaction with its ledger row and
+its move of Alembic's version table (see ``_apply``).  An up-to-date database
+costs a connect and two queries; neither Alembic nor the SQL parser is loaded.
+Retries wrap a whole database's attempt; each file commits on its own, so a
+retry resumes at the first file not yet applied.
 """
 
 from __future__ import annotations
