@@ -178,7 +178,7 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard, default_all=True)
     chains = _load_chains(app, ENVS)
     targets, discovery_error = _targets_or_error(app, selection)
-    options = run_options(app, connect_timeout_s=10)
+    options = run_options(app)
     with out.progress(len(targets), "status") as bar:
         results = fanout.run_all(
             targets,
