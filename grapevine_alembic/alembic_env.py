@@ -73,6 +73,7 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         )
         if _mutates(context.config):
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
+            _refuse_legacy(raw, spec.dbname)
             writer.prepare(raw, journal)
         raw.notices = NoticeSink(journal)
         with sqlalchemy_connection(raw) as connection:
@@ -81,6 +82,20 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
                 context.run_migrations(migration_context=context.get_context(), journal=journal)
     finally:
         raw.close()
+
+
+def _refuse_legacy(raw, database: str) -> None:
+    """Only the previous tool's ledger: Alembic would start again from base, so send the user to
+    the command that adopts it (stamps the recorded prefix, keeping applied_at)."""
+    from .errors import UsageError
+    from .ledger import read_state
+
+    with raw.cursor() as cursor:
+        if read_state(cursor).is_legacy:
+            raise UsageError(
+                f"{database} has the previous tool's schema_migrations and no alembic_version yet:"
+                " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
+            )
 
 
 def _say_waiting(database: str) -> None:

@@ -373,3 +373,15 @@ def test_version_table_changed_under_the_run_rolls_the_file_back(project, tally)
     assert project.version(database) == "20240101000000"
     assert "b" not in project.tables(database)
     assert [v for v, _ in project.ledger(database)] == ["20240101000000"]
+
+
+def test_plain_alembic_refuses_a_legacy_database_and_points_to_adoption(project):
+    [tenant] = _tenants(project, 1)
+    database = f"db_{tenant}"
+    _legacy(project, database, ["20250101090000"])
+    result = project.alembic("-n", "tenant", "-x", f"tenant={tenant}", "upgrade", "head")
+    assert result.returncode != 0
+    assert "run `grapevine-migrations migrate` for it first" in result.stdout + result.stderr
+    assert "alembic_version" not in project.tables(database)
+    assert project.cli("migrate", "--tenant", tenant).returncode == 0
+    assert project.alembic("-n", "tenant", "-x", f"tenant={tenant}", "current").stdout.strip().endswith("(head)")
