@@ -16,9 +16,14 @@ DEFAULT_LOCK_TIMEOUT_S = 5.0
 _MUTATING_COMMANDS = {"upgrade", "downgrade", "stamp"}
 
 
+def notice_line(database: str, version: str | None, message: str) -> str:
+    """A server notice, prefixed with the database and the migration version (CLI and env.py alike)."""
+    return f"{database} {version or '-'}: {message}"
+
+
 def print_notice(database: str, version: str | None, message: str) -> None:
-    """Show a server notice as it arrives, prefixed with the database and the migration version."""
-    print(f"{database} {version or '-'}: {message}", file=sys.stderr, flush=True)
+    """Show a server notice as it arrives."""
+    print(notice_line(database, version, message), file=sys.stderr, flush=True)
 
 
 def run_environment(kind: str) -> None:
@@ -98,8 +103,12 @@ def _refuse_legacy(raw, database: str) -> None:
             )
 
 
+def waiting_line(database: str) -> str:
+    return f"{database}: waiting for another migration run to finish"
+
+
 def _say_waiting(database: str) -> None:
-    print(f"{database}: waiting for another migration run to finish", file=sys.stderr, flush=True)
+    print(waiting_line(database), file=sys.stderr, flush=True)
 
 
 def _project(config):

@@ -114,15 +114,16 @@ def json_option(func):
 
 
 def run_options(app: App, **overrides):
+    from .alembic_env import notice_line, waiting_line
     from .runner import RunOptions
 
-    out = app.out()
+    out = app.out()  # the same lines as env.py prints, but through the redacting output
 
     def notice(database, version, message):
-        out.info(f"{database} {version or '-'}: {message}")
+        out.info(notice_line(database, version, message))
 
     def waiting(database):
-        out.info(f"{database}: waiting for another migration run to finish")
+        out.info(waiting_line(database))
 
     return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting, **overrides)
 

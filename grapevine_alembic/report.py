@@ -166,9 +166,9 @@ def summary_json(results: list[DatabaseResult]) -> dict:
 
 
 def version_counts(results: list[DatabaseResult]) -> list[tuple[str, int]]:
-    """How many databases sit at each version, newest first; failures grouped as 'error'."""
+    """How many databases sit at each version, in version order ('(none)' first, 'error' last)."""
     counts = Counter((r.after or "(none)") if r.ok else "error" for r in results)
-    return sorted(counts.items(), key=lambda item: (item[0] == "error", item[0]), reverse=False)
+    return sorted(counts.items(), key=lambda item: (item[0] == "error", item[0]))
 
 
 def status_word(result: DatabaseResult) -> str:

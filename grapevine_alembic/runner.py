@@ -302,14 +302,11 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
 def _adopt(session: Session, chain: Chain, version: str) -> None:
     """Stamp a legacy database at its last recorded version, keeping the original applied_at."""
     from . import alembic_bridge
-    from .ledger import LEDGER_DDL, LEDGER_TABLE
+    from .ledger import LEDGER_TABLE, ensure_ledger
 
+    ensure_ledger(session.raw)  # the new columns; existing rows stay
     with session.raw.cursor() as cursor:
-        cursor.execute("SET client_min_messages = warning")
-        for statement in LEDGER_DDL:
-            cursor.execute(statement)
         cursor.execute(f"UPDATE {LEDGER_TABLE} SET applied_by = 'adopt' WHERE applied_by IS NULL")
-        cursor.execute("RESET client_min_messages")
     connection, context = session.migration_context(chain, alembic_bridge.stamp_steps(chain.script(), version))
     try:
         context.run_migrations(migration_context=context)
