@@ -65,18 +65,19 @@ def _run(context, kind: str) -> None:
 
 
 def _run_online(context, project, spec, journal, writer, xargs) -> None:
-    from .connection import acquire_lock, configure_session, open_connection, sqlalchemy_connection
+    from .connection import SessionPolicy, acquire_lock, configure_session, open_connection, sqlalchemy_connection
     from .executor import NoticeSink
 
     timeout = float(xargs.get("timeout", DEFAULT_TIMEOUT_S))
+    lock_timeout = float(xargs.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S))
     raw = open_connection(spec)
     try:
-        configure_session(
-            raw,
-            statement_timeout_s=timeout,
-            lock_timeout_s=float(xargs.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S)),
+        configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
+        mutates = _mutates(context.config)
+        journal.policy = SessionPolicy.for_connection(
+            raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout, lock_key=project.lock_key if mutates else None
         )
-        if _mutates(context.config):
+        if mutates:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
             _refuse_legacy(raw, spec.dbname)
             writer.prepare(raw, journal)

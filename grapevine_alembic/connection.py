@@ -13,6 +13,7 @@ next transaction to another server connection that does not hold the lock.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from .errors import DatabaseError
 from .settings import ConnectionSpec
@@ -94,19 +95,70 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
 
 
 def session_settings(raw, *, statement_timeout_s: float, lock_timeout_s: float) -> list[tuple[str, str]]:
-    """Bounds for every statement and every lock wait of the session (0 disables a bound).
+    """Bounds for every statement and every lock wait of the session (0 disables a bound)."""
+    policy = SessionPolicy.for_connection(raw, statement_timeout_s=statement_timeout_s, lock_timeout_s=lock_timeout_s)
+    return policy.settings()
 
-    On PostgreSQL 14+ the server also checks every 2 s that we are still there, so a killed
-    run's half-done transaction is rolled back (and its lock freed) without waiting for the
-    statement to finish.
+
+# Marks the error raised inside a file's transaction when this run no longer holds its lock.
+LOCK_LOST_MARKER = "grapevine: this run lost its migration lock"
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """The tool's own session state, put back before every file and checked after each.
+
+    Every file starts from the same session: whatever the previous file set (search_path,
+    role, timeouts, ``set_config(...)``) is reset, and the tool's timeouts hold again.  All of
+    it is utility statements that ride in the file's first round trip and take no snapshot,
+    so a file's ``BEGIN ISOLATION LEVEL ...`` still works after them.
     """
-    settings = [
-        ("statement_timeout", f"{int(statement_timeout_s * 1000)}ms"),
-        ("lock_timeout", f"{int(lock_timeout_s * 1000)}ms"),
-    ]
-    if raw.server_version >= 140000:
-        settings.append(("client_connection_check_interval", "2s"))
-    return settings
+
+    statement_timeout_s: float
+    lock_timeout_s: float
+    lock_key: int | None = None  # the advisory lock this run holds (None: it holds none)
+    check_interval: bool = True  # PostgreSQL 14+: client_connection_check_interval
+
+    @classmethod
+    def for_connection(cls, raw, *, statement_timeout_s: float, lock_timeout_s: float, lock_key: int | None = None):
+        return cls(statement_timeout_s, lock_timeout_s, lock_key, raw.server_version >= 140000)
+
+    def settings(self) -> list[tuple[str, str]]:
+        pairs = [
+            ("statement_timeout", f"{int(self.statement_timeout_s * 1000)}ms"),
+            ("lock_timeout", f"{int(self.lock_timeout_s * 1000)}ms"),
+        ]
+        if self.check_interval:
+            # the server checks every 2 s that we are still there, so a killed run's
+            # half-done transaction is rolled back (and its lock freed) promptly
+            pairs.append(("client_connection_check_interval", "2s"))
+        return pairs
+
+    def restore_sql(self) -> str:
+        """The tool's settings, as plain SET statements."""
+        return ";\n".join(f"SET {name} = '{value}'" for name, value in self.settings())
+
+    def reset_sql(self) -> str:
+        """Back to the connection's own state, then the tool's settings."""
+        return "SET SESSION AUTHORIZATION DEFAULT;\nRESET ALL;\n" + self.restore_sql()
+
+    def lock_check_sql(self) -> str | None:
+        """Fails the transaction unless this session (still, or again) holds the run's lock.
+
+        A file can release it (``DISCARD ALL``, ``pg_advisory_unlock_all()``); taking it again
+        succeeds unless another run took it meanwhile, and then nothing of the file commits.
+        """
+        if self.lock_key is None:
+            return None
+        return (
+            f"SELECT CASE WHEN pg_catalog.pg_try_advisory_lock({int(self.lock_key)}) THEN 0"
+            f" ELSE ('{LOCK_LOST_MARKER}: ' || pg_catalog.pg_backend_pid())::int END"
+        )
+
+
+# The tool's own statements at the end of a file's transaction resolve names as the session
+# did when it connected, and run as the login role, whatever search_path or role the file set.
+TOOL_SCOPE_SQL = "SET LOCAL search_path TO DEFAULT;\nSET LOCAL ROLE NONE"
 
 
 def set_config_sql(settings: list[tuple[str, str]]) -> tuple[str, list[str]]:

@@ -1,14 +1,24 @@
-"""Applies one parsed ``.sql`` file on an Alembic ``MigrationContext``.
+"""Applies one parsed ``.sql`` file on an open psycopg2 connection.
 
-Transactional files run statement by statement inside the per-migration
-transaction Alembic opened, so the body, the version-table update and the ledger
-row commit together or not at all.  Files with statements PostgreSQL refuses in a
-transaction block run inside ``MigrationContext.autocommit_block()``: each
-statement (or each of the file's own BEGIN/COMMIT blocks) commits on its own, and
-the version is recorded only after the last one succeeded.
+A file is a sequence of units (see ``txshape``): transactions, and statements that
+must run outside one.  The file's last transaction also carries the tool's own
+statements (the ledger row, the version move, the lock check), so the body and its
+record commit together or not at all; when the file ends with a statement that
+cannot run in a transaction, the record follows in a transaction of its own.
 
-Statements go to the raw DBAPI cursor without parameters, so ``%``, ``:name``
-and ``?`` are never read as bind parameters.
+Two roads share this code: ``migrate`` (``apply_direct``: an autocommit connection,
+the tool sends BEGIN/COMMIT itself) and ``alembic upgrade`` (``apply_migration``:
+Alembic opened the per-migration transaction and commits it after the version
+update).  Statements go to the raw DBAPI cursor without parameters, so ``%``,
+``:name`` and ``?`` are never read as bind parameters.
+
+Each transaction goes to the server in as few round trips as the file allows
+(``DO``, ``CALL`` and ``SELECT`` get their own, so their notices show as they
+finish).  When a round trip fails, PostgreSQL's error position names the
+statement and line; without a position, the transaction is rolled back and
+replayed statement by statement (notices muted) to find it.  Nothing of a failed
+transaction is kept, and the replay never uses savepoints, so a file's own
+``SAVEPOINT``/``ROLLBACK TO`` cannot be confused with the tool's.
 """
 
 from __future__ import annotations
@@ -17,8 +27,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
 from .errors import MigrationFailed
 from .sqlfile import MigrationFile, Statement
+from .txshape import Unit
 
 # SQLSTATEs (and classes) worth a retry: the database or the connection, not the migration, failed.
 TRANSIENT_SQLSTATES = {
@@ -31,6 +43,9 @@ TRANSIENT_SQLSTATES = {
     "53300",  # too_many_connections
 }
 TRANSIENT_CLASSES = {"08"}  # connection exceptions
+# Failures that depend on timing: replaying the transaction would take as long again and
+# might not fail the same way, so they are blamed on the round trip as a whole.
+_TIMING_SQLSTATES = {"57014", "55P03", "40P01", "40001"}
 
 
 def is_transient_sqlstate(sqlstate: str | None) -> bool:
@@ -50,9 +65,12 @@ class Journal:
     # migration's own batch (saves a round trip per migration); None = record afterwards.
     ledger_sql: Callable[[MigrationFile], str] | None = None
     recorded: set[str] = field(default_factory=set)
+    # The tool's session state, put back before every file (None: leave the session alone).
+    policy: SessionPolicy | None = None
+    muted: bool = False  # while a failed transaction is replayed: its notices were shown once
 
     def notice(self, message: str) -> None:
-        if self.on_notice is not None:
+        if self.on_notice is not None and not self.muted:
             self.on_notice(self.database, self.current.version if self.current else None, message)
 
 
@@ -69,25 +87,35 @@ class NoticeSink:
 
 
 class StatementFailed(MigrationFailed):
-    """A statement of a migration failed; carries the file, line and PostgreSQL's message."""
+    """A statement of a migration (or the tool's own SQL around it) failed; carries file, line and message."""
 
-    def __init__(self, migration: MigrationFile, statement: Statement, error: Exception, already_committed: list[Statement]):
+    def __init__(
+        self,
+        migration: MigrationFile,
+        line: int | str | None,
+        error: Exception,
+        already_committed: list[Statement],
+        *,
+        what: str = "",
+    ):
         self.migration = migration
-        self.statement = statement
+        self.line = line
         self.sqlstate = getattr(error, "pgcode", None)
         self.pg_message = _first_line(getattr(error, "pgerror", None) or str(error))
         self.already_committed = already_committed
-        message = f"{migration.path.name}:{statement.line}: {self.pg_message}"
+        where = f"{migration.path.name}:{line}" if line is not None else migration.path.name
+        message = f"{where}: {what}{self.pg_message}"
         if already_committed:
-            lines = ", ".join(str(s.line) for s in already_committed)
             message += (
-                f" (non-transactional file: statements at line {lines} already ran and stay applied;"
+                f" ({_line_list(already_committed)} of this file already ran and stayed committed;"
                 " the version was not recorded, so the next run starts this file again)"
             )
         super().__init__(message)
 
     @property
     def transient(self) -> bool:
+        if self.already_committed:
+            return False  # a retry would run committed statements again: never
         if self.sqlstate:
             return is_transient_sqlstate(self.sqlstate)
         from .connection import is_transient_text
@@ -95,10 +123,332 @@ class StatementFailed(MigrationFailed):
         return is_transient_text(self.pg_message)  # a lost connection carries no SQLSTATE
 
 
+def _line_list(statements: list[Statement]) -> str:
+    """"line 3" or "lines 1, 2, 5"."""
+    lines = ", ".join(str(s.line) for s in statements)
+    return f"line {lines}" if len(statements) == 1 else f"lines {lines}"
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     first = lines[0] if lines else "unknown error"
     return first.removeprefix("ERROR:").strip()
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One piece of a transaction's SQL: a file statement, or the tool's own SQL (``what`` says which)."""
+
+    sql: str
+    statement: Statement | None = None
+    what: str = ""
+    line: int | None = None  # the file line a tool step stands for (the file's COMMIT)
+
+    @property
+    def own_round_trip(self) -> bool:
+        return self.statement is not None and self.statement.kind in _OWN_ROUND_TRIP
+
+
+# Statements whose notices are worth seeing as they happen (backfills, progress reports) get a
+# round trip of their own; runs of other statements go to the server as one batch.
+_OWN_ROUND_TRIP = {"DoStmt", "CallStmt", "SelectStmt"}
+
+
+def _statement_steps(statements, policy: SessionPolicy | None) -> list[_Step]:
+    steps = []
+    for statement in statements:
+        steps.append(_Step(statement.sql, statement))
+        if statement.resets_session and policy is not None:
+            steps.append(_Step(policy.restore_sql(), what="restoring the tool's session settings: "))
+    return steps
+
+
+def _round_trips(steps: list[_Step]) -> list[list[_Step]]:
+    """Group steps into round trips; a DO/CALL/SELECT never shares one with another statement."""
+    trips: list[list[_Step]] = [[]]
+    for step in steps:
+        current = trips[-1]
+        statements = [s for s in current if s.statement is not None]
+        if step.statement is not None and statements and (step.own_round_trip or statements[-1].own_round_trip):
+            trips.append([step])
+        else:
+            current.append(step)
+    return [trip for trip in trips if trip]
+
+
+# --------------------------------------------------------------------------- one file
+
+
+class FileRun:
+    """Runs the units of one migration file and records it, on one connection."""
+
+    def __init__(self, raw, migration: MigrationFile, journal: Journal):
+        self.raw = raw
+        self.migration = migration
+        self.journal = journal
+        self.committed: list[Statement] = []  # statements of units that already committed
+        self._reset_pending = journal.policy is not None  # the session reset rides in the first round trip
+
+    # ---- the direct road: autocommit connection, our own BEGIN/COMMIT ----
+    def run_direct(self, record_sql: str) -> None:
+        units = self.migration.parse().units
+        final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
+        for unit in units:
+            if unit is final:
+                self.transaction(unit, tail=self._record_steps(record_sql), explicit=True)
+            else:
+                self.unit(unit)
+        if final is None:  # nothing to ride on: the record is a transaction of its own
+            self.transaction(None, tail=self._record_steps(record_sql), explicit=True)
+
+    # ---- the alembic road: Alembic's transaction is open and commits after the version update ----
+    def run_in_open_transaction(self, context, record_sql: str | None) -> None:
+        units = self.migration.parse().units
+        final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
+        earlier = units[:-1] if final is not None else units
+        if earlier:
+            with context.autocommit_block():
+                for unit in earlier:
+                    self.unit(unit)
+        tail = [_Step(TOOL_SCOPE_SQL, what="")]  # Alembic's version update follows, unqualified
+        if record_sql:
+            tail.append(_Step(record_sql, what="recording the version: "))
+        tail += self._lock_check_steps()
+        self.transaction(final, tail=tail, explicit=False)
+
+    def unit(self, unit: Unit) -> None:
+        """A unit before the file's last transaction: commits (or rolls back) on its own."""
+        if unit.transactional:
+            self.transaction(unit, tail=self._lock_check_steps(), explicit=True)
+        else:
+            self.autocommit_statement(unit.statements[0])
+
+    def _record_steps(self, record_sql: str) -> list[_Step]:
+        return [_Step(TOOL_SCOPE_SQL), _Step(record_sql, what="recording the version: "), *self._lock_check_steps()]
+
+    def _lock_check_steps(self) -> list[_Step]:
+        check = self.journal.policy.lock_check_sql() if self.journal.policy else None
+        return [_Step(check, what="checking the migration lock: ")] if check else []
+
+    def _reset_steps(self) -> list[_Step]:
+        if not self._reset_pending:
+            return []
+        self._reset_pending = False
+        return [_Step(self.journal.policy.reset_sql(), what="resetting the session: ")]
+
+    # ---- a transaction ----
+    def transaction(self, unit: Unit | None, *, tail: list[_Step], explicit: bool) -> None:
+        """One transaction: [BEGIN] [SET TRANSACTION] [session reset] statements tail [COMMIT|ROLLBACK]."""
+        steps: list[_Step] = [_Step("BEGIN")] if explicit else []
+        modes = unit.transaction_modes if unit else None
+        if modes:
+            steps.append(_Step(modes, what="", line=_first_line_of(unit)))
+        steps += self._reset_steps()
+        statements = unit.statements if unit else ()
+        steps += _statement_steps(statements, self.journal.policy)
+        if unit is not None and unit.rollback:
+            steps.append(_Step("ROLLBACK", line=unit.end_line))
+        else:
+            steps += tail
+            if explicit:
+                line = unit.end_line if unit and unit.end_line else (statements[-1].line if statements else None)
+                steps.append(_Step("COMMIT", what="at COMMIT: ", line=line))
+        with self.raw.cursor() as cursor:
+            for trip in _round_trips(steps):
+                self._send(cursor, trip, steps)
+        if explicit:
+            self.committed.extend(statements)
+
+    def _send(self, cursor, trip: list[_Step], steps: list[_Step]) -> None:
+        import psycopg2
+
+        text, starts = _join(trip)
+        try:
+            cursor.execute(text)
+        except psycopg2.Error as err:
+            failed, line = self._locate(trip, starts, steps, err)
+            self._rollback()
+            raise self._failure(failed, line, err) from err
+
+    def _locate(self, trip, starts, steps, err) -> tuple[_Step | tuple[_Step, _Step], int | None]:
+        """The step that failed and the file line: from PostgreSQL's error position, else by replaying."""
+        position = _error_position(err)
+        if position is not None:
+            for step, start in zip(reversed(trip), reversed(starts)):
+                if position > start:
+                    return step, _line_at(step, position - 1 - start)
+        if self.raw.closed or getattr(err, "pgcode", None) in _TIMING_SQLSTATES:
+            return _span(trip), None
+        suspects = [s for s in trip if s.statement is not None or s.what]
+        if len(suspects) == 1:
+            return suspects[0], None
+        return (self._replay(steps) or _span(trip)), None
+
+    def _replay(self, steps: list[_Step]) -> _Step | None:
+        """Roll back, then run the same transaction one step at a time to see which step fails."""
+        import psycopg2
+
+        self._rollback()
+        self.journal.muted = True
+        try:
+            with self.raw.cursor() as cursor:
+                if steps and steps[0].sql != "BEGIN":
+                    cursor.execute("BEGIN")  # Alembic's transaction is gone: replay in one of ours
+                for step in steps:
+                    if step.statement is None and step.sql == "ROLLBACK":
+                        return None
+                    # The replay never commits: checking deferred constraints is what COMMIT would fail on.
+                    sql = "SET CONSTRAINTS ALL IMMEDIATE" if step.statement is None and step.sql == "COMMIT" else step.sql
+                    try:
+                        cursor.execute(sql)
+                    except psycopg2.Error:
+                        return step
+        except psycopg2.Error:
+            return None
+        finally:
+            self._rollback()
+            self.journal.muted = False
+        return None
+
+    def _rollback(self) -> None:
+        import psycopg2.extensions
+
+        if not self.raw.closed and self.raw.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            with self.raw.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+
+    def _failure(self, failed, line: int | None, err) -> Exception:
+        from .ledger import VERSION_CHECK_MARKER
+
+        text = str(err)
+        name = self.migration.path.name
+        if VERSION_CHECK_MARKER in text:
+            return MigrationFailed(
+                f"{name}: recording version {self.migration.version} did not move exactly the expected head"
+                " (was alembic_version changed by someone else?); nothing of this file's last transaction was"
+                " committed" + _already(self.committed)
+            )
+        if LOCK_LOST_MARKER in text:
+            return MigrationFailed(
+                f"{name}: this run lost its migration lock on {self.journal.database} (the file released it,"
+                " e.g. with DISCARD ALL or pg_advisory_unlock_all(), and another run took it); nothing of this"
+                " file's last transaction was committed" + _already(self.committed)
+            )
+        if isinstance(failed, tuple):
+            first, last = _line_of(failed[0]), _line_of(failed[1])
+            where = f"{first}-{last}" if first is not None and last is not None and first != last else first
+            return StatementFailed(self.migration, where, err, list(self.committed))
+        return StatementFailed(self.migration, line or _line_of(failed), err, list(self.committed), what=failed.what)
+
+    # ---- a statement outside any transaction ----
+    def autocommit_statement(self, statement: Statement) -> None:
+        import psycopg2
+
+        from . import invalid_indexes as invalid_index
+
+        with self.raw.cursor() as cursor:
+            reset = self._reset_steps()
+            if reset:
+                self._autocommit(cursor, reset[0].sql, statement, "resetting the session: ")
+            index = invalid_index.concurrent_index(statement)
+            if index:
+                invalid_index.drop_invalid(cursor, index, self.journal)
+            try:
+                cursor.execute(statement.sql)
+            except psycopg2.Error as err:
+                position = _error_position(err)
+                step = _Step(statement.sql, statement)
+                line = _line_at(step, position - 1) if position else statement.line
+                raise StatementFailed(self.migration, line, err, list(self.committed)) from err
+            if index:
+                invalid_index.require_valid(cursor, self.migration, statement, index, self.committed)
+            after = [self.journal.policy.restore_sql()] if statement.resets_session and self.journal.policy else []
+            self.committed.append(statement)
+            if self.journal.policy and self.journal.policy.lock_key is not None:
+                after.append(f"SELECT pg_catalog.pg_try_advisory_lock({int(self.journal.policy.lock_key)})")
+            if after:
+                self._autocommit(cursor, ";\n".join(after), statement, "")
+                if self.journal.policy.lock_key is not None and not cursor.fetchone()[0]:
+                    raise MigrationFailed(
+                        f"{self.migration.path.name}:{statement.line}: this run lost its migration lock on"
+                        f" {self.journal.database} (the file released it, e.g. with DISCARD ALL) and another run"
+                        " holds it now; stopping" + _already(self.committed)
+                    )
+
+    def _autocommit(self, cursor, sql: str, statement: Statement, what: str) -> None:
+        import psycopg2
+
+        try:
+            cursor.execute(sql)
+        except psycopg2.Error as err:
+            raise StatementFailed(self.migration, statement.line, err, list(self.committed), what=what) from err
+
+
+def _already(committed: list[Statement]) -> str:
+    if not committed:
+        return ""
+    return f"; {_line_list(committed)} of this file already ran and stayed committed"
+
+
+def _first_line_of(unit: Unit) -> int | None:
+    return unit.statements[0].line if unit.statements else None
+
+
+def _span(trip: list[_Step]) -> tuple[_Step, _Step]:
+    """A failure that cannot be pinned to one step: the round trip's first and last file lines."""
+    placed = [s for s in trip if s.statement is not None or s.line is not None] or trip
+    return (placed[0], placed[-1])
+
+
+def _line_of(step: _Step) -> int | None:
+    return step.statement.line if step.statement is not None else step.line
+
+
+def _line_at(step: _Step, offset: int) -> int | None:
+    """The file line at character ``offset`` of a step's text (a tool step: the line it stands for)."""
+    if step.statement is None:
+        return step.line
+    return step.statement.line + step.sql.count("\n", 0, max(offset, 0))
+
+
+def _join(trip: list[_Step]) -> tuple[str, list[int]]:
+    """The round trip's text and where each step starts in it (0-based)."""
+    parts, starts, offset = [], [], 0
+    for step in trip:
+        starts.append(offset)
+        parts.append(step.sql)
+        offset += len(step.sql) + 3
+    return "\n;\n".join(parts), starts  # newline first: ends a trailing -- comment
+
+
+def _error_position(err) -> int | None:
+    """PostgreSQL's error position (1-based, in characters of the whole query string)."""
+    diag = getattr(err, "diag", None)
+    value = getattr(diag, "statement_position", None) if diag is not None else None
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "") -> None:
+    """Apply one migration on an autocommit connection, recorded by ``record_sql`` in its last transaction.
+
+    ``setup_sql`` (creating the version table and ledger) rides with the record, so a
+    first migration that fails leaves nothing at all behind.
+    """
+    journal.current = migration
+    started = time.perf_counter()
+    record = f"{setup_sql}\n;\n{record_sql}" if setup_sql else record_sql
+    FileRun(raw, migration, journal).run_direct(record)
+    journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
+    journal.applied.append(migration.version)
 
 
 def apply_migration(context, migration: MigrationFile, journal: Journal | None = None) -> None:
@@ -110,210 +460,36 @@ def apply_migration(context, migration: MigrationFile, journal: Journal | None =
     journal = journal or Journal(database=context.connection.engine.url.database or "")
     journal.current = migration
     started = time.perf_counter()
-    if parsed.transactional:
-        record = journal.ledger_sql(migration) if journal.ledger_sql else None
-        _run_transactional(_raw_connection(context), migration, parsed.statements, tail_sql=record)
-        if record:
-            journal.recorded.add(migration.version)
-    else:
-        with context.autocommit_block():
-            _run_units(_raw_connection(context), migration, parsed.units, journal)
+    record = journal.ledger_sql(migration) if journal.ledger_sql else None
+    raw = context.connection.connection.dbapi_connection  # executes text verbatim, no parameter parsing
+    FileRun(raw, migration, journal).run_in_open_transaction(context, record)
+    if record:
+        journal.recorded.add(migration.version)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
     journal.applied.append(migration.version)
-
-
-def _raw_connection(context):
-    # The psycopg2 connection under SQLAlchemy: executes text verbatim, no parameter parsing.
-    return context.connection.connection.dbapi_connection
-
-
-def _execute(cursor, migration, statement, committed: list[Statement]) -> None:
-    import psycopg2
-
-    try:
-        cursor.execute(statement.sql)
-    except psycopg2.Error as err:
-        raise StatementFailed(migration, statement, err, list(committed)) from err
-
-
-# Statements whose notices are worth seeing as they happen (backfills, progress reports) get a
-# round trip of their own; runs of other statements go to the server as one batch.
-_OWN_ROUND_TRIP = {"DoStmt", "CallStmt", "SelectStmt"}
-_SAVEPOINT = "grapevine_batch"
-
-
-def _batches(statements) -> list[list[Statement]]:
-    batches: list[list[Statement]] = []
-    for statement in statements:
-        alone = statement.kind in _OWN_ROUND_TRIP
-        if alone or not batches or batches[-1][-1].kind in _OWN_ROUND_TRIP:
-            batches.append([statement])
-        else:
-            batches[-1].append(statement)
-    return batches
-
-
-def _run_transactional(raw, migration, statements, *, head_sql: str = "", tail_sql: str | None = None) -> None:
-    """Batches of statements, each one round trip.
-
-    ``head_sql`` rides in front of the first batch (``BEGIN``), ``tail_sql`` behind the last
-    (the ledger row and version update), so a small file costs a single round trip.  Each
-    batch starts with a savepoint; if it fails, we roll back to it and replay its statements
-    one by one, so the error still names the exact statement and line.  (PostgreSQL 13+
-    applies statement_timeout to each statement of a batch separately.)
-    """
-    with raw.cursor() as cursor:
-        batches = _batches(statements)
-        for number, batch in enumerate(batches):
-            prefix = head_sql if number == 0 else ""
-            suffix = tail_sql if number == len(batches) - 1 else None
-            if len(batch) == 1 and not (prefix or suffix):
-                _execute(cursor, migration, batch[0], [])
-                continue
-            text = "\n;\n".join(s.sql for s in batch)  # newline first: ends a trailing -- comment
-            if suffix:
-                text += "\n;\n" + suffix
-            _execute_batch(cursor, migration, batch, text, prefix)
-
-
-def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "") -> None:
-    """Apply one migration on an autocommit connection, recorded by ``record_sql`` in the same transaction.
-
-    The lean path of ``migrate``: ``BEGIN; SAVEPOINT; body; ledger row; version update; COMMIT``
-    in as few round trips as the file allows (one for most files); the version update fails
-    the transaction unless exactly the expected head moved.  Non-transactional files run unit
-    by unit first, then record.
-    ``setup_sql`` (creating the version table and ledger) rides in the same transaction, so a
-    first migration that fails leaves nothing at all behind.
-    """
-    import psycopg2.extensions
-
-    parsed = migration.parse()
-    journal.current = migration
-    started = time.perf_counter()
-    try:
-        begin = "BEGIN;\n" + (setup_sql + "\n;\n" if setup_sql else "")
-        record = record_sql + "\n;\nCOMMIT"
-        if parsed.transactional:
-            _run_transactional(raw, migration, parsed.statements, head_sql=begin, tail_sql=record)
-        else:
-            _run_units(raw, migration, parsed.units, journal)
-            with raw.cursor() as cursor:
-                try:
-                    cursor.execute(begin + record)
-                except psycopg2.Error as err:
-                    _raise_if_version_check(migration, err)
-                    raise StatementFailed(migration, parsed.statements[-1], err, list(parsed.statements)) from err
-    except BaseException:
-        if not raw.closed and raw.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
-            with raw.cursor() as cursor:
-                cursor.execute("ROLLBACK")
-        raise
-    journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
-    journal.applied.append(migration.version)
-
-
-def _raise_if_version_check(migration: MigrationFile, err) -> None:
-    from .ledger import VERSION_CHECK_MARKER
-
-    if VERSION_CHECK_MARKER in str(err):
-        raise MigrationFailed(
-            f"{migration.path.name}: recording version {migration.version} did not move exactly the expected"
-            " head (was alembic_version changed by someone else?); nothing of this file was committed"
-        ) from err
-
-
-def _execute_batch(cursor, migration, batch, text: str, prefix: str = "") -> None:
-    import psycopg2
-    import psycopg2.extensions
-
-    try:
-        cursor.execute(f"{prefix}SAVEPOINT {_SAVEPOINT};\n{text}")
-    except psycopg2.Error as err:
-        _raise_if_version_check(migration, err)
-        if cursor.connection.closed:
-            raise StatementFailed(migration, batch[0], err, []) from err
-        if cursor.connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
-            # the batch's own COMMIT failed (a deferred constraint, say): everything was rolled back
-            raise StatementFailed(migration, batch[-1], err, []) from err
-        cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-        for statement in batch:
-            _execute(cursor, migration, statement, [])
-        raise StatementFailed(migration, batch[-1], err, []) from err  # replay passed: blame the batch's end
-
-
-def _run_units(raw, migration, units, journal: Journal) -> None:
-    """Autocommit mode: each unit is one statement, or one of the file's own BEGIN/COMMIT blocks."""
-    committed: list[Statement] = []
-    with raw.cursor() as cursor:
-        for unit in units:
-            if unit.transactional:
-                cursor.execute("BEGIN")
-            try:
-                for statement in unit.statements:
-                    index = _concurrent_index(statement)
-                    if index:
-                        _drop_invalid_index(cursor, index, journal)
-                    _execute(cursor, migration, statement, committed)
-                    if index:
-                        _require_valid_index(cursor, migration, statement, index, committed)
-            except StatementFailed:
-                if unit.transactional and not raw.closed:
-                    cursor.execute("ROLLBACK")
-                raise
-            if unit.transactional:
-                cursor.execute("COMMIT")
-            committed.extend(unit.statements)
-
-
-# A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind, which a re-run's
-# IF NOT EXISTS would then skip: queries stay slow while every run reports success.
-_INDEX_STATE = (
-    "SELECT c.oid::regclass::text, i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
-    " WHERE c.relname = %s AND c.relnamespace = coalesce(to_regnamespace(%s),"
-    " (SELECT oid FROM pg_namespace WHERE nspname = current_schema()))"
-)
-
-
-def _concurrent_index(statement: Statement) -> tuple[str | None, str] | None:
-    """(schema, name) of a named CREATE INDEX CONCURRENTLY, else None."""
-    node = statement.node
-    if statement.kind != "IndexStmt" or node is None or not getattr(node, "concurrent", False) or not node.idxname:
-        return None
-    return (node.relation.schemaname or None, node.idxname)
-
-
-def _drop_invalid_index(cursor, index, journal: Journal) -> None:
-    cursor.execute(_INDEX_STATE, (index[1], index[0]))
-    row = cursor.fetchone()
-    if row and not row[1]:
-        journal.notice(f"NOTICE: dropping INVALID index {row[0]} left by an earlier failed build; building it again")
-        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {row[0]}")
-
-
-def _require_valid_index(cursor, migration, statement, index, committed) -> None:
-    cursor.execute(_INDEX_STATE, (index[1], index[0]))
-    row = cursor.fetchone()
-    if row and not row[1]:
-        raise MigrationFailed(
-            f"{migration.path.name}:{statement.line}: index {row[0]} is INVALID after CREATE INDEX CONCURRENTLY;"
-            " the version was not recorded (drop the index and run migrate again)"
-        )
 
 
 def _emit_offline(context, migration, parsed) -> None:
-    """``--sql`` mode: print the statements, with COMMIT/BEGIN around non-transactional files."""
+    """``--sql`` mode: the statements, with COMMIT/BEGIN around what runs outside Alembic's transaction."""
     out = context.impl.static_output
     out(f"-- {migration.path.name}")
-    if parsed.transactional:
-        for statement in parsed.statements:
+    units = parsed.units
+    final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
+    earlier = units[:-1] if final is not None else units
+    if earlier:
+        with context.autocommit_block():
+            for unit in earlier:
+                if unit.transactional:
+                    out("BEGIN;")
+                    if unit.transaction_modes:
+                        out(unit.transaction_modes + ";")
+                for statement in unit.statements:
+                    out(statement.sql + ";")
+                if unit.transactional:
+                    out("ROLLBACK;" if unit.rollback else "COMMIT;")
+    if final is not None:
+        if final.transaction_modes:
+            out(final.transaction_modes + ";")
+        for statement in final.statements:
             out(statement.sql + ";")
-        return
-    with context.autocommit_block():
-        for unit in parsed.units:
-            if unit.transactional:
-                out("BEGIN;")
-            for statement in unit.statements:
-                out(statement.sql + ";")
-            if unit.transactional:
-                out("COMMIT;")
+    out(TOOL_SCOPE_SQL.replace("\n", " ") + ";")

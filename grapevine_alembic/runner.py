@@ -11,6 +11,7 @@ retry resumes at the first file not yet applied.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -22,7 +23,7 @@ from .connection import (
     ConnectionFailed,
     LockTimeout,
     acquire_lock,
-    session_settings,
+    SessionPolicy,
     describe_error,
     is_transient_text,
     open_connection,
@@ -175,10 +176,11 @@ class Session:
 
     def __enter__(self) -> Session:
         self.raw = open_connection(self.target.spec, connect_timeout=self.options.connect_timeout_s)
-        # applied with the first state read: no round trip of their own
-        self._settings = session_settings(
+        self.policy = SessionPolicy.for_connection(
             self.raw, statement_timeout_s=self.options.timeout_s, lock_timeout_s=self.options.lock_timeout_s
         )
+        # applied with the first state read: no round trip of their own
+        self._settings = self.policy.settings()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -205,7 +207,9 @@ class Session:
         return self.read(lock=False)
 
     def journal(self) -> Journal:
-        journal = Journal(database=self.target.database, on_notice=self.options.on_notice)
+        """For applying files under this run's lock: each file starts from the tool's session state."""
+        policy = dataclasses.replace(self.policy, lock_key=self.options.lock_key)
+        journal = Journal(database=self.target.database, on_notice=self.options.on_notice, policy=policy)
         self.raw.notices = NoticeSink(journal)
         return journal
 

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import MigrationFileError
+from .txshape import Note, Unit, shape_units
 
 __all__ = [
     "Discovery",
+    "Note",
     "MigrationFile",
     "ParsedSql",
     "Statement",
@@ -35,7 +37,9 @@ SCHEMA_FILE_NAME = "schema.sql"
 _T = TypeVar("_T")
 
 # re.ASCII: \d and friends would otherwise accept non-ASCII digits such as "٢".
-_MIGRATION_NAME = re.compile(r"([0-9]{14})_([A-Za-z0-9_-]+)\.sql", re.ASCII)
+# The previous tool took every "*.sql" file and the version up to the first "_", so any
+# description is accepted here too; `check` warns about characters beyond [A-Za-z0-9_-].
+_MIGRATION_NAME = re.compile(r"([0-9]{14})_([^/\\]+)\.sql", re.ASCII)
 _DESCRIPTION = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
 _LEADING_DIGITS = re.compile(r"[0-9]*", re.ASCII)
 _DIRECTIVE = re.compile(r"\s*--\s*grapevine\s*:\s*no-transaction\s*", re.IGNORECASE)
@@ -54,16 +58,11 @@ class Statement:
     line: int
     kind: str
     transactional: bool
+    # RESET ALL / DISCARD ALL: the session's settings return to the server's defaults, so the
+    # runner puts its own (timeouts) back right after.
+    resets_session: bool = False
     # The pglast AST node, for analyses such as hazards; not part of the value's identity.
     node: Any = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class Unit:
-    """Statements that run together: in one transaction (transactional=True) or one autocommit statement."""
-
-    statements: tuple[Statement, ...]
-    transactional: bool
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,10 @@ class ParsedSql:
 
     statements: tuple[Statement, ...]
     units: tuple[Unit, ...]
-    transactional: bool
-    wrapped: bool
+    transactional: bool  # no statement needs to run outside a transaction block
+    wrapped: bool  # the file has transaction control of its own
     no_transaction_directive: bool
+    notes: tuple[Note, ...] = ()  # shapes worth a warning in `check` (see txshape)
 
 
 _CACHE_LOCK = threading.RLock()
@@ -87,6 +87,11 @@ class MigrationFile:
     version: str
     description: str
     path: Path
+
+    @property
+    def plain_description(self) -> bool:
+        """Whether the description uses only letters, digits, _ and - (what `create` writes)."""
+        return _DESCRIPTION.fullmatch(self.description) is not None
 
     @property
     def message(self) -> str:
@@ -192,8 +197,6 @@ def _near_miss_reason(name: str) -> str | None:
         return f"a migration name needs a description after the timestamp ({_NAME_FORMAT})"
     if not rest.startswith("_"):
         return f"the timestamp must be followed by _ and a description ({_NAME_FORMAT})"
-    if not _DESCRIPTION.fullmatch(rest[1:]):
-        return "the description may contain only letters, digits, _ and -"
     if extension != ".sql":
         return "the extension must be lower-case .sql"
     return None
@@ -247,16 +250,17 @@ def parse_sql(text: str, *, path: Any = None) -> ParsedSql:
     lines = _LineIndex(text)
     written = [_make_statement(located, lines) for located in _split(text, path)]
     directive = _has_directive(text)
-    placed, wrapped = _place_statements(written, path)
-    if not placed:
-        raise MigrationFileError("contains no SQL statements", path=path)
-    statements = tuple(stmt for stmt, _block in placed)
-    transactional = not directive and all(stmt.transactional for stmt in statements)
-    if transactional:
-        units = (Unit(statements, True),)
-    else:
-        units = _units_for_autocommit(placed, path)
-    return ParsedSql(statements, units, transactional, wrapped, directive)
+    autocommit_file = directive or not all(stmt.transactional for stmt in written)
+    kept, units, notes = shape_units(
+        written,
+        autocommit_file=autocommit_file,
+        path=path,
+        control=lambda stmt: _transaction_control(stmt, path),
+        check_outside=lambda stmt: _check_outside_block(stmt, path),
+        check_inside=lambda stmt, line: _check_inside_block(stmt, line, path),
+    )
+    wrapped = any(stmt.kind == "TransactionStmt" and _transaction_control(stmt, path) for stmt in written)
+    return ParsedSql(tuple(kept), units, not autocommit_file, wrapped, directive, notes)
 
 
 def _split(text: str, path: Any) -> list[tuple[str, int, Any]]:
@@ -369,111 +373,47 @@ def _make_statement(located: tuple[str, int, Any], lines: _LineIndex) -> Stateme
     skip = _skip_trivia(piece, 0)
     sql = piece[skip:].rstrip()
     reason = _non_transactional_reason(node)
-    return Statement(sql, lines.line_of(offset + skip), type(node).__name__, reason is None, node)
+    kind = type(node).__name__
+    return Statement(sql, lines.line_of(offset + skip), kind, reason is None, _resets_session(node), node)
 
 
-# A statement together with the line of the BEGIN of the explicit block it sits in (or None).
-_Placed = tuple[Statement, int | None]
+def _resets_session(node: Any) -> bool:
+    kind = type(node).__name__
+    if kind == "DiscardStmt":
+        return node.target.name == "DISCARD_ALL"
+    return kind == "VariableSetStmt" and node.kind.name == "VAR_RESET_ALL"
 
 
-def _place_statements(statements: Iterable[Statement], path: Any) -> tuple[list[_Placed], bool]:
-    """Drop the file's own BEGIN/COMMIT, remembering which block each statement was in."""
-    placed: list[_Placed] = []
-    block_line: int | None = None
-    wrapped = False
-    for stmt in statements:
-        control = _transaction_control(stmt, path)
-        if control == "begin":
-            if block_line is not None:
-                raise MigrationFileError(
-                    f"BEGIN on line {block_line} has no matching COMMIT before the next BEGIN",
-                    path=path,
-                    line=stmt.line,
-                )
-            block_line, wrapped = stmt.line, True
-        elif control == "commit":
-            if block_line is None:
-                keyword = stmt.sql.split(None, 1)[0].upper()  # COMMIT or END, as written
-                raise MigrationFileError(f"{keyword} has no matching BEGIN", path=path, line=stmt.line)
-            block_line = None
-        else:
-            placed.append((stmt, block_line))
-    if block_line is not None:
-        message = f"BEGIN on line {block_line} has no matching COMMIT"
-        raise MigrationFileError(message, path=path, line=block_line)
-    return placed, wrapped
+def _transaction_control(stmt: Statement, path: Any) -> tuple[str, bool, bool] | None:
+    """The file's own transaction control as ("begin", has_options, False) or ("end", rollback, chain).
 
-
-def _transaction_control(stmt: Statement, path: Any) -> str | None:
-    """Classify a statement as the file's own "begin" or "commit"; reject the forbidden ones."""
+    SAVEPOINT, RELEASE and ROLLBACK TO are ordinary statements inside a transaction (None).
+    Two-phase commands are refused: PostgreSQL refuses them too, inside a transaction block
+    or without ``max_prepared_transactions``, and the tool could not track them.
+    """
     if stmt.kind != "TransactionStmt":
         return None
     from pglast.enums import TransactionStmtKind as Kind
 
     node = stmt.node
     if node.kind in (Kind.TRANS_STMT_BEGIN, Kind.TRANS_STMT_START):
-        if node.options:
-            # The runner opens the transaction itself, so options here would be silently lost.
-            raise MigrationFileError(
-                "BEGIN with transaction options is not supported; "
-                "use SET TRANSACTION as the first statement of the block instead",
-                path=path,
-                line=stmt.line,
-            )
-        return "begin"
+        return ("begin", bool(node.options), False)
     if node.kind == Kind.TRANS_STMT_COMMIT:
-        if node.chain:
-            raise MigrationFileError(
-                "COMMIT AND CHAIN is not allowed in a migration; use COMMIT and BEGIN",
-                path=path,
-                line=stmt.line,
-            )
-        return "commit"
-    forbidden = _FORBIDDEN_TRANSACTION_CONTROL.get(node.kind.name)
-    if forbidden is not None:
-        label = stmt.sql.split(None, 1)[0].upper() if forbidden == "" else forbidden
-        message = f"{label} is not allowed in a migration; {_FORBIDDEN_WHY[label]}"
+        return ("end", False, bool(node.chain))
+    if node.kind == Kind.TRANS_STMT_ROLLBACK:
+        return ("end", True, bool(node.chain))
+    label = _TWO_PHASE.get(node.kind.name)
+    if label is not None:
+        message = f"{label} is not allowed in a migration; two-phase transactions cannot be tracked by the migration tool"
         raise MigrationFileError(message, path=path, line=stmt.line)
-    return None  # SAVEPOINT, RELEASE, ROLLBACK TO: ordinary statements inside a transaction
+    return None
 
 
-# TransactionStmtKind name -> label used in the error ("" = the keyword as written: ROLLBACK or ABORT).
-_FORBIDDEN_TRANSACTION_CONTROL = {
-    "TRANS_STMT_ROLLBACK": "",
+_TWO_PHASE = {
     "TRANS_STMT_PREPARE": "PREPARE TRANSACTION",
     "TRANS_STMT_COMMIT_PREPARED": "COMMIT PREPARED",
     "TRANS_STMT_ROLLBACK_PREPARED": "ROLLBACK PREPARED",
 }
-_ROLLBACK_WHY = "a failing statement already rolls the migration back"
-_PREPARED_WHY = "two-phase transactions cannot be tracked by the migration tool"
-_FORBIDDEN_WHY = {
-    "ROLLBACK": _ROLLBACK_WHY,
-    "ABORT": _ROLLBACK_WHY,
-    "PREPARE TRANSACTION": _PREPARED_WHY,
-    "COMMIT PREPARED": _PREPARED_WHY,
-    "ROLLBACK PREPARED": _PREPARED_WHY,
-}
-
-
-def _units_for_autocommit(placed: list[_Placed], path: Any) -> tuple[Unit, ...]:
-    """Group a non-transactional file: one unit per explicit block, one per statement outside."""
-    units: list[Unit] = []
-    block: list[Statement] = []
-    current: int | None = None
-    for stmt, block_line in placed:
-        if block_line != current and block:
-            units.append(Unit(tuple(block), True))
-            block = []
-        current = block_line
-        if block_line is None:
-            _check_outside_block(stmt, path)
-            units.append(Unit((stmt,), False))
-        else:
-            _check_inside_block(stmt, block_line, path)
-            block.append(stmt)
-    if block:
-        units.append(Unit(tuple(block), True))
-    return tuple(units)
 
 
 def _check_inside_block(stmt: Statement, block_line: int, path: Any) -> None:

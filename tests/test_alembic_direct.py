@@ -158,7 +158,7 @@ def test_failing_concurrently_file_records_no_version_and_reruns(project):
     result = project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
     assert result.returncode != 0
     assert "20240102000000_idx.sql:2:" in result.stderr
-    assert "line 1 already ran" in result.stderr
+    assert "line 1 of this file already ran" in result.stderr
     assert project.version(database) == "20240101000000"
     project.query(database, "DELETE FROM t")
     project.query(database, "DROP INDEX IF EXISTS t_unique")  # the invalid leftover of the failed build
