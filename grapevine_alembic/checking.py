@@ -74,8 +74,19 @@ def check_folder(env: str, folder: Path, report: CheckReport, root: Path) -> tup
             message = str(err).split(": ", 2)[-1] if line else str(err).split(": ", 1)[-1]
             report.findings.append(Finding("error", env, name, line, "parse", message))
             continue
+        if not migration.plain_description:
+            report.findings.append(Finding(
+                "warning", env, name, None, "file-name-characters",
+                "the description has characters beyond letters, digits, _ and - (it still runs);"
+                " fix: rename new files the way `create` names them",
+            ))
+        for note in parsed.notes:
+            # shapes the previous tool ran and this one runs the same way: worth a word, never an error
+            report.findings.append(Finding("warning", env, name, note.line, note.code, f"{note.message}; fix: {note.fix}"))
         if not parsed.transactional:
-            first = next((s for s in parsed.statements if not s.transactional), parsed.statements[0])
+            first = next((s for s in parsed.statements if not s.transactional), parsed.statements[0] if parsed.statements else None)
+            if first is None:
+                continue
             reason = "a no-transaction directive" if parsed.no_transaction_directive else first.kind
             report.findings.append(Finding(
                 "info", env, name, first.line, "no-transaction",

@@ -191,11 +191,21 @@ class FileRun:
         self.journal = journal
         self.committed: list[Statement] = []  # statements of units that already committed
         self._reset_pending = journal.policy is not None  # the session reset rides in the first round trip
+        self._setup: list[_Step] = []  # creating the version tables, in the first transaction
 
     # ---- the direct road: autocommit connection, our own BEGIN/COMMIT ----
-    def run_direct(self, record_sql: str) -> None:
+    def run_direct(self, record_sql: str, setup_sql: str = "") -> None:
         units = self.migration.parse().units
         final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
+        if setup_sql:
+            # The tables exist before the file runs (as with the previous tool, whose files may
+            # ALTER schema_migrations); in the first transaction, so a failure leaves nothing.
+            self._setup = [_Step(setup_sql, what="creating the version tables: ")]
+            first = units[0] if units else None
+            if first is not None and (not first.transactional or first.rollback or _wants_fresh_transaction(first)):
+                # DDL takes a snapshot (SET TRANSACTION must come first), and a ROLLBACK would
+                # undo it: then the tables get a transaction of their own
+                self.transaction(None, tail=[], explicit=True)
         for unit in units:
             if unit is final:
                 self.transaction(unit, tail=self._record_steps(record_sql), explicit=True)
@@ -217,7 +227,14 @@ class FileRun:
         if record_sql:
             tail.append(_Step(record_sql, what="recording the version: "))
         tail += self._lock_check_steps()
-        self.transaction(final, tail=tail, explicit=False)
+        if final is not None and _wants_fresh_transaction(final):
+            # SET TRANSACTION must come before any query, and Alembic already read the version
+            # table in the transaction it opened: end that one, and open the file's own.
+            with self.raw.cursor() as cursor:
+                cursor.execute("COMMIT")
+            self.transaction(final, tail=tail, explicit=False, open_sql=final.begin)
+        else:
+            self.transaction(final, tail=tail, explicit=False)
 
     def unit(self, unit: Unit) -> None:
         """A unit before the file's last transaction: commits (or rolls back) on its own."""
@@ -240,13 +257,18 @@ class FileRun:
         return [_Step(self.journal.policy.reset_sql(), what="resetting the session: ")]
 
     # ---- a transaction ----
-    def transaction(self, unit: Unit | None, *, tail: list[_Step], explicit: bool) -> None:
-        """One transaction: [BEGIN] [SET TRANSACTION] [session reset] statements tail [COMMIT|ROLLBACK]."""
-        steps: list[_Step] = [_Step("BEGIN")] if explicit else []
-        modes = unit.transaction_modes if unit else None
-        if modes:
-            steps.append(_Step(modes, what="", line=_first_line_of(unit)))
+    def transaction(self, unit: Unit | None, *, tail: list[_Step], explicit: bool, open_sql: str | None = None) -> None:
+        """One transaction: [BEGIN [modes]] [session reset] [setup] statements tail [COMMIT|ROLLBACK].
+
+        ``explicit``: the tool opens and ends it; otherwise Alembic does (``open_sql`` then
+        opens it when the file's transaction modes need a fresh one).
+        """
+        if explicit:
+            open_sql = unit.begin if unit else "BEGIN"
+        steps: list[_Step] = [_Step(open_sql, line=_first_line_of(unit))] if open_sql else []
         steps += self._reset_steps()
+        steps += self._setup
+        self._setup = []
         statements = unit.statements if unit else ()
         steps += _statement_steps(statements, self.journal.policy)
         if unit is not None and unit.rollback:
@@ -295,7 +317,7 @@ class FileRun:
         self.journal.muted = True
         try:
             with self.raw.cursor() as cursor:
-                if steps and steps[0].sql != "BEGIN":
+                if not steps or steps[0].statement is not None or steps[0].what:
                     cursor.execute("BEGIN")  # Alembic's transaction is gone: replay in one of ours
                 for step in steps:
                     if step.statement is None and step.sql == "ROLLBACK":
@@ -393,8 +415,15 @@ def _already(committed: list[Statement]) -> str:
     return f"; {_line_list(committed)} of this file already ran and stayed committed"
 
 
-def _first_line_of(unit: Unit) -> int | None:
-    return unit.statements[0].line if unit.statements else None
+def _first_line_of(unit: Unit | None) -> int | None:
+    return unit.statements[0].line if unit and unit.statements else None
+
+
+def _wants_fresh_transaction(unit: Unit) -> bool:
+    """The file sets its transaction's modes (BEGIN ISOLATION LEVEL ..., or SET TRANSACTION first)."""
+    first = unit.statements[0] if unit.statements else None
+    set_transaction = first is not None and first.kind == "VariableSetStmt" and getattr(first.node, "name", "") == "TRANSACTION"
+    return unit.begin != "BEGIN" or set_transaction
 
 
 def _span(trip: list[_Step]) -> tuple[_Step, _Step]:
@@ -440,13 +469,12 @@ def _error_position(err) -> int | None:
 def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "") -> None:
     """Apply one migration on an autocommit connection, recorded by ``record_sql`` in its last transaction.
 
-    ``setup_sql`` (creating the version table and ledger) rides with the record, so a
-    first migration that fails leaves nothing at all behind.
+    ``setup_sql`` (creating the version table and ledger) rides in the file's first
+    transaction, so a first migration that fails leaves nothing at all behind.
     """
     journal.current = migration
     started = time.perf_counter()
-    record = f"{setup_sql}\n;\n{record_sql}" if setup_sql else record_sql
-    FileRun(raw, migration, journal).run_direct(record)
+    FileRun(raw, migration, journal).run_direct(record_sql, setup_sql)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
     journal.applied.append(migration.version)
 
