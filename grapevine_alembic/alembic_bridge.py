@@ -126,6 +126,11 @@ def migration_transaction(context):
     return context.begin_transaction(_per_migration=True)
 
 
+def script_for_folder(folder: Path) -> SqlScriptDirectory:
+    """A revision map over one folder of ``.sql`` files, without an ini file (the Python API)."""
+    return SqlScriptDirectory(str(folder), version_locations=[str(folder)])
+
+
 def _wants_sql_revisions(config) -> bool:
     value = config.get_alembic_option(OPT_IN)
     return str(value).strip().lower() in {"true", "1", "yes", "on"} if value is not None else False

@@ -40,14 +40,20 @@ from .targets import Target
 class Chain:
     """The ordered migration files of one environment, read once per run and shared by every database."""
 
-    def __init__(self, project: Project, env: str):
+    def __init__(self, project: Project | None, env: str, folder=None):
         self.project = project
         self.env = env
-        found = sqlfile.discover(project.migration_dir(env))
+        self.folder = folder if folder is not None else project.migration_dir(env)
+        found = sqlfile.discover(self.folder)
         self.files: tuple[sqlfile.MigrationFile, ...] = found.files
         self.warnings: tuple[str, ...] = found.warnings
         self._script = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_folder(cls, folder) -> Chain:
+        """A chain read from a folder alone, without alembic.ini (the Python API)."""
+        return cls(None, folder.name, folder)
 
     @property
     def versions(self) -> list[str]:
@@ -63,8 +69,13 @@ class Chain:
                 from alembic.config import Config
                 from alembic.script import ScriptDirectory
 
-                config = Config(str(self.project.config_file), ini_section=self.env)
-                script = ScriptDirectory.from_config(config)
+                from . import alembic_bridge
+
+                if self.project is None:
+                    script = alembic_bridge.script_for_folder(self.folder)
+                else:
+                    config = Config(str(self.project.config_file), ini_section=self.env)
+                    script = ScriptDirectory.from_config(config)
                 script.revision_map.heads  # noqa: B018 - load the map now, not concurrently later
                 self._script = script
             return self._script
