@@ -44,11 +44,19 @@ _installed = False
 class SqlScriptDirectory(ScriptDirectory):
     """A ScriptDirectory whose revisions are the ``.sql`` files of one folder."""
 
+    fixed_folder: Path | None = None  # the API names its folder itself: no overrides apply
+
     def migration_folder(self) -> Path:
+        if self.fixed_folder is not None:
+            return self.fixed_folder
         locations = self.version_locations or []
         if len(locations) != 1:
             raise util.CommandError(f"{OPT_IN} needs exactly one version_locations folder, got {len(locations)}")
-        return Path(locations[0])
+        from .settings import load_dotenv_file, migrations_dir_override
+
+        root = Path(self.dir).parent  # script_location sits next to alembic.ini
+        load_dotenv_file(root)  # MIGRATIONS_DIR may come from .env, as for the CLI
+        return migrations_dir_override(Path(locations[0]), root)
 
     def migration_files(self) -> tuple[sqlfile.MigrationFile, ...]:
         """The folder's migrations, ordered by version; near misses are warned about once."""
@@ -128,7 +136,9 @@ def migration_transaction(context):
 
 def script_for_folder(folder: Path) -> SqlScriptDirectory:
     """A revision map over one folder of ``.sql`` files, without an ini file (the Python API)."""
-    return SqlScriptDirectory(str(folder), version_locations=[str(folder)])
+    directory = SqlScriptDirectory(str(folder), version_locations=[str(folder)])
+    directory.fixed_folder = Path(folder)
+    return directory
 
 
 def _wants_sql_revisions(config) -> bool:

@@ -122,10 +122,25 @@ class Project:
     lock_key: int
 
     def migration_dir(self, env: str) -> Path:
-        return self.migration_dirs[env]
+        return migrations_dir_override(self.migration_dirs[env], self.root)
 
 
 DEFAULT_LOCK_KEY = 0x67726170_65766E65 & 0x7FFFFFFFFFFFFFFF  # "grapevne": this tool's advisory-lock namespace
+
+
+MIGRATIONS_DIR_VARIABLE = "MIGRATIONS_DIR"
+
+
+def migrations_dir_override(folder: Path, root: Path) -> Path:
+    """``$MIGRATIONS_DIR/<control|tenant>`` when MIGRATIONS_DIR is set (it wins over alembic.ini).
+
+    The previous tool's variable: the folder holding ``control/`` and ``tenant/``; a relative
+    path is taken from the project root (where alembic.ini is).
+    """
+    value = os.environ.get(MIGRATIONS_DIR_VARIABLE, "").strip()
+    if not value:
+        return folder
+    return (root / value / Path(folder).name).resolve()
 
 
 def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path:

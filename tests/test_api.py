@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -115,3 +116,29 @@ def test_dry_run_writes_nothing(project, pg_server):
     result = migrate_database(pg.url_for(pg_server, database), project.migrations("tenant"), dry_run=True)
     assert result.ok and result.applied == 0 and result.version is None
     assert project.version(database) is None and project.tables(database) == set()
+
+
+def test_migrations_dir_moves_the_folders_for_the_cli_and_alembic(project, tmp_path):
+    """MIGRATIONS_DIR (the previous tool's variable) wins over alembic.ini, for both roads."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "control").mkdir(parents=True)
+    (elsewhere / "tenant").mkdir()
+    for path in project.migrations("control").glob("*.sql"):
+        (elsewhere / "control" / path.name).write_bytes(path.read_bytes())
+    (elsewhere / "tenant" / "20250101000000_moved.sql").write_text("CREATE TABLE moved_here (x int);\n")
+    env = {"MIGRATIONS_DIR": str(elsewhere)}
+    assert project.cli("migrate", "--control", env=env).returncode == 0
+    listing = project.cli("list", "--tenant", env=env)
+    assert "20250101000000" in listing.stdout and "moved" in listing.stdout, listing.stdout
+    database = project.add_tenant("moved")
+    result = project.cli("migrate", "--tenant", "moved", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "moved_here" in project.tables(database)
+    history = project.alembic("-n", "tenant", "history", env=env)
+    assert "20250101000000" in history.stdout and "20250201080000" not in history.stdout, history.stdout
+    # from .env too, relative to the project root
+    (project.root / ".env").write_text(f"MIGRATIONS_DIR={os.path.relpath(elsewhere, project.root)}\n")
+    other = project.add_tenant("moved2")
+    upgrade = project.alembic("-n", "tenant", "-x", "tenant=moved2", "upgrade", "head")
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "moved_here" in project.tables(other)
