@@ -185,7 +185,7 @@ def status_word(result: DatabaseResult) -> str:
     if plan.out_of_order:
         bits.append(f"{len(plan.out_of_order)} out of order")
     if plan.adopt_to:
-        bits.append("legacy, will adopt")
+        bits.append("previous tool's ledger: `migrate` adopts it")
     if plan.edited:
         bits.append(f"{len(plan.edited)} edited after applied")
     if plan.unknown:

@@ -245,7 +245,8 @@ def status(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
         with Session(target, options) as session:
             result.state = session.read(lock=False)
             result.plan = make_plan(chain.files, result.state)
-            result.before = result.after = result.plan.head
+            # a legacy ledger: the version its rows reach (migrate adopts it there)
+            result.before = result.after = result.plan.head or result.plan.adopt_to
             if result.plan.problem:
                 result.fail(result.plan.problem)
 
@@ -260,7 +261,7 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
             state = session.read(lock=False) if options.dry_run else session.lock_and_read()
             plan = make_plan(chain.files, state)
             result.state, result.plan, result.before = state, plan, plan.head
-            result.after = plan.head
+            result.after = plan.head or plan.adopt_to
             if plan.problem:
                 result.fail(plan.problem)
                 return

@@ -385,3 +385,16 @@ def test_plain_alembic_refuses_a_legacy_database_and_points_to_adoption(project)
     assert "alembic_version" not in project.tables(database)
     assert project.cli("migrate", "--tenant", tenant).returncode == 0
     assert project.alembic("-n", "tenant", "-x", f"tenant={tenant}", "current").stdout.strip().endswith("(head)")
+
+
+def test_status_of_a_legacy_database_shows_where_its_ledger_reaches(project):
+    [tenant] = _tenants(project, 1)
+    database = f"db_{tenant}"
+    _legacy(project, database, ["20250101090000", "20250108100000"])
+    result = project.cli("status", "--tenant", tenant)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "20250108100000" in result.stdout and "(none)" not in result.stdout
+    assert "2 pending" in result.stdout and "`migrate` adopts it" in result.stdout
+    [db] = _json(project.cli("status", "--tenant", tenant, "--json"))["databases"]
+    assert db["version"] == "20250108100000" and db["pending"] == ["20250120143000", HEAD]
+    assert "alembic_version" not in project.tables(database)  # status only reads
