@@ -318,7 +318,8 @@ class LocalPostgres:
             ]
             was_empty = not any(self.data_dir.iterdir())
             code, output = self._tool(cmd, account, timeout=300)
-            if code != 0 and was_empty and self._restore_access(account):
+            lost = self._restore_access(account) or self._access_lost_during_tool
+            if code != 0 and was_empty and lost:
                 _empty_dir(self.data_dir)  # initdb could not clean up without access
                 code, output = self._tool(cmd, account, timeout=300)
         finally:
@@ -356,15 +357,25 @@ class LocalPostgres:
 
     def _start_worth_retrying(self, account: _Account | None, log_offset: int) -> bool:
         """Whether a failed start may succeed next time (the loop then moves to a free port)."""
-        if self._restore_access(account):
+        if self._restore_access(account) or self._access_lost_during_tool:
             return True
         # Another process may grab a port between our probe and the server's bind.
         return not self._port_explicit and "could not bind" in _read_from(self.log_path, log_offset)
 
     def _tool(self, cmd: list[str], account: _Account | None, *, timeout: float) -> tuple[int, str]:
-        """Run initdb/pg_ctl, as root keeping the data dir reachable for the server account meanwhile."""
-        keep_access = (lambda: self._restore_access(account)) if account is not None else None
-        return _run(cmd, account, timeout=timeout, tick=keep_access)
+        """Run initdb/pg_ctl, as root keeping the data dir reachable for the server account meanwhile.
+
+        Remembers whether access had to be restored while the tool ran: the tool (or the server
+        it started) may have failed on that, even though the path is open again by the time
+        it exits.
+        """
+        self._access_lost_during_tool = False
+
+        def keep_access() -> None:
+            if self._restore_access(account):
+                self._access_lost_during_tool = True
+
+        return _run(cmd, account, timeout=timeout, tick=keep_access if account is not None else None)
 
     def _restore_access(self, account: _Account | None) -> bool:
         """As root, make the data dir's parents traversable again; True if they had been closed.

