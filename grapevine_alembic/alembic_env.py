@@ -36,6 +36,24 @@ def run_environment(kind: str) -> None:
         _run(context, kind)
     except GrapevineError as err:
         raise util.CommandError(str(err)) from err
+    except Exception as err:
+        message = _database_error_line(err)
+        if message is None:
+            raise
+        raise util.CommandError(message) from err
+
+
+def _database_error_line(err: Exception) -> str | None:
+    """PostgreSQL's message of a driver error raised outside our executor (Alembic creating its
+    version table without CREATE privilege, say); None for anything else."""
+    import psycopg2
+    from sqlalchemy.exc import DBAPIError
+
+    from .connection import describe_error
+
+    if isinstance(err, DBAPIError) and err.orig is not None:
+        err = err.orig
+    return describe_error(err) if isinstance(err, psycopg2.Error) else None
 
 
 def _run(context, kind: str) -> None:

@@ -95,6 +95,18 @@ class StatementFailed(MigrationFailed):
         return is_transient_text(self.pg_message)  # a lost connection carries no SQLSTATE
 
 
+class SetupFailed(MigrationFailed):
+    """The version-table set-up riding in front of a file's first batch failed; nothing of the file ran.
+
+    ``pgcode`` is the SQLSTATE, as on a driver error, so a lock timeout here is retried too.
+    """
+
+    def __init__(self, migration: MigrationFile, error: Exception):
+        self.pgcode = getattr(error, "pgcode", None)
+        message = _first_line(getattr(error, "pgerror", None) or str(error))
+        super().__init__(f"before {migration.path.name}: creating or updating the version tables failed: {message}")
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     first = lines[0] if lines else "unknown error"
@@ -236,7 +248,12 @@ def _execute_batch(cursor, migration, batch, text: str, prefix: str = "") -> Non
         if cursor.connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
             # the batch's own COMMIT failed (a deferred constraint, say): everything was rolled back
             raise StatementFailed(migration, batch[-1], err, []) from err
-        cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        try:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        except psycopg2.errors.InvalidSavepointSpecification:
+            if prefix:  # the savepoint was never made: the tool's SQL in front of it failed
+                raise SetupFailed(migration, err) from err
+            raise
         for statement in batch:
             _execute(cursor, migration, statement, [])
         raise StatementFailed(migration, batch[-1], err, []) from err  # replay passed: blame the batch's end
