@@ -261,6 +261,8 @@ def _execute_batch(cursor, migration, batch, text: str, prefix: str = "") -> Non
 
 def _run_units(raw, migration, units, journal: Journal) -> None:
     """Autocommit mode: each unit is one statement, or one of the file's own BEGIN/COMMIT blocks."""
+    from .invalid_indexes import concurrent_index, drop_invalid_index, require_valid_index
+
     committed: list[Statement] = []
     with raw.cursor() as cursor:
         for unit in units:
@@ -268,12 +270,12 @@ def _run_units(raw, migration, units, journal: Journal) -> None:
                 cursor.execute("BEGIN")
             try:
                 for statement in unit.statements:
-                    index = _concurrent_index(statement)
+                    index = concurrent_index(statement)
                     if index:
-                        _drop_invalid_index(cursor, index, journal)
+                        drop_invalid_index(cursor, index, journal)
                     _execute(cursor, migration, statement, committed)
                     if index:
-                        _require_valid_index(cursor, migration, statement, index, committed)
+                        require_valid_index(cursor, migration, statement, index, committed)
             except StatementFailed:
                 if unit.transactional and not raw.closed:
                     cursor.execute("ROLLBACK")
@@ -281,41 +283,6 @@ def _run_units(raw, migration, units, journal: Journal) -> None:
             if unit.transactional:
                 cursor.execute("COMMIT")
             committed.extend(unit.statements)
-
-
-# A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind, which a re-run's
-# IF NOT EXISTS would then skip: queries stay slow while every run reports success.
-_INDEX_STATE = (
-    "SELECT c.oid::regclass::text, i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
-    " WHERE c.relname = %s AND c.relnamespace = coalesce(to_regnamespace(%s),"
-    " (SELECT oid FROM pg_namespace WHERE nspname = current_schema()))"
-)
-
-
-def _concurrent_index(statement: Statement) -> tuple[str | None, str] | None:
-    """(schema, name) of a named CREATE INDEX CONCURRENTLY, else None."""
-    node = statement.node
-    if statement.kind != "IndexStmt" or node is None or not getattr(node, "concurrent", False) or not node.idxname:
-        return None
-    return (node.relation.schemaname or None, node.idxname)
-
-
-def _drop_invalid_index(cursor, index, journal: Journal) -> None:
-    cursor.execute(_INDEX_STATE, (index[1], index[0]))
-    row = cursor.fetchone()
-    if row and not row[1]:
-        journal.notice(f"NOTICE: dropping INVALID index {row[0]} left by an earlier failed build; building it again")
-        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {row[0]}")
-
-
-def _require_valid_index(cursor, migration, statement, index, committed) -> None:
-    cursor.execute(_INDEX_STATE, (index[1], index[0]))
-    row = cursor.fetchone()
-    if row and not row[1]:
-        raise MigrationFailed(
-            f"{migration.path.name}:{statement.line}: index {row[0]} is INVALID after CREATE INDEX CONCURRENTLY;"
-            " the version was not recorded (drop the index and run migrate again)"
-        )
 
 
 def _emit_offline(context, migration, parsed) -> None:
