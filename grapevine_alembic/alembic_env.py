@@ -36,6 +36,24 @@ def run_environment(kind: str) -> None:
         _run(context, kind)
     except GrapevineError as err:
         raise util.CommandError(str(err)) from err
+    except Exception as err:
+        message = _database_error_line(err)
+        if message is None:
+            raise
+        raise util.CommandError(message) from err
+
+
+def _database_error_line(err: Exception) -> str | None:
+    """PostgreSQL's message of a driver error raised outside our executor (Alembic creating its
+    version table without CREATE privilege, say); None for anything else."""
+    import psycopg2
+    from sqlalchemy.exc import DBAPIError
+
+    from .connection import describe_error
+
+    if isinstance(err, DBAPIError) and err.orig is not None:
+        err = err.orig
+    return describe_error(err) if isinstance(err, psycopg2.Error) else None
 
 
 def _run(context, kind: str) -> None:
@@ -58,7 +76,7 @@ def _run(context, kind: str) -> None:
 
     load_dotenv_file(project.root)
     settings = Settings.from_environment()
-    xargs = context.get_x_argument(as_dictionary=True)
+    xargs = parse_x_arguments(context.get_x_argument(as_dictionary=True))
     spec = settings.control if kind == "control" else settings.tenant_spec(_required_tenant(xargs))
     journal = Journal(database=spec.dbname, on_notice=print_notice)
     _run_online(context, project, spec, journal, writer, xargs)
@@ -68,8 +86,8 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
     from .connection import SessionPolicy, acquire_lock, configure_session, open_connection, sqlalchemy_connection
     from .executor import NoticeSink
 
-    timeout = float(xargs.get("timeout", DEFAULT_TIMEOUT_S))
-    lock_timeout = float(xargs.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S))
+    timeout = xargs.get("timeout", DEFAULT_TIMEOUT_S)
+    lock_timeout = xargs.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
     raw = open_connection(spec)
     try:
         configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
@@ -117,6 +135,39 @@ def _project(config):
 
     path = Path(config.config_file_name) if config.config_file_name else find_config()
     return load_project(path.resolve())
+
+
+# -x keys the environments read, with what each accepts; seconds are parsed to floats.
+X_ARGUMENTS = {
+    "tenant": "a tenant id, e.g. -x tenant=acme",
+    "timeout": "seconds (0 = no limit), e.g. -x timeout=60",
+    "lock_timeout": "seconds (0 = no limit), e.g. -x lock_timeout=2.5",
+}
+_SECONDS = {"timeout", "lock_timeout"}
+
+
+def parse_x_arguments(xargs: dict) -> dict:
+    """Check ``-x key=value`` arguments: one clear error naming the key and the accepted form."""
+    import math
+
+    from .errors import UsageError
+
+    parsed: dict = {}
+    for key, value in xargs.items():
+        if key not in X_ARGUMENTS:
+            accepted = ", ".join(f"-x {name}=..." for name in X_ARGUMENTS)
+            raise UsageError(f"unknown argument -x {key}: the accepted ones are {accepted}")
+        if key not in _SECONDS:
+            parsed[key] = value
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise UsageError(f"-x {key}={value}: expected {X_ARGUMENTS[key]}")
+        parsed[key] = seconds
+    return parsed
 
 
 def _required_tenant(xargs: dict) -> str:

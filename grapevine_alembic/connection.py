@@ -179,8 +179,9 @@ def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
     """Take this tool's session-level advisory lock on the database, waiting at most ``timeout_s``.
 
     Polls ``pg_try_advisory_lock`` in autocommit mode: no transaction stays open while waiting.
+    A ``timeout_s`` of 0 means no limit, as it does for ``statement_timeout``.
     """
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
     delay = 0.05
     while True:
         with raw.cursor() as cursor:

@@ -377,7 +377,7 @@ class FileRun:
                 self._autocommit(cursor, reset[0].sql, statement, "resetting the session: ")
             index = invalid_index.concurrent_index(statement)
             if index:
-                invalid_index.drop_invalid(cursor, index, self.journal)
+                invalid_index.drop_invalid_index(cursor, index, self.journal)
             try:
                 cursor.execute(statement.sql)
             except psycopg2.Error as err:
@@ -386,7 +386,7 @@ class FileRun:
                 line = _line_at(step, position - 1) if position else statement.line
                 raise StatementFailed(self.migration, line, err, list(self.committed)) from err
             if index:
-                invalid_index.require_valid(cursor, self.migration, statement, index, self.committed)
+                invalid_index.require_valid_index(cursor, self.migration, statement, index, self.committed)
             after = [self.journal.policy.restore_sql()] if statement.resets_session and self.journal.policy else []
             self.committed.append(statement)
             if self.journal.policy and self.journal.policy.lock_key is not None:

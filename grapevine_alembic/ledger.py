@@ -68,8 +68,11 @@ class DatabaseState:
 
     @property
     def is_legacy(self) -> bool:
-        """Only the previous tool's ledger: no Alembic version table yet."""
-        return self.has_ledger and not self.has_version_table
+        """Only the previous tool's ledger, with rows: no Alembic version table yet.
+
+        An empty ledger records nothing to adopt: the database is simply fresh.
+        """
+        return self.has_ledger and not self.has_version_table and bool(self.ledger)
 
 
 # Exactly what Alembic creates (MigrationContext._version), so both paths share one table.
@@ -118,19 +121,26 @@ def setup_sql(state: "DatabaseState") -> list[str]:
     return statements
 
 
-def ensure_ledger(raw) -> None:
-    """Create the ledger (or add its new columns) where missing: one round trip when all is there."""
+def ensure_ledger(raw, *, create: bool = True) -> bool:
+    """Create the ledger (or add its new columns) where missing: one round trip when all is there.
+
+    With ``create=False`` a missing table is left missing; returns whether the ledger is there.
+    """
     with raw.cursor() as cursor:
         cursor.execute(
-            f"SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')"
-            " AND attname = ANY(%s) AND NOT attisdropped",
+            f"SELECT to_regclass('{LEDGER_TABLE}') IS NOT NULL, (SELECT count(*) FROM pg_attribute"
+            f" WHERE attrelid = to_regclass('{LEDGER_TABLE}') AND attname = ANY(%s) AND NOT attisdropped)",
             (sorted(LEDGER_COLUMNS),),
         )
-        if cursor.fetchone()[0] != len(LEDGER_COLUMNS):
+        exists, columns = cursor.fetchone()
+        if not exists and not create:
+            return False
+        if columns != len(LEDGER_COLUMNS):
             # no "already exists, skipping" notices for the user
             cursor.execute("SET client_min_messages = warning;\n" + ";\n".join(LEDGER_DDL) + ";\nRESET client_min_messages")
         if not raw.autocommit:
             raw.commit()
+    return True
 
 
 def read_state(cursor, *, try_lock_key: int | None = None, settings=()) -> DatabaseState:
@@ -257,10 +267,15 @@ class LedgerWriter:
         self._ensured = True
 
     def prepare(self, raw, journal) -> None:
-        """Before migrating online: make sure the table exists, so each file's batch can record itself."""
-        ensure_ledger(raw)
-        self._ensured = True
-        journal.ledger_sql = self.insert_sql
+        """Before migrating online: complete an existing ledger, so each file's batch can record itself.
+
+        A missing ledger is not created here but by the first step, inside that step's transaction
+        (as Alembic does with its version table): a command that fails leaves nothing behind, not
+        an empty ledger that would later pass for the previous tool's.
+        """
+        if ensure_ledger(raw, create=False):
+            self._ensured = True
+            journal.ledger_sql = self.insert_sql
 
     def insert_sql(self, migration: MigrationFile, how: str = "migrate") -> str:
         """The ledger row for an applied migration as literal SQL; its duration measured by the server
@@ -278,6 +293,8 @@ class LedgerWriter:
             self._record_stamp(emit, step)
         elif step.is_upgrade:
             self.record(emit, step.up_revision_id, "migrate", journal)
+        if journal and not ctx.as_sql:
+            journal.ledger_sql = self.insert_sql  # the table exists from now on: later files record in their batch
 
     def record_applied(self, context, version: str, how: str, journal=None) -> None:
         """Record a migration applied outside Alembic's step loop (an out-of-order file)."""

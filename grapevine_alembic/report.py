@@ -106,6 +106,7 @@ class Progress:
 
 def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) -> dict:
     plan = result.plan
+    done = set(result.applied)
     doc = {
         "target": result.target.kind,
         "tenant": result.target.tenant_id,
@@ -117,8 +118,9 @@ def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) 
         "version_before": result.before,
         "version": result.after,
         "applied": result.applied,
-        "pending": [m.version for m in plan.pending] if plan else [],
-        "out_of_order": [m.version for m in plan.out_of_order] if plan else [],
+        # what is still to do after this run: the plan was made before it applied anything
+        "pending": [m.version for m in plan.pending if m.version not in done] if plan else [],
+        "out_of_order": [m.version for m in plan.out_of_order if m.version not in done] if plan else [],
         "edited": [m.version for m in plan.edited] if plan else [],
         "unknown": list(plan.unknown) if plan else [],
         "attempts": result.attempts,
