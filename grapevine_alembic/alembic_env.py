@@ -97,8 +97,12 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         )
         if mutates:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
-            _refuse_legacy(raw, spec.dbname)
+            state = _refuse_legacy(raw, spec.dbname)
             writer.prepare(raw, journal)
+            from .plan import make_plan
+
+            marked = make_plan(tuple(writer.chain[v] for v in writer.versions), state).marked_ahead
+            journal.marked_ahead = {m.version for m in marked}
         raw.notices = NoticeSink(journal)
         with sqlalchemy_connection(raw) as connection:
             context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer])
@@ -108,18 +112,20 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         raw.close()
 
 
-def _refuse_legacy(raw, database: str) -> None:
+def _refuse_legacy(raw, database: str):
     """Only the previous tool's ledger: Alembic would start again from base, so send the user to
-    the command that adopts it (stamps the recorded prefix, keeping applied_at)."""
+    the command that adopts it (stamps the recorded prefix, keeping applied_at).  Returns the state."""
     from .errors import UsageError
     from .ledger import read_state
 
     with raw.cursor() as cursor:
-        if read_state(cursor).is_legacy:
+        state = read_state(cursor)
+        if state.is_legacy:
             raise UsageError(
                 f"{database} has the previous tool's schema_migrations and no alembic_version yet:"
                 " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
             )
+    return state
 
 
 def waiting_line(database: str) -> str:

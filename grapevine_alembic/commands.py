@@ -296,17 +296,20 @@ def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary:
 
 
 @cli.command()
-@click.option("--apply", "apply_version", metavar="V", help="Record V (and, with --force, earlier pending ones) as applied.")
-@click.option("--unapply", "unapply_version", metavar="V", help="Record V (and, with --force, later ones) as not applied.")
+@click.option("--apply", "apply_version", metavar="V", help="Record V alone as applied, without running it.")
+@click.option("--unapply", "unapply_version", metavar="V",
+              help="Record V alone as not applied: the next migrate runs V again.")
+@click.option("--range", "wide", is_flag=True,
+              help="Also every version between V and the head (--apply: pending ones up to V; --unapply: V and later).")
 @click.option("--DANGEROUS-apply-all", "apply_all", is_flag=True, help="Record every migration as applied.")
 @target_options
 @click.option("--dry-run", is_flag=True, help="Show per database exactly what would change.")
-@click.option("--force", is_flag=True, help="Allow changes beyond the named version; skip the confirmation.")
+@click.option("--force", is_flag=True, help="Skip the confirmation of --DANGEROUS-apply-all.")
 @click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0))
 @json_option
 @pass_app
-def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenants, tenant_ids, tenants_file, shard,
+def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all_tenants, tenant_ids, tenants_file, shard,
          dry_run, force, max_parallel, timeout, json_mode):
     """Record migrations as applied or not applied, without running them (Alembic stamp).
 
@@ -314,6 +317,7 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
     Examples:
       grapevine-migrations mark --apply 20250120143000 --tenant acme
       grapevine-migrations mark --unapply 20250201080000 --all-tenants --dry-run
+      grapevine-migrations mark --apply 20250201080000 --range --tenant acme
       grapevine-migrations mark --DANGEROUS-apply-all --control --force
     """
     from . import marking, views
@@ -323,7 +327,7 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
                               (marking.APPLY_ALL, apply_all)) if on]
     if len(chosen) != 1:
         raise UsageError("mark needs exactly one of --apply V, --unapply V or --DANGEROUS-apply-all")
-    request = marking.MarkRequest(chosen[0], apply_version or unapply_version)
+    request = marking.MarkRequest(chosen[0], apply_version or unapply_version, range=wide)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
         raise UsageError("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")

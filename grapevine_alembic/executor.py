@@ -68,6 +68,7 @@ class Journal:
     # The tool's session state, put back before every file (None: leave the session alone).
     policy: SessionPolicy | None = None
     muted: bool = False  # while a failed transaction is replayed: its notices were shown once
+    marked_ahead: set[str] = field(default_factory=set)  # versions `mark --apply` recorded above the head
 
     def notice(self, message: str) -> None:
         if self.on_notice is not None and not self.muted:
@@ -185,7 +186,8 @@ def _round_trips(steps: list[_Step]) -> list[list[_Step]]:
 class FileRun:
     """Runs the units of one migration file and records it, on one connection."""
 
-    def __init__(self, raw, migration: MigrationFile, journal: Journal):
+    def __init__(self, raw, migration: MigrationFile, journal: Journal, *, run_body: bool = True):
+        self.units = migration.parse().units if run_body else ()  # no body: only the record
         self.raw = raw
         self.migration = migration
         self.journal = journal
@@ -195,7 +197,7 @@ class FileRun:
 
     # ---- the direct road: autocommit connection, our own BEGIN/COMMIT ----
     def run_direct(self, record_sql: str, setup_sql: str = "") -> None:
-        units = self.migration.parse().units
+        units = self.units
         final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
         if setup_sql:
             # The tables exist before the file runs (as with the previous tool, whose files may
@@ -216,7 +218,7 @@ class FileRun:
 
     # ---- the alembic road: Alembic's transaction is open and commits after the version update ----
     def run_in_open_transaction(self, context, record_sql: str | None) -> None:
-        units = self.migration.parse().units
+        units = self.units
         final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
         earlier = units[:-1] if final is not None else units
         if earlier:
@@ -466,7 +468,9 @@ def _error_position(err) -> int | None:
 # --------------------------------------------------------------------------- entry points
 
 
-def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "") -> None:
+def apply_direct(
+    raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "", *, run_body: bool = True
+) -> None:
     """Apply one migration on an autocommit connection, recorded by ``record_sql`` in its last transaction.
 
     ``setup_sql`` (creating the version table and ledger) rides in the file's first
@@ -474,7 +478,7 @@ def apply_direct(raw, migration: MigrationFile, record_sql: str, journal: Journa
     """
     journal.current = migration
     started = time.perf_counter()
-    FileRun(raw, migration, journal).run_direct(record_sql, setup_sql)
+    FileRun(raw, migration, journal, run_body=run_body).run_direct(record_sql, setup_sql)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
     journal.applied.append(migration.version)
 
@@ -488,10 +492,11 @@ def apply_migration(context, migration: MigrationFile, journal: Journal | None =
     journal = journal or Journal(database=context.connection.engine.url.database or "")
     journal.current = migration
     started = time.perf_counter()
-    record = journal.ledger_sql(migration) if journal.ledger_sql else None
+    marked = migration.version in journal.marked_ahead  # `mark --apply`: the head moves, nothing runs
+    record = journal.ledger_sql(migration) if journal.ledger_sql and not marked else None
     raw = context.connection.connection.dbapi_connection  # executes text verbatim, no parameter parsing
-    FileRun(raw, migration, journal).run_in_open_transaction(context, record)
-    if record:
+    FileRun(raw, migration, journal, run_body=not marked).run_in_open_transaction(context, record)
+    if record or marked:
         journal.recorded.add(migration.version)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
     journal.applied.append(migration.version)

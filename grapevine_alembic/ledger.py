@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from .sqlfile import MigrationFile
 
 VERSION_TABLE = "alembic_version"
+# applied_by of a version a person unmarked below the head (``mark --unapply``): migrate re-runs it
+UNMARKED = "unmarked"
 LEDGER_TABLE = "schema_migrations"
 
 # The previous tool's table had only (version VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ);
@@ -251,9 +253,10 @@ def _literal(value) -> str:
 class LedgerWriter:
     """``on_version_apply`` callback: mirror every upgrade and stamp step into ``schema_migrations``."""
 
-    def __init__(self, chain: list[MigrationFile] | tuple[MigrationFile, ...]):
+    def __init__(self, chain: list[MigrationFile] | tuple[MigrationFile, ...], *, stamp_label: str = "stamp"):
         self.chain = {m.version: m for m in chain}
         self.versions = sorted(self.chain)
+        self.stamp_label = stamp_label  # applied_by of rows a stamp writes ("mark" for the mark command)
         self._ensured = False
 
     def ensure_table(self, emit: SqlEmitter) -> None:
@@ -318,11 +321,21 @@ class LedgerWriter:
         if high > low:
             for version in self.versions:
                 if low < version <= high:
-                    self._insert_if_missing(emit, version, "stamp")
+                    self._insert_if_missing(emit, version, self.stamp_label)
         else:
+            # only the range the head moved over: rows of versions marked further ahead stay
             for version in self.versions:
-                if version > high:
-                    emit.run(f"DELETE FROM {LEDGER_TABLE} WHERE version = %s", (version,))
+                if high < version <= low:
+                    self.delete_row(emit, version)
+
+    def delete_row(self, emit: SqlEmitter, version: str) -> None:
+        emit.run(f"DELETE FROM {LEDGER_TABLE} WHERE version = %s", (version,))
+
+    def delete(self, context, version: str) -> None:
+        """Remove a version's row (a version marked ahead, or one no file has)."""
+        emit = SqlEmitter(context)
+        self.ensure_table(emit)
+        self.delete_row(emit, version)
 
     def _insert_if_missing(self, emit: SqlEmitter, version: str, how: str) -> None:
         # Rows already there (adopted ones, say) keep their original applied_at.
@@ -332,6 +345,7 @@ class LedgerWriter:
             " VALUES (%s, now(), %s, %s, %s) ON CONFLICT (version) DO UPDATE SET"
             f" checksum = coalesce({LEDGER_TABLE}.checksum, EXCLUDED.checksum),"
             f" description = coalesce({LEDGER_TABLE}.description, EXCLUDED.description),"
-            f" applied_by = coalesce({LEDGER_TABLE}.applied_by, EXCLUDED.applied_by)",
+            f" applied_by = CASE WHEN {LEDGER_TABLE}.applied_by IS NULL OR {LEDGER_TABLE}.applied_by = '{UNMARKED}'"
+            f" THEN EXCLUDED.applied_by ELSE {LEDGER_TABLE}.applied_by END",
             (version, migration.checksum, migration.message, how),
         )

@@ -1,82 +1,112 @@
-"""``mark``: record migrations as applied or not, without running them, as Alembic stamps.
+"""``mark``: record migrations as applied or not, without running them.
 
-``--apply V`` stamps V (or, for a file older than the head that never ran,
-records just that file); ``--unapply V`` stamps V's parent; ``--DANGEROUS-apply-all``
-stamps the last file and records any out-of-order ones.  The ledger follows
-every stamp in the same transaction (see ``ledger.LedgerWriter``).
+As the previous tool's users know it, ``--apply V`` and ``--unapply V`` change V
+alone.  Alembic's stamp stays what moves ``alembic_version``; the ledger carries the
+exceptions (see ``plan``):
+
+* ``--apply V``: V is the next pending version: stamp V.  V lies further ahead:
+  record V alone (*marked ahead*; ``migrate`` moves the head over it).  V is older
+  than the head and never ran (out of order, or unmarked): record V alone.
+* ``--unapply V``: V is the head: stamp its parent.  V is below the head: flag V
+  ``unmarked`` (the next ``migrate`` re-runs V alone).  V was marked ahead: drop its
+  row.  A version no file has but the ledger records: drop its row.
+* ``--range``: the old, wider form: ``--apply V`` stamps V, marking every pending
+  version up to it; ``--unapply V`` stamps V's parent, unmarking V and every later one.
+* ``--DANGEROUS-apply-all`` stamps the last file and records every other one.
+
+The ledger follows every change in the same transaction (see ``ledger.LedgerWriter``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import UsageError
 from .ledger import DatabaseState
-from .plan import closest_versions
+from .plan import closest_versions, make_plan
 from .runner import Chain, DatabaseResult, RunOptions, Session, with_retries
 from .targets import Target
 
 APPLY, UNAPPLY, APPLY_ALL = "apply", "unapply", "apply-all"
+_VERSION = re.compile(r"[0-9]{14}", re.ASCII)
 
 
 @dataclass(frozen=True)
 class MarkRequest:
     mode: str
     version: str | None = None
+    range: bool = False  # --range: every version between V and the head too
 
     def validate(self, chain: Chain) -> None:
         if self.mode == APPLY_ALL:
             if not chain.files:
                 raise UsageError("there are no migration files to mark")
             return
-        if chain.get(self.version) is None:
-            near = ", ".join(closest_versions(self.version, chain.files)) or "none"
-            raise UsageError(f"unknown version {self.version} (closest: {near})")
+        if chain.get(self.version) is not None:
+            return
+        if self.mode == UNAPPLY and _VERSION.fullmatch(self.version or ""):
+            return  # a ledger row no file has may be removed: checked per database
+        near = ", ".join(closest_versions(self.version, chain.files)) or "none"
+        raise UsageError(f"unknown version {self.version} in {chain.env} migrations (closest: {near})")
 
 
 @dataclass(frozen=True)
 class MarkDecision:
     """What marking would change on one database."""
 
-    stamp_to: str | None  # new Alembic head, or None to leave the version table alone
+    stamp_to: str | None  # new Alembic head (with stamp=True)
     stamp: bool
-    mark: tuple[str, ...] = ()
-    unmark: tuple[str, ...] = ()
-    extra: tuple[str, ...] = ()  # changes beyond the named version: these need --force
+    mark: tuple[str, ...] = ()  # record as applied
+    unmark: tuple[str, ...] = ()  # record as not applied
+    extra: tuple[str, ...] = ()  # changes beyond the named version (only with --range)
+    problem: str | None = None
 
     @property
     def changes(self) -> bool:
         return bool(self.mark or self.unmark)
 
 
-def _applied(chain: Chain, state: DatabaseState) -> set[str]:
-    if state.ledger:
-        return {v for v in chain.versions if v in state.ledger}
-    head = state.head
-    return {v for v in chain.versions if head is not None and v <= head}
-
-
 def decide(chain: Chain, state: DatabaseState, request: MarkRequest) -> MarkDecision:
-    applied = _applied(chain, state)
-    head = state.head
+    plan = make_plan(chain.files, state)
+    head, versions = state.head, chain.versions
+    not_applied = {m.version for m in (*plan.pending, *plan.out_of_order)}
+    applied = {v for v in versions if v not in not_applied and (head is not None and v <= head)}
+    applied |= {m.version for m in plan.marked_ahead}
     if request.mode == APPLY_ALL:
-        mark = tuple(v for v in chain.versions if v not in applied)
-        last = chain.versions[-1]
-        return MarkDecision(last, stamp=head != last, mark=mark)
+        return MarkDecision(versions[-1], stamp=head != versions[-1], mark=tuple(v for v in versions if v not in applied))
     version = request.version
     if request.mode == APPLY:
-        if version in applied:
-            return MarkDecision(None, stamp=False)
-        if head is None or version > head:
-            mark = tuple(v for v in chain.versions if (head is None or v > head) and v <= version and v not in applied)
-            return MarkDecision(version, stamp=True, mark=mark, extra=tuple(v for v in mark if v != version))
-        return MarkDecision(None, stamp=False, mark=(version,))  # out of order: the ledger only
-    if version not in applied and not (head and version <= head):
+        return _decide_apply(versions, head, applied, version, request.range)
+    return _decide_unapply(versions, head, applied, state, version, request.range, chain)
+
+
+def _decide_apply(versions, head, applied, version, wide) -> MarkDecision:
+    if version in applied:
         return MarkDecision(None, stamp=False)
-    index = chain.versions.index(version)
-    parent = chain.versions[index - 1] if index else None
-    unmark = tuple(v for v in chain.versions[index:] if v in applied)
-    return MarkDecision(parent, stamp=True, unmark=unmark, extra=tuple(v for v in unmark if v != version))
+    if head is not None and version < head:
+        return MarkDecision(None, stamp=False, mark=(version,))  # out of order or unmarked: the ledger only
+    between = [v for v in versions if (head is None or v > head) and v < version and v not in applied]
+    if not between or wide:
+        mark = tuple(v for v in versions if (head is None or v > head) and v <= version and v not in applied)
+        return MarkDecision(version, stamp=True, mark=mark, extra=tuple(v for v in mark if v != version))
+    return MarkDecision(None, stamp=False, mark=(version,))  # marked ahead: migrate moves the head over it
+
+
+def _decide_unapply(versions, head, applied, state, version, wide, chain) -> MarkDecision:
+    if version not in versions:
+        if version in state.ledger:
+            return MarkDecision(None, stamp=False, unmark=(version,))  # a row no file has: dropped
+        near = ", ".join(closest_versions(version, chain.files)) or "none"
+        return MarkDecision(None, stamp=False, problem=f"unknown version {version} (closest: {near})")
+    if version not in applied:
+        return MarkDecision(None, stamp=False)
+    index = versions.index(version)
+    parent = versions[index - 1] if index else None
+    if version == head or wide:
+        unmark = tuple(v for v in versions[index:] if v in applied and (wide or v == version))
+        return MarkDecision(parent, stamp=True, unmark=unmark, extra=tuple(v for v in unmark if v != version))
+    return MarkDecision(None, stamp=False, unmark=(version,))  # below the head, or marked ahead
 
 
 def plan_mark(target: Target, chain: Chain, request: MarkRequest, options: RunOptions) -> DatabaseResult:
@@ -85,7 +115,10 @@ def plan_mark(target: Target, chain: Chain, request: MarkRequest, options: RunOp
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options) as session:
             result.state = session.read(lock=False)
-            _describe(result, decide(chain, result.state, request))
+            decision = decide(chain, result.state, request)
+            _describe(result, decision)
+            if decision.problem:
+                result.fail(decision.problem)
 
     return with_retries(target, options, attempt)
 
@@ -96,13 +129,22 @@ def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunO
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options) as session:
             result.state = session.lock_and_read()
+            adopt_to = make_plan(chain.files, result.state).adopt_to
+            if adopt_to:  # the previous tool's ledger: take it over first, keeping applied_at
+                from .runner import adopt
+
+                adopt(session, chain, adopt_to)
+                result.changes.append(f"adopted legacy schema_migrations up to {adopt_to}")
+                result.state = session.read(lock=False)
             decision = decide(chain, result.state, request)
             _describe(result, decision)
-            if decision.extra and not force:
-                result.fail(f"would also change {', '.join(decision.extra)}; re-run with --force to confirm")
+            if decision.problem:
+                result.fail(decision.problem)
                 return
-            if decision.changes:
-                _stamp(session, chain, decision, result.state.head)
+            if decision.changes and result.state.is_legacy:
+                _drop_legacy_rows(session, decision.unmark)  # still the previous tool's: no Alembic table yet
+            elif decision.changes:
+                _stamp(session, chain, decision, result.state)
                 result.after = decision.stamp_to if decision.stamp else result.before
 
     return with_retries(target, options, attempt)
@@ -112,23 +154,48 @@ def _describe(result: DatabaseResult, decision: MarkDecision) -> None:
     result.before = result.after = result.state.head
     result.marked = list(decision.mark)
     result.unmarked = list(decision.unmark)
-    result.needs_force = bool(decision.extra)
+    result.needs_force = False  # changes beyond V need the explicit --range, not --force
     result.changes = [f"mark {v} applied" for v in decision.mark] + [f"unmark {v}" for v in decision.unmark]
 
 
-def _stamp(session: Session, chain: Chain, decision: MarkDecision, head: str | None) -> None:
+def _stamp(session: Session, chain: Chain, decision: MarkDecision, state: DatabaseState) -> None:
+    """The stamp (when the head moves) and the ledger rows, in one transaction."""
     from . import alembic_bridge
+    from .ledger import UNMARKED
 
     script = chain.script()
     fn = alembic_bridge.stamp_steps(script, decision.stamp_to) if decision.stamp else (lambda heads, ctx: ())
-    connection, context = session.migration_context(chain, fn)
+    connection, context = session.migration_context(chain, fn, how="mark")
     try:
         context.run_migrations(migration_context=context)
-        # A stamp records the range above the old head; out-of-order files below it are recorded one by one.
-        below_head = [v for v in decision.mark if not decision.stamp or (head is not None and v <= head)]
         writer = context.on_version_apply_callbacks[0]
-        for version in below_head:
-            with alembic_bridge.migration_transaction(context):
-                writer.record_applied(context, version, "mark")
+        stamped = _stamped_range(decision, state.head)
+        with alembic_bridge.migration_transaction(context):
+            for version in decision.mark:
+                if version not in stamped:
+                    writer.record_applied(context, version, "mark")
+            for version in decision.unmark:
+                if version in stamped:
+                    continue  # the stamp below the head removed its row
+                if chain.get(version) is None or version > (state.head or ""):
+                    writer.delete(context, version)  # a row no file has, or a version marked ahead
+                else:
+                    writer.record_applied(context, version, UNMARKED)
     finally:
         connection.close()
+
+
+def _drop_legacy_rows(session: Session, versions) -> None:
+    """Rows no file has, removed from a ledger the previous tool left (it is adopted later, by migrate)."""
+    from .ledger import LEDGER_TABLE
+
+    with session.raw.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {LEDGER_TABLE} WHERE version = ANY(%s)", (list(versions),))
+
+
+def _stamped_range(decision: MarkDecision, head: str | None) -> set[str]:
+    """Versions whose ledger rows the stamp itself writes or removes."""
+    if not decision.stamp:
+        return set()
+    low, high = sorted([head or "", decision.stamp_to or ""])
+    return {v for v in (*decision.mark, *decision.unmark) if low < v <= high}

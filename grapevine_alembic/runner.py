@@ -224,13 +224,13 @@ class Session:
         self.raw.notices = NoticeSink(journal)
         return journal
 
-    def migration_context(self, chain: Chain, fn):
+    def migration_context(self, chain: Chain, fn, *, how: str = "stamp"):
         """An Alembic MigrationContext of our own over this connection: no module-global proxies."""
         from alembic.runtime.migration import MigrationContext
 
         from .ledger import LedgerWriter
 
-        writer = LedgerWriter(chain.files)
+        writer = LedgerWriter(chain.files, stamp_label=how)
         connection = sqlalchemy_connection(self.raw)
         return connection, MigrationContext.configure(
             connection=connection,
@@ -263,13 +263,16 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
             result.state, result.plan, result.before = state, plan, plan.head
             result.after = plan.head or plan.adopt_to
             if plan.problem:
-                result.fail(plan.problem)
+                result.fail(with_target(plan.problem, target))
                 return
             if plan.out_of_order and not options.out_of_order:
                 names = ", ".join(m.path.name for m in plan.out_of_order)
+                flag = target_flag(target)
                 result.fail(
-                    f"out-of-order migrations not applied: {names} (older than the database's version"
-                    f" {plan.head}); apply them with `migrate --out-of-order` or record them with `mark --apply`"
+                    f"never applied here although older than the database's version {plan.head or plan.adopt_to}"
+                    f" (merged late, or its ledger row was removed): {names}; run them with:"
+                    f" grapevine-migrations migrate {flag} --out-of-order; or record them as applied with:"
+                    f" grapevine-migrations mark --apply {plan.out_of_order[0].version} {flag}"
                 )
                 return
             if options.dry_run or plan.up_to_date:
@@ -297,25 +300,41 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     journal = session.journal()
     head = plan.head
     if plan.adopt_to:
-        _adopt(session, chain, plan.adopt_to)
+        adopt(session, chain, plan.adopt_to)
         result.changes.append(f"adopted legacy schema_migrations up to {plan.adopt_to}")
         head = result.after = plan.adopt_to
         state = session.read(lock=False)
     setup = ";\n".join(setup_sql(state))
     writer = LedgerWriter(chain.files)
-    for migration in plan.out_of_order:
-        apply_direct(session.raw, migration, writer.insert_sql(migration, "out-of-order"), journal, setup)
+    below_head = [(m, "out-of-order") for m in plan.out_of_order] + [(m, "migrate") for m in plan.rerun]
+    for migration, how in sorted(below_head, key=lambda pair: pair[0].version):
+        apply_direct(session.raw, migration, writer.insert_sql(migration, how), journal, setup)
         setup = ""
         result.applied.append(migration.version)
-    for migration in plan.pending:
-        record = writer.insert_sql(migration) + "\n;\n" + version_sql(head, migration.version)
-        apply_direct(session.raw, migration, record, journal, setup)
+    marked = {m.version for m in plan.marked_ahead}
+    ahead = sorted((m for m in (*plan.pending, *plan.marked_ahead) if m not in plan.rerun), key=lambda m: m.version)
+    for migration in ahead:
+        if migration.version in marked:  # recorded by `mark --apply`: the head moves over it, nothing runs
+            apply_direct(session.raw, migration, version_sql(head, migration.version), journal, setup, run_body=False)
+        else:
+            record = writer.insert_sql(migration) + "\n;\n" + version_sql(head, migration.version)
+            apply_direct(session.raw, migration, record, journal, setup)
+            result.applied.append(migration.version)
         setup = ""
         head = result.after = migration.version
-        result.applied.append(migration.version)
 
 
-def _adopt(session: Session, chain: Chain, version: str) -> None:
+def target_flag(target: Target) -> str:
+    """The command-line flag that selects this database, for suggested commands."""
+    return "--control" if target.kind == "control" else f"--tenant {target.tenant_id}"
+
+
+def with_target(text: str, target: Target) -> str:
+    """Fill a suggested command's ``{target}`` with this database's flag."""
+    return text.replace("{target}", target_flag(target))
+
+
+def adopt(session: Session, chain: Chain, version: str) -> None:
     """Stamp a legacy database at its last recorded version, keeping the original applied_at."""
     from . import alembic_bridge
     from .ledger import LEDGER_TABLE, ensure_ledger

@@ -235,24 +235,26 @@ def test_lock_timeout_fails_fast_and_is_retried(tenants):
 # ---- mark -------------------------------------------------------------------------------------
 
 
-def test_mark_apply_needs_force_for_earlier_pending(tenants):
-    result = tenants.cli("mark", "--apply", "20250108100000", "--tenant", "acme")
-    assert result.returncode == 1
-    assert "20250101090000" in result.stdout + result.stderr and "--force" in result.stderr
-    assert tenants.tables("db_acme") == set()
-    forced = tenants.cli("mark", "--apply", "20250108100000", "--tenant", "acme", "--force")
-    assert forced.returncode == 0, forced.stderr
-    assert tenants.version("db_acme") == "20250108100000"
-    assert tenants.ledger("db_acme") == [("20250101090000", "stamp"), ("20250108100000", "stamp")]
+def test_mark_apply_marks_one_version_and_range_marks_the_earlier_pending(tenants):
+    single = tenants.cli("mark", "--apply", "20250108100000", "--tenant", "acme")
+    assert single.returncode == 0, single.stderr
+    assert tenants.version("db_acme") is None  # the first file is still pending
+    assert tenants.ledger("db_acme") == [("20250108100000", "mark")]
+    wide = tenants.cli("mark", "--apply", "20250120143000", "--range", "--tenant", "acme")
+    assert wide.returncode == 0, wide.stderr
+    assert tenants.version("db_acme") == "20250120143000"
+    assert tenants.ledger("db_acme") == [
+        ("20250101090000", "mark"), ("20250108100000", "mark"), ("20250120143000", "mark"),
+    ]
     assert "users" not in tenants.tables("db_acme")  # stamped, not run
 
 
 def test_mark_unapply_and_dry_run(tenants):
     assert tenants.cli("migrate", "--tenant", "acme").returncode == 0
-    dry = tenants.cli("mark", "--unapply", "20250120143000", "--tenant", "acme", "--dry-run", "--json")
+    dry = tenants.cli("mark", "--unapply", "20250120143000", "--tenant", "acme", "--dry-run", "--range", "--json")
     assert dry.returncode == 0
     [db] = _json(dry)["databases"]
-    assert db["unmarked"] == ["20250120143000", HEAD] and db["needs_force"] is True
+    assert db["unmarked"] == ["20250120143000", HEAD]
     assert tenants.version("db_acme") == HEAD
     single = tenants.cli("mark", "--unapply", HEAD, "--tenant", "acme")
     assert single.returncode == 0, single.stderr

@@ -341,19 +341,29 @@ def test_legacy_prefix_is_adopted_keeping_applied_at(project, tally):
     assert [r[2] for r in rows[2:]] == ["migrate", "migrate"]
 
 
-def test_legacy_with_gaps_stops_with_the_fixing_command(project):
+def test_legacy_with_unknown_versions_stops_with_the_fixing_command(project):
     [tenant] = _tenants(project, 1)
     database = f"db_{tenant}"
     _legacy(project, database, ["20250101090000", "20250120143000", "20240101000000"])
     result = project.cli("migrate", "--tenant", tenant, "--json")
     assert result.returncode == 1
     [db] = _json(result)["databases"]
-    assert "never applied: 20250108100000" in db["error"]
-    assert "no such file: 20240101000000" in db["error"]
-    assert "grapevine-migrations mark --apply 20250120143000" in db["error"]
+    assert "versions no migration file has: 20240101000000" in db["error"]
+    command = f"grapevine-migrations mark --unapply 20240101000000 --tenant {tenant}"
+    assert command in db["error"]
     assert "alembic_version" not in project.tables(database)
     columns = project.query(database, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'schema_migrations'")
     assert columns == [(2,)]  # nothing written: not even the new ledger columns
+    # the suggested command works when pasted; then migrate adopts, and the gap is named with its fixes
+    pasted = project.cli(*command.split()[1:])
+    assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+    assert "alembic_version" not in project.tables(database)
+    gap = project.cli("migrate", "--tenant", tenant, "--json")
+    assert gap.returncode == 1
+    assert f"migrate --tenant {tenant} --out-of-order" in _json(gap)["databases"][0]["error"]
+    assert project.cli("migrate", "--tenant", tenant, "--out-of-order").returncode == 0
+    assert project.version(database) == HEAD
+    assert [row[1] for row in project.ledger(database)] == ["adopt", "out-of-order", "adopt", "migrate"]
 
 
 def test_version_table_changed_under_the_run_rolls_the_file_back(project, tally):
