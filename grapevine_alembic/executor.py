@@ -225,7 +225,12 @@ class FileRun:
             with context.autocommit_block():
                 for unit in earlier:
                     self.unit(unit)
-        tail = [_Step(TOOL_SCOPE_SQL, what="")]  # Alembic's version update follows, unqualified
+        tail = []
+        if final is not None:
+            # Alembic commits later: check deferred constraints now, so a failure names the file's COMMIT
+            line = final.end_line or final.statements[-1].line
+            tail.append(_Step("SET CONSTRAINTS ALL IMMEDIATE", what="at COMMIT: ", line=line))
+        tail.append(_Step(TOOL_SCOPE_SQL, what=""))  # Alembic's version update follows, unqualified
         if record_sql:
             tail.append(_Step(record_sql, what="recording the version: "))
         tail += self._lock_check_steps()
