@@ -30,7 +30,7 @@ from typing import Callable
 from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
 from .errors import MigrationFailed
 from .sqlfile import MigrationFile, Statement
-from .txshape import Unit
+from .txshape import Unit, split_final
 
 # SQLSTATEs (and classes) worth a retry: the database or the connection, not the migration, failed.
 TRANSIENT_SQLSTATES = {
@@ -198,7 +198,7 @@ class FileRun:
     # ---- the direct road: autocommit connection, our own BEGIN/COMMIT ----
     def run_direct(self, record_sql: str, setup_sql: str = "") -> None:
         units = self.units
-        final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
+        _, final = split_final(units)
         if setup_sql:
             # The tables exist before the file runs (as with the previous tool, whose files may
             # ALTER schema_migrations); in the first transaction, so a failure leaves nothing.
@@ -218,9 +218,7 @@ class FileRun:
 
     # ---- the alembic road: Alembic's transaction is open and commits after the version update ----
     def run_in_open_transaction(self, context, record_sql: str | None) -> None:
-        units = self.units
-        final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
-        earlier = units[:-1] if final is not None else units
+        earlier, final = split_final(self.units)
         if earlier:
             with context.autocommit_block():
                 for unit in earlier:
@@ -511,9 +509,7 @@ def _emit_offline(context, migration, parsed) -> None:
     """``--sql`` mode: the statements, with COMMIT/BEGIN around what runs outside Alembic's transaction."""
     out = context.impl.static_output
     out(f"-- {migration.path.name}")
-    units = parsed.units
-    final = units[-1] if units and units[-1].transactional and not units[-1].rollback else None
-    earlier = units[:-1] if final is not None else units
+    earlier, final = split_final(parsed.units)
     if earlier:
         with context.autocommit_block():
             for unit in earlier:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import MigrationFileError
 
-__all__ = ["Note", "Unit", "shape_units"]
+__all__ = ["Note", "Unit", "shape_units", "split_final"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,14 @@ class _Shaper:
                     "move them before the COMMIT, or into a migration file of their own",
                 )
             self.close()
+
+
+def split_final(units: Sequence[Unit]) -> tuple[tuple[Unit, ...], Unit | None]:
+    """(the units before, the file's last transaction) when the file ends with a transaction that
+    commits: that one carries the version record.  Otherwise (None): the record goes on its own."""
+    if units and units[-1].transactional and not units[-1].rollback:
+        return tuple(units[:-1]), units[-1]
+    return tuple(units), None
 
 
 def shape_units(

@@ -7,12 +7,14 @@ roads where both apply: ``grapevine-migrations migrate`` and ``alembic upgrade``
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
 
 from grapevine_alembic.settings import DEFAULT_LOCK_KEY
 from pg import connect
+from project import BIN
 
 ROADS = ["migrate", "alembic"]
 
@@ -38,6 +40,16 @@ def _run(project, road: str, tenant: str = "acme", *, timeout: str | None = None
         if value is not None:
             args += ["-x", f"{key}={value}"]
     return project.alembic(*args, "upgrade", "head")
+
+
+def _spawn(project, road: str, tenant: str = "acme") -> subprocess.Popen:
+    """Either road started in the background, for watching it from another session."""
+    if road == "migrate":
+        return project.spawn("migrate", "--tenant", tenant, "--json", "--retries", "0")
+    return subprocess.Popen(
+        [str(BIN / "alembic"), "-c", "alembic.ini", "-n", "tenant", "-x", f"tenant={tenant}", "upgrade", "head"],
+        cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
 
 
 def _error(result, road: str) -> str:
@@ -94,15 +106,7 @@ def test_discard_all_keeps_the_timeouts_and_the_lock(project, road):
     assert project.version(database) == "20250101000000"
     # the lock is held again right after the DISCARD ALL: a file that sleeps shows it
     project.write("tenant", "20250102000000_slow.sql", "SELECT pg_sleep(2);\n")
-    run = project.spawn("migrate", "--tenant", "acme") if road == "migrate" else None
-    if run is None:
-        import subprocess
-
-        from project import BIN
-
-        run = subprocess.Popen([str(BIN / "alembic"), "-c", "alembic.ini", "-n", "tenant", "-x", "tenant=acme",
-                                "upgrade", "head"], cwd=project.root, env=project.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = _spawn(project, road)
     pid = _wait_for_query(project, database, "pg_sleep(2)")
     held = project.query(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s AND granted",
                          (pid,))
@@ -116,16 +120,7 @@ def test_a_file_that_releases_the_lock_to_another_run_is_rolled_back(project, ro
     database = _chain(project, {
         "20250101000000_unlock.sql": "CREATE TABLE stolen (x int);\nSELECT pg_advisory_unlock_all();\nSELECT pg_sleep(2);\n",
     })
-    if road == "migrate":
-        run = project.spawn("migrate", "--tenant", "acme", "--json", "--retries", "0")
-    else:
-        import subprocess
-
-        from project import BIN
-
-        run = subprocess.Popen([str(BIN / "alembic"), "-c", "alembic.ini", "-n", "tenant", "-x", "tenant=acme",
-                                "upgrade", "head"], cwd=project.root, env=project.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = _spawn(project, road)
     _wait_for_query(project, database, "pg_sleep(2)")
     other = connect(project.server, database)  # "another run" takes the released lock
     try:
@@ -158,6 +153,11 @@ SAVEPOINT_FILES = {
         "CREATE TABLE t (x int PRIMARY KEY);\nSAVEPOINT grapevine_batch;\nINSERT INTO t VALUES (1);\n"
         "INSERT INTO t VALUES (1);\n",
         4, "duplicate key value",
+    ),
+    "rolled back past a SELECT, then an error": (
+        "CREATE TABLE t (x int PRIMARY KEY);\nSAVEPOINT s1;\nINSERT INTO t VALUES (1);\nSELECT count(*) FROM t;\n"
+        "ROLLBACK TO SAVEPOINT s1;\nINSERT INTO t VALUES (2);\nINSERT INTO t VALUES (2);\n",
+        7, "duplicate key value",
     ),
     "rolled back, then an error": (
         "CREATE TABLE t (x int PRIMARY KEY);\nSAVEPOINT s1;\nINSERT INTO t VALUES (1);\nROLLBACK TO SAVEPOINT s1;\n"
