@@ -77,6 +77,12 @@ class Breakers:
                 state.down = err.reason
         return err.reason
 
+    def cap(self, server: str, limit: int) -> int:
+        """How many of the server's targets may run at once: ``limit``, or 1 while it is failing unproven."""
+        with self._lock:
+            state = self._get(server)
+            return 1 if state.streak and not state.answered else limit
+
     def guard(self, job: Callable, skipped: Callable):
         """``job`` for the fan-out, that skips (``skipped(target, message, reason)``) targets of a down server."""
 

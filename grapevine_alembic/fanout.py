@@ -8,7 +8,8 @@ A job never raises (the runner turns failures into results), so one tenant's
 failure never stops the others; ``stop_after_failures``, ``canary`` and
 ``should_stop`` stop *starting* new jobs, and jobs already running finish cleanly.
 With ``group`` (a tenant's server), free slots go round-robin over the groups that
-are below ``max_per_group``, so one slow server never holds the others' tenants.
+are below ``max_per_group`` (a number, or a function of the group read before every
+start), so one slow server never holds the others' tenants.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ R = TypeVar("R")
 class _RoundRobin:
     """The items of one wave, queued per group; ``take`` picks the next group that has room."""
 
-    def __init__(self, entries: list[tuple[int, T]], group: Callable[[T], Hashable] | None, cap: int | None):
+    def __init__(self, entries: list[tuple[int, T]], group: Callable[[T], Hashable] | None, cap):
         self.queues: dict[Hashable, deque] = {}
         for index, item in entries:
             self.queues.setdefault(group(item) if group else None, deque()).append((index, item))
-        self.cap = cap
+        self.cap = cap if cap is None or callable(cap) else (lambda key: cap)
         self.running: dict[Hashable, int] = dict.fromkeys(self.queues, 0)
         self.turn = deque(self.queues)  # the group served next comes first
 
@@ -39,7 +40,7 @@ class _RoundRobin:
         for _ in range(len(self.turn)):
             key = self.turn[0]
             self.turn.rotate(-1)
-            if self.queues[key] and (self.cap is None or self.running[key] < self.cap):
+            if self.queues[key] and (self.cap is None or self.running[key] < self.cap(key)):
                 self.running[key] += 1
                 index, item = self.queues[key].popleft()
                 return key, index, item
@@ -60,7 +61,7 @@ def run_all(
     stop_after_failures: int | None = None,
     canary: int = 0,
     group: Callable[[T], Hashable] | None = None,
-    max_per_group: int | None = None,
+    max_per_group: int | Callable[[Hashable], int] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[R]:
     """Results in the order of ``items``; items never started get ``skipped(item)``."""

@@ -17,8 +17,12 @@ def run_targets(targets: list, job: Callable, *, options, max_parallel: int, max
                 **fanout_options) -> list:
     """Results in target order; ``options.servers`` (the run's Breakers) guards every job when set."""
     breakers = options.servers
-    guarded = breakers.guard(job, skipped_unreachable) if breakers else job
+    cap = max_per_server or max_parallel
+    if not breakers:
+        return fanout.run_all(targets, job, max_parallel=max_parallel, group=lambda target: target.server,
+                              max_per_group=cap, **fanout_options)
     return fanout.run_all(
-        targets, guarded, max_parallel=max_parallel, group=lambda target: target.server,
-        max_per_group=max_per_server or max_parallel, **fanout_options,
+        targets, breakers.guard(job, skipped_unreachable), max_parallel=max_parallel,
+        group=lambda target: target.server, max_per_group=lambda server: breakers.cap(server, cap),
+        **fanout_options,
     )
