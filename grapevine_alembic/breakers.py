@@ -81,7 +81,7 @@ class Breakers:
         """How many of the server's targets may run at once: ``limit``, or 1 while it is failing unproven."""
         with self._lock:
             state = self._get(server)
-            return 1 if state.streak and not state.answered else limit
+            return 1 if state.streak and not state.answered and not state.down else limit
 
     def guard(self, job: Callable, skipped: Callable):
         """``job`` for the fan-out, that skips (``skipped(target, message, reason)``) targets of a down server."""

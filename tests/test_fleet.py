@@ -285,6 +285,8 @@ def test_refusing_server_trips_after_three_tenants(fleet, pg_server):
         refused = [fleet.add(f"r{i:02d}", label) for i in range(12)]
         result = fleet.project.cli("migrate", "--all-tenants", "--retries", "1", "--max-parallel-per-server", "2",
                                    "--json")
+        human = fleet.project.cli("migrate", "--all-tenants", "--retries", "0")
+        check = fleet.project.cli("check", "--against-db", "--json")  # the same breaker
     finally:
         holder.close()
     assert result.returncode == 1
@@ -295,8 +297,10 @@ def test_refusing_server_trips_after_three_tenants(fleet, pg_server):
     assert 3 <= failed <= 4  # the third trips it; at most one more was already in flight
     assert skipped == 12 - failed
     assert all(doc[t]["attempts"] == 2 for t in refused if not doc[t]["skipped"])  # retried before counting
-    human = fleet.project.cli("migrate", "--all-tenants", "--retries", "0")
     assert f"server {label} unreachable: Connection refused" in human.stdout
+    assert check.returncode == 1
+    messages = [f["message"] for f in _json(check)["findings"] if f["code"] == "database"]
+    assert len(messages) == 12 and any(f"server {label} unreachable: Connection refused" in m for m in messages)
 
 
 def test_server_stopped_mid_run(fleet, pg_server, second_server):
@@ -327,3 +331,54 @@ def test_server_stopped_mid_run(fleet, pg_server, second_server):
     assert skipped, late
     for tenant in skipped:
         assert doc[tenant]["error"].startswith(f"server {fleet.second_label} unreachable: ")
+
+
+# ---- per-server logins -------------------------------------------------------------------------
+
+SECOND_PASSWORD = "S3cond:server/pass@word%"
+
+
+def _login_section(fleet, body: str) -> None:
+    ini = fleet.project.root / "alembic.ini"
+    ini.write_text(ini.read_text() + f"\n[grapevine server {fleet.second_label}]\n{body}")
+
+
+def test_a_server_reads_its_login_from_the_variables_alembic_ini_names(fleet, second_server):
+    pg.query(second_server, None, "CREATE ROLE fleet_migrator LOGIN PASSWORD %s", (SECOND_PASSWORD,))
+    try:
+        for tenant in ("w1", "w2"):
+            fleet.add(tenant, fleet.second_label)
+            pg.query(second_server, None, f"CREATE DATABASE db_{tenant} OWNER fleet_migrator")
+            fleet.on_second.append(f"db_{tenant}")
+        fleet.add("h1")
+        _login_section(fleet, "user_env = FLEET_USER\npassword_env = FLEET_PASSWORD\n")
+        login = {"FLEET_USER": "fleet_migrator", "FLEET_PASSWORD": SECOND_PASSWORD}
+        result = fleet.project.cli("migrate", "--all-tenants", "--json", env=login)
+        assert result.returncode == 0, result.stdout + result.stderr
+        owner = pg.query(second_server, "db_w1", "SELECT tableowner FROM pg_tables WHERE tablename = 'alembic_version'")
+        assert owner == [("fleet_migrator",)]  # written with the server's own login
+        unset = fleet.project.cli("status", "--json", env={"FLEET_USER": "fleet_migrator", "FLEET_PASSWORD": None})
+        doc = _by_tenant(_json(unset))
+        assert doc["w1"]["error"] == f"server {fleet.second_label}: FLEET_PASSWORD (named in alembic.ini) is not set"
+        assert doc["h1"]["ok"]
+        wrong = fleet.project.cli("status", "--debug", env={**login, "FLEET_PASSWORD": SECOND_PASSWORD + "x"})
+        assert wrong.returncode == 1 and "password authentication failed" in wrong.stdout
+        for output in (result, unset, wrong):
+            assert SECOND_PASSWORD not in output.stdout + output.stderr
+    finally:
+        for database in fleet.on_second:
+            pg.drop_database(second_server, database)
+        fleet.on_second.clear()
+        pg.query(second_server, None, "DROP ROLE fleet_migrator")
+
+
+@pytest.mark.parametrize("body, message", [
+    ("password = hunter2\n", "never write a password in alembic.ini"),
+    ("user = someone\n", "unknown key 'user'"),
+])
+def test_a_login_section_with_a_password_or_unknown_key_is_refused(fleet, body, message):
+    _login_section(fleet, body)
+    result = fleet.project.cli("status")
+    assert result.returncode == 2
+    assert message in result.stderr and "hunter2" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
