@@ -147,6 +147,16 @@ def test_tenants_on_two_servers_migrate_each_on_its_own(fleet, pg_server, second
         assert doc[tenant]["server"] == fleet.second_label
 
 
+def test_plain_alembic_reaches_a_tenant_on_another_server(fleet, second_server):
+    fleet.add("w0", fleet.second_label, create_on=second_server)
+    result = fleet.project.alembic("-n", "tenant", "-x", "tenant=w0", "-x", f"server={fleet.second_label}",
+                                   "upgrade", "head")
+    assert result.returncode == 0, result.stderr
+    assert fleet.version(second_server, "w0") == HEAD
+    status = _json(fleet.project.cli("status", "--tenant", "w0", "--json"))
+    assert status["ok"] and status["databases"][0]["server"] == fleet.second_label
+
+
 def test_status_groups_by_server(fleet, pg_server, second_server):
     for i in range(2):
         fleet.add(f"h{i}")
