@@ -40,10 +40,9 @@ class App:
 
     def settings(self):
         if self._settings is None:
-            from .devserver import resolve_settings
-
             from dataclasses import replace
 
+            from .devserver import resolve_settings
             from .placement import password_variables
 
             project = self.project()
