@@ -229,7 +229,8 @@ def test_per_server_cap_seen_in_pg_stat_activity(fleet, pg_server, second_server
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        result = fleet.project.cli("migrate", "--all-tenants", "--max-parallel", "3",
+        # six slots, two per server: the per-server cap is what binds (without it each would get three)
+        result = fleet.project.cli("migrate", "--all-tenants", "--max-parallel", "6",
                                    "--max-parallel-per-server", "2", "--json")
     finally:
         done.set()
