@@ -9,6 +9,7 @@ migrate --tenant acme`` leave the same database behind.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -77,7 +78,11 @@ def _run(context, kind: str) -> None:
     load_dotenv_file(project.root)
     settings = Settings.from_environment()
     xargs = parse_x_arguments(context.get_x_argument(as_dictionary=True))
-    spec = settings.control if kind == "control" else settings.tenant_spec(_required_tenant(xargs))
+    if kind == "control":
+        spec = settings.control
+    else:  # -x server=host[:port] for a tenant placed on another server, with its login from alembic.ini
+        placed = replace(settings, server_logins=project.server_logins)
+        spec = placed.tenant_spec(_required_tenant(xargs), xargs.get("server"))
     journal = Journal(database=spec.dbname, on_notice=print_notice)
     _run_online(context, project, spec, journal, writer, xargs)
 
@@ -148,6 +153,7 @@ X_ARGUMENTS = {
     "tenant": "a tenant id, e.g. -x tenant=acme",
     "timeout": "seconds (0 = no limit), e.g. -x timeout=60",
     "lock_timeout": "seconds (0 = no limit), e.g. -x lock_timeout=2.5",
+    "server": "the tenant's server as host or host:port, e.g. -x server=db2.internal:5433",
 }
 _SECONDS = {"timeout", "lock_timeout"}
 

@@ -40,11 +40,17 @@ class App:
 
     def settings(self):
         if self._settings is None:
-            from .devserver import resolve_settings
+            from dataclasses import replace
 
-            self._settings = resolve_settings(self.project(), announce=self.out().info)
-            self.out().add_secret(self._settings.control.password)
-            self.out().add_secret(self._settings.tenant_server.password)
+            from .devserver import resolve_settings
+            from .placement import password_variables
+
+            project = self.project()
+            settings = resolve_settings(project, announce=self.out().info)
+            self._settings = replace(settings, server_logins=project.server_logins)
+            for secret in [settings.control.password, settings.tenant_server.password,
+                           *(os.environ.get(name) for name in password_variables(project.server_logins))]:
+                self.out().add_secret(secret)
         return self._settings
 
     def out(self, json_mode: bool = False):
@@ -109,12 +115,20 @@ def selection_from(control, all_tenants, tenant_ids, tenants_file, shard, *, def
     return selection
 
 
+def per_server_option(func):
+    return click.option(
+        "--max-parallel-per-server", "max_per_server", default=None, type=click.IntRange(1, 100), metavar="K",
+        help="At most K databases of one server at a time (default: --max-parallel); servers share the slots in turn.",
+    )(func)
+
+
 def json_option(func):
     return click.option("--json", "json_mode", is_flag=True, help="Print one JSON document on stdout.")(func)
 
 
 def run_options(app: App, **overrides):
     from .alembic_env import notice_line, waiting_line
+    from .breakers import Breakers
     from .runner import RunOptions
 
     out = app.out()  # the same lines as env.py prints, but through the redacting output
@@ -125,7 +139,8 @@ def run_options(app: App, **overrides):
     def waiting(database):
         out.info(waiting_line(database))
 
-    return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting, **overrides)
+    return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
+                      servers=Breakers(), **overrides)
 
 
 @click.group(

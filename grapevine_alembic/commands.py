@@ -13,6 +13,7 @@ from .cli import (
     cli,
     json_option,
     pass_app,
+    per_server_option,
     run_options,
     selection_from,
     target_options,
@@ -106,9 +107,10 @@ def _relative(app: App, path) -> str:
               help="Also connect (read-only) and report files older than a database's version it never applied.")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 @click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100))
+@per_server_option
 @json_option
 @pass_app
-def check(app: App, against_db, strict, max_parallel, json_mode):
+def check(app: App, against_db, strict, max_parallel, max_per_server, json_mode):
     """Validate the migration files without touching a database (for pull requests).
 
     Errors: misnamed or duplicate files, SQL that PostgreSQL's parser rejects (with file and
@@ -129,13 +131,14 @@ def check(app: App, against_db, strict, max_parallel, json_mode):
     report = checking.CheckReport()
     chains = {env: checking.check_folder(env, project.migration_dir(env), report, project.root) for env in ENVS}
     if against_db and not report.errors:
-        from . import fanout, runner
+        from . import fleet, runner
         from .targets import Selection, resolve
 
         loaded = _load_chains(app, ENVS)
         targets = resolve(Selection(control=True, all_tenants=True), app.settings(), project.tenants_query)
         options = run_options(app)
-        results = fanout.run_all(targets, lambda t: runner.status(t, loaded[t.kind], options), max_parallel=max_parallel)
+        results = fleet.run_targets(targets, lambda t: runner.status(t, loaded[t.kind], options), options=options,
+                                    max_parallel=max_parallel, max_per_server=max_per_server)
         for env in ENVS:
             checking.against_database(env, chains[env], [r for r in results if r.target.kind == env], report)
     failed = bool(report.errors) or (strict and bool(report.warnings))
@@ -158,9 +161,11 @@ def check(app: App, against_db, strict, max_parallel, json_mode):
 @target_options
 @click.option("-v", "--verbose", is_flag=True, help="Every database, every migration with its applied time.")
 @click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100))
+@per_server_option
 @json_option
 @pass_app
-def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, json_mode):
+def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, max_per_server,
+           json_mode):
     """Show where each database stands (default: control and all tenants).
 
     Exit codes: 0 everything up to date, 3 something pending (or out of order),
@@ -172,7 +177,7 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
       grapevine-migrations status --tenant acme --verbose
       grapevine-migrations status --all-tenants --json
     """
-    from . import fanout, runner, views
+    from . import fleet, runner, views
 
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard, default_all=True)
@@ -180,11 +185,9 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
     targets, discovery_error = _targets_or_error(app, selection)
     options = run_options(app)
     with out.progress(len(targets), "status") as bar:
-        results = fanout.run_all(
-            targets,
-            lambda t: runner.status(t, chains[t.kind], options),
-            max_parallel=max_parallel,
-            on_result=bar.advance,
+        results = fleet.run_targets(
+            targets, lambda t: runner.status(t, chains[t.kind], options), options=options,
+            max_parallel=max_parallel, max_per_server=max_per_server, on_result=bar.advance,
         )
     if json_mode:
         out.document(views.status_document(results, chains, verbose=True, discovery_error=discovery_error))
@@ -224,6 +227,7 @@ def _targets_or_error(app: App, selection):
               help="lock_timeout in seconds: the longest wait for a table lock before failing (then retried).")
 @click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
               help="Tenant databases migrated at the same time.")
+@per_server_option
 @click.option("--out-of-order", is_flag=True, help="Also apply files older than a database's version that it never ran.")
 @click.option("--canary", default=0, type=click.IntRange(0), help="Migrate this many tenants first; stop if any fails.")
 @click.option("--max-failures", default=None, type=click.IntRange(1),
@@ -231,7 +235,7 @@ def _targets_or_error(app: App, selection):
 @json_option
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, timeout,
-            lock_timeout, max_parallel, out_of_order, canary, max_failures, json_mode):
+            lock_timeout, max_parallel, max_per_server, out_of_order, canary, max_failures, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -251,8 +255,8 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     chains = _load_chains(app, envs, strict=not dry_run)
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=out_of_order)
-    results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), max_parallel,
-                       label="migrate", canary=canary, max_failures=max_failures)
+    results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
+                       max_parallel, max_per_server, label="migrate", canary=canary, max_failures=max_failures)
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run))
     elif dry_run:
@@ -262,11 +266,12 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
 
 
-def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary: int = 0, max_failures=None):
-    """Control alone first, then the tenants it lists, in parallel."""
+def _fan_out(app: App, selection, job, options, max_parallel: int, max_per_server: int | None, *, label: str,
+             canary: int = 0, max_failures=None):
+    """Control alone first, then the tenants it lists, in parallel (interleaved over their servers)."""
     from dataclasses import replace
 
-    from . import fanout
+    from . import fleet
     from .runner import DatabaseResult
     from .targets import control_target, resolve
 
@@ -285,9 +290,10 @@ def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary:
             return DatabaseResult(target, ok=True, skipped=True)
 
         with out.progress(len(tenants), label) as bar:
-            results += fanout.run_all(
-                tenants, job, max_parallel=max_parallel, failed=lambda r: not r.ok, skipped=skipped,
-                on_result=bar.advance, stop_after_failures=max_failures, canary=canary,
+            results += fleet.run_targets(
+                tenants, job, options=options, max_parallel=max_parallel, max_per_server=max_per_server,
+                failed=lambda r: not r.ok, skipped=skipped, on_result=bar.advance,
+                stop_after_failures=max_failures, canary=canary,
             )
     return results
 
@@ -306,11 +312,12 @@ def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary:
 @click.option("--dry-run", is_flag=True, help="Show per database exactly what would change.")
 @click.option("--force", is_flag=True, help="Skip the confirmation of --DANGEROUS-apply-all.")
 @click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100))
+@per_server_option
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0))
 @json_option
 @pass_app
-def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all_tenants, tenant_ids, tenants_file, shard,
-         dry_run, force, max_parallel, timeout, json_mode):
+def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all_tenants, tenant_ids, tenants_file,
+         shard, dry_run, force, max_parallel, max_per_server, timeout, json_mode):
     """Record migrations as applied or not applied, without running them (Alembic stamp).
 
     \b
@@ -340,7 +347,7 @@ def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all
     options = run_options(app, timeout_s=timeout)
     if dry_run or not force:
         planned = _fan_out(app, selection, lambda t: marking.plan_mark(t, chains[t.kind], request, options),
-                           max_parallel, label="mark")
+                           options, max_parallel, max_per_server, label="mark")
         needs_force = [r for r in planned if r.needs_force]
         if dry_run or needs_force or any(not r.ok for r in planned):
             if json_mode:
@@ -353,7 +360,7 @@ def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all
             return
     results = _fan_out(app, selection,
                        lambda t: marking.apply_mark(t, chains[t.kind], request, options, force=force),
-                       max_parallel, label="mark")
+                       options, max_parallel, max_per_server, label="mark")
     if json_mode:
         out.document(views.run_document("mark", results, dry_run=False))
     else:

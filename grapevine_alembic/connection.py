@@ -37,14 +37,40 @@ _TRANSIENT_CONNECT_TEXT = (
     "no connection to the server",
 )
 
+# Connection failures that say the server itself is not answering (they count against its circuit breaker).
+_UNREACHABLE_TEXT = (
+    "connection refused",
+    "could not connect",
+    "timeout expired",
+    "too many clients",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "server closed the connection unexpectedly",
+    "connection reset",
+    "no route to host",
+    "network is unreachable",
+    "could not translate host name",
+)
+
 
 class ConnectionFailed(DatabaseError):
     """Could not connect, or the connection broke; ``transient`` says whether a retry may help."""
 
-    def __init__(self, message: str, *, transient: bool, missing_database: bool = False):
+    def __init__(self, message: str, *, transient: bool, missing_database: bool = False, reason: str | None = None):
         super().__init__(message)
         self.transient = transient
         self.missing_database = missing_database
+        self.reason = reason  # libpq's reason, set only when the connection could not be opened
+
+    @property
+    def unreachable(self) -> bool:
+        """The server did not answer at all (refused, timed out, full, starting or stopping)."""
+        return self.reason is not None and any(marker in self.reason.lower() for marker in _UNREACHABLE_TEXT)
+
+    @property
+    def timed_out(self) -> bool:
+        return self.reason is not None and "timeout expired" in self.reason.lower()
 
 
 class LockTimeout(DatabaseError):
@@ -89,6 +115,7 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
             f"cannot connect to {spec.display()}: {reason}",
             transient=is_transient_text(reason),
             missing_database=missing,
+            reason=reason,
         ) from None
     raw.autocommit = True
     return raw

@@ -111,6 +111,7 @@ def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) 
         "target": result.target.kind,
         "tenant": result.target.tenant_id,
         "database": result.target.database,
+        "server": result.target.server,
         "ok": result.ok,
         "skipped": result.skipped,
         "missing": result.missing,
@@ -161,10 +162,28 @@ def summary_json(results: list[DatabaseResult]) -> dict:
     return {
         "databases": len(results),
         "ok": sum(r.ok and not r.skipped for r in results),
-        "failed": sum(not r.ok for r in results),
+        "failed": sum(not r.ok and not r.skipped for r in results),
         "skipped": sum(r.skipped for r in results),
         "applied": sum(len(r.applied) for r in results),
     }
+
+
+def server_counts(results: list[DatabaseResult]) -> list[dict]:
+    """Per server, in order of first appearance: its tenants and how they stand."""
+    servers: dict[str, dict] = {}
+    for result in results:
+        counts = servers.setdefault(result.target.server, {"server": result.target.server, "tenants": 0, "at_head": 0,
+                                                            "behind": 0, "failed": 0, "unreachable": 0})
+        counts["tenants"] += 1
+        if result.unreachable:
+            counts["unreachable"] += 1
+        elif not result.ok:
+            counts["failed"] += 1
+        elif result.plan and result.plan.up_to_date:
+            counts["at_head"] += 1
+        elif result.plan:
+            counts["behind"] += 1
+    return list(servers.values())
 
 
 def version_counts(results: list[DatabaseResult]) -> list[tuple[str, int]]:
@@ -174,6 +193,8 @@ def version_counts(results: list[DatabaseResult]) -> list[tuple[str, int]]:
 
 
 def status_word(result: DatabaseResult) -> str:
+    if result.unreachable:
+        return "unreachable"
     if result.skipped:
         return "skipped"
     if not result.ok:

@@ -93,6 +93,7 @@ class RunOptions:
     debug: bool = False
     on_notice: object = None  # callable(database, version, message)
     on_wait: object = None  # callable(database)
+    servers: object = None  # breakers.Breakers: per-server circuit breakers shared by the run
 
 
 @dataclass
@@ -115,6 +116,7 @@ class DatabaseResult:
     attempts: int = 0
     seconds: float = 0.0
     skipped: bool = False
+    unreachable: str | None = None  # why the server did not answer (counted by its circuit breaker)
 
     def fail(self, message: str) -> DatabaseResult:
         self.ok = False
@@ -155,10 +157,12 @@ def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseRes
             break
         except Exception as err:  # one database's failure never stops the others
             transient = _is_transient(err) and not (isinstance(err, ConnectionFailed) and err.missing_database)
-            if transient and result.attempts <= options.retries:
+            breakers = options.servers
+            if transient and result.attempts <= options.retries and (not breakers or breakers.may_retry(target, err)):
                 time.sleep(_backoff(result.attempts))
                 continue
             result.missing = isinstance(err, ConnectionFailed) and err.missing_database
+            result.unreachable = breakers.gave_up(target, err) if breakers else None
             result.fail(_message(err, options.debug))
             break
     result.seconds = time.monotonic() - started
@@ -187,6 +191,8 @@ class Session:
 
     def __enter__(self) -> Session:
         self.raw = open_connection(self.target.spec, connect_timeout=self.options.connect_timeout_s)
+        if self.options.servers:
+            self.options.servers.answered(self.target)
         self.policy = SessionPolicy.for_connection(
             self.raw, statement_timeout_s=self.options.timeout_s, lock_timeout_s=self.options.lock_timeout_s
         )

@@ -64,6 +64,12 @@ class ConnectionSpec:
         host = self.host or dict(self.options).get("host")
         return host is None or host.startswith("/") or host in {"localhost", "127.0.0.1", "::1"}
 
+    @property
+    def server(self) -> str:
+        """``host:port``: the key of this server's circuit breaker and its group in ``status``."""
+        host = self.host or dict(self.options).get("host") or "localhost"
+        return f"[{host}]:{self.port or DEFAULT_PORT}" if ":" in host else f"{host}:{self.port or DEFAULT_PORT}"
+
     def display(self) -> str:
         """A masked URL for messages: the password is always ``***``."""
         auth = ""
@@ -120,6 +126,7 @@ class Project:
     migration_dirs: dict[str, Path]
     tenants_query: str | None
     lock_key: int
+    server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
 
     def migration_dir(self, env: str) -> Path:
         return migrations_dir_override(self.migration_dirs[env], self.root)
@@ -176,7 +183,10 @@ def load_project(config_file: Path) -> Project:
         dirs[env] = Path(location.split()[0])
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
-    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key)
+    from .placement import read_logins
+
+    logins = read_logins(parser, config_file)
+    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins)
 
 
 def load_dotenv_file(root: Path) -> None:
@@ -208,9 +218,17 @@ class Settings:
 
     control: ConnectionSpec
     tenant_server: ConnectionSpec  # dbname unused; per tenant via tenant_spec()
+    server_logins: dict = field(default_factory=dict, hash=False)  # from alembic.ini, see placement.py
 
-    def tenant_spec(self, tenant_id: str) -> ConnectionSpec:
-        return self.tenant_server.for_database(tenant_database(tenant_id))
+    def tenant_spec(self, tenant_id: str, server: str | None = None) -> ConnectionSpec:
+        """The tenant's database on its server (``host[:port]`` from the tenants query; None: the default)."""
+        database = tenant_database(tenant_id)
+        if server is None:
+            return self.tenant_server.for_database(database)
+        from .placement import parse_server, server_spec
+
+        host, port = parse_server(server, self.tenant_server.port or DEFAULT_PORT)
+        return server_spec(self.tenant_server, host, port, self.server_logins).for_database(database)
 
     @classmethod
     def from_environment(cls, env: dict[str, str] | None = None) -> Settings:

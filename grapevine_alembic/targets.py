@@ -1,8 +1,10 @@
 """Which databases a command touches: the control database and provisioned tenants.
 
 The tenant query lives here and nowhere else; alembic.ini ``[grapevine]
-tenants_query`` overrides it.  Every tenant id is validated before it is used
-in a database name, and explicit ``--tenant`` ids must be provisioned.
+tenants_query`` overrides it.  Its optional second column places a tenant on
+another server (``host[:port]``, see placement.py; NULL: the default tenant server).
+Every tenant id is validated before it is used in a database name, and explicit
+``--tenant`` ids must be provisioned.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ class Target:
     spec: ConnectionSpec
     tenant_id: str | None = None
     problem: str | None = None  # known before connecting (e.g. an invalid id in the tenants table)
+    placement: str | None = None  # the server value as written, when it could not be used
+
+    @property
+    def server(self) -> str:
+        """``host:port`` of the database's server (or the unusable value from the tenants table)."""
+        return self.placement if self.placement is not None else self.spec.server
 
     @property
     def name(self) -> str:
@@ -79,8 +87,8 @@ def default_tenants_query(has_deleted_at: bool) -> str:
     return f"SELECT id::text FROM tenants WHERE state = '{PROVISIONED}'{deleted} ORDER BY id"
 
 
-def provisioned_tenant_ids(settings: Settings, tenants_query: str | None = None) -> list[str]:
-    """Ask the control database for provisioned tenant ids (ordered)."""
+def provisioned_tenants(settings: Settings, tenants_query: str | None = None) -> dict[str, str | None]:
+    """Ask the control database for provisioned tenants: id -> server (None: the default), in query order."""
     import psycopg2
 
     raw = open_connection(settings.control)
@@ -102,9 +110,13 @@ def provisioned_tenant_ids(settings: Settings, tenants_query: str | None = None)
                 cursor.execute(tenants_query)
             except psycopg2.Error as err:
                 raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
-            return [str(row[0]) for row in cursor.fetchall()]
+            return {str(row[0]): _server_value(row) for row in cursor.fetchall()}
     finally:
         raw.close()
+
+
+def _server_value(row: tuple) -> str | None:
+    return None if len(row) < 2 or row[1] is None else str(row[1])
 
 
 def tenant_states(settings: Settings, tenant_ids: list[str]) -> dict[str, str]:
@@ -130,7 +142,7 @@ def resolve(selection: Selection, settings: Settings, tenants_query: str | None 
     targets = [control_target(settings)] if selection.control else []
     if not selection.wants_tenants:
         return targets
-    provisioned = provisioned_tenant_ids(settings, tenants_query)
+    provisioned = provisioned_tenants(settings, tenants_query)
     if selection.all_tenants:
         chosen = list(provisioned)
     else:
@@ -138,10 +150,10 @@ def resolve(selection: Selection, settings: Settings, tenants_query: str | None 
     if selection.shard:
         index, count = selection.shard
         chosen = [t for t in chosen if shard_of(t, count) == index]
-    return targets + [_tenant_target(settings, tenant_id) for tenant_id in chosen]
+    return targets + [_tenant_target(settings, tenant_id, provisioned[tenant_id]) for tenant_id in chosen]
 
 
-def _explicit(requested: tuple[str, ...], provisioned: list[str], settings: Settings) -> list[str]:
+def _explicit(requested: tuple[str, ...], provisioned: dict[str, str | None], settings: Settings) -> list[str]:
     known = set(provisioned)
     unknown = [t for t in dict.fromkeys(requested) if t not in known]
     if unknown:
@@ -153,10 +165,15 @@ def _explicit(requested: tuple[str, ...], provisioned: list[str], settings: Sett
     return list(dict.fromkeys(requested))
 
 
-def _tenant_target(settings: Settings, tenant_id: str) -> Target:
+def _tenant_target(settings: Settings, tenant_id: str, server: str | None = None) -> Target:
     try:
-        return Target("tenant", settings.tenant_spec(tenant_id), tenant_id)
+        return Target("tenant", settings.tenant_spec(tenant_id, server), tenant_id)
     except UsageError as err:
-        # A bad id stored in the tenants table is that tenant's problem, not the whole run's.
-        return Target("tenant", settings.tenant_server.for_database("?"), tenant_id, problem=str(err))
+        # A bad id or server stored in the tenants table is that tenant's problem, not the whole run's.
+        try:
+            database = settings.tenant_spec(tenant_id).dbname
+        except UsageError:
+            database = "?"
+        return Target("tenant", settings.tenant_server.for_database(database), tenant_id, problem=str(err),
+                      placement=server)
 

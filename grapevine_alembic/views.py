@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .report import Output, database_json, migration_rows, short, status_word, summary_json, version_counts
+from .report import (
+    Output,
+    database_json,
+    migration_rows,
+    server_counts,
+    short,
+    status_word,
+    summary_json,
+    version_counts,
+)
 from .runner import DatabaseResult
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
@@ -32,6 +41,7 @@ def status_document(results, chains, *, verbose: bool, discovery_error: str | No
         "heads": {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()},
         "databases": [database_json(r, verbose=verbose, chain=chains[r.target.kind]) for r in results],
         "versions": dict(version_counts([r for r in results if r.target.kind == "tenant"])),
+        "servers": server_counts([r for r in results if r.target.kind == "tenant"]),
         "summary": {
             **summary_json(results),
             "up_to_date": sum(bool(r.ok and r.plan and r.plan.up_to_date) for r in results),
@@ -66,6 +76,12 @@ def _print_overview(out: Output, results, chains) -> None:
     head = chains["tenant"].versions[-1] if chains["tenant"].versions else "(none)"
     out.line(f"tenants: {len(tenants)} database(s), head {head}")
     out.table(["version", "tenants"], [[version, str(count)] for version, count in version_counts(tenants)])
+    servers = server_counts(tenants)
+    if len(servers) > 1:
+        out.line(f"servers: {len(servers)}")
+        keys = ["tenants", "at_head", "behind", "failed", "unreachable"]
+        out.table(["server", "tenants", "at head", "behind", "failed", "unreachable"],
+                  [[s["server"], *(str(s[k]) for k in keys)] for s in servers])
     needing = [r for r in tenants if not r.ok or (r.plan and (not r.plan.up_to_date or r.plan.drifted))]
     if needing:
         out.line("needing attention:")
