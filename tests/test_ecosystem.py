@@ -106,11 +106,11 @@ def test_check_passes_the_shipped_migrations(project):
         ("20991231000000_open.sql", "BEGIN;\nCREATE TABLE x (a int);\n", "error", "no matching COMMIT"),
         ("2099123100_short.sql", "SELECT 1;\n", "error", "2099123100_short.sql"),
         ("20991231000000_index.sql", "CREATE INDEX users_name_idx ON users (full_name);\n", "warning",
-         "index-not-concurrent"),
+         "require-concurrent-index-creation"),
         ("20991231000000_retype.sql", "ALTER TABLE users ALTER COLUMN full_name TYPE varchar(200);\n", "warning",
-         "alter-column-type"),
+         "changing-column-type"),
         ("20991231000000_volatile.sql", "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();\n",
-         "warning", "volatile-default"),
+         "warning", "adding-field-with-default"),
     ],
 )
 def test_check_reports_problems_with_file_and_line(project, name, sql, level, expected):
