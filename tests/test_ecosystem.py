@@ -180,6 +180,16 @@ def test_workflow_commands_parse_with_the_real_cli():
     assert shard_run[shard_run.index("--shard") + 1] == "2/4" and "--json" in shard_run
 
 
+def test_pull_requests_judge_only_their_own_files():
+    steps = yaml.safe_load((REPO / ".github" / "workflows" / "migrations.yml").read_text())["jobs"]["check"]["steps"]
+    [gate] = [step for step in steps if "--changed-since" in step.get("run", "")]
+    assert gate["if"] == "github.event_name == 'pull_request'" and gate["env"] == {"BASE_REF": "${{ github.base_ref }}"}
+    args = shlex.split(gate["run"])
+    assert args[:2] == ["grapevine-migrations", "check"] and "--strict" in args
+    assert args[args.index("--changed-since") + 1] == "origin/$BASE_REF" and args[args.index("--format") + 1] == "github"
+    assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0  # the base is there
+
+
 def test_workflow_summary_script_renders_a_run(tmp_path):
     doc = {"command": "migrate", "summary": {"ok": 1, "failed": 1, "skipped": 0, "applied": 4},
            "databases": [{"database": "db_a", "applied": ["1", "2"], "version": "2", "ok": True, "skipped": False,
