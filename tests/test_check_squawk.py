@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from checkproject import BIN, REPO, CheckProject, codes_by_file
+from grapevine_alembic.hazards import RULES_MOOT_ON_NEW_TABLES
 
 SQUAWK = str(BIN / "squawk")
 
@@ -210,7 +211,23 @@ NEW_TABLE_CASES = {
                          "adding-field-with-default"),
     "rename column": ("CREATE TABLE notes (id bigint, body text);\nALTER TABLE notes RENAME COLUMN body TO text;",
                       "renaming-column"),
+    "unique constraint": ("CREATE TABLE public.notes (id bigint, e text);\nALTER TABLE notes ADD CONSTRAINT u UNIQUE (e);",
+                          "disallowed-unique-constraint"),
+    "check constraint": ("CREATE TABLE public.notes (id bigint);\nALTER TABLE notes ADD CONSTRAINT c CHECK (id > 0);",
+                         "constraint-missing-not-valid"),
+    "foreign key": ("CREATE TABLE public.notes (id bigint);\n"
+                    "ALTER TABLE notes ADD CONSTRAINT f FOREIGN KEY (id) REFERENCES users (id);",
+                    "adding-foreign-key-constraint"),
+    "primary key": ("CREATE TABLE public.notes (id bigint);\nALTER TABLE notes ADD PRIMARY KEY (id);",
+                    "adding-serial-primary-key-field"),
+    "drop column": ("CREATE TABLE notes (id bigint, e text);\nALTER TABLE notes DROP COLUMN e;", "ban-drop-column"),
+    "drop not null": ("CREATE TABLE notes (id bigint, e text NOT NULL);\nALTER TABLE notes ALTER COLUMN e DROP NOT NULL;",
+                      "ban-drop-not-null"),
 }
+
+
+def test_every_rule_moot_on_new_tables_has_its_case():
+    assert {rule for _, rule in NEW_TABLE_CASES.values()} == RULES_MOOT_ON_NEW_TABLES
 
 
 @pytest.mark.parametrize("sql, rule", NEW_TABLE_CASES.values(), ids=NEW_TABLE_CASES.keys())
