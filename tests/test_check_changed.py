@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from checkproject import CheckProject
@@ -118,3 +120,18 @@ def test_outside_git_is_one_line(tmp_path):
     result = proj.cli("check", "--changed-since", "main", env={"GIT_CEILING_DIRECTORIES": str(tmp_path)})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: --changed-since: {proj.root} is not in a git repository"
+
+
+def test_a_project_in_a_subfolder_of_the_repository(tmp_path):
+    proj = CheckProject(tmp_path / "repo" / "db")
+    proj.write("20250101000000_users.sql", OLD_RISKY)
+    (tmp_path / "repo" / "README").write_text("app\n")
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=tmp_path / "repo", check=True)
+    proj.git("add", "-A", "..")
+    proj.git("commit", "-q", "-m", "history")
+    proj.write("20250201000000_index.sql", "CREATE INDEX users_id_idx ON users (id);\n")
+    (tmp_path / "repo" / "README").write_text("app, changed\n")
+    result = proj.cli("check", "--changed-since", "main", "--format", "github")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("::warning file=db/migrations/tenant/20250201000000_index.sql,line=1,")
+    assert len(lines) == 2 and "(1 changed since main)" in lines[1]
