@@ -73,23 +73,23 @@ class Lint:
     """
 
     def __init__(self, paths: list[str], root: Path):
-        self.result_so_far = SquawkResult(binary=find_binary())
+        self._result = SquawkResult(binary=find_binary())
         self._runs: dict[bool, Future] = {}
         config_path = root / CONFIG_NAME
         try:
             config = _read_config(config_path)
         except ValueError as err:
-            self.result_so_far.config_error = str(err)
+            self._result.config_error = str(err)
             return
         excluded = sorted(set(MOOT_RULES) | set(config.get("excluded_rules", [])))
-        self.result_so_far.excluded_rules = excluded
+        self._result.excluded_rules = excluded
         if not paths:
             return
-        if self.result_so_far.binary is None:
-            self.result_so_far.unavailable = (
+        if self._result.binary is None:
+            self._result.unavailable = (
                 "squawk is not installed (pip install squawk-cli): its rules were not checked")
             return
-        base = [self.result_so_far.binary, "--reporter", "json", "--no-error-on-unmatched-pattern",
+        base = [self._result.binary, "--reporter", "json", "--no-error-on-unmatched-pattern",
                 "--exclude", ",".join(excluded)]
         if config_path.is_file():
             base += ["--config", str(config_path)]
@@ -101,7 +101,7 @@ class Lint:
 
     def result(self, in_transaction: dict[str, bool]) -> SquawkResult:
         """Findings for the files in ``in_transaction`` (path -> the runner wraps it in a transaction)."""
-        result = self.result_so_far
+        result = self._result
         for assume, run in self._runs.items():
             outcome = run.result()
             if isinstance(outcome, str):
