@@ -313,6 +313,15 @@ def test_squawk_toml_excluded_rules_add_to_ours(proj):
     assert {"require-concurrent-index-creation", "require-lock-timeout"} <= set(doc["squawk"]["excluded_rules"])
 
 
+def test_squawk_toml_excluded_paths_are_globs_from_the_project_root(proj):
+    proj.write("20990101000000_legacy.sql", "ALTER TABLE users ADD COLUMN n bigserial;\nCREATE INDEX a ON users (id);\n")
+    proj.write("20990102000000_new.sql", "CREATE INDEX b ON users (id);\n")
+    (proj.root / ".squawk.toml").write_text('excluded_paths = ["migrations/tenant/*_legacy.sql"]\n')
+    by_file = codes_by_file(proj.check_json())
+    assert by_file["20990101000000_legacy.sql"] == {"adding-serial-column"}  # ours still applies
+    assert by_file["20990102000000_new.sql"] == {"require-concurrent-index-creation"}
+
+
 @pytest.mark.parametrize("content, words", [
     ("excluded_rules = [\n", ".squawk.toml"),
     ('excluded_rules = "prefer-identity"\n', "excluded_rules must be a list"),
