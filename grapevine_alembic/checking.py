@@ -52,7 +52,7 @@ def check_project(project, envs: tuple[str, ...], *, changed_since: str | None =
     from .squawk import Lint
 
     root = project.root
-    changes = changed_files(root, changed_since) if changed_since else None
+    changes = changed_files(root, changed_since) if changed_since is not None else None
     report = CheckReport()
     chains = {env: discover_folder(env, project.migration_dir(env), report, root, only=changes) for env in envs}
     judged = {env: [m for m in files if changes is None or m.path in changes] for env, files in chains.items()}

@@ -163,7 +163,7 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
         for finding in report.findings:
             out.line(finding.text())
     files = ", ".join(f"{count} {env}" for env, count in report.files.items())
-    since = f" ({report.judged} changed since {changed_since})" if changed_since else ""
+    since = f" ({report.judged} changed since {changed_since})" if changed_since is not None else ""
     out.line(f"checked {files} migration file(s){since}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
     _exit(EXIT_FAILED if failed else EXIT_OK)
 

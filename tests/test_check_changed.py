@@ -108,6 +108,7 @@ def test_control_and_tenant_are_judged_alike(repo):
 @pytest.mark.parametrize("rev, words", [
     ("no-such-branch", "--changed-since: unknown revision 'no-such-branch'"),
     ("HEAD~5", "--changed-since: unknown revision 'HEAD~5'"),
+    ("", "--changed-since: unknown revision ''"),
 ])
 def test_a_bad_revision_is_one_line(repo, rev, words):
     result = repo.cli("check", "--changed-since", rev)
