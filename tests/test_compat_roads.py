@@ -38,7 +38,7 @@ def test_check_warns_about_each_shape_and_strict_fails(project):
     } <= codes
     assert not [f for f in findings if f["level"] == "error"]
     open_begin = next(f for f in findings if f["code"] == "begin-without-commit")
-    assert open_begin["line"] == 1 and "add COMMIT; at the end of the file" in open_begin["message"]
+    assert open_begin["line"] == 1 and open_begin["fix"] == "add COMMIT; at the end of the file"
     strict = project.cli("check", "--strict")
     assert strict.returncode == 1
 

@@ -106,11 +106,11 @@ def test_check_passes_the_shipped_migrations(project):
         ("20991231000000_open.sql", "BEGIN;\nCREATE TABLE x (a int);\n", "warning", "begin-without-commit"),
         ("2099123100_short.sql", "SELECT 1;\n", "error", "2099123100_short.sql"),
         ("20991231000000_index.sql", "CREATE INDEX users_name_idx ON users (full_name);\n", "warning",
-         "index-not-concurrent"),
+         "require-concurrent-index-creation"),
         ("20991231000000_retype.sql", "ALTER TABLE users ALTER COLUMN full_name TYPE varchar(200);\n", "warning",
-         "alter-column-type"),
+         "changing-column-type"),
         ("20991231000000_volatile.sql", "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();\n",
-         "warning", "volatile-default"),
+         "warning", "adding-field-with-default"),
     ],
 )
 def test_check_reports_problems_with_file_and_line(project, name, sql, level, expected):
@@ -178,6 +178,16 @@ def test_workflow_commands_parse_with_the_real_cli():
         _parse(cli, "grapevine-migrations", list(args), None)
     shard_run = next(c for c in commands if "--shard" in c)
     assert shard_run[shard_run.index("--shard") + 1] == "2/4" and "--json" in shard_run
+
+
+def test_pull_requests_judge_only_their_own_files():
+    steps = yaml.safe_load((REPO / ".github" / "workflows" / "migrations.yml").read_text())["jobs"]["check"]["steps"]
+    [gate] = [step for step in steps if "--changed-since" in step.get("run", "")]
+    assert gate["if"] == "github.event_name == 'pull_request'" and gate["env"] == {"BASE_REF": "${{ github.base_ref }}"}
+    args = shlex.split(gate["run"])
+    assert args[:2] == ["grapevine-migrations", "check"] and "--strict" in args
+    assert args[args.index("--changed-since") + 1] == "origin/$BASE_REF" and args[args.index("--format") + 1] == "github"
+    assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0  # the base is there
 
 
 def test_workflow_summary_script_renders_a_run(tmp_path):
