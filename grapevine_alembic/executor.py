@@ -286,7 +286,7 @@ class FileRun:
         with self.raw.cursor() as cursor:
             for trip in _round_trips(steps):
                 self._send(cursor, trip, steps)
-        if explicit:
+        if explicit and not (unit is not None and unit.rollback):
             self.committed.extend(statements)
 
     def _send(self, cursor, trip: list[_Step], steps: list[_Step]) -> None:
