@@ -69,6 +69,7 @@ class Journal:
     policy: SessionPolicy | None = None
     muted: bool = False  # while a failed transaction is replayed: its notices were shown once
     marked_ahead: set[str] = field(default_factory=set)  # versions `mark --apply` recorded above the head
+    ledger_setup_sql: str = ""  # the alembic road: the ledger to create in the first file's transaction
 
     def notice(self, message: str) -> None:
         if self.on_notice is not None and not self.muted:
@@ -82,6 +83,8 @@ class NoticeSink:
         self.journal = journal
 
     def append(self, message: str) -> None:
+        if "there is no transaction in progress" in message:
+            return  # Alembic's rollback after a transaction the tool already rolled back: noise
         # "NOTICE:  text\n" -> "NOTICE: text"
         severity, _, text = message.strip().partition(":")
         self.journal.notice(f"{severity}: {text.strip()}" if text else message.strip())
@@ -217,8 +220,9 @@ class FileRun:
             self.transaction(None, tail=self._record_steps(record_sql), explicit=True)
 
     # ---- the alembic road: Alembic's transaction is open and commits after the version update ----
-    def run_in_open_transaction(self, context, record_sql: str | None) -> None:
+    def run_in_open_transaction(self, context, record_sql: str | None, setup_sql: str = "") -> None:
         earlier, final = split_final(self.units)
+        setup = [_Step(setup_sql, what="creating the version tables: ")] if setup_sql else []
         if earlier:
             with context.autocommit_block():
                 for unit in earlier:
@@ -229,10 +233,15 @@ class FileRun:
             line = final.end_line or final.statements[-1].line
             tail.append(_Step("SET CONSTRAINTS ALL IMMEDIATE", what="at COMMIT: ", line=line))
         tail.append(_Step(TOOL_SCOPE_SQL, what=""))  # Alembic's version update follows, unqualified
+        fresh = final is not None and _wants_fresh_transaction(final)
+        if fresh or earlier:
+            tail += setup  # DDL would take the snapshot SET TRANSACTION needs first
+        else:
+            self._setup = setup
         if record_sql:
             tail.append(_Step(record_sql, what="recording the version: "))
         tail += self._lock_check_steps()
-        if final is not None and _wants_fresh_transaction(final):
+        if fresh:
             # SET TRANSACTION must come before any query, and Alembic already read the version
             # table in the transaction it opened: end that one, and open the file's own.
             with self.raw.cursor() as cursor:
@@ -498,7 +507,8 @@ def apply_migration(context, migration: MigrationFile, journal: Journal | None =
     marked = migration.version in journal.marked_ahead  # `mark --apply`: the head moves, nothing runs
     record = journal.ledger_sql(migration) if journal.ledger_sql and not marked else None
     raw = context.connection.connection.dbapi_connection  # executes text verbatim, no parameter parsing
-    FileRun(raw, migration, journal, run_body=not marked).run_in_open_transaction(context, record)
+    setup, journal.ledger_setup_sql = journal.ledger_setup_sql, ""
+    FileRun(raw, migration, journal, run_body=not marked).run_in_open_transaction(context, record, setup)
     if record or marked:
         journal.recorded.add(migration.version)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)

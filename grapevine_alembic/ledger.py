@@ -276,9 +276,11 @@ class LedgerWriter:
         (as Alembic does with its version table): a command that fails leaves nothing behind, not
         an empty ledger that would later pass for the previous tool's.
         """
-        if ensure_ledger(raw, create=False):
-            self._ensured = True
-            journal.ledger_sql = self.insert_sql
+        if not ensure_ledger(raw, create=False):
+            # created by the first file's transaction, before its body (a file may ALTER it)
+            journal.ledger_setup_sql = LEDGER_CREATE
+        self._ensured = True
+        journal.ledger_sql = self.insert_sql
 
     def insert_sql(self, migration: MigrationFile, how: str = "migrate") -> str:
         """The ledger row for an applied migration as literal SQL; its duration measured by the server
