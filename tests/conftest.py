@@ -1,6 +1,27 @@
 """Shared fixtures."""
 
+import os
+import shutil
+import tempfile
+
 import pytest
+
+
+# ---------------------------------------------------------------------------------------
+# A private base temp folder per run: pytest otherwise keeps only the three newest runs under
+# /tmp/pytest-of-<user> and deletes older ones, the data directory of another pytest run's
+# PostgreSQL included, so two suites on one machine (developers, CI, agents) broke each other.
+# ---------------------------------------------------------------------------------------
+def pytest_configure(config):
+    if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+        config.option.basetemp = tempfile.mkdtemp(prefix="grapevine-tests-")
+        config._grapevine_private_basetemp = config.option.basetemp
+
+
+def pytest_unconfigure(config):
+    private = getattr(config, "_grapevine_private_basetemp", None)
+    if private:
+        shutil.rmtree(private, ignore_errors=True)
 
 # ---------------------------------------------------------------------------------------
 # PostgreSQL server fixtures (helpers live in tests/pg.py; keep this block self-contained)
