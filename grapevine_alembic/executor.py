@@ -173,13 +173,14 @@ def _statement_steps(statements, policy: SessionPolicy | None) -> list[_Step]:
 def _round_trips(steps: list[_Step]) -> list[list[_Step]]:
     """Group steps into round trips; a DO/CALL/SELECT never shares one with another statement."""
     trips: list[list[_Step]] = [[]]
+    last: _Step | None = None  # the current trip's last file statement
     for step in steps:
-        current = trips[-1]
-        statements = [s for s in current if s.statement is not None]
-        if step.statement is not None and statements and (step.own_round_trip or statements[-1].own_round_trip):
-            trips.append([step])
-        else:
-            current.append(step)
+        if step.statement is not None and last is not None and (step.own_round_trip or last.own_round_trip):
+            trips.append([])
+            last = None
+        trips[-1].append(step)
+        if step.statement is not None:
+            last = step
     return [trip for trip in trips if trip]
 
 
