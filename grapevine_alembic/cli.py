@@ -150,19 +150,24 @@ from . import commands  # noqa: E402,F401  (registers the commands on `cli`)
 
 
 def main(argv=None) -> None:
-    """Console entry point: one error line and an exit code, never a traceback (unless --debug)."""
+    """Console entry point: one error line and an exit code, never a traceback (unless --debug).
+
+    With ``--json`` a failure still prints one document on stdout (``ok: false`` and the error),
+    so a CI step that reads it never gets an empty file.
+    """
     args = list(argv if argv is not None else sys.argv[1:])
     debug = "--debug" in args
     if debug:  # accepted anywhere (`status --debug`), though click only knows it on the group
         args = ["--debug"] + [a for a in args if a != "--debug"]
+    message = None
     try:
         code = cli.main(args=args, prog_name="grapevine-migrations", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        code = EXIT_FAILED
+        message, code = "aborted", EXIT_USAGE  # Ctrl-C or end of input at a prompt: like answering no
+        _print_error("not confirmed (interrupted at the prompt); nothing was changed")
     except click.ClickException as err:
         err.show()
-        code = err.exit_code
+        message, code = err.format_message(), err.exit_code
     except click.exceptions.Exit as err:
         code = err.exit_code
     except GrapevineError as err:
@@ -171,11 +176,25 @@ def main(argv=None) -> None:
 
             _print_error("".join(traceback.format_exc()).rstrip(), prefix=False)
         _print_error(str(err))
-        code = err.exit_code
+        message, code = str(err), err.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        code = 130
+        message, code = "interrupted", 130
+    if message is not None and "--json" in args:
+        _print_failure_document(args, message, code)
     sys.exit(code or 0)
+
+
+def _print_failure_document(args: list[str], message: str, code: int) -> None:
+    """The one JSON document of a command that failed before it could print its own."""
+    from .report import Output
+
+    if Output.documents_printed:
+        return
+    command = next((a for a in args if a in cli.commands), None)
+    Output(json_mode=True, secrets=_env_secrets()).document(
+        {"command": command, "ok": False, "exit_code": code, "error": message}
+    )
 
 
 def _print_error(message: str, *, prefix: bool = True) -> None:

@@ -241,7 +241,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
       grapevine-migrations migrate --all-tenants --max-parallel 10 --canary 5
       grapevine-migrations migrate --all-tenants --shard 2/4 --json
     """
-    from . import runner, views
+    from . import interrupts, runner, views
 
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
@@ -251,45 +251,82 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     chains = _load_chains(app, envs, strict=not dry_run)
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=out_of_order)
-    results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), max_parallel,
-                       label="migrate", canary=canary, max_failures=max_failures)
+    with interrupts.graceful() as signals:
+        results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), max_parallel,
+                           label="migrate", canary=canary, max_failures=max_failures)
     if json_mode:
-        out.document(views.run_document("migrate", results, dry_run=dry_run))
+        out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
         views.print_dry_run(out, results)
     else:
         views.print_migrate_summary(out, results)
-    _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+    _exit(_run_exit_code(results, signals))
+
+
+def _run_exit_code(results, signals) -> int:
+    """130 after Ctrl-C (the summary was still printed), 1 if a database failed, else 0."""
+    from .interrupts import EXIT_INTERRUPTED
+
+    if signals.stopping:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK
 
 
 def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary: int = 0, max_failures=None):
-    """Control alone first, then the tenants it lists, in parallel."""
+    """Control alone first, then the tenants it lists, in parallel.
+
+    Every job runs on a worker thread, so the main thread stays free to handle Ctrl-C
+    (see ``interrupts``); databases never started come back as ``skipped``.
+    """
     from dataclasses import replace
 
-    from . import fanout
+    from . import fanout, interrupts
     from .runner import DatabaseResult
     from .targets import control_target, resolve
 
     out = app.out()
     settings = app.settings()
     results = []
+
+    def skipped(target):
+        return DatabaseResult(target, ok=True, skipped=True)
+
     if selection.control:
-        results.append(job(control_target(settings)))
+        results += fanout.run_all([control_target(settings)], job, max_parallel=1, skipped=skipped,
+                                  should_stop=interrupts.stopping)
         if not results[0].ok and selection.wants_tenants:
             out.info("control failed: tenants were not started")
             return results
     if selection.wants_tenants:
         tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query)
-
-        def skipped(target):
-            return DatabaseResult(target, ok=True, skipped=True)
-
         with out.progress(len(tenants), label) as bar:
-            results += fanout.run_all(
+            tenant_results = fanout.run_all(
                 tenants, job, max_parallel=max_parallel, failed=lambda r: not r.ok, skipped=skipped,
                 on_result=bar.advance, stop_after_failures=max_failures, canary=canary,
+                should_stop=interrupts.stopping,
             )
+        results += tenant_results
+        _say_why_skipped(out, tenant_results, canary=canary, max_failures=max_failures)
     return results
+
+
+def _say_why_skipped(out, results, *, canary: int, max_failures) -> None:
+    """One line for a staged rollout that stopped: why, and how many tenants were never started."""
+    from . import interrupts
+
+    not_started = sum(r.skipped for r in results)
+    if not not_started:
+        return
+    failed = sum(not r.ok for r in results)
+    if interrupts.stopping():
+        reason = "interrupted"
+    elif canary and any(not r.ok for r in results[:canary]):
+        reason = "canary failed"
+    elif max_failures is not None and failed >= max_failures:
+        reason = f"{failed} failure(s) reached --max-failures {max_failures}"
+    else:
+        reason = "stopped"
+    out.info(f"{reason}, {not_started} tenant(s) not started")
 
 
 # ---- mark -----------------------------------------------------------------------------------
@@ -316,7 +353,7 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
       grapevine-migrations mark --unapply 20250201080000 --all-tenants --dry-run
       grapevine-migrations mark --DANGEROUS-apply-all --control --force
     """
-    from . import marking, views
+    from . import interrupts, marking, views
 
     out = app.out(json_mode)
     chosen = [m for m, on in ((marking.APPLY, apply_version), (marking.UNAPPLY, unapply_version),
@@ -347,14 +384,15 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
                 out.error("nothing was changed: these changes go beyond the named version; re-run with --force")
             _exit(EXIT_FAILED if (needs_force and not dry_run) or any(not r.ok for r in planned) else EXIT_OK)
             return
-    results = _fan_out(app, selection,
-                       lambda t: marking.apply_mark(t, chains[t.kind], request, options, force=force),
-                       max_parallel, label="mark")
+    with interrupts.graceful() as signals:
+        results = _fan_out(app, selection,
+                           lambda t: marking.apply_mark(t, chains[t.kind], request, options, force=force),
+                           max_parallel, label="mark")
     if json_mode:
-        out.document(views.run_document("mark", results, dry_run=False))
+        out.document(views.run_document("mark", results, dry_run=False, interrupted=signals.stopping))
     else:
         views.print_changes(out, results, dry_run=False)
-    _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+    _exit(_run_exit_code(results, signals))
 
 
 def _confirm(app: App, question: str) -> None:

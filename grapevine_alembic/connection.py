@@ -90,6 +90,9 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
             missing_database=missing,
         ) from None
     raw.autocommit = True
+    from . import interrupts
+
+    interrupts.watch(raw)  # a second Ctrl-C cancels what it runs
     return raw
 
 
@@ -128,6 +131,8 @@ def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
 
     Polls ``pg_try_advisory_lock`` in autocommit mode: no transaction stays open while waiting.
     """
+    from . import interrupts
+
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:
@@ -138,6 +143,8 @@ def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
         if on_wait is not None:
             on_wait()
             on_wait = None  # say it once
+        if interrupts.cancelling():
+            raise LockTimeout(f"cancelled while waiting for another migration run's lock on {raw.info.dbname}")
         if time.monotonic() + delay > deadline:
             raise LockTimeout(
                 f"another migration run holds the lock on {raw.info.dbname} for more than {timeout_s:g}s"

@@ -233,6 +233,8 @@ def _execute_batch(cursor, migration, batch, text: str, prefix: str = "") -> Non
         _raise_if_version_check(migration, err)
         if cursor.connection.closed:
             raise StatementFailed(migration, batch[0], err, []) from err
+        if _cancelled_by_user(err):  # a second Ctrl-C: replaying would only run the statements again
+            raise StatementFailed(migration, batch[0], err, []) from err
         if cursor.connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
             # the batch's own COMMIT failed (a deferred constraint, say): everything was rolled back
             raise StatementFailed(migration, batch[-1], err, []) from err
@@ -240,6 +242,12 @@ def _execute_batch(cursor, migration, batch, text: str, prefix: str = "") -> Non
         for statement in batch:
             _execute(cursor, migration, statement, [])
         raise StatementFailed(migration, batch[-1], err, []) from err  # replay passed: blame the batch's end
+
+
+def _cancelled_by_user(err) -> bool:
+    from . import interrupts
+
+    return getattr(err, "pgcode", None) == "57014" and interrupts.cancelling()
 
 
 def _run_units(raw, migration, units, journal: Journal) -> None:

@@ -5,8 +5,9 @@ releases the GIL), and one process pays the start-up once.  Each job owns its
 connection (and, for stamps, its own Alembic MigrationContext); nothing here touches
 Alembic's module-global proxies.
 A job never raises (the runner turns failures into results), so one tenant's
-failure never stops the others; ``stop_after_failures`` and ``canary`` stop
-*starting* new jobs, and jobs already running finish cleanly.
+failure never stops the others; ``stop_after_failures``, ``canary`` and
+``should_stop`` (a Ctrl-C, say) stop *starting* new jobs, and jobs already
+running finish cleanly.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def run_all(
     on_result: Callable[[R], None] | None = None,
     stop_after_failures: int | None = None,
     canary: int = 0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[R]:
     """Results in the order of ``items``; items never started get ``skipped(item)``."""
     results: dict[int, R] = {}
@@ -40,7 +42,9 @@ def run_all(
         if on_result is not None:
             on_result(result)
 
-    def should_stop() -> bool:
+    def stop_starting() -> bool:
+        if should_stop is not None and should_stop():
+            return True
         return stop_after_failures is not None and failures >= stop_after_failures
 
     order = list(enumerate(items))
@@ -52,7 +56,7 @@ def run_all(
             queue = list(reversed(wave))
             running: dict[Future, int] = {}
             while queue or running:
-                while queue and len(running) < max_parallel and not should_stop():
+                while queue and len(running) < max_parallel and not stop_starting():
                     index, item = queue.pop()
                     running[pool.submit(job, item)] = index
                 if not running:

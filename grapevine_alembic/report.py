@@ -22,6 +22,7 @@ class Output:
 
     # One process is one command: every Output masks every secret any of them learned.
     secrets: set[str] = set()
+    documents_printed = 0  # --json promises exactly one document, failures included
 
     def __init__(self, *, json_mode: bool = False, secrets: Iterable[str] = ()):
         self.json_mode = json_mode
@@ -52,6 +53,7 @@ class Output:
         print(self.redact(f"error: {text}"), file=sys.stderr, flush=True)
 
     def document(self, payload: dict) -> None:
+        Output.documents_printed += 1
         print(self.redact(json.dumps(payload, indent=2, default=str)), flush=True)
 
     def table(self, headers: list[str], rows: list[list[str]]) -> None:

@@ -106,11 +106,12 @@ def _print_verbose(out: Output, result: DatabaseResult, chain) -> None:
 # ---- migrate / mark / reset -----------------------------------------------------------------
 
 
-def run_document(command: str, results: list[DatabaseResult], *, dry_run: bool) -> dict:
+def run_document(command: str, results: list[DatabaseResult], *, dry_run: bool, interrupted: bool = False) -> dict:
     return {
         "command": command,
         "dry_run": dry_run,
-        "ok": all(r.ok for r in results),
+        "ok": all(r.ok for r in results) and not interrupted,
+        "interrupted": interrupted,
         "databases": [database_json(r) for r in results],
         "summary": summary_json(results),
     }
@@ -153,6 +154,8 @@ def print_changes(out: Output, results: list[DatabaseResult], *, dry_run: bool) 
         where = f"{short(result)} ({result.target.database})"
         if not result.ok:
             out.line(f"{where}: error: {result.error}")
+        elif result.skipped:
+            out.line(f"{where}: not started")
         elif not result.changes:
             out.line(f"{where}: nothing to change")
         else:
