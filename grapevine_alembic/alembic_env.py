@@ -54,10 +54,11 @@ def _run(context, kind: str) -> None:
             context.run_migrations(migration_context=context.get_context())
         return
 
-    from .settings import Settings, load_dotenv_file
+    from .devserver import resolve_settings
+    from .settings import load_dotenv_file
 
     load_dotenv_file(project.root)
-    settings = Settings.from_environment()
+    settings = resolve_settings(project, announce=lambda text: print(text, file=sys.stderr, flush=True))
     xargs = context.get_x_argument(as_dictionary=True)
     spec = settings.control if kind == "control" else settings.tenant_spec(_required_tenant(xargs))
     journal = Journal(database=spec.dbname, on_notice=print_notice)

@@ -471,8 +471,49 @@ def dev_tenant_add(app: App, tenant_ids):
     """
     from .devserver import add_tenants
 
-    for name in add_tenants(app.settings(), list(tenant_ids)):
-        click.echo(f"created {name}")
+    for name, created in add_tenants(app.settings(), list(tenant_ids)):
+        click.echo(f"created {name}" if created else f"{name} exists (tenant marked provisioned)")
+
+
+def _dev_spec(app: App, tenant: str | None):
+    settings = app.settings()
+    return settings.tenant_spec(tenant) if tenant else settings.control
+
+
+@dev.command("url")
+@click.option("--tenant", metavar="ID", help="The tenant's database instead of the control database.")
+@click.option("--show-password", is_flag=True, help="Print the password in the URL (it is masked otherwise).")
+@pass_app
+def dev_url(app: App, tenant, show_password):
+    """Print the URL of the control (or a tenant's) database, e.g. for psql or a GUI.
+
+    \b
+    Examples:
+      grapevine-migrations dev url
+      psql "$(grapevine-migrations dev url --tenant acme --show-password)"
+    """
+    spec = _dev_spec(app, tenant)
+    if show_password:
+        click.echo(spec.url(show_password=True))  # asked for: not through the masking output
+    else:
+        app.out().line(spec.display())
+
+
+@dev.command("psql", context_settings={"ignore_unknown_options": True})
+@click.option("--tenant", metavar="ID", help="The tenant's database instead of the control database.")
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@pass_app
+def dev_psql(app: App, tenant, psql_args):
+    """Open psql on the control (or a tenant's) database; extra arguments go to psql.
+
+    \b
+    Examples:
+      grapevine-migrations dev psql
+      grapevine-migrations dev psql --tenant acme -c "select * from alembic_version"
+    """
+    from .devserver import run_psql
+
+    _exit(run_psql(_dev_spec(app, tenant), list(psql_args)))
 
 
 @dev.command("down")
