@@ -27,7 +27,10 @@ class MigrationFileError(GrapevineError):
     def __init__(self, message: str, *, path=None, line: int | None = None):
         where = ""
         if path is not None:
-            where = f"{path}:{line}: " if line else f"{path}: "
+            from .pgerror import project_path
+
+            shown = project_path(path)  # relative to the project root, like runtime errors
+            where = f"{shown}:{line}: " if line else f"{shown}: "
         super().__init__(where + message)
         self.path = path
         self.line = line

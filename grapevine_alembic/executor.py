@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import pgerror
 from .errors import MigrationFailed
 from .sqlfile import MigrationFile, Statement
 
@@ -77,14 +78,16 @@ class StatementFailed(MigrationFailed):
         self.sqlstate = getattr(error, "pgcode", None)
         self.pg_message = _first_line(getattr(error, "pgerror", None) or str(error))
         self.already_committed = already_committed
-        message = f"{migration.path.name}:{statement.line}: {self.pg_message}"
+        where = pgerror.locate(statement.sql, statement.line, error, sent=pgerror.sent_text(error))
+        self.line = where.line  # PostgreSQL's error position when it gave one, else the statement's start
+        message = f"{pgerror.project_path(migration.path)}:{where.line}: {self.pg_message}"
         if already_committed:
             lines = ", ".join(str(s.line) for s in already_committed)
             message += (
                 f" (non-transactional file: statements at line {lines} already ran and stay applied;"
                 " the version was not recorded, so the next run starts this file again)"
             )
-        super().__init__(message)
+        super().__init__(message + pgerror.explain(where))
 
     @property
     def transient(self) -> bool:

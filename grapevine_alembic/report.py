@@ -164,6 +164,7 @@ def summary_json(results: list[DatabaseResult]) -> dict:
         "failed": sum(not r.ok for r in results),
         "skipped": sum(r.skipped for r in results),
         "applied": sum(len(r.applied) for r in results),
+        "retries": sum(max(r.attempts - 1, 0) for r in results),
     }
 
 

@@ -81,6 +81,7 @@ class RunOptions:
     debug: bool = False
     on_notice: object = None  # callable(database, version, message)
     on_wait: object = None  # callable(database)
+    on_retry: object = None  # callable(database, attempt, error, delay_s): a transient error, retried
 
 
 @dataclass
@@ -144,7 +145,10 @@ def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseRes
         except Exception as err:  # one database's failure never stops the others
             transient = _is_transient(err) and not (isinstance(err, ConnectionFailed) and err.missing_database)
             if transient and result.attempts <= options.retries:
-                time.sleep(_backoff(result.attempts))
+                delay = _backoff(result.attempts)
+                if options.on_retry:
+                    options.on_retry(target.database, result.attempts, _message(err, False), delay)
+                time.sleep(delay)
                 continue
             result.missing = isinstance(err, ConnectionFailed) and err.missing_database
             result.fail(_message(err, options.debug))

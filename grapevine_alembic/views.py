@@ -9,7 +9,7 @@ EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 
 
 def _row(result: DatabaseResult) -> list[str]:
-    return [short(result), result.target.database, result.after or "(none)", status_word(result), result.error or ""]
+    return [short(result), result.target.database, result.after or "(none)", status_word(result)]
 
 
 # ---- status ---------------------------------------------------------------------------------
@@ -69,7 +69,8 @@ def _print_overview(out: Output, results, chains) -> None:
     needing = [r for r in tenants if not r.ok or (r.plan and (not r.plan.up_to_date or r.plan.drifted))]
     if needing:
         out.line("needing attention:")
-        out.table(["tenant", "database", "version", "state", "error"], [_row(r) for r in needing])
+        out.table(["tenant", "database", "version", "state"], [_row(r) for r in needing])
+        print_errors(out, needing)
         for result in needing:
             _print_drift(out, result)
 
@@ -136,15 +137,25 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
 def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
     rows = [
         [short(r), r.target.database, str(len(r.applied)), r.after or "(none)",
-         "skipped" if r.skipped else ("ok" if r.ok else "FAILED"), r.error or ""]
+         "skipped" if r.skipped else ("ok" if r.ok else "FAILED")]
         for r in results
     ]
-    out.table(["target", "database", "applied", "version", "result", "error"], rows)
+    out.table(["target", "database", "applied", "version", "result"], rows)
+    print_errors(out, results)
     summary = summary_json(results)
+    retries = f"; {summary['retries']} retry(ies)" if summary["retries"] else ""
     out.line(
         f"{summary['databases']} database(s): {summary['ok']} ok, {summary['failed']} failed,"
-        f" {summary['skipped']} skipped; {summary['applied']} migration(s) applied"
+        f" {summary['skipped']} skipped; {summary['applied']} migration(s) applied{retries}"
     )
+
+
+def print_errors(out: Output, results: list[DatabaseResult]) -> None:
+    """Each failure under the table, whole: file:line, message, DETAIL and HINT are never cut off."""
+    for result in results:
+        if result.error:
+            attempts = f" (after {result.attempts} attempts)" if result.attempts > 1 else ""
+            out.line(f"{short(result)} ({result.target.database}){attempts}: {result.error}")
 
 
 def print_changes(out: Output, results: list[DatabaseResult], *, dry_run: bool) -> None:
