@@ -248,7 +248,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     if selection.empty:
         raise UsageError("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
-    chains = _load_chains(app, envs, strict=not dry_run)
+    chains = _load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=out_of_order)
     with interrupts.graceful() as signals:

@@ -260,11 +260,20 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                     f" {plan.head}); apply them with `migrate --out-of-order` or record them with `mark --apply`"
                 )
                 return
-            if options.dry_run or plan.up_to_date:
+            if options.dry_run:
+                _validate_pending(plan, options)
+                return
+            if plan.up_to_date:
                 return
             _apply(session, chain, state, plan, result)
 
     return with_retries(target, options, attempt)
+
+
+def _validate_pending(plan: Plan, options: RunOptions) -> None:
+    """``--dry-run``: parse every file the real run would apply, so it fails exactly where migrate would."""
+    for migration in (*(plan.out_of_order if options.out_of_order else ()), *plan.pending):
+        migration.parse()
 
 
 def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, result: DatabaseResult) -> None:

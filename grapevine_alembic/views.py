@@ -123,7 +123,7 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
     for result in results:
         plan = result.plan
         if not result.ok:
-            out.line(f"{short(result)} ({result.target.database}): error: {result.error}")
+            out.line(f"{short(result)} ({result.target.database}): would fail: {result.error}")
         elif plan and plan.up_to_date:
             out.line(f"{short(result)} ({result.target.database}): up to date at {plan.head}")
         elif plan:

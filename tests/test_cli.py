@@ -61,14 +61,19 @@ def test_create_rejects_bad_input(project, args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_create_refuses_an_existing_version(project):
+def test_create_takes_the_next_free_second_when_this_one_is_taken(project):
     now = dt.datetime.now(dt.timezone.utc)
+    taken = set()
     for seconds in range(0, 4):
         version = (now + dt.timedelta(seconds=seconds)).strftime("%Y%m%d%H%M%S")
         project.write("control", f"{version}_taken.sql", "SELECT 1;\n")
+        taken.add(version)
     result = project.cli("create", "control", "taken too")
-    assert result.returncode == 2
-    assert "already exists" in result.stderr
+    assert result.returncode == 0, result.stderr
+    created = result.stdout.strip().rsplit("/", 1)[-1]
+    assert created.endswith("_taken_too.sql") and created[:14] not in taken and created[:14] > min(taken)
+    again = [project.cli("create", "tenant", "same second").stdout.strip() for _ in range(3)]
+    assert len({path.rsplit("/", 1)[-1][:14] for path in again}) == 3  # each its own version
 
 
 def test_list_shows_both_chains_in_order(project):
