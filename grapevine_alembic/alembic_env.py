@@ -22,8 +22,10 @@ def notice_line(database: str, version: str | None, message: str) -> str:
 
 
 def print_notice(database: str, version: str | None, message: str) -> None:
-    """Show a server notice as it arrives."""
-    print(notice_line(database, version, message), file=sys.stderr, flush=True)
+    """Show a server notice as it arrives (one write per line: never run together with another)."""
+    from .report import write_line
+
+    write_line(sys.stderr, notice_line(database, version, message))
 
 
 def run_environment(kind: str) -> None:

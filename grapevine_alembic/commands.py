@@ -105,7 +105,8 @@ def _relative(app: App, path) -> str:
 @click.option("--against-db", is_flag=True,
               help="Also connect (read-only) and report files older than a database's version it never applied.")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
-@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100),
+              help="Databases read at the same time.")
 @json_option
 @pass_app
 def check(app: App, against_db, strict, max_parallel, json_mode):
@@ -157,7 +158,8 @@ def check(app: App, against_db, strict, max_parallel, json_mode):
 @cli.command()
 @target_options
 @click.option("-v", "--verbose", is_flag=True, help="Every database, every migration with its applied time.")
-@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100),
+              help="Databases read at the same time.")
 @json_option
 @pass_app
 def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, json_mode):
@@ -189,7 +191,8 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
     if json_mode:
         out.document(views.status_document(results, chains, verbose=True, discovery_error=discovery_error))
     else:
-        views.print_status(out, results, chains, verbose=verbose, discovery_error=discovery_error)
+        views.print_status(out, results, chains, verbose=verbose, discovery_error=discovery_error,
+                           wants_tenants=selection.wants_tenants)
     _exit(views.status_exit_code(results, discovery_error))
 
 
@@ -299,6 +302,8 @@ def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary:
             return results
     if selection.wants_tenants:
         tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query)
+        if not tenants:
+            out.info("no tenants: the control database's tenants table lists none provisioned")
         with out.progress(len(tenants), label) as bar:
             tenant_results = fanout.run_all(
                 tenants, job, max_parallel=max_parallel, failed=lambda r: not r.ok, skipped=skipped,
@@ -339,8 +344,10 @@ def _say_why_skipped(out, results, *, canary: int, max_failures) -> None:
 @target_options
 @click.option("--dry-run", is_flag=True, help="Show per database exactly what would change.")
 @click.option("--force", is_flag=True, help="Allow changes beyond the named version; skip the confirmation.")
-@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100))
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0))
+@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="Tenant databases changed at the same time.")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0),
+              help="statement_timeout in seconds, and the longest wait for the migration lock (0 = no limit).")
 @json_option
 @pass_app
 def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenants, tenant_ids, tenants_file, shard,
@@ -409,7 +416,8 @@ def _confirm(app: App, question: str) -> None:
 @target_options
 @click.option("--dry-run", is_flag=True, help="Show what would be dropped.")
 @click.option("--force", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="Tenant databases reset at the same time.")
 @pass_app
 def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, force, max_parallel):
     """Drop ALL data and schema of local databases, so a fresh migrate starts clean.

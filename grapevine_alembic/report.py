@@ -11,10 +11,32 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections import Counter
 from typing import Iterable
 
 from .runner import DatabaseResult
+
+
+# Parallel tenants print notices from their own threads: one lock and one write per line, so
+# two lines never run together (print() writes the text and the newline separately).
+_WRITE_LOCK = threading.Lock()
+
+
+def write_line(stream, text: str, *, style: str | None = None) -> None:
+    if style and colour_on(stream):
+        text = f"{_ANSI[style]}{text}\x1b[0m"
+    with _WRITE_LOCK:
+        stream.write(text + "\n")
+        stream.flush()
+
+
+_ANSI = {"red": "\x1b[31m", "yellow": "\x1b[33m"}
+
+
+def colour_on(stream) -> bool:
+    """Colour only on a terminal, never in CI or when NO_COLOR is set."""
+    return stream.isatty() and not os.environ.get("CI") and not os.environ.get("NO_COLOR")
 
 
 class Output:
@@ -44,17 +66,17 @@ class Output:
 
     def line(self, text: str = "") -> None:
         """Human output: stdout normally, stderr in --json mode so stdout stays one document."""
-        print(self.redact(text), file=sys.stderr if self.json_mode else sys.stdout, flush=True)
+        write_line(sys.stderr if self.json_mode else sys.stdout, self.redact(text))
 
     def info(self, text: str) -> None:
-        print(self.redact(text), file=sys.stderr, flush=True)
+        write_line(sys.stderr, self.redact(text))
 
     def error(self, text: str) -> None:
-        print(self.redact(f"error: {text}"), file=sys.stderr, flush=True)
+        write_line(sys.stderr, self.redact(f"error: {text}"), style="red")
 
     def document(self, payload: dict) -> None:
         Output.documents_printed += 1
-        print(self.redact(json.dumps(payload, indent=2, default=str)), flush=True)
+        write_line(sys.stdout, self.redact(json.dumps(payload, indent=2, default=str)))
 
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         if not rows:
@@ -63,10 +85,13 @@ class Output:
             from rich.console import Console
             from rich.table import Table
 
+            from rich.text import Text
+
             table = Table(*headers, box=None, header_style="bold", pad_edge=False)
-            for row in rows:
-                table.add_row(*(self.redact(cell) for cell in row))
-            Console().print(table)
+            for row in rows:  # Text, not markup: a "[...]" in an error must print as it is
+                table.add_row(*(Text(self.redact(cell), style=_cell_style(cell)) for cell in row))
+            with _WRITE_LOCK:
+                Console().print(table)
             return
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
         for row in [headers, *rows]:
@@ -75,6 +100,15 @@ class Output:
     def progress(self, total: int, label: str):
         """A progress bar on a terminal, nothing otherwise; returns a callable to advance it."""
         return Progress(self, total, label)
+
+
+def _cell_style(cell: str) -> str:
+    """FAILED and errors red, pending yellow: what needs a look stands out on a terminal."""
+    if cell in {"FAILED", "error", "missing", "unreachable"}:
+        return "bold red"
+    if "pending" in cell or "out of order" in cell or cell == "skipped":
+        return "yellow"
+    return ""
 
 
 class Progress:
