@@ -376,7 +376,13 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
     for chain in chains.values():
         request.validate(chain)
     if request.mode == marking.APPLY_ALL and not (force or dry_run):
-        _confirm(app, "Record EVERY migration as applied on the selected databases, without running them?")
+        from .targets import resolve
+
+        # resolve first: an unknown tenant fails here, and the question names what it will change
+        targets = resolve(selection, app.settings(), app.project().tenants_query)
+        heads = ", ".join(f"{env} head {chain.versions[-1]}" for env, chain in chains.items() if chain.versions)
+        _confirm(app, f"Record EVERY migration as applied ({heads}), without running them,"
+                      f" in {len(targets)} database(s): {_names(targets)}?")
     options = run_options(app, timeout_s=timeout)
     if dry_run or not force:
         planned = _fan_out(app, selection, lambda t: marking.plan_mark(t, chains[t.kind], request, options),
@@ -400,6 +406,11 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
     else:
         views.print_changes(out, results, dry_run=False)
     _exit(_run_exit_code(results, signals))
+
+
+def _names(targets, shown: int = 20) -> str:
+    names = [t.database for t in targets]
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _confirm(app: App, question: str) -> None:
@@ -444,8 +455,7 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     targets = tenants + ([control_target(settings)] if selection.control else [])  # tenants before control
     resetting.refuse_remote(targets)
     if not (force or dry_run):
-        names = ", ".join(t.database for t in targets)
-        _confirm(app, f"Drop ALL data in {len(targets)} database(s): {names}?")
+        _confirm(app, f"Drop ALL data in {len(targets)} database(s): {_names(targets)}?")
     options = run_options(app, dry_run=dry_run)
     results = fanout.run_all(tenants, lambda t: resetting.reset(t, options), max_parallel=max_parallel)
     if selection.control:
