@@ -146,7 +146,7 @@ def test_migrate_control_and_all_tenants(tenants):
     for database in ("db_acme", "db_globex"):
         assert tenants.version(database) == HEAD
         assert len(tenants.ledger(database)) == 4
-    assert doc["summary"] == {"databases": 4, "ok": 3, "failed": 1, "skipped": 0, "applied": 8}
+    assert doc["summary"] == {"databases": 4, "ok": 3, "failed": 1, "skipped": 0, "applied": 8, "retries": 0}
 
 
 def test_dry_run_writes_nothing(tenants):
