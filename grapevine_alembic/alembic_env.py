@@ -61,7 +61,7 @@ def _run(context, kind: str) -> None:
 
     load_dotenv_file(project.root)
     settings = resolve_settings(project, announce=lambda text: print(text, file=sys.stderr, flush=True))
-    xargs = context.get_x_argument(as_dictionary=True)
+    xargs = _checked_x_arguments(context.get_x_argument(as_dictionary=True), kind)
     spec = settings.control if kind == "control" else settings.tenant_spec(_required_tenant(xargs))
     journal = Journal(database=spec.dbname, on_notice=print_notice)
     _run_online(context, project, spec, journal, writer, xargs)
@@ -71,14 +71,11 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
     from .connection import acquire_lock, configure_session, open_connection, sqlalchemy_connection
     from .executor import NoticeSink
 
-    timeout = float(xargs.get("timeout", DEFAULT_TIMEOUT_S))
+    timeout = _seconds(xargs, "timeout", DEFAULT_TIMEOUT_S)
+    lock_timeout = _seconds(xargs, "lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
     raw = open_connection(spec)
     try:
-        configure_session(
-            raw,
-            statement_timeout_s=timeout,
-            lock_timeout_s=float(xargs.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S)),
-        )
+        configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
         if _mutates(context.config):
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
             _refuse_legacy(raw, spec.dbname)
@@ -119,6 +116,38 @@ def _project(config):
 
     path = Path(config.config_file_name) if config.config_file_name else find_config()
     return load_project(path.resolve())
+
+
+X_KEYS = {"control": ("timeout", "lock_timeout"), "tenant": ("tenant", "timeout", "lock_timeout")}
+
+
+def _checked_x_arguments(xargs: dict, kind: str) -> dict:
+    """``-x key=value`` pairs this environment reads; an unknown key is an error, not ignored."""
+    import difflib
+
+    from .errors import UsageError
+
+    for key in xargs:
+        if key not in X_KEYS[kind]:
+            close = difflib.get_close_matches(key, X_KEYS[kind], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UsageError(f"unknown -x {key} for the {kind} environment ({hint}known: {', '.join(X_KEYS[kind])})")
+    return xargs
+
+
+def _seconds(xargs: dict, key: str, default: float) -> float:
+    from .errors import UsageError
+
+    text = xargs.get(key)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise UsageError(f"-x {key} must be a number of seconds (0 = no limit), not {text!r}")
+    return value
 
 
 def _required_tenant(xargs: dict) -> str:

@@ -160,10 +160,8 @@ def main(argv=None) -> None:
     With ``--json`` a failure still prints one document on stdout (``ok: false`` and the error),
     so a CI step that reads it never gets an empty file.
     """
-    args = list(argv if argv is not None else sys.argv[1:])
+    args = _global_options_first(list(argv if argv is not None else sys.argv[1:]))
     debug = "--debug" in args
-    if debug:  # accepted anywhere (`status --debug`), though click only knows it on the group
-        args = ["--debug"] + [a for a in args if a != "--debug"]
     message = None
     try:
         code = cli.main(args=args, prog_name="grapevine-migrations", standalone_mode=False)
@@ -188,6 +186,27 @@ def main(argv=None) -> None:
     if message is not None and "--json" in args:
         _print_failure_document(args, message, code)
     sys.exit(code or 0)
+
+
+def _global_options_first(args: list[str]) -> list[str]:
+    """``--debug`` and ``--config PATH`` are accepted anywhere (`status --config x.ini`), though click
+    only knows them on the group; arguments after ``--`` are left alone."""
+    end = args.index("--") if "--" in args else len(args)
+    head, rest, moved = [], args[end:], []
+    index = 0
+    while index < end:
+        arg = args[index]
+        if arg == "--debug":
+            moved.append(arg)
+        elif arg == "--config" and index + 1 < end:
+            moved += [arg, args[index + 1]]
+            index += 1
+        elif arg.startswith("--config="):
+            moved.append(arg)
+        else:
+            head.append(arg)
+        index += 1
+    return moved + head + rest
 
 
 def _print_failure_document(args: list[str], message: str, code: int) -> None:

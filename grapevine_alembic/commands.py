@@ -66,11 +66,11 @@ def create(app: App, env: str, description: str):
 
 
 @cli.command("list")
-@click.option("--control", "only", flag_value="control", help="Only control migrations.")
-@click.option("--tenant", "only", flag_value="tenant", help="Only tenant migrations.")
+@click.option("--control", is_flag=True, help="Control migrations (both when neither flag is given).")
+@click.option("--tenant", is_flag=True, help="Tenant migrations (both when neither flag is given).")
 @json_option
 @pass_app
-def list_migrations(app: App, only: str | None, json_mode: bool):
+def list_migrations(app: App, control: bool, tenant: bool, json_mode: bool):
     """List migration files in order: version, description, file.
 
     \b
@@ -79,7 +79,7 @@ def list_migrations(app: App, only: str | None, json_mode: bool):
       grapevine-migrations list --tenant --json
     """
     out = app.out(json_mode)
-    envs = [only] if only else list(ENVS)
+    envs = [env for env, wanted in (("control", control), ("tenant", tenant)) if wanted] or list(ENVS)
     chains = _load_chains(app, envs)
     if json_mode:
         out.document(
@@ -228,7 +228,8 @@ def _targets_or_error(app: App, selection):
 @click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
               help="Tenant databases migrated at the same time.")
 @click.option("--out-of-order", is_flag=True, help="Also apply files older than a database's version that it never ran.")
-@click.option("--canary", default=0, type=click.IntRange(0), help="Migrate this many tenants first; stop if any fails.")
+@click.option("--canary", default=None, type=click.IntRange(1),
+              help="Migrate this many tenants first (at least 1); stop if any fails.")
 @click.option("--max-failures", default=None, type=click.IntRange(1),
               help="Stop starting new tenants after this many failures.")
 @json_option
@@ -250,13 +251,16 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
         raise UsageError("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+    if (canary or max_failures) and not selection.wants_tenants:
+        flag = "--canary" if canary else "--max-failures"
+        raise UsageError(f"{flag} stages a rollout over tenants: use it with --all-tenants or --tenant")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = _load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=out_of_order)
     with interrupts.graceful() as signals:
         results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), max_parallel,
-                           label="migrate", canary=canary, max_failures=max_failures)
+                           label="migrate", canary=canary or 0, max_failures=max_failures)
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
@@ -373,7 +377,8 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
         raise UsageError("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = _load_chains(app, envs, strict=not dry_run)
-    for chain in chains.values():
+    for env, chain in chains.items():
+        _refuse_other_envs_version(app, env, chain, request.version)
         request.validate(chain)
     if request.mode == marking.APPLY_ALL and not (force or dry_run):
         from .targets import resolve
@@ -406,6 +411,18 @@ def mark(app: App, apply_version, unapply_version, apply_all, control, all_tenan
     else:
         views.print_changes(out, results, dry_run=False)
     _exit(_run_exit_code(results, signals))
+
+
+def _refuse_other_envs_version(app: App, env: str, chain, version: str | None) -> None:
+    """A tenant version given with --control (or the reverse) says so, not just "unknown version"."""
+    from .runner import Chain
+
+    if not version or chain.get(version) is not None:
+        return
+    other = "tenant" if env == "control" else "control"
+    if Chain(app.project(), other).get(version) is not None:
+        flags = "--tenant ID or --all-tenants" if other == "tenant" else "--control"
+        raise UsageError(f"{version} is a {other} migration, not a {env} one: mark it with {flags}")
 
 
 def _names(targets, shown: int = 20) -> str:

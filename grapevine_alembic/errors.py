@@ -42,3 +42,9 @@ class DatabaseError(GrapevineError):
 
 class MigrationFailed(GrapevineError):
     """A statement of a migration failed; the migration was not recorded."""
+
+
+class DuplicateVersion(MigrationFileError):
+    """Two files share a version: the project is misconfigured, so it is a usage error (exit 2)."""
+
+    exit_code = 2

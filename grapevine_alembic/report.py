@@ -39,6 +39,37 @@ def colour_on(stream) -> bool:
     return stream.isatty() and not os.environ.get("CI") and not os.environ.get("NO_COLOR")
 
 
+def is_plain_word(secret: str) -> bool:
+    """A short password of letters only ("password", "secret") is also an ordinary word of messages."""
+    return secret.isalpha() and len(secret) <= 12
+
+
+def redact(text: str, secrets) -> str:
+    """Mask every known password in ``text``.
+
+    Any password is masked wherever it appears, except a plain word (see ``is_plain_word``):
+    masking every "password" would turn "password authentication failed" into nonsense, so such
+    a password is masked where it stands as a password: in a URL (``:pw@``), after ``password=``
+    or ``PASSWORD:``, or quoted.  Such a password is weak anyway; the tool never prints one in
+    any of its own messages.
+    """
+    import re
+    from urllib.parse import quote
+
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: one may contain another
+        forms = {secret, quote(secret, safe=""), quote(secret)}
+        if not is_plain_word(secret):
+            for form in forms:
+                text = text.replace(form, "***")
+            continue
+        for form in forms:
+            word = re.escape(form)
+            text = re.sub(rf"(:){word}(@)", r"\1***\2", text)
+            text = re.sub(rf"(?i)(password\s*[=:]\s*['\"]?){word}\b", r"\1***", text)
+            text = re.sub(rf"(['\"]){word}(['\"])", r"\1***\2", text)
+    return text
+
+
 class Output:
     """Where text goes, with known secrets masked in every line."""
 
@@ -57,12 +88,7 @@ class Output:
             Output.secrets.add(secret)
 
     def redact(self, text: str) -> str:
-        from urllib.parse import quote
-
-        for secret in self.secrets:
-            for form in {secret, quote(secret, safe=""), quote(secret)}:
-                text = text.replace(form, "***")
-        return text
+        return redact(text, self.secrets)
 
     def line(self, text: str = "") -> None:
         """Human output: stdout normally, stderr in --json mode so stdout stays one document."""

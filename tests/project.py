@@ -59,11 +59,11 @@ class ScratchProject:
             path.unlink()
 
     # ---- commands ----
-    def run(self, *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120):
+    def run(self, *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120, cwd=None):
         merged = {**self.env, **(env or {})}
         merged = {k: v for k, v in merged.items() if v is not None}
         return subprocess.run(
-            list(args), cwd=self.root, env=merged, capture_output=True, text=True, input=input, timeout=timeout,
+            list(args), cwd=cwd or self.root, env=merged, capture_output=True, text=True, input=input, timeout=timeout,
         )
 
     def spawn(self, *args: str, env: dict | None = None) -> subprocess.Popen:
