@@ -260,7 +260,8 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
                           out_of_order=out_of_order)
     with interrupts.graceful() as signals:
         results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), max_parallel,
-                           label="migrate", canary=canary or 0, max_failures=max_failures)
+                           label="migrate", canary=canary or 0, max_failures=max_failures,
+                           peek=lambda t: runner.status(t, chains[t.kind], options))
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
@@ -279,11 +280,13 @@ def _run_exit_code(results, signals) -> int:
     return EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK
 
 
-def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary: int = 0, max_failures=None):
+def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary: int = 0, max_failures=None,
+             peek=None):
     """Control alone first, then the tenants it lists, in parallel.
 
     Every job runs on a worker thread, so the main thread stays free to handle Ctrl-C
-    (see ``interrupts``); databases never started come back as ``skipped``.
+    (see ``interrupts``); databases never started come back as ``skipped``, with the version
+    ``peek`` reads for them when a staged rollout (not Ctrl-C) stopped.
     """
     from dataclasses import replace
 
@@ -316,7 +319,21 @@ def _fan_out(app: App, selection, job, max_parallel: int, *, label: str, canary:
             )
         results += tenant_results
         _say_why_skipped(out, tenant_results, canary=canary, max_failures=max_failures)
+        if peek is not None and not interrupts.stopping():
+            _read_skipped(tenant_results, peek, max_parallel)
     return results
+
+
+def _read_skipped(results, peek, max_parallel: int) -> None:
+    """Where the tenants a stopped rollout never started stand, so the summary shows their real version."""
+    from . import fanout
+
+    skipped = [r for r in results if r.skipped]
+    if not skipped:
+        return
+    for result, seen in zip(skipped, fanout.run_all([r.target for r in skipped], peek, max_parallel=max_parallel)):
+        if seen.ok:
+            result.plan, result.before, result.after = seen.plan, seen.before, seen.after
 
 
 def _say_why_skipped(out, results, *, canary: int, max_failures) -> None:

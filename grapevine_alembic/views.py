@@ -12,8 +12,8 @@ def version_cell(result: DatabaseResult) -> str:
     """The version as it is known: never '(none)' for a database that was not read at all."""
     if result.after:
         return result.after
-    if result.skipped:
-        return "not started"
+    if result.skipped and result.plan is None:
+        return "not started"  # never read: the version is unknown, not "(none)"
     if not result.ok and result.state is None:
         return "missing" if result.missing else "unreachable"
     return "(none)"

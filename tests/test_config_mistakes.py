@@ -5,18 +5,7 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
-from pg import TEST_PASSWORD, is_external, url_for
-
-
-@pytest.fixture
-def bare(project, pg_server):
-    """No CONTROL_DATABASE_URL and no CI: the setting in which the embedded default applies."""
-    if is_external(pg_server):
-        pytest.skip("the embedded default starts its own server; not with TEST_DATABASE_URL")
-    env = {"CONTROL_DATABASE_URL": None, "CI": None}
-    yield project, env
-    project.cli("dev", "down", env=env)
-
+from pg import TEST_PASSWORD, url_for
 
 MISTAKES = {
     "misspelled control URL": ({"CONTROL_DATABSE_URL": "postgresql://u:p@prod.example.com/control"},

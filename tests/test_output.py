@@ -49,15 +49,19 @@ def test_default_status_lists_each_behind_tenant_once(project):
         assert len(mentions) == 1 and "20240102000000" in mentions[0], status.stdout
 
 
-def test_canary_failure_is_one_line_and_skipped_versions_say_not_started(project):
+def test_canary_failure_is_one_line_and_skipped_tenants_show_their_version(project):
     ids = ["c1", "c2", "c3", "c4"]
-    _fleet(project, ids, {"20240101000000_picky.sql":
-                          "DO $$ BEGIN IF current_database() = 'db_c1' THEN RAISE EXCEPTION 'no'; END IF; END $$;\n"})
+    _fleet(project, ids, {"20240101000000_a.sql": "CREATE TABLE a (x int);\n"})
+    assert project.cli("migrate", "--tenant", "c2", "--tenant", "c3").returncode == 0  # c4 stays empty
+    project.write("tenant", "20240102000000_picky.sql",
+                  "DO $$ BEGIN IF current_database() = 'db_c1' THEN RAISE EXCEPTION 'no'; END IF; END $$;\n")
     result = project.cli("migrate", "--all-tenants", "--canary", "1")
     assert result.returncode == 1
     assert "canary failed, 3 tenant(s) not started" in result.stderr
     rows = {tenant: line.split() for tenant, line in _table_rows(result.stdout).items()}
-    assert all(rows[t][3:6] == ["not", "started", "skipped"] for t in ("c2", "c3", "c4")), result.stdout
+    assert rows["c2"][3:] == ["20240101000000", "skipped"] and rows["c3"][3:] == ["20240101000000", "skipped"]
+    assert rows["c4"][3:] == ["(none)", "skipped"], result.stdout
+    assert project.version("db_c2") == "20240101000000"  # read, not migrated
 
 
 def test_max_failures_is_one_line(project):

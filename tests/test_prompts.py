@@ -29,7 +29,7 @@ def _on_terminal(project, args: str, keys: str, *, after: str = "[y/N]") -> Run:
         os.chdir(project.root)
         os.execve(str(BIN / "grapevine-migrations"), ["grapevine-migrations", *args.split()], env)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
-    screen, typed = b"", False
+    screen, typed = b"", 0.0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.1)
@@ -41,9 +41,14 @@ def _on_terminal(project, args: str, keys: str, *, after: str = "[y/N]") -> Run:
             if not chunk:
                 break
             screen += chunk
-        if not typed and after.encode() in screen:
+        # A Ctrl-C that lands while the prompt is still setting up the line can be lost: repeat it
+        # until the program reacts (a second one at a prompt means the same as the first).
+        again = keys == "\x03" and typed and time.monotonic() - typed > 1.0
+        if (not typed or again) and after.encode() in screen:
             os.write(fd, keys.encode())
-            typed = True
+            typed = time.monotonic()
+    else:
+        os.kill(pid, 9)
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return Run(screen.decode(errors="replace").replace("\r", ""), os.waitstatus_to_exitcode(status))
