@@ -5,12 +5,10 @@ next step for statement and lock timeouts."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 from pg import connect
+from terminal import on_terminal
 
 from grapevine_alembic.pgerror import line_of_position, locate
 
@@ -90,15 +88,9 @@ def test_parse_errors_show_the_path_from_the_project_root(project):
     assert str(project.root) not in result.stdout + result.stderr
 
 
-@pytest.mark.skipif(not shutil.which("script"), reason="needs util-linux script for a terminal")
 def test_error_is_whole_on_an_80_column_terminal(project):
     _setup(project, BAD_COLUMN)
-    env = {**project.env, "COLUMNS": "80", "LINES": "40"}
-    env.pop("CI")
-    command = "stty cols 80 rows 40; grapevine-migrations migrate --tenant acme"
-    run = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=project.root, env=env,
-                         capture_output=True, text=True, timeout=120)
-    screen = run.stdout.replace("\r", "")
+    screen = on_terminal(project, "migrate --tenant acme", cols=80).screen
     assert "migrations/tenant/20240101000000_bad.sql:5:" in screen, screen
     assert 'Perhaps you meant to reference the column "people.full_name"' in " ".join(screen.split()), screen
 

@@ -4,11 +4,10 @@ for a stopped rollout, an empty fleet said so, colour on a terminal, help on eve
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import click
 import pytest
+from terminal import on_terminal
 
 
 def _fleet(project, ids, chain: dict[str, str]):
@@ -35,6 +34,19 @@ def test_notices_from_parallel_tenants_never_run_together(project):
     lines = result.stderr.splitlines()
     assert len(lines) == 8 * 400
     assert all(pattern.match(line) for line in lines), next(line for line in lines if not pattern.match(line))
+
+
+def test_notices_stay_whole_lines_under_the_progress_bar_on_a_terminal(project):
+    """On a terminal the progress bar captures stderr; lines written in pieces from several threads
+    used to run together there ("...pieces db_n3 ...")."""
+    ids = [f"n{i}" for i in range(8)]
+    _fleet(project, ids, {"20240101000000_chatty.sql": CHATTY})
+    run = on_terminal(project, "migrate --all-tenants --max-parallel 8")
+    assert run.code == 0, run.screen[-2000:]
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", run.screen)
+    whole = re.findall(r"db_n\d 20240101000000: NOTICE: row \d+ of a long backfill with a message long enough"
+                       r" to be written in pieces\n", text)
+    assert len(whole) == 8 * 400, [line for line in text.splitlines() if "NOTICE" in line and line.count("NOTICE") > 1][:3]
 
 
 def test_default_status_lists_each_behind_tenant_once(project):
@@ -99,23 +111,14 @@ def test_an_empty_fleet_says_so(project):
     assert migrate.returncode == 0 and "no tenants" in migrate.stderr
 
 
-@pytest.mark.skipif(not shutil.which("script"), reason="needs util-linux script for a terminal")
 def test_failed_is_red_and_pending_yellow_on_a_terminal_only(project):
     _fleet(project, ["k1", "k2"], {"20240101000000_a.sql": "CREATE TABLE a (x int);\n"})
     assert project.cli("migrate", "--tenant", "k1").returncode == 0
     project.write("tenant", "20240102000000_bad.sql", "SELECT 1/0;\n")
-    env = {**project.env, "TERM": "xterm-256color"}
-    env.pop("CI")
 
-    def on_terminal(*args: str) -> str:
-        command = "stty cols 120 rows 40; grapevine-migrations " + " ".join(args)
-        run = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=project.root, env=env,
-                             capture_output=True, text=True, timeout=120)
-        return run.stdout
-
-    status = on_terminal("status")
+    status = on_terminal(project, "status", cols=120).screen
     assert re.search(r"\x1b\[[0-9;]*33m[^\x1b]*pending", status), repr(status)
-    failed = on_terminal("migrate", "--all-tenants")
+    failed = on_terminal(project, "migrate --all-tenants", cols=120).screen
     assert re.search(r"\x1b\[[0-9;]*31m[^\x1b]*FAILED", failed), repr(failed)
     piped = project.cli("migrate", "--all-tenants")
     assert "FAILED" in piped.stdout and "\x1b[" not in piped.stdout + piped.stderr
