@@ -229,8 +229,11 @@ def test_lock_timeout_fails_fast_and_is_retried(tenants):
         holder.close()
     assert result.returncode == 1
     [db] = _json(result)["databases"]
-    assert db["attempts"] == 3
+    assert db["attempts"] == 3 and _json(result)["summary"]["retries"] == 2
     assert "lock timeout" in db["error"]
+    assert "HINT: another session held a lock this statement needed: raise --lock-timeout" in db["error"]
+    retried = [line for line in result.stderr.splitlines() if "retrying in" in line]  # shown as they happen
+    assert len(retried) == 2 and retried[0].startswith("db_acme: attempt 1 failed (")
     columns = tenants.query("db_acme", "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'")
     assert ("nickname",) not in columns
     assert tenants.version("db_acme") == HEAD

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from pg import connect
 from terminal import on_terminal
 
 from grapevine_alembic.pgerror import line_of_position, locate
@@ -62,22 +61,18 @@ def _setup(project, sql: str) -> None:
     project.write("tenant", "20240101000000_bad.sql", sql)
 
 
-def test_error_names_the_line_postgres_points_at_with_its_hint(project):
-    _setup(project, BAD_COLUMN)
+@pytest.mark.parametrize("sql, where, explained", [
+    (BAD_COLUMN, '5: column "fullname" does not exist', 'HINT: Perhaps you meant to reference the column "people.full_name"'),
+    (DUPLICATE, "4: duplicate key value", "DETAIL: Key (id)=(1) already exists."),
+], ids=["position and HINT", "DETAIL"])
+def test_error_names_the_line_postgres_points_at_and_explains(project, sql, where, explained):
+    _setup(project, sql)
     result = project.cli("migrate", "--tenant", "acme")
     assert result.returncode == 1
-    assert "migrations/tenant/20240101000000_bad.sql:5: column \"fullname\" does not exist" in result.stdout
-    assert 'HINT: Perhaps you meant to reference the column "people.full_name"' in result.stdout
+    assert f"migrations/tenant/20240101000000_bad.sql:{where}" in result.stdout
+    assert explained in result.stdout
     doc = json.loads(project.cli("migrate", "--tenant", "acme", "--json").stdout)
-    assert doc["databases"][0]["error"].startswith("migrations/tenant/20240101000000_bad.sql:5: ")
-
-
-def test_error_shows_postgres_detail(project):
-    _setup(project, DUPLICATE)
-    result = project.cli("migrate", "--tenant", "acme")
-    assert result.returncode == 1
-    assert "20240101000000_bad.sql:4: duplicate key value" in result.stdout
-    assert "DETAIL: Key (id)=(1) already exists." in result.stdout
+    assert doc["databases"][0]["error"].startswith(f"migrations/tenant/20240101000000_bad.sql:{where}")
 
 
 def test_parse_errors_show_the_path_from_the_project_root(project):
@@ -93,30 +88,6 @@ def test_error_is_whole_on_an_80_column_terminal(project):
     screen = on_terminal(project, "migrate --tenant acme", cols=80).screen
     assert "migrations/tenant/20240101000000_bad.sql:5:" in screen, screen
     assert 'Perhaps you meant to reference the column "people.full_name"' in " ".join(screen.split()), screen
-
-
-def test_lock_timeout_retries_are_shown_counted_and_hinted(project):
-    project.migrate_control()
-    project.add_tenant("acme")
-    project.clear("tenant")
-    project.write("tenant", "20240101000000_a.sql", "CREATE TABLE users (id int);\n")
-    assert project.cli("migrate", "--tenant", "acme").returncode == 0
-    project.write("tenant", "20240102000000_b.sql", "ALTER TABLE users ADD COLUMN nickname text;\n")
-    holder = connect(project.server, "db_acme")
-    holder.autocommit = False
-    holder.cursor().execute("LOCK TABLE users IN ACCESS SHARE MODE")
-    try:
-        result = project.cli("migrate", "--tenant", "acme", "--lock-timeout", "0.2", "--retries", "2")
-    finally:
-        holder.rollback()
-        holder.close()
-    assert result.returncode == 1
-    retries = [line for line in result.stderr.splitlines() if "retrying in" in line]
-    assert [line.split(":")[0] for line in retries] == ["db_acme", "db_acme"], result.stderr
-    assert "attempt 1 failed" in retries[0] and "attempt 2 failed" in retries[1]
-    assert "acme (db_acme) (after 3 attempts):" in result.stdout
-    assert "HINT: another session held a lock this statement needed: raise --lock-timeout" in result.stdout
-    assert "2 retry(ies)" in result.stdout
 
 
 def test_statement_timeout_hints_at_the_flag(project):
