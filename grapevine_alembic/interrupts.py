@@ -5,8 +5,11 @@ running finish (or roll back) on their own.  A second signal cancels the stateme
 running (psycopg2 ``connection.cancel()``: the server rolls their transaction back).  Either
 way the command still prints its per-database summary and exits 130.
 
-Signal handlers run on the main thread, so the work must run on worker threads while the
-main thread waits (``fanout.run_all`` does exactly that).
+Why a thread of its own: a Python signal handler runs only on the main thread, and only once
+that thread wakes up; while it sleeps in a lock wait (waiting for the workers), a signal the
+kernel hands to a worker thread would wait unseen.  So during the fan-out both signals are
+blocked in every thread (threads inherit the mask) and one thread takes them with ``sigwait``,
+where printing and cancelling are ordinary code.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import threading
 from contextlib import contextmanager
 
 EXIT_INTERRUPTED = 130
+SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class Interrupts:
-    """What the signal handler has seen, and the connections it may have to cancel."""
+    """What the signals have asked for, and the connections a second one cancels."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.closing = False
         self._connections: list = []
         self._lock = threading.Lock()
 
@@ -42,14 +47,23 @@ class Interrupts:
         if self.cancelling:
             connection.cancel()
 
-    def handle(self, signum, _frame) -> None:
+    def wait_for_signals(self) -> None:
+        """The signal thread: take each SIGINT/SIGTERM as it comes, until the fan-out is over."""
+        while True:
+            signum = signal.sigwait(SIGNALS)
+            if self.closing:
+                return
+            self.handle(signal.Signals(signum).name)
+
+    def handle(self, name: str) -> None:
+        from .report import Output
+
         self.count += 1
-        name = signal.Signals(signum).name
         if self.count == 1:
-            _say(f"{name}: not starting any more databases; waiting for the running ones to finish"
-                 " (press Ctrl-C again to cancel them)")
+            Output().info(f"{name}: not starting any more databases; waiting for the running ones to finish"
+                          " (press Ctrl-C again to cancel them)")
             return
-        _say(f"{name}: cancelling the running statements (their transactions roll back)")
+        Output().info(f"{name}: cancelling the running statements (their transactions roll back)")
         with self._lock:
             running = [c for c in self._connections if not c.closed]
         for connection in running:
@@ -62,14 +76,8 @@ class Interrupts:
 _active: Interrupts | None = None
 
 
-def _say(text: str) -> None:
-    from .report import Output
-
-    Output().info(text)
-
-
 def watch(connection) -> None:
-    """Register a freshly opened connection with the active handler, if any (a no-op otherwise)."""
+    """Register a freshly opened connection with the active fan-out, if any (a no-op otherwise)."""
     if _active is not None:
         _active.watch(connection)
 
@@ -85,18 +93,21 @@ def cancelling() -> bool:
 
 @contextmanager
 def graceful():
-    """Install the two-stage handler for SIGINT and SIGTERM for the duration of a fan-out."""
+    """Take SIGINT and SIGTERM on a thread of their own for the duration of a fan-out."""
     global _active
     if threading.current_thread() is not threading.main_thread():
         yield Interrupts()
         return
     state = Interrupts()
-    previous = {sig: signal.signal(sig, state.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads started from here inherit it
+    taker = threading.Thread(target=state.wait_for_signals, name="signals", daemon=True)
     _active = state
+    taker.start()
     try:
         yield state
     finally:
         _active = None
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
+        state.closing = True
+        signal.pthread_kill(taker.ident, signal.SIGINT)  # wakes sigwait; ignored because closing
+        taker.join()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
