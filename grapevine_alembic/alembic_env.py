@@ -23,8 +23,10 @@ def notice_line(database: str, version: str | None, message: str) -> str:
 
 
 def print_notice(database: str, version: str | None, message: str) -> None:
-    """Show a server notice as it arrives."""
-    print(notice_line(database, version, message), file=sys.stderr, flush=True)
+    """Show a server notice as it arrives (one write per line: never run together with another)."""
+    from .report import write_line
+
+    write_line(sys.stderr, notice_line(database, version, message))
 
 
 def run_environment(kind: str) -> None:
@@ -73,11 +75,12 @@ def _run(context, kind: str) -> None:
             context.run_migrations(migration_context=context.get_context())
         return
 
-    from .settings import Settings, load_dotenv_file
+    from .devserver import resolve_settings
+    from .settings import load_dotenv_file
 
     load_dotenv_file(project.root)
-    settings = Settings.from_environment()
-    xargs = parse_x_arguments(context.get_x_argument(as_dictionary=True))
+    settings = resolve_settings(project, announce=lambda text: print(text, file=sys.stderr, flush=True))
+    xargs = _checked_x_arguments(context.get_x_argument(as_dictionary=True), kind)
     if kind == "control":
         spec = settings.control
     else:  # -x server=host[:port] for a tenant placed on another server, with its login from alembic.ini
@@ -91,8 +94,8 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
     from .connection import SessionPolicy, acquire_lock, configure_session, open_connection, sqlalchemy_connection
     from .executor import NoticeSink
 
-    timeout = xargs.get("timeout", DEFAULT_TIMEOUT_S)
-    lock_timeout = xargs.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
+    timeout = _seconds(xargs, "timeout", DEFAULT_TIMEOUT_S)
+    lock_timeout = _seconds(xargs, "lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
     raw = open_connection(spec)
     try:
         configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
@@ -148,38 +151,37 @@ def _project(config):
     return load_project(path.resolve())
 
 
-# -x keys the environments read, with what each accepts; seconds are parsed to floats.
-X_ARGUMENTS = {
-    "tenant": "a tenant id, e.g. -x tenant=acme",
-    "timeout": "seconds (0 = no limit), e.g. -x timeout=60",
-    "lock_timeout": "seconds (0 = no limit), e.g. -x lock_timeout=2.5",
-    "server": "the tenant's server as host or host:port, e.g. -x server=db2.internal:5433",
-}
-_SECONDS = {"timeout", "lock_timeout"}
+# -x keys each environment reads (server: a tenant placed on another server, as host[:port])
+X_KEYS = {"control": ("timeout", "lock_timeout"), "tenant": ("tenant", "timeout", "lock_timeout", "server")}
 
 
-def parse_x_arguments(xargs: dict) -> dict:
-    """Check ``-x key=value`` arguments: one clear error naming the key and the accepted form."""
-    import math
+def _checked_x_arguments(xargs: dict, kind: str) -> dict:
+    """``-x key=value`` pairs this environment reads; an unknown key is an error, not ignored."""
+    import difflib
 
     from .errors import UsageError
 
-    parsed: dict = {}
-    for key, value in xargs.items():
-        if key not in X_ARGUMENTS:
-            accepted = ", ".join(f"-x {name}=..." for name in X_ARGUMENTS)
-            raise UsageError(f"unknown argument -x {key}: the accepted ones are {accepted}")
-        if key not in _SECONDS:
-            parsed[key] = value
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = math.nan
-        if not (math.isfinite(seconds) and seconds >= 0):
-            raise UsageError(f"-x {key}={value}: expected {X_ARGUMENTS[key]}")
-        parsed[key] = seconds
-    return parsed
+    for key in xargs:
+        if key not in X_KEYS[kind]:
+            close = difflib.get_close_matches(key, X_KEYS[kind], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UsageError(f"unknown -x {key} for the {kind} environment ({hint}known: {', '.join(X_KEYS[kind])})")
+    return xargs
+
+
+def _seconds(xargs: dict, key: str, default: float) -> float:
+    from .errors import UsageError
+
+    text = xargs.get(key)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise UsageError(f"-x {key} must be a number of seconds (0 = no limit), not {text!r}")
+    return value
 
 
 def _required_tenant(xargs: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from pathlib import Path
 
 from . import sqlfile
@@ -26,8 +27,12 @@ COMMIT;
 
 
 def slug(description: str) -> str:
-    """Lower-case words joined by ``_``: "Add user preferences!" -> "add_user_preferences"."""
-    return "_".join(re.findall(r"[a-z0-9]+", description.lower()))
+    """Lower-case words joined by ``_``: "Add user preferences!" -> "add_user_preferences".
+
+    Accents are transliterated first ("añadir índice" -> "anadir_indice"), not dropped with their letter.
+    """
+    ascii_text = unicodedata.normalize("NFKD", description).encode("ascii", "ignore").decode("ascii")
+    return "_".join(re.findall(r"[a-z0-9]+", ascii_text.lower()))
 
 
 def create_migration(folder: Path, description: str, now: dt.datetime | None = None) -> Path:
@@ -36,10 +41,11 @@ def create_migration(folder: Path, description: str, now: dt.datetime | None = N
         raise UsageError("the description is empty: say what the migration does, e.g. \"add user preferences\"")
     if not folder.is_dir():
         raise UsageError(f"migration folder {folder} does not exist")
-    version = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d%H%M%S")
-    existing = {m.version: m for m in sqlfile.discover(folder).files}
-    if version in existing:
-        raise UsageError(f"version {version} already exists: {existing[version].path.name} (wait a second and retry)")
+    moment = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
+    taken = {m.version for m in sqlfile.discover(folder).files}
+    while moment.strftime("%Y%m%d%H%M%S") in taken:  # two files in the same second: the next free one
+        moment += dt.timedelta(seconds=1)
+    version = moment.strftime("%Y%m%d%H%M%S")
     path = folder / f"{version}_{name}.sql"
     path.write_text(TEMPLATE.format(description=description.strip().replace("\n", " ")))
     return path

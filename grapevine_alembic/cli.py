@@ -139,8 +139,12 @@ def run_options(app: App, **overrides):
     def waiting(database):
         out.info(waiting_line(database))
 
+    def retrying(database, attempt, error, delay):
+        first_line = error.splitlines()[0]
+        out.info(f"{database}: attempt {attempt} failed ({first_line}); retrying in {delay:.1f}s")
+
     return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
-                      servers=Breakers(), **overrides)
+                      on_retry=retrying, servers=Breakers(), **overrides)
 
 
 @click.group(
@@ -165,19 +169,22 @@ from . import commands  # noqa: E402,F401  (registers the commands on `cli`)
 
 
 def main(argv=None) -> None:
-    """Console entry point: one error line and an exit code, never a traceback (unless --debug)."""
-    args = list(argv if argv is not None else sys.argv[1:])
+    """Console entry point: one error line and an exit code, never a traceback (unless --debug).
+
+    With ``--json`` a failure still prints one document on stdout (``ok: false`` and the error),
+    so a CI step that reads it never gets an empty file.
+    """
+    args = _global_options_first(list(argv if argv is not None else sys.argv[1:]))
     debug = "--debug" in args
-    if debug:  # accepted anywhere (`status --debug`), though click only knows it on the group
-        args = ["--debug"] + [a for a in args if a != "--debug"]
+    message = None
     try:
         code = cli.main(args=args, prog_name="grapevine-migrations", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        code = EXIT_FAILED
+        message, code = "aborted", EXIT_USAGE  # Ctrl-C or end of input at a prompt: like answering no
+        _print_error("not confirmed (interrupted at the prompt); nothing was changed")
     except click.ClickException as err:
         err.show()
-        code = err.exit_code
+        message, code = err.format_message(), err.exit_code
     except click.exceptions.Exit as err:
         code = err.exit_code
     except GrapevineError as err:
@@ -186,11 +193,46 @@ def main(argv=None) -> None:
 
             _print_error("".join(traceback.format_exc()).rstrip(), prefix=False)
         _print_error(str(err))
-        code = err.exit_code
+        message, code = str(err), err.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        code = 130
+        message, code = "interrupted", 130
+    if message is not None and "--json" in args:
+        _print_failure_document(args, message, code)
     sys.exit(code or 0)
+
+
+def _global_options_first(args: list[str]) -> list[str]:
+    """``--debug`` and ``--config PATH`` are accepted anywhere (`status --config x.ini`), though click
+    only knows them on the group; arguments after ``--`` are left alone."""
+    end = args.index("--") if "--" in args else len(args)
+    head, rest, moved = [], args[end:], []
+    index = 0
+    while index < end:
+        arg = args[index]
+        if arg == "--debug":
+            moved.append(arg)
+        elif arg == "--config" and index + 1 < end:
+            moved += [arg, args[index + 1]]
+            index += 1
+        elif arg.startswith("--config="):
+            moved.append(arg)
+        else:
+            head.append(arg)
+        index += 1
+    return moved + head + rest
+
+
+def _print_failure_document(args: list[str], message: str, code: int) -> None:
+    """The one JSON document of a command that failed before it could print its own."""
+    from .report import Output
+
+    if Output.documents_printed:
+        return
+    command = next((a for a in args if a in cli.commands), None)
+    Output(json_mode=True, secrets=_env_secrets()).document(
+        {"command": command, "ok": False, "exit_code": code, "error": message}
+    )
 
 
 def _print_error(message: str, *, prefix: bool = True) -> None:

@@ -67,11 +67,11 @@ def create(app: App, env: str, description: str):
 
 
 @cli.command("list")
-@click.option("--control", "only", flag_value="control", help="Only control migrations.")
-@click.option("--tenant", "only", flag_value="tenant", help="Only tenant migrations.")
+@click.option("--control", is_flag=True, help="Control migrations (both when neither flag is given).")
+@click.option("--tenant", is_flag=True, help="Tenant migrations (both when neither flag is given).")
 @json_option
 @pass_app
-def list_migrations(app: App, only: str | None, json_mode: bool):
+def list_migrations(app: App, control: bool, tenant: bool, json_mode: bool):
     """List migration files in order: version, description, file.
 
     \b
@@ -80,7 +80,7 @@ def list_migrations(app: App, only: str | None, json_mode: bool):
       grapevine-migrations list --tenant --json
     """
     out = app.out(json_mode)
-    envs = [only] if only else list(ENVS)
+    envs = [env for env, wanted in (("control", control), ("tenant", tenant)) if wanted] or list(ENVS)
     chains = _load_chains(app, envs)
     if json_mode:
         out.document(
@@ -110,7 +110,8 @@ def _relative(app: App, path) -> str:
               help="Judge only the files added or edited since REV (git), and fail on any not newer than REV's newest.")
 @click.option("--format", "output_format", type=click.Choice(["text", "github"]), default="text", show_default=True,
               help="github: GitHub Actions annotations, so findings sit on the pull request's diff.")
-@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100),
+              help="Databases read at the same time.")
 @per_server_option
 @json_option
 @pass_app
@@ -178,7 +179,8 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
 @cli.command()
 @target_options
 @click.option("-v", "--verbose", is_flag=True, help="Every database, every migration with its applied time.")
-@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100),
+              help="Databases read at the same time.")
 @per_server_option
 @json_option
 @pass_app
@@ -210,7 +212,8 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
     if json_mode:
         out.document(views.status_document(results, chains, verbose=True, discovery_error=discovery_error))
     else:
-        views.print_status(out, results, chains, verbose=verbose, discovery_error=discovery_error)
+        views.print_status(out, results, chains, verbose=verbose, discovery_error=discovery_error,
+                           wants_tenants=selection.wants_tenants)
     _exit(views.status_exit_code(results, discovery_error))
 
 
@@ -247,7 +250,8 @@ def _targets_or_error(app: App, selection):
               help="Tenant databases migrated at the same time.")
 @per_server_option
 @click.option("--out-of-order", is_flag=True, help="Also apply files older than a database's version that it never ran.")
-@click.option("--canary", default=0, type=click.IntRange(0), help="Migrate this many tenants first; stop if any fails.")
+@click.option("--canary", default=None, type=click.IntRange(1),
+              help="Migrate this many tenants first (at least 1); stop if any fails.")
 @click.option("--max-failures", default=None, type=click.IntRange(1),
               help="Stop starting new tenants after this many failures.")
 @json_option
@@ -263,57 +267,114 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
       grapevine-migrations migrate --all-tenants --max-parallel 10 --canary 5
       grapevine-migrations migrate --all-tenants --shard 2/4 --json
     """
-    from . import runner, views
+    from . import interrupts, runner, views
 
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
         raise UsageError("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+    if (canary or max_failures) and not selection.wants_tenants:
+        flag = "--canary" if canary else "--max-failures"
+        raise UsageError(f"{flag} stages a rollout over tenants: use it with --all-tenants or --tenant")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
-    chains = _load_chains(app, envs, strict=not dry_run)
+    chains = _load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=out_of_order)
-    results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
-                       max_parallel, max_per_server, label="migrate", canary=canary, max_failures=max_failures)
+    with interrupts.graceful() as signals:
+        results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
+                           max_parallel, max_per_server, label="migrate", canary=canary or 0,
+                           max_failures=max_failures, peek=lambda t: runner.status(t, chains[t.kind], options))
     if json_mode:
-        out.document(views.run_document("migrate", results, dry_run=dry_run))
+        out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
         views.print_dry_run(out, results)
     else:
         views.print_migrate_summary(out, results)
-    _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+    _exit(_run_exit_code(results, signals))
+
+
+def _run_exit_code(results, signals) -> int:
+    """130 after Ctrl-C (the summary was still printed), 1 if a database failed, else 0."""
+    from .interrupts import EXIT_INTERRUPTED
+
+    if signals.stopping:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK
 
 
 def _fan_out(app: App, selection, job, options, max_parallel: int, max_per_server: int | None, *, label: str,
-             canary: int = 0, max_failures=None):
-    """Control alone first, then the tenants it lists, in parallel (interleaved over their servers)."""
+             canary: int = 0, max_failures=None, peek=None):
+    """Control alone first, then the tenants it lists, in parallel (interleaved over their servers).
+
+    Every job runs on a worker thread, so the main thread stays free to handle Ctrl-C
+    (see ``interrupts``); databases never started come back as ``skipped``, with the version
+    ``peek`` reads for them when a staged rollout (not Ctrl-C) stopped.
+    """
     from dataclasses import replace
 
-    from . import fleet
+    from . import fanout, fleet, interrupts
     from .runner import DatabaseResult
     from .targets import control_target, resolve
 
     out = app.out()
     settings = app.settings()
     results = []
+
+    def skipped(target):
+        return DatabaseResult(target, ok=True, skipped=True)
+
     if selection.control:
-        results.append(job(control_target(settings)))
+        results += fanout.run_all([control_target(settings)], job, max_parallel=1, skipped=skipped,
+                                  should_stop=interrupts.stopping)
         if not results[0].ok and selection.wants_tenants:
             out.info("control failed: tenants were not started")
             return results
     if selection.wants_tenants:
         tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query)
-
-        def skipped(target):
-            return DatabaseResult(target, ok=True, skipped=True)
-
+        if not tenants:
+            out.info("no tenants: the control database's tenants table lists none provisioned")
         with out.progress(len(tenants), label) as bar:
-            results += fleet.run_targets(
+            tenant_results = fleet.run_targets(
                 tenants, job, options=options, max_parallel=max_parallel, max_per_server=max_per_server,
                 failed=lambda r: not r.ok, skipped=skipped, on_result=bar.advance,
-                stop_after_failures=max_failures, canary=canary,
+                stop_after_failures=max_failures, canary=canary, should_stop=interrupts.stopping,
             )
+        results += tenant_results
+        _say_why_skipped(out, tenant_results, canary=canary, max_failures=max_failures)
+        if peek is not None and not interrupts.stopping():
+            _read_skipped(tenant_results, peek, max_parallel)
     return results
+
+
+def _read_skipped(results, peek, max_parallel: int) -> None:
+    """Where the tenants a stopped rollout never started stand, so the summary shows their real version."""
+    from . import fanout
+
+    skipped = [r for r in results if r.skipped and r.ok]  # not those whose server was given up on
+    if not skipped:
+        return
+    for result, seen in zip(skipped, fanout.run_all([r.target for r in skipped], peek, max_parallel=max_parallel)):
+        if seen.ok:
+            result.plan, result.before, result.after = seen.plan, seen.before, seen.after
+
+
+def _say_why_skipped(out, results, *, canary: int, max_failures) -> None:
+    """One line for a staged rollout that stopped: why, and how many tenants were never started."""
+    from . import interrupts
+
+    not_started = sum(r.skipped for r in results)
+    if not not_started:
+        return
+    failed = sum(not r.ok for r in results)
+    if interrupts.stopping():
+        reason = "interrupted"
+    elif canary and any(not r.ok for r in results[:canary]):
+        reason = "canary failed"
+    elif max_failures is not None and failed >= max_failures:
+        reason = f"{failed} failure(s) reached --max-failures {max_failures}"
+    else:
+        reason = "stopped"
+    out.info(f"{reason}, {not_started} tenant(s) not started")
 
 
 # ---- mark -----------------------------------------------------------------------------------
@@ -329,9 +390,11 @@ def _fan_out(app: App, selection, job, options, max_parallel: int, max_per_serve
 @target_options
 @click.option("--dry-run", is_flag=True, help="Show per database exactly what would change.")
 @click.option("--force", is_flag=True, help="Skip the confirmation of --DANGEROUS-apply-all.")
-@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="Tenant databases changed at the same time.")
 @per_server_option
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0))
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0),
+              help="statement_timeout in seconds, and the longest wait for the migration lock (0 = no limit).")
 @json_option
 @pass_app
 def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all_tenants, tenant_ids, tenants_file,
@@ -345,7 +408,7 @@ def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all
       grapevine-migrations mark --apply 20250201080000 --range --tenant acme
       grapevine-migrations mark --DANGEROUS-apply-all --control --force
     """
-    from . import marking, views
+    from . import interrupts, marking, views
 
     out = app.out(json_mode)
     chosen = [m for m, on in ((marking.APPLY, apply_version), (marking.UNAPPLY, unapply_version),
@@ -358,10 +421,17 @@ def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all
         raise UsageError("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = _load_chains(app, envs, strict=not dry_run)
-    for chain in chains.values():
+    for env, chain in chains.items():
+        _refuse_other_envs_version(app, env, chain, request.version)
         request.validate(chain)
     if request.mode == marking.APPLY_ALL and not (force or dry_run):
-        _confirm(app, "Record EVERY migration as applied on the selected databases, without running them?")
+        from .targets import resolve
+
+        # resolve first: an unknown tenant fails here, and the question names what it will change
+        targets = resolve(selection, app.settings(), app.project().tenants_query)
+        heads = ", ".join(f"{env} head {chain.versions[-1]}" for env, chain in chains.items() if chain.versions)
+        _confirm(app, f"Record EVERY migration as applied ({heads}), without running them,"
+                      f" in {len(targets)} database(s): {_names(targets)}?")
     options = run_options(app, timeout_s=timeout)
     if dry_run or not force:
         planned = _fan_out(app, selection, lambda t: marking.plan_mark(t, chains[t.kind], request, options),
@@ -376,14 +446,32 @@ def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all
                 out.error("nothing was changed: these changes go beyond the named version; re-run with --force")
             _exit(EXIT_FAILED if (needs_force and not dry_run) or any(not r.ok for r in planned) else EXIT_OK)
             return
-    results = _fan_out(app, selection,
-                       lambda t: marking.apply_mark(t, chains[t.kind], request, options, force=force),
-                       options, max_parallel, max_per_server, label="mark")
+    with interrupts.graceful() as signals:
+        results = _fan_out(app, selection,
+                           lambda t: marking.apply_mark(t, chains[t.kind], request, options, force=force),
+                           options, max_parallel, max_per_server, label="mark")
     if json_mode:
-        out.document(views.run_document("mark", results, dry_run=False))
+        out.document(views.run_document("mark", results, dry_run=False, interrupted=signals.stopping))
     else:
         views.print_changes(out, results, dry_run=False)
-    _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+    _exit(_run_exit_code(results, signals))
+
+
+def _refuse_other_envs_version(app: App, env: str, chain, version: str | None) -> None:
+    """A tenant version given with --control (or the reverse) says so, not just "unknown version"."""
+    from .runner import Chain
+
+    if not version or chain.get(version) is not None:
+        return
+    other = "tenant" if env == "control" else "control"
+    if Chain(app.project(), other).get(version) is not None:
+        flags = "--tenant ID or --all-tenants" if other == "tenant" else "--control"
+        raise UsageError(f"{version} is a {other} migration, not a {env} one: mark it with {flags}")
+
+
+def _names(targets, shown: int = 20) -> str:
+    names = [t.database for t in targets]
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _confirm(app: App, question: str) -> None:
@@ -400,7 +488,8 @@ def _confirm(app: App, question: str) -> None:
 @target_options
 @click.option("--dry-run", is_flag=True, help="Show what would be dropped.")
 @click.option("--force", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="Tenant databases reset at the same time.")
 @pass_app
 def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, force, max_parallel):
     """Drop ALL data and schema of local databases, so a fresh migrate starts clean.
@@ -427,8 +516,7 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     targets = tenants + ([control_target(settings)] if selection.control else [])  # tenants before control
     resetting.refuse_remote(targets)
     if not (force or dry_run):
-        names = ", ".join(t.database for t in targets)
-        _confirm(app, f"Drop ALL data in {len(targets)} database(s): {names}?")
+        _confirm(app, f"Drop ALL data in {len(targets)} database(s): {_names(targets)}?")
     options = run_options(app, dry_run=dry_run)
     results = fanout.run_all(tenants, lambda t: resetting.reset(t, options), max_parallel=max_parallel)
     if selection.control:
@@ -462,8 +550,49 @@ def dev_tenant_add(app: App, tenant_ids):
     """
     from .devserver import add_tenants
 
-    for name in add_tenants(app.settings(), list(tenant_ids)):
-        click.echo(f"created {name}")
+    for name, created in add_tenants(app.settings(), list(tenant_ids)):
+        click.echo(f"created {name}" if created else f"{name} exists (tenant marked provisioned)")
+
+
+def _dev_spec(app: App, tenant: str | None):
+    settings = app.settings()
+    return settings.tenant_spec(tenant) if tenant else settings.control
+
+
+@dev.command("url")
+@click.option("--tenant", metavar="ID", help="The tenant's database instead of the control database.")
+@click.option("--show-password", is_flag=True, help="Print the password in the URL (it is masked otherwise).")
+@pass_app
+def dev_url(app: App, tenant, show_password):
+    """Print the URL of the control (or a tenant's) database, e.g. for psql or a GUI.
+
+    \b
+    Examples:
+      grapevine-migrations dev url
+      psql "$(grapevine-migrations dev url --tenant acme --show-password)"
+    """
+    spec = _dev_spec(app, tenant)
+    if show_password:
+        click.echo(spec.url(show_password=True))  # asked for: not through the masking output
+    else:
+        app.out().line(spec.display())
+
+
+@dev.command("psql", context_settings={"ignore_unknown_options": True})
+@click.option("--tenant", metavar="ID", help="The tenant's database instead of the control database.")
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@pass_app
+def dev_psql(app: App, tenant, psql_args):
+    """Open psql on the control (or a tenant's) database; extra arguments go to psql.
+
+    \b
+    Examples:
+      grapevine-migrations dev psql
+      grapevine-migrations dev psql --tenant acme -c "select * from alembic_version"
+    """
+    from .devserver import run_psql
+
+    _exit(run_psql(_dev_spec(app, tenant), list(psql_args)))
 
 
 @dev.command("down")

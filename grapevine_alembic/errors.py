@@ -27,7 +27,10 @@ class MigrationFileError(GrapevineError):
     def __init__(self, message: str, *, path=None, line: int | None = None):
         where = ""
         if path is not None:
-            where = f"{path}:{line}: " if line else f"{path}: "
+            from .pgerror import project_path
+
+            shown = project_path(path)  # relative to the project root, like runtime errors
+            where = f"{shown}:{line}: " if line else f"{shown}: "
         super().__init__(where + message)
         self.path = path
         self.line = line
@@ -39,3 +42,9 @@ class DatabaseError(GrapevineError):
 
 class MigrationFailed(GrapevineError):
     """A statement of a migration failed; the migration was not recorded."""
+
+
+class DuplicateVersion(MigrationFileError):
+    """Two files share a version: the project is misconfigured, so it is a usage error (exit 2)."""
+
+    exit_code = 2

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import pgerror
 from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
 from .errors import MigrationFailed
 from .sqlfile import MigrationFile, Statement
@@ -107,14 +108,19 @@ class StatementFailed(MigrationFailed):
         self.sqlstate = getattr(error, "pgcode", None)
         self.pg_message = _first_line(getattr(error, "pgerror", None) or str(error))
         self.already_committed = already_committed
-        where = f"{migration.path.name}:{line}" if line is not None else migration.path.name
+        path = pgerror.project_path(migration.path)
+        where = f"{path}:{line}" if line is not None else path
         message = f"{where}: {what}{self.pg_message}"
         if already_committed:
             message += (
                 f" ({_line_list(already_committed)} of this file already ran and stayed committed;"
                 " the version was not recorded, so the next run starts this file again)"
             )
-        super().__init__(message)
+        # PostgreSQL's DETAIL and HINT (or ours, for timeouts) on lines of their own
+        diag = getattr(error, "diag", None)
+        detail = getattr(diag, "message_detail", None) if diag is not None else None
+        hint = (getattr(diag, "message_hint", None) if diag is not None else None) or pgerror.next_step(error)
+        super().__init__(message + pgerror.explain(pgerror.Located(line or 0, detail, hint)))
 
     @property
     def transient(self) -> bool:
@@ -361,7 +367,7 @@ class FileRun:
         from .ledger import VERSION_CHECK_MARKER
 
         text = str(err)
-        name = self.migration.path.name
+        name = pgerror.project_path(self.migration.path)
         if VERSION_CHECK_MARKER in text:
             return MigrationFailed(
                 f"{name}: recording version {self.migration.version} did not move exactly the expected head"

@@ -11,10 +11,63 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections import Counter
 from typing import Iterable
 
 from .runner import DatabaseResult
+
+
+# Parallel tenants print notices from their own threads: one lock and one write per line, so
+# two lines never run together (print() writes the text and the newline separately).
+_WRITE_LOCK = threading.Lock()
+
+
+def write_line(stream, text: str, *, style: str | None = None) -> None:
+    if style and colour_on(stream):
+        text = f"{_ANSI[style]}{text}\x1b[0m"
+    with _WRITE_LOCK:
+        stream.write(text + "\n")
+        stream.flush()
+
+
+_ANSI = {"red": "\x1b[31m", "yellow": "\x1b[33m"}
+
+
+def colour_on(stream) -> bool:
+    """Colour only on a terminal, never in CI or when NO_COLOR is set."""
+    return stream.isatty() and not os.environ.get("CI") and not os.environ.get("NO_COLOR")
+
+
+def is_plain_word(secret: str) -> bool:
+    """A short password of letters only ("password", "secret") is also an ordinary word of messages."""
+    return secret.isalpha() and len(secret) <= 12
+
+
+def redact(text: str, secrets) -> str:
+    """Mask every known password in ``text``.
+
+    Any password is masked wherever it appears, except a plain word (see ``is_plain_word``):
+    masking every "password" would turn "password authentication failed" into nonsense, so such
+    a password is masked where it stands as a password: in a URL (``:pw@``), after ``password=``
+    or ``PASSWORD:``, or quoted.  Such a password is weak anyway; the tool never prints one in
+    any of its own messages.
+    """
+    import re
+    from urllib.parse import quote
+
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: one may contain another
+        forms = {secret, quote(secret, safe=""), quote(secret)}
+        if not is_plain_word(secret):
+            for form in forms:
+                text = text.replace(form, "***")
+            continue
+        for form in forms:
+            word = re.escape(form)
+            text = re.sub(rf"(:){word}(@)", r"\1***\2", text)
+            text = re.sub(rf"(?i)(password\s*[=:]\s*['\"]?){word}\b", r"\1***", text)
+            text = re.sub(rf"(['\"]){word}(['\"])", r"\1***\2", text)
+    return text
 
 
 class Output:
@@ -22,6 +75,7 @@ class Output:
 
     # One process is one command: every Output masks every secret any of them learned.
     secrets: set[str] = set()
+    documents_printed = 0  # --json promises exactly one document, failures included
 
     def __init__(self, *, json_mode: bool = False, secrets: Iterable[str] = ()):
         self.json_mode = json_mode
@@ -34,25 +88,21 @@ class Output:
             Output.secrets.add(secret)
 
     def redact(self, text: str) -> str:
-        from urllib.parse import quote
-
-        for secret in self.secrets:
-            for form in {secret, quote(secret, safe=""), quote(secret)}:
-                text = text.replace(form, "***")
-        return text
+        return redact(text, self.secrets)
 
     def line(self, text: str = "") -> None:
         """Human output: stdout normally, stderr in --json mode so stdout stays one document."""
-        print(self.redact(text), file=sys.stderr if self.json_mode else sys.stdout, flush=True)
+        write_line(sys.stderr if self.json_mode else sys.stdout, self.redact(text))
 
     def info(self, text: str) -> None:
-        print(self.redact(text), file=sys.stderr, flush=True)
+        write_line(sys.stderr, self.redact(text))
 
     def error(self, text: str) -> None:
-        print(self.redact(f"error: {text}"), file=sys.stderr, flush=True)
+        write_line(sys.stderr, self.redact(f"error: {text}"), style="red")
 
     def document(self, payload: dict) -> None:
-        print(self.redact(json.dumps(payload, indent=2, default=str)), flush=True)
+        Output.documents_printed += 1
+        write_line(sys.stdout, self.redact(json.dumps(payload, indent=2, default=str)))
 
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         if not rows:
@@ -61,10 +111,13 @@ class Output:
             from rich.console import Console
             from rich.table import Table
 
+            from rich.text import Text
+
             table = Table(*headers, box=None, header_style="bold", pad_edge=False)
-            for row in rows:
-                table.add_row(*(self.redact(cell) for cell in row))
-            Console().print(table)
+            for row in rows:  # Text, not markup: a "[...]" in an error must print as it is
+                table.add_row(*(Text(self.redact(cell), style=_cell_style(cell)) for cell in row))
+            with _WRITE_LOCK:
+                Console().print(table)
             return
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
         for row in [headers, *rows]:
@@ -73,6 +126,15 @@ class Output:
     def progress(self, total: int, label: str):
         """A progress bar on a terminal, nothing otherwise; returns a callable to advance it."""
         return Progress(self, total, label)
+
+
+def _cell_style(cell: str) -> str:
+    """FAILED and errors red, pending yellow: what needs a look stands out on a terminal."""
+    if cell in {"FAILED", "error", "missing", "unreachable"}:
+        return "bold red"
+    if "pending" in cell or "out of order" in cell or cell == "skipped":
+        return "yellow"
+    return ""
 
 
 class Progress:
@@ -165,6 +227,7 @@ def summary_json(results: list[DatabaseResult]) -> dict:
         "failed": sum(not r.ok and not r.skipped for r in results),
         "skipped": sum(r.skipped for r in results),
         "applied": sum(len(r.applied) for r in results),
+        "retries": sum(max(r.attempts - 1, 0) for r in results),
     }
 
 

@@ -94,6 +94,7 @@ class RunOptions:
     on_notice: object = None  # callable(database, version, message)
     on_wait: object = None  # callable(database)
     servers: object = None  # breakers.Breakers: per-server circuit breakers shared by the run
+    on_retry: object = None  # callable(database, attempt, error, delay_s): a transient error, retried
 
 
 @dataclass
@@ -159,7 +160,10 @@ def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseRes
             transient = _is_transient(err) and not (isinstance(err, ConnectionFailed) and err.missing_database)
             breakers = options.servers
             if transient and result.attempts <= options.retries and (not breakers or breakers.may_retry(target, err)):
-                time.sleep(_backoff(result.attempts))
+                delay = _backoff(result.attempts)
+                if options.on_retry:
+                    options.on_retry(target.database, result.attempts, _message(err, False), delay)
+                time.sleep(delay)
                 continue
             result.missing = isinstance(err, ConnectionFailed) and err.missing_database
             result.unreachable = breakers.gave_up(target, err) if breakers else None
@@ -281,11 +285,20 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                     f" grapevine-migrations mark --apply {plan.out_of_order[0].version} {flag}"
                 )
                 return
-            if options.dry_run or plan.up_to_date:
+            if options.dry_run:
+                _validate_pending(plan, options)
+                return
+            if plan.up_to_date:
                 return
             _apply(session, chain, state, plan, result)
 
     return with_retries(target, options, attempt)
+
+
+def _validate_pending(plan: Plan, options: RunOptions) -> None:
+    """``--dry-run``: parse every file the real run would apply, so it fails exactly where migrate would."""
+    for migration in (*(plan.out_of_order if options.out_of_order else ()), *plan.pending):
+        migration.parse()
 
 
 def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, result: DatabaseResult) -> None:

@@ -72,9 +72,14 @@ class ConnectionSpec:
 
     def display(self) -> str:
         """A masked URL for messages: the password is always ``***``."""
+        return self.url(show_password=False)
+
+    def url(self, *, show_password: bool) -> str:
+        """The URL, with the password quoted in it only when asked (``dev url --show-password``)."""
         auth = ""
         if self.user:
-            auth = quote(self.user, safe="") + (":***" if self.password else "") + "@"
+            secret = quote(self.password, safe="") if show_password else "***"
+            auth = quote(self.user, safe="") + (f":{secret}" if self.password else "") + "@"
         host = self.host or ""
         if ":" in host:
             host = f"[{host}]"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import MigrationFileError
+from .errors import DuplicateVersion, MigrationFileError
 from .txshape import Note, Unit, shape_units
 
 __all__ = [
@@ -221,7 +221,7 @@ def discover(directory: Path) -> Discovery:
         version, description = split
         if version in files:
             other = files[version].path.name
-            raise MigrationFileError(f"duplicate version {version}: {other} and {name}", path=directory)
+            raise DuplicateVersion(f"duplicate version {version}: {other} and {name}", path=directory)
         files[version] = MigrationFile(version, description, directory / name)
     ordered = tuple(files[version] for version in sorted(files))
     return Discovery(ordered, tuple(warnings))

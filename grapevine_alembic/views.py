@@ -17,8 +17,24 @@ from .runner import DatabaseResult
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 
 
+def version_cell(result: DatabaseResult) -> str:
+    """The version as it is known: never '(none)' for a database that was not read at all."""
+    if result.after:
+        return result.after
+    if result.skipped and result.plan is None:
+        return "not started"  # never read: the version is unknown, not "(none)"
+    if not result.ok and result.state is None:
+        return "missing" if result.missing else "unreachable"
+    return "(none)"
+
+
+def _pending_cell(result: DatabaseResult) -> str:
+    pending = [m.version for m in result.plan.pending] if result.plan else []
+    return ", ".join(pending[:3]) + (f" (+{len(pending) - 3})" if len(pending) > 3 else "")
+
+
 def _row(result: DatabaseResult) -> list[str]:
-    return [short(result), result.target.database, result.after or "(none)", status_word(result), result.error or ""]
+    return [short(result), result.target.database, version_cell(result), status_word(result), _pending_cell(result)]
 
 
 # ---- status ---------------------------------------------------------------------------------
@@ -51,27 +67,30 @@ def status_document(results, chains, *, verbose: bool, discovery_error: str | No
     }
 
 
-def print_status(out: Output, results, chains, *, verbose: bool, discovery_error: str | None) -> None:
+def print_status(out: Output, results, chains, *, verbose: bool, discovery_error: str | None,
+                 wants_tenants: bool = True) -> None:
     if verbose:
         for result in results:
             _print_verbose(out, result, chains[result.target.kind])
     else:
-        _print_overview(out, results, chains)
+        _print_overview(out, results, chains, wants_tenants and not discovery_error)
     if discovery_error:
         out.error(f"tenants: {discovery_error}")
 
 
-def _print_overview(out: Output, results, chains) -> None:
+def _print_overview(out: Output, results, chains, wants_tenants: bool) -> None:
     """Readable with hundreds of tenants: control, tenants per version, then only those needing care."""
     control = [r for r in results if r.target.kind == "control"]
     tenants = [r for r in results if r.target.kind == "tenant"]
     for result in control:
         head = chains["control"].versions[-1] if chains["control"].versions else "(none)"
-        out.line(f"control {result.target.database}: {result.after or '(none)'} - {status_word(result)} (head {head})")
+        out.line(f"control {result.target.database}: {version_cell(result)} - {status_word(result)} (head {head})")
         if not result.ok:
             out.line(f"  {result.error}")
         _print_drift(out, result)
     if not tenants:
+        if wants_tenants:
+            out.line("tenants: none provisioned (the control database's tenants table lists none)")
         return
     head = chains["tenant"].versions[-1] if chains["tenant"].versions else "(none)"
     out.line(f"tenants: {len(tenants)} database(s), head {head}")
@@ -85,17 +104,18 @@ def _print_overview(out: Output, results, chains) -> None:
     needing = [r for r in tenants if not r.ok or (r.plan and (not r.plan.up_to_date or r.plan.drifted))]
     if needing:
         out.line("needing attention:")
-        out.table(["tenant", "database", "version", "state", "error"], [_row(r) for r in needing])
+        out.table(["tenant", "database", "version", "state", "pending"], [_row(r) for r in needing])
+        print_errors(out, needing)
         for result in needing:
-            _print_drift(out, result)
+            _print_drift(out, result, pending=False)  # the table already lists them: one line per tenant
 
 
-def _print_drift(out: Output, result: DatabaseResult) -> None:
+def _print_drift(out: Output, result: DatabaseResult, *, pending: bool = True) -> None:
     plan = result.plan
     if not plan:
         return
     name = short(result)
-    if plan.pending:
+    if plan.pending and pending:
         out.line(f"  {name}: pending {', '.join(m.version for m in plan.pending)}")
     for migration in plan.out_of_order:
         out.line(f"  {name}: out of order, never applied: {migration.path.name}")
@@ -106,7 +126,7 @@ def _print_drift(out: Output, result: DatabaseResult) -> None:
 
 
 def _print_verbose(out: Output, result: DatabaseResult, chain) -> None:
-    out.line(f"{short(result)} ({result.target.database}): {result.after or '(none)'} - {status_word(result)}")
+    out.line(f"{short(result)} ({result.target.database}): {version_cell(result)} - {status_word(result)}")
     if not result.ok:
         out.line(f"  error: {result.error}")
         return
@@ -122,11 +142,12 @@ def _print_verbose(out: Output, result: DatabaseResult, chain) -> None:
 # ---- migrate / mark / reset -----------------------------------------------------------------
 
 
-def run_document(command: str, results: list[DatabaseResult], *, dry_run: bool) -> dict:
+def run_document(command: str, results: list[DatabaseResult], *, dry_run: bool, interrupted: bool = False) -> dict:
     return {
         "command": command,
         "dry_run": dry_run,
-        "ok": all(r.ok for r in results),
+        "ok": all(r.ok for r in results) and not interrupted,
+        "interrupted": interrupted,
         "databases": [database_json(r) for r in results],
         "summary": summary_json(results),
     }
@@ -137,7 +158,7 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
     for result in results:
         plan = result.plan
         if not result.ok:
-            out.line(f"{short(result)} ({result.target.database}): error: {result.error}")
+            out.line(f"{short(result)} ({result.target.database}): would fail: {result.error}")
         elif plan and plan.up_to_date:
             out.line(f"{short(result)} ({result.target.database}): up to date at {plan.head}")
         elif plan:
@@ -150,16 +171,26 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
 
 def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
     rows = [
-        [short(r), r.target.database, str(len(r.applied)), r.after or "(none)",
-         "skipped" if r.skipped else ("ok" if r.ok else "FAILED"), r.error or ""]
+        [short(r), r.target.database, str(len(r.applied)), version_cell(r),
+         "skipped" if r.skipped else ("ok" if r.ok else "FAILED")]
         for r in results
     ]
-    out.table(["target", "database", "applied", "version", "result", "error"], rows)
+    out.table(["target", "database", "applied", "version", "result"], rows)
+    print_errors(out, results)
     summary = summary_json(results)
+    retries = f"; {summary['retries']} retry(ies)" if summary["retries"] else ""
     out.line(
         f"{summary['databases']} database(s): {summary['ok']} ok, {summary['failed']} failed,"
-        f" {summary['skipped']} skipped; {summary['applied']} migration(s) applied"
+        f" {summary['skipped']} skipped; {summary['applied']} migration(s) applied{retries}"
     )
+
+
+def print_errors(out: Output, results: list[DatabaseResult]) -> None:
+    """Each failure under the table, whole: file:line, message, DETAIL and HINT are never cut off."""
+    for result in results:
+        if result.error:
+            attempts = f" (after {result.attempts} attempts)" if result.attempts > 1 else ""
+            out.line(f"{short(result)} ({result.target.database}){attempts}: {result.error}")
 
 
 def print_changes(out: Output, results: list[DatabaseResult], *, dry_run: bool) -> None:
@@ -169,6 +200,8 @@ def print_changes(out: Output, results: list[DatabaseResult], *, dry_run: bool) 
         where = f"{short(result)} ({result.target.database})"
         if not result.ok:
             out.line(f"{where}: error: {result.error}")
+        elif result.skipped:
+            out.line(f"{where}: not started")
         elif not result.changes:
             out.line(f"{where}: nothing to change")
         else:

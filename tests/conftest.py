@@ -60,6 +60,16 @@ def project(tmp_path, pg_server, make_db):
     return ScratchProject(root, pg_server, make_db)
 
 
+@pytest.fixture
+def bare(project, pg_server):
+    """(project, env) with no CONTROL_DATABASE_URL and no CI: where the embedded default applies."""
+    if pg.is_external(pg_server):
+        pytest.skip("the embedded default starts its own server; not with TEST_DATABASE_URL")
+    env = {"CONTROL_DATABASE_URL": None, "CI": None}
+    yield project, env
+    project.cli("dev", "down", env=env)
+
+
 # ---------------------------------------------------------------------------------------
 # Guarantee counters: the reliability suites count what they inject and check; the totals
 # are printed at the end of the run and are the figures in README's Guarantees table.

@@ -73,6 +73,9 @@ def session_server(tmp_path_factory):
 
     server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", password=TEST_PASSWORD)
     server.start()
+    import server_guard
+
+    server_guard.guard(server.data_dir)  # a killed test run leaves no server behind
     try:
         yield server
     finally:

@@ -1,4 +1,4 @@
-"""A scratch copy of the project (alembic.ini, both env folders, migrations) wired to the test server.
+"""A scratch copy of the project (alembic.ini, both env folders, the fixture chains) wired to the test server.
 
 Tests drive it the way a user does: ``grapevine-migrations`` and ``alembic`` as
 subprocesses from the project root, then look at the databases directly.
@@ -16,6 +16,8 @@ from pg import query, url_for
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The suite's own chains: a team's files in the project's migrations/ never change what the tests see.
+FIXTURE_MIGRATIONS = Path(__file__).resolve().parent / "fixtures" / "migrations"
 
 
 class ScratchProject:
@@ -29,9 +31,9 @@ class ScratchProject:
                 shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy(source, root / name)
-        shutil.copytree(REPO / "migrations" / "control", root / "migrations" / "control")
+        shutil.copytree(FIXTURE_MIGRATIONS / "control", root / "migrations" / "control")
         if tenant_chain:
-            shutil.copytree(REPO / "migrations" / "tenant", root / "migrations" / "tenant")
+            shutil.copytree(FIXTURE_MIGRATIONS / "tenant", root / "migrations" / "tenant")
         else:
             (root / "migrations" / "tenant").mkdir(parents=True)
         self.control_db = make_db()
@@ -57,11 +59,11 @@ class ScratchProject:
             path.unlink()
 
     # ---- commands ----
-    def run(self, *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120):
+    def run(self, *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120, cwd=None):
         merged = {**self.env, **(env or {})}
         merged = {k: v for k, v in merged.items() if v is not None}
         return subprocess.run(
-            list(args), cwd=self.root, env=merged, capture_output=True, text=True, input=input, timeout=timeout,
+            list(args), cwd=cwd or self.root, env=merged, capture_output=True, text=True, input=input, timeout=timeout,
         )
 
     def spawn(self, *args: str, env: dict | None = None) -> subprocess.Popen:

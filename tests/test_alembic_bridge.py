@@ -116,7 +116,7 @@ def test_light_modules_do_not_import_alembic_or_sqlalchemy(module):
 @pytest.mark.parametrize("env", ["control", "tenant"])
 def test_migrate_path_is_the_one_alembic_computes(env, tmp_path):
     """`migrate` moves the version table along plan.pending; Alembic's own planner must agree
-    from every starting version (the shipped chains and the 40-file benchmark chain)."""
+    from every starting version (the suite's fixture chains and the 40-file benchmark chain)."""
     from grapevine_alembic.ledger import DatabaseState
     from grapevine_alembic.plan import make_plan
     from grapevine_alembic.sqlfile import discover
@@ -124,7 +124,7 @@ def test_migrate_path_is_the_one_alembic_computes(env, tmp_path):
     sys.path.insert(0, str(REPO / "bench"))
     from chain import write_chain
 
-    folders = [REPO / "migrations" / env]
+    folders = [REPO / "tests" / "fixtures" / "migrations" / env]
     if env == "tenant":
         write_chain(tmp_path / "bench")
         folders.append(tmp_path / "bench")

@@ -22,7 +22,7 @@ CASES = [
      "needs a 14-digit timestamp"),
     ("upper-case extension", ["migrate", "--all-tenants"], {"file": ("20991231000000_x.SQL", "SELECT 1;")}, 1,
      "20991231000000_x.SQL"),
-    ("duplicate version", ["migrate", "--all-tenants"], {"file": ("20250101090000_dupe.sql", "SELECT 1;")}, 1,
+    ("duplicate version", ["migrate", "--all-tenants"], {"file": ("20250101090000_dupe.sql", "SELECT 1;")}, 2,
      "duplicate version 20250101090000"),
     ("syntax error", ["migrate", "--all-tenants"], {"file": ("20991231000000_typo.sql", "CREATE TABEL x (a int);")},
      1, "syntax error"),

@@ -61,14 +61,19 @@ def test_create_rejects_bad_input(project, args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_create_refuses_an_existing_version(project):
+def test_create_takes_the_next_free_second_when_this_one_is_taken(project):
     now = dt.datetime.now(dt.timezone.utc)
+    taken = set()
     for seconds in range(0, 4):
         version = (now + dt.timedelta(seconds=seconds)).strftime("%Y%m%d%H%M%S")
         project.write("control", f"{version}_taken.sql", "SELECT 1;\n")
+        taken.add(version)
     result = project.cli("create", "control", "taken too")
-    assert result.returncode == 2
-    assert "already exists" in result.stderr
+    assert result.returncode == 0, result.stderr
+    created = result.stdout.strip().rsplit("/", 1)[-1]
+    assert created.endswith("_taken_too.sql") and created[:14] not in taken and created[:14] > min(taken)
+    again = [project.cli("create", "tenant", "same second").stdout.strip() for _ in range(3)]
+    assert len({path.rsplit("/", 1)[-1][:14] for path in again}) == 3  # each its own version
 
 
 def test_list_shows_both_chains_in_order(project):
@@ -141,7 +146,7 @@ def test_migrate_control_and_all_tenants(tenants):
     for database in ("db_acme", "db_globex"):
         assert tenants.version(database) == HEAD
         assert len(tenants.ledger(database)) == 4
-    assert doc["summary"] == {"databases": 4, "ok": 3, "failed": 1, "skipped": 0, "applied": 8}
+    assert doc["summary"] == {"databases": 4, "ok": 3, "failed": 1, "skipped": 0, "applied": 8, "retries": 0}
 
 
 def test_dry_run_writes_nothing(tenants):
@@ -224,8 +229,11 @@ def test_lock_timeout_fails_fast_and_is_retried(tenants):
         holder.close()
     assert result.returncode == 1
     [db] = _json(result)["databases"]
-    assert db["attempts"] == 3
+    assert db["attempts"] == 3 and _json(result)["summary"]["retries"] == 2
     assert "lock timeout" in db["error"]
+    assert "HINT: another session held a lock this statement needed: raise --lock-timeout" in db["error"]
+    retried = [line for line in result.stderr.splitlines() if "retrying in" in line]  # shown as they happen
+    assert len(retried) == 2 and retried[0].startswith("db_acme: attempt 1 failed (")
     columns = tenants.query("db_acme", "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'")
     assert ("nickname",) not in columns
     assert tenants.version("db_acme") == HEAD

@@ -4,19 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from pg import is_external
-
-
-@pytest.fixture
-def bare(project, pg_server):
-    if is_external(pg_server):
-        pytest.skip("the embedded default starts its own server; not with TEST_DATABASE_URL")
-    env = {"CONTROL_DATABASE_URL": None, "CI": None}
-    yield project, env
-    project.cli("dev", "down", env=env)
-
 
 def test_embedded_default_runs_the_main_job(bare):
     project, env = bare

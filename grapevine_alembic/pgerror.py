@@ -1,0 +1,80 @@
+"""What a PostgreSQL error says about a migration file: the line, DETAIL, HINT and a next step.
+
+Pure functions over the driver's error object (psycopg2's ``diag``), so they are tested without
+a database and the executor only has to call ``describe``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STATEMENT_TIMEOUT_HINT = ("raise --timeout (seconds per statement; 0 = no limit), or -x timeout=S with alembic;"
+                          " for a long backfill, split it into batches")
+LOCK_TIMEOUT_HINT = ("another session held a lock this statement needed: raise --lock-timeout"
+                     " (or -x lock_timeout=S with alembic), or run when that transaction has ended")
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where in the file an error points, and PostgreSQL's own explanations."""
+
+    line: int
+    detail: str | None = None
+    hint: str | None = None
+
+
+def line_of_position(sql: str, start_line: int, position: int | None) -> int:
+    """The file line of a 1-based character ``position`` in ``sql``, which starts at ``start_line``."""
+    if not position or position < 1 or position > len(sql) + 1:
+        return start_line
+    return start_line + sql.count("\n", 0, position - 1)
+
+
+def sent_text(error) -> str | None:
+    """The text the failing cursor sent (psycopg2 keeps it on the error's cursor)."""
+    query = getattr(getattr(error, "cursor", None), "query", None)
+    if isinstance(query, bytes):
+        return query.decode("utf-8", "replace")
+    return query
+
+
+def locate(sql: str, start_line: int, error, *, sent: str | None = None) -> Located:
+    """Line, DETAIL and HINT of ``error`` raised by a statement ``sql`` starting at ``start_line``.
+
+    PostgreSQL's position counts characters of the text that was sent; it only maps onto
+    ``sql`` when ``sent`` (what the server received) is that very statement.
+    """
+    diag = getattr(error, "diag", None)
+    position = None
+    if diag is not None and sent == sql:
+        text = getattr(diag, "statement_position", None)
+        position = int(text) if text and str(text).isdigit() else None
+    detail = getattr(diag, "message_detail", None) if diag is not None else None
+    hint = getattr(diag, "message_hint", None) if diag is not None else None
+    return Located(line_of_position(sql, start_line, position), detail, hint or next_step(error))
+
+
+def next_step(error) -> str | None:
+    """Our own hint for the errors whose fix is a flag: statement and lock timeouts."""
+    sqlstate = getattr(error, "pgcode", None)
+    message = str(getattr(error, "pgerror", None) or error)
+    if sqlstate == "57014" and "statement timeout" in message:
+        return STATEMENT_TIMEOUT_HINT
+    if sqlstate == "55P03":
+        return LOCK_TIMEOUT_HINT
+    return None
+
+
+def explain(located: Located) -> str:
+    """DETAIL and HINT as extra lines under the error's first line ('' when there are none)."""
+    return "".join(f"\n  {label}: {text}" for label, text in (("DETAIL", located.detail), ("HINT", located.hint)) if text)
+
+
+def project_path(path: Path) -> str:
+    """``path`` relative to the project root (the folder holding alembic.ini), else as given."""
+    path = Path(path)
+    for folder in path.parents:
+        if (folder / "alembic.ini").is_file():
+            return str(path.relative_to(folder))
+    return str(path)
