@@ -20,7 +20,7 @@ TEMPLATE = """\
 -- statement by statement (see README, "Non-transactional files").
 BEGIN;
 
--- your SQL here
+{marker}
 
 COMMIT;
 """
@@ -47,5 +47,5 @@ def create_migration(folder: Path, description: str, now: dt.datetime | None = N
         moment += dt.timedelta(seconds=1)
     version = moment.strftime("%Y%m%d%H%M%S")
     path = folder / f"{version}_{name}.sql"
-    path.write_text(TEMPLATE.format(description=description.strip().replace("\n", " ")))
+    path.write_text(TEMPLATE.format(description=description.strip().replace("\n", " "), marker=sqlfile.TEMPLATE_MARKER))
     return path

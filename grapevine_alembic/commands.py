@@ -384,6 +384,9 @@ def _say_why_skipped(out, results, *, canary: int, max_failures) -> None:
 @click.option("--apply", "apply_version", metavar="V", help="Record V alone as applied, without running it.")
 @click.option("--unapply", "unapply_version", metavar="V",
               help="Record V alone as not applied: the next migrate runs V again.")
+@click.option("--accept-edit", "accept_version", metavar="V",
+              help="V's file was edited after it was applied: record its new checksum (needs --reason).")
+@click.option("--reason", metavar="TEXT", help="With --accept-edit: why the edited file is right (kept in the ledger).")
 @click.option("--range", "wide", is_flag=True,
               help="Also every version between V and the head (--apply: pending ones up to V; --unapply: V and later).")
 @click.option("--DANGEROUS-apply-all", "apply_all", is_flag=True, help="Record every migration as applied.")
@@ -397,7 +400,7 @@ def _say_why_skipped(out, results, *, canary: int, max_failures) -> None:
               help="statement_timeout in seconds, and the longest wait for the migration lock (0 = no limit).")
 @json_option
 @pass_app
-def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all_tenants, tenant_ids, tenants_file,
+def mark(app: App, apply_version, unapply_version, accept_version, reason, wide, apply_all, control, all_tenants, tenant_ids, tenants_file,
          shard, dry_run, force, max_parallel, max_per_server, timeout, json_mode):
     """Record migrations as applied or not applied, without running them (Alembic stamp).
 
@@ -412,10 +415,11 @@ def mark(app: App, apply_version, unapply_version, wide, apply_all, control, all
 
     out = app.out(json_mode)
     chosen = [m for m, on in ((marking.APPLY, apply_version), (marking.UNAPPLY, unapply_version),
-                              (marking.APPLY_ALL, apply_all)) if on]
+                              (marking.APPLY_ALL, apply_all), (marking.ACCEPT_EDIT, accept_version)) if on]
     if len(chosen) != 1:
-        raise UsageError("mark needs exactly one of --apply V, --unapply V or --DANGEROUS-apply-all")
-    request = marking.MarkRequest(chosen[0], apply_version or unapply_version, range=wide)
+        raise UsageError("mark needs exactly one of --apply V, --unapply V, --accept-edit V or --DANGEROUS-apply-all")
+    request = marking.MarkRequest(chosen[0], apply_version or unapply_version or accept_version, range=wide,
+                                  reason=reason)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
         raise UsageError("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")

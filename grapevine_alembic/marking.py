@@ -28,7 +28,8 @@ from .plan import closest_versions, make_plan
 from .runner import Chain, DatabaseResult, RunOptions, Session, with_retries
 from .targets import Target
 
-APPLY, UNAPPLY, APPLY_ALL = "apply", "unapply", "apply-all"
+APPLY, UNAPPLY, APPLY_ALL, ACCEPT_EDIT = "apply", "unapply", "apply-all", "accept-edit"
+EDIT_ACCEPTED = "edit-accepted"  # applied_by of a version whose edited file a person accepted
 _VERSION = re.compile(r"[0-9]{14}", re.ASCII)
 
 
@@ -37,12 +38,15 @@ class MarkRequest:
     mode: str
     version: str | None = None
     range: bool = False  # --range: every version between V and the head too
+    reason: str | None = None  # --accept-edit: why the edited file is accepted (kept in the ledger)
 
     def validate(self, chain: Chain) -> None:
         if self.mode == APPLY_ALL:
             if not chain.files:
                 raise UsageError("there are no migration files to mark")
             return
+        if self.mode == ACCEPT_EDIT and not (self.reason or "").strip():
+            raise UsageError('--accept-edit needs --reason "why the edited file is right" (kept in the ledger)')
         if chain.get(self.version) is not None:
             return
         if self.mode == UNAPPLY and _VERSION.fullmatch(self.version or ""):
@@ -61,10 +65,11 @@ class MarkDecision:
     unmark: tuple[str, ...] = ()  # record as not applied
     extra: tuple[str, ...] = ()  # changes beyond the named version (only with --range)
     problem: str | None = None
+    accept: tuple[str, ...] = ()  # edited files whose new checksum is recorded
 
     @property
     def changes(self) -> bool:
-        return bool(self.mark or self.unmark)
+        return bool(self.mark or self.unmark or self.accept)
 
 
 def decide(chain: Chain, state: DatabaseState, request: MarkRequest) -> MarkDecision:
@@ -76,6 +81,9 @@ def decide(chain: Chain, state: DatabaseState, request: MarkRequest) -> MarkDeci
     if request.mode == APPLY_ALL:
         return MarkDecision(versions[-1], stamp=head != versions[-1], mark=tuple(v for v in versions if v not in applied))
     version = request.version
+    if request.mode == ACCEPT_EDIT:
+        edited = {m.version for m in plan.edited}
+        return MarkDecision(None, stamp=False, accept=(version,) if version in edited else ())
     if request.mode == APPLY:
         return _decide_apply(versions, head, applied, version, request.range)
     return _decide_unapply(versions, head, applied, state, version, request.range, chain)
@@ -141,7 +149,9 @@ def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunO
             if decision.problem:
                 result.fail(decision.problem)
                 return
-            if decision.changes and result.state.is_legacy:
+            if decision.accept:
+                _accept_edits(session, chain, decision.accept, request.reason)
+            elif decision.changes and result.state.is_legacy:
                 _drop_legacy_rows(session, decision.unmark)  # still the previous tool's: no Alembic table yet
             elif decision.changes:
                 _stamp(session, chain, decision, result.state)
@@ -155,7 +165,10 @@ def _describe(result: DatabaseResult, decision: MarkDecision) -> None:
     result.marked = list(decision.mark)
     result.unmarked = list(decision.unmark)
     result.needs_force = False  # changes beyond V need the explicit --range, not --force
-    result.changes = [f"mark {v} applied" for v in decision.mark] + [f"unmark {v}" for v in decision.unmark]
+    result.changes = (
+        [f"mark {v} applied" for v in decision.mark] + [f"unmark {v}" for v in decision.unmark]
+        + [f"accept the edited {v} (new checksum recorded)" for v in decision.accept]
+    )
 
 
 def _stamp(session: Session, chain: Chain, decision: MarkDecision, state: DatabaseState) -> None:
@@ -183,6 +196,20 @@ def _stamp(session: Session, chain: Chain, decision: MarkDecision, state: Databa
                     writer.record_applied(context, version, UNMARKED)
     finally:
         connection.close()
+
+
+def _accept_edits(session: Session, chain: Chain, versions, reason: str) -> None:
+    """Record the edited files' checksums, with who accepted them and why, in one statement."""
+    from .ledger import LEDGER_TABLE
+
+    with session.raw.cursor() as cursor:
+        for version in versions:
+            migration = chain.get(version)
+            cursor.execute(
+                f"UPDATE {LEDGER_TABLE} SET checksum = %s, applied_by = %s,"
+                " description = %s WHERE version = %s",
+                (migration.checksum, EDIT_ACCEPTED, f"{migration.message} (edit accepted: {reason.strip()})", version),
+            )
 
 
 def _drop_legacy_rows(session: Session, versions) -> None:

@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 SCHEMA_FILE_NAME = "schema.sql"
+# The body line of `create`'s template: a file still holding it and no statement was never written.
+TEMPLATE_MARKER = "-- your SQL here"
 
 _T = TypeVar("_T")
 
@@ -259,6 +261,11 @@ def parse_sql(text: str, *, path: Any = None) -> ParsedSql:
         check_outside=lambda stmt: _check_outside_block(stmt, path),
         check_inside=lambda stmt, line: _check_inside_block(stmt, line, path),
     )
+    if not kept and TEMPLATE_MARKER in text.splitlines():
+        # an empty file from the previous tool is recorded as it was; our own untouched template is a mistake
+        raise MigrationFileError(
+            "is the untouched template from `create`: write the migration, or delete the file", path=path
+        )
     wrapped = any(stmt.kind == "TransactionStmt" and _transaction_control(stmt, path) for stmt in written)
     return ParsedSql(tuple(kept), units, not autocommit_file, wrapped, directive, notes)
 

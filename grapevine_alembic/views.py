@@ -120,7 +120,7 @@ def _print_drift(out: Output, result: DatabaseResult, *, pending: bool = True) -
     for migration in plan.out_of_order:
         out.line(f"  {name}: out of order, never applied: {migration.path.name}")
     for migration in plan.edited:
-        out.line(f"  warning: {name}: {migration.path.name} was edited after it was applied")
+        out.line(f"  warning: {name}: {migration.path.name} was edited after it was applied; {edit_fix(result, migration)}")
     for version in plan.unknown:
         out.line(f"  warning: {name}: the database records {version}, which no migration file has")
 
@@ -169,6 +169,14 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
                 out.line(f"  {migration.version}  {migration.path.name}")
 
 
+def edit_fix(result: DatabaseResult, migration) -> str:
+    """The way forward for a file edited after it was applied."""
+    from .runner import target_flag
+
+    return (f'revert the file, or accept the edit with: grapevine-migrations mark --accept-edit {migration.version}'
+            f' {target_flag(result.target)} --reason "..."')
+
+
 def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
     rows = [
         [short(r), r.target.database, str(len(r.applied)), version_cell(r),
@@ -177,6 +185,10 @@ def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
     ]
     out.table(["target", "database", "applied", "version", "result"], rows)
     print_errors(out, results)
+    for result in results:  # an edit is never silent, even when the run succeeded
+        for migration in result.plan.edited if result.plan else ():
+            out.line(f"warning: {short(result)}: {migration.path.name} was edited after it was applied;"
+                     f" {edit_fix(result, migration)}")
     summary = summary_json(results)
     retries = f"; {summary['retries']} retry(ies)" if summary["retries"] else ""
     out.line(

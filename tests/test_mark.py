@@ -143,3 +143,25 @@ def test_legacy_gap_can_be_marked_instead(project):
     assert project.version(database) == C
     assert project.cli("migrate", "--tenant", "old").returncode == 0
     assert project.version(database) == D and "b" not in project.tables(database)
+
+
+def test_an_edited_file_has_a_way_forward_that_works_when_pasted(project):
+    [database] = _setup(project, "acme")
+    assert project.cli("migrate", "--tenant", "acme").returncode == 0
+    project.write("tenant", f"{B}_b.sql", "CREATE TABLE b (x int);\n-- a comment added after it ran\n")
+    status = project.cli("status", "--tenant", "acme")
+    assert status.returncode == 1
+    command = f'grapevine-migrations mark --accept-edit {B} --tenant acme --reason "..."'
+    assert command in status.stdout, status.stdout
+    migrate = project.cli("migrate", "--tenant", "acme")
+    assert migrate.returncode == 0 and command in migrate.stdout, migrate.stdout  # ok, but not silent
+
+    no_reason = project.cli("mark", "--accept-edit", B, "--tenant", "acme")
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    pasted = project.cli(*shlex.split(command.replace('"..."', '"comment only, reviewed"'))[1:])
+    assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+    assert project.cli("status", "--tenant", "acme").returncode == 0
+    row = project.query(database, "SELECT applied_by, description FROM schema_migrations WHERE version = %s", (B,))
+    assert row == [("edit-accepted", "b (edit accepted: comment only, reviewed)")]
+    again = project.cli("mark", "--accept-edit", B, "--tenant", "acme", "--reason", "x")
+    assert again.returncode == 0 and "nothing to change" in again.stdout

@@ -644,3 +644,12 @@ def test_discover_does_not_read_or_parse_files(tmp_path):
     assert found.version == "20240101120000"
     with pytest.raises(MigrationFileError, match="syntax error"):
         found.parse()
+
+
+def test_the_untouched_create_template_is_an_error_but_other_empty_files_are_not(tmp_path):
+    from grapevine_alembic.authoring import create_migration
+
+    path = create_migration(tmp_path, "to be written")
+    with pytest.raises(MigrationFileError, match="untouched template"):
+        parse_sql(path.read_text(), path=path)
+    assert parse_sql("-- Your migration code here\n").units == ()  # an empty file as the previous tool wrote them
