@@ -23,6 +23,12 @@ def on_terminal(project, args: str, keys: str = "", *, after: str = "[y/N]", col
     env = {**{k: v for k, v in project.env.items() if k != "CI"}, "TERM": "xterm-256color"}
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI on the terminal
+        import signal
+
+        # As a user's shell starts it: a suite started in the background (CI) inherits an ignored
+        # SIGINT, and a terminal's Ctrl-C would then never reach the program.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         os.chdir(project.root)
         os.execve(str(BIN / "grapevine-migrations"), ["grapevine-migrations", *args.split()], env)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, cols, 0, 0))
