@@ -440,15 +440,13 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
     if dry_run or not force:
         planned = _fan_out(app, selection, lambda t: marking.plan_mark(t, chains[t.kind], request, options),
                            options, max_parallel, max_per_server, label="mark")
-        needs_force = [r for r in planned if r.needs_force]
-        if dry_run or needs_force or any(not r.ok for r in planned):
+        failed = any(not r.ok for r in planned)
+        if dry_run or failed:  # a database that cannot be marked stops the run before any is changed
             if json_mode:
                 out.document(views.run_document("mark", planned, dry_run=True))
             else:
                 views.print_changes(out, planned, dry_run=True)
-            if needs_force and not dry_run:
-                out.error("nothing was changed: these changes go beyond the named version; re-run with --force")
-            _exit(EXIT_FAILED if (needs_force and not dry_run) or any(not r.ok for r in planned) else EXIT_OK)
+            _exit(EXIT_FAILED if failed else EXIT_OK)
             return
     with interrupts.graceful() as signals:
         results = _fan_out(app, selection,

@@ -164,7 +164,6 @@ def _describe(result: DatabaseResult, decision: MarkDecision) -> None:
     result.before = result.after = result.state.head
     result.marked = list(decision.mark)
     result.unmarked = list(decision.unmark)
-    result.needs_force = False  # changes beyond V need the explicit --range, not --force
     result.changes = (
         [f"mark {v} applied" for v in decision.mark] + [f"unmark {v}" for v in decision.unmark]
         + [f"accept the edited {v} (new checksum recorded)" for v in decision.accept]

@@ -190,7 +190,7 @@ def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) 
         "seconds": round(result.seconds, 3),
     }
     if result.changes:
-        doc.update(changes=result.changes, marked=result.marked, unmarked=result.unmarked, needs_force=result.needs_force)
+        doc.update(changes=result.changes, marked=result.marked, unmarked=result.unmarked)
     if verbose and chain is not None and result.state is not None:
         doc["migrations"] = migration_rows(result, chain)
     return doc

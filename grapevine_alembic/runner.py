@@ -111,7 +111,6 @@ class DatabaseResult:
     changes: list[str] = field(default_factory=list)  # mark/reset: what was (or would be) changed
     marked: list[str] = field(default_factory=list)
     unmarked: list[str] = field(default_factory=list)
-    needs_force: bool = False
     error: str | None = None
     missing: bool = False
     attempts: int = 0
