@@ -117,10 +117,7 @@ class StatementFailed(MigrationFailed):
                 " the version was not recorded, so the next run starts this file again)"
             )
         # PostgreSQL's DETAIL and HINT (or ours, for timeouts) on lines of their own
-        diag = getattr(error, "diag", None)
-        detail = getattr(diag, "message_detail", None) if diag is not None else None
-        hint = (getattr(diag, "message_hint", None) if diag is not None else None) or pgerror.next_step(error)
-        super().__init__(message + pgerror.explain(pgerror.Located(line or 0, detail, hint)))
+        super().__init__(message + pgerror.explain(pgerror.explanation(error)))
 
     @property
     def transient(self) -> bool:
@@ -461,7 +458,7 @@ def _line_at(step: _Step, offset: int) -> int | None:
     """The file line at character ``offset`` of a step's text (a tool step: the line it stands for)."""
     if step.statement is None:
         return step.line
-    return step.statement.line + step.sql.count("\n", 0, max(offset, 0))
+    return pgerror.line_of_position(step.sql, step.statement.line, offset + 1)
 
 
 def _join(trip: list[_Step]) -> tuple[str, list[int]]:

@@ -1,7 +1,8 @@
 """What a PostgreSQL error says about a migration file: the line, DETAIL, HINT and a next step.
 
 Pure functions over the driver's error object (psycopg2's ``diag``), so they are tested without
-a database and the executor only has to call ``describe``.
+a database; the executor maps an error position inside a batch to the statement it falls in,
+then asks ``line_of_position`` for the line.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ LOCK_TIMEOUT_HINT = ("another session held a lock this statement needed: raise -
 
 
 @dataclass(frozen=True)
-class Located:
-    """Where in the file an error points, and PostgreSQL's own explanations."""
+class Explanation:
+    """PostgreSQL's own words beside its message: DETAIL, and HINT (ours for timeouts)."""
 
-    line: int
     detail: str | None = None
     hint: str | None = None
 
@@ -31,28 +31,12 @@ def line_of_position(sql: str, start_line: int, position: int | None) -> int:
     return start_line + sql.count("\n", 0, position - 1)
 
 
-def sent_text(error) -> str | None:
-    """The text the failing cursor sent (psycopg2 keeps it on the error's cursor)."""
-    query = getattr(getattr(error, "cursor", None), "query", None)
-    if isinstance(query, bytes):
-        return query.decode("utf-8", "replace")
-    return query
-
-
-def locate(sql: str, start_line: int, error, *, sent: str | None = None) -> Located:
-    """Line, DETAIL and HINT of ``error`` raised by a statement ``sql`` starting at ``start_line``.
-
-    PostgreSQL's position counts characters of the text that was sent; it only maps onto
-    ``sql`` when ``sent`` (what the server received) is that very statement.
-    """
+def explanation(error) -> Explanation:
+    """DETAIL and HINT of a driver ``error``; a timeout without a HINT gets ours (``next_step``)."""
     diag = getattr(error, "diag", None)
-    position = None
-    if diag is not None and sent == sql:
-        text = getattr(diag, "statement_position", None)
-        position = int(text) if text and str(text).isdigit() else None
     detail = getattr(diag, "message_detail", None) if diag is not None else None
     hint = getattr(diag, "message_hint", None) if diag is not None else None
-    return Located(line_of_position(sql, start_line, position), detail, hint or next_step(error))
+    return Explanation(detail, hint or next_step(error))
 
 
 def next_step(error) -> str | None:
@@ -66,9 +50,10 @@ def next_step(error) -> str | None:
     return None
 
 
-def explain(located: Located) -> str:
+def explain(explained: Explanation) -> str:
     """DETAIL and HINT as extra lines under the error's first line ('' when there are none)."""
-    return "".join(f"\n  {label}: {text}" for label, text in (("DETAIL", located.detail), ("HINT", located.hint)) if text)
+    pairs = (("DETAIL", explained.detail), ("HINT", explained.hint))
+    return "".join(f"\n  {label}: {text}" for label, text in pairs if text)
 
 
 def project_path(path: Path) -> str:

@@ -9,7 +9,7 @@ import json
 import pytest
 from terminal import on_terminal
 
-from grapevine_alembic.pgerror import line_of_position, locate
+from grapevine_alembic.pgerror import LOCK_TIMEOUT_HINT, explanation, line_of_position
 
 
 class FakeDiag:  # the shape of psycopg2's Diagnostics: plain attributes, no database behind it
@@ -34,12 +34,11 @@ def test_line_of_position(sql, start, position, expected):
     assert line_of_position(sql, start, position) == expected
 
 
-def test_locate_uses_the_position_only_when_the_statement_alone_was_sent():
-    sql = "SELECT a,\n  nope"
-    error = FakeError(FakeDiag("14", detail="d", hint="h"))
-    assert locate(sql, 3, error, sent=sql).line == 4
-    assert locate(sql, 3, error, sent="BEGIN;\n" + sql).line == 3  # a batch: its positions are not ours
-    assert (locate(sql, 3, error, sent=sql).detail, locate(sql, 3, error, sent=sql).hint) == ("d", "h")
+def test_explanation_carries_detail_and_hint_and_ours_for_a_lock_timeout():
+    explained = explanation(FakeError(FakeDiag("14", detail="d", hint="h")))
+    assert (explained.detail, explained.hint) == ("d", "h")
+    assert explanation(FakeError(FakeDiag(), pgcode="55P03")).hint == LOCK_TIMEOUT_HINT
+    assert explanation(FakeError(FakeDiag(hint="theirs"), pgcode="55P03")).hint == "theirs"
 
 
 BAD_COLUMN = (
