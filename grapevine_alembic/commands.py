@@ -450,7 +450,7 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
             return
     with interrupts.graceful() as signals:
         results = _fan_out(app, selection,
-                           lambda t: marking.apply_mark(t, chains[t.kind], request, options, force=force),
+                           lambda t: marking.apply_mark(t, chains[t.kind], request, options),
                            options, max_parallel, max_per_server, label="mark")
     if json_mode:
         out.document(views.run_document("mark", results, dry_run=False, interrupted=signals.stopping))

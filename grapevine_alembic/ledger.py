@@ -253,10 +253,15 @@ def _literal(value) -> str:
 class LedgerWriter:
     """``on_version_apply`` callback: mirror every upgrade and stamp step into ``schema_migrations``."""
 
-    def __init__(self, chain: list[MigrationFile] | tuple[MigrationFile, ...], *, stamp_label: str = "stamp"):
+    def __init__(
+        self, chain: list[MigrationFile] | tuple[MigrationFile, ...], *, stamp_label: str = "stamp",
+        fill_stamped: bool = True,
+    ):
         self.chain = {m.version: m for m in chain}
         self.versions = sorted(self.chain)
         self.stamp_label = stamp_label  # applied_by of rows a stamp writes ("mark" for the mark command)
+        # False when adopting: the legacy rows are the record, and a version missing from them never ran
+        self.fill_stamped = fill_stamped
         self._ensured = False
 
     def ensure_table(self, emit: SqlEmitter) -> None:
@@ -323,7 +328,10 @@ class LedgerWriter:
         if high > low:
             for version in self.versions:
                 if low < version <= high:
-                    self._insert_if_missing(emit, version, self.stamp_label)
+                    if self.fill_stamped:
+                        self._insert_if_missing(emit, version, self.stamp_label)
+                    else:
+                        self._complete_if_present(emit, version)
         else:
             # only the range the head moved over: rows of versions marked further ahead stay
             for version in self.versions:
@@ -338,6 +346,15 @@ class LedgerWriter:
         emit = SqlEmitter(context)
         self.ensure_table(emit)
         self.delete_row(emit, version)
+
+    def _complete_if_present(self, emit: SqlEmitter, version: str) -> None:
+        """A legacy row gains its file's checksum and description; a missing row stays missing."""
+        migration = self.chain[version]
+        emit.run(
+            f"UPDATE {LEDGER_TABLE} SET checksum = coalesce(checksum, %s), description = coalesce(description, %s)"
+            " WHERE version = %s",
+            (migration.checksum, migration.message, version),
+        )
 
     def _insert_if_missing(self, emit: SqlEmitter, version: str, how: str) -> None:
         # Rows already there (adopted ones, say) keep their original applied_at.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from .errors import UsageError
 from .ledger import DatabaseState
 from .plan import closest_versions, make_plan
-from .runner import Chain, DatabaseResult, RunOptions, Session, with_retries
+from .runner import Chain, DatabaseResult, RunOptions, Session, adopt, with_retries
 from .targets import Target
 
 APPLY, UNAPPLY, APPLY_ALL, ACCEPT_EDIT = "apply", "unapply", "apply-all", "accept-edit"
@@ -131,19 +131,15 @@ def plan_mark(target: Target, chain: Chain, request: MarkRequest, options: RunOp
     return with_retries(target, options, attempt)
 
 
-def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunOptions, *, force: bool) -> DatabaseResult:
-    """Stamp under the advisory lock; refuses extra changes without ``force``."""
+def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunOptions) -> DatabaseResult:
+    """Record under the advisory lock what ``decide`` says (a legacy ledger is adopted first)."""
 
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options) as session:
             result.state = session.lock_and_read()
             adopt_to = make_plan(chain.files, result.state).adopt_to
             if adopt_to:  # the previous tool's ledger: take it over first, keeping applied_at
-                from .runner import adopt
-
-                adopt(session, chain, adopt_to)
-                result.changes.append(f"adopted legacy schema_migrations up to {adopt_to}")
-                result.state = session.read(lock=False)
+                result.state = adopt(session, chain, adopt_to, result)
             decision = decide(chain, result.state, request)
             _describe(result, decision)
             if decision.problem:
@@ -164,7 +160,7 @@ def _describe(result: DatabaseResult, decision: MarkDecision) -> None:
     result.before = result.after = result.state.head
     result.marked = list(decision.mark)
     result.unmarked = list(decision.unmark)
-    result.changes = (
+    result.changes += (  # after an adoption's own line, when there was one
         [f"mark {v} applied" for v in decision.mark] + [f"unmark {v}" for v in decision.unmark]
         + [f"accept the edited {v} (new checksum recorded)" for v in decision.accept]
     )
@@ -198,7 +194,7 @@ def _stamp(session: Session, chain: Chain, decision: MarkDecision, state: Databa
 
 
 def _accept_edits(session: Session, chain: Chain, versions, reason: str) -> None:
-    """Record the edited files' checksums, with who accepted them and why, in one statement."""
+    """Record the edited files' new checksums, with ``edit-accepted`` and the reason, one row each."""
     from .ledger import LEDGER_TABLE
 
     with session.raw.cursor() as cursor:

@@ -233,13 +233,13 @@ class Session:
         self.raw.notices = NoticeSink(journal)
         return journal
 
-    def migration_context(self, chain: Chain, fn, *, how: str = "stamp"):
+    def migration_context(self, chain: Chain, fn, *, how: str = "stamp", fill_stamped: bool = True):
         """An Alembic MigrationContext of our own over this connection: no module-global proxies."""
         from alembic.runtime.migration import MigrationContext
 
         from .ledger import LedgerWriter
 
-        writer = LedgerWriter(chain.files, stamp_label=how)
+        writer = LedgerWriter(chain.files, stamp_label=how, fill_stamped=fill_stamped)
         connection = sqlalchemy_connection(self.raw)
         return connection, MigrationContext.configure(
             connection=connection,
@@ -257,7 +257,7 @@ def status(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
             # a legacy ledger: the version its rows reach (migrate adopts it there)
             result.before = result.after = result.plan.head or result.plan.adopt_to
             if result.plan.problem:
-                result.fail(result.plan.problem)
+                result.fail(with_target(result.plan.problem, target))
 
     return with_retries(target, options, attempt)
 
@@ -318,10 +318,8 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     journal = session.journal()
     head = plan.head
     if plan.adopt_to:
-        adopt(session, chain, plan.adopt_to)
-        result.changes.append(f"adopted legacy schema_migrations up to {plan.adopt_to}")
+        state = adopt(session, chain, plan.adopt_to, result)
         head = result.after = plan.adopt_to
-        state = session.read(lock=False)
     setup = ";\n".join(setup_sql(state))
     writer = LedgerWriter(chain.files)
     below_head = [(m, "out-of-order") for m in plan.out_of_order] + [(m, "migrate") for m in plan.rerun]
@@ -352,17 +350,24 @@ def with_target(text: str, target: Target) -> str:
     return text.replace("{target}", target_flag(target))
 
 
-def adopt(session: Session, chain: Chain, version: str) -> None:
-    """Stamp a legacy database at its last recorded version, keeping the original applied_at."""
+def adopt(session: Session, chain: Chain, version: str, result: DatabaseResult) -> DatabaseState:
+    """Stamp a legacy database at its last recorded version, keeping the original applied_at.
+
+    Notes the change on ``result`` and returns the database's state after it.
+    """
     from . import alembic_bridge
     from .ledger import LEDGER_TABLE, ensure_ledger
 
     ensure_ledger(session.raw)  # the new columns; existing rows stay
     with session.raw.cursor() as cursor:
         cursor.execute(f"UPDATE {LEDGER_TABLE} SET applied_by = 'adopt' WHERE applied_by IS NULL")
-    connection, context = session.migration_context(chain, alembic_bridge.stamp_steps(chain.script(), version))
+    # the stamp moves alembic_version only: a gap in the legacy rows is a file that never ran
+    steps = alembic_bridge.stamp_steps(chain.script(), version)
+    connection, context = session.migration_context(chain, steps, fill_stamped=False)
     try:
         context.run_migrations(migration_context=context)
     finally:
         connection.close()
     session.raw.autocommit = True
+    result.changes.append(f"adopted legacy schema_migrations up to {version}")
+    return session.read(lock=False)

@@ -140,6 +140,7 @@ def test_legacy_gap_can_be_marked_instead(project):
     project.query(database, f"INSERT INTO schema_migrations (version) VALUES ('{A}'), ('{C}')")
     result = project.cli("mark", "--apply", B, "--tenant", "old")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"adopted legacy schema_migrations up to {C}; mark {B} applied" in result.stdout
     assert project.version(database) == C
     assert project.cli("migrate", "--tenant", "old").returncode == 0
     assert project.version(database) == D and "b" not in project.tables(database)
@@ -165,3 +166,19 @@ def test_an_edited_file_has_a_way_forward_that_works_when_pasted(project):
     assert row == [("edit-accepted", "b (edit accepted: comment only, reviewed)")]
     again = project.cli("mark", "--accept-edit", B, "--tenant", "acme", "--reason", "x")
     assert again.returncode == 0 and "nothing to change" in again.stdout
+
+
+def test_adopting_a_legacy_ledger_never_records_its_gaps(project):
+    """A gap is a file that never ran: if running it fails, it must still look pending."""
+    [database] = _setup(project, "old")
+    project.write("tenant", f"{B}_b.sql", "CREATE TABLE b (x int);\nSELECT missing_column FROM b;\n")
+    project.query(database, "CREATE TABLE a (x int); CREATE TABLE schema_migrations (version varchar PRIMARY KEY,"
+                            " applied_at timestamptz DEFAULT now())")
+    project.query(database, f"INSERT INTO schema_migrations (version) VALUES ('{A}'), ('{C}')")
+    result = project.cli("migrate", "--tenant", "old", "--out-of-order", "--json")
+    assert result.returncode == 1
+    assert "missing_column" in json.loads(result.stdout)["databases"][0]["error"]
+    assert project.version(database) == C  # adopted
+    assert _ledger(project, database) == {A: "adopt", C: "adopt"}  # B is not recorded
+    status = project.cli("status", "--tenant", "old", "--json")
+    assert json.loads(status.stdout)["databases"][0]["out_of_order"] == [B]

@@ -351,6 +351,8 @@ def test_legacy_with_unknown_versions_stops_with_the_fixing_command(project):
     assert "versions no migration file has: 20240101000000" in db["error"]
     command = f"grapevine-migrations mark --unapply 20240101000000 --tenant {tenant}"
     assert command in db["error"]
+    status = project.cli("status", "--tenant", tenant, "--json")
+    assert command in _json(status)["databases"][0]["error"]  # status names the target too
     assert "alembic_version" not in project.tables(database)
     columns = project.query(database, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'schema_migrations'")
     assert columns == [(2,)]  # nothing written: not even the new ledger columns
