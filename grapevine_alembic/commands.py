@@ -35,8 +35,8 @@ def _load_chains(app: App, envs, *, strict: bool = False) -> dict:
 
     chains = {env: Chain(app.project(), env) for env in envs}
     for chain in chains.values():
-        if strict and chain.warnings:
-            raise MigrationFileError(f"refusing to write while a file looks like a migration but is not one: {chain.warnings[0]}")
+        if strict and chain.blocking:
+            raise MigrationFileError(f"refusing to write while a file looks like a migration but is not one: {chain.blocking[0]}")
         for warning in chain.warnings:
             app.out().info(f"warning: {warning}")
     return chains

@@ -47,6 +47,7 @@ class Chain:
         found = sqlfile.discover(self.folder)
         self.files: tuple[sqlfile.MigrationFile, ...] = found.files
         self.warnings: tuple[str, ...] = found.warnings
+        self.blocking: tuple[str, ...] = found.blocking  # near misses that writing commands refuse
         self._script = None
         self._lock = threading.Lock()
 

@@ -152,7 +152,11 @@ def migrations_dir_override(folder: Path, root: Path) -> Path:
     value = os.environ.get(MIGRATIONS_DIR_VARIABLE, "").strip()
     if not value:
         return folder
-    return (root / value / Path(folder).name).resolve()
+    base = root / value
+    if not base.is_dir():
+        what = "is a file, not a folder" if base.exists() else "does not exist"
+        raise ConfigError(f"{MIGRATIONS_DIR_VARIABLE}={value}: {base} {what} (it names the folder holding control/ and tenant/)")
+    return (base / Path(folder).name).resolve()
 
 
 def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path:

@@ -151,6 +151,9 @@ class Discovery:
 
     files: tuple[MigrationFile, ...]
     warnings: tuple[str, ...]
+    # the warnings that make a writing command refuse to run: a file a deploy would skip although
+    # it was probably meant to run (a year-0000 name cannot be a real migration's date: it warns only)
+    blocking: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- file names
@@ -204,6 +207,12 @@ def _near_miss_reason(name: str) -> str | None:
     return None
 
 
+def _year_zero(name: str) -> bool:
+    """A 14-digit timestamp in year 0000: a placeholder (``00000000000000_baseline.sql``), never a date."""
+    digits = _LEADING_DIGITS.match(name)[0]
+    return len(digits) == 14 and digits.startswith("0000")
+
+
 def discover(directory: Path) -> Discovery:
     """List the migration files directly inside ``directory``, sorted by version."""
     directory = Path(directory)
@@ -213,12 +222,19 @@ def discover(directory: Path) -> Discovery:
         raise MigrationFileError(f"migration directory {directory} is not a directory")
     files: dict[str, MigrationFile] = {}
     warnings: list[str] = []
-    for name in _regular_file_names(directory):
+    blocking: list[str] = []
+    for name, regular in _entries(directory):
         split = _split_migration_name(name)
+        if split is not None and not regular:
+            # skipping it would run the files around it and report it out of order once it appears
+            raise MigrationFileError(f"is named like a migration but is {_what_it_is(directory / name)}",
+                                     path=directory / name)
         if split is None:
-            reason = _near_miss_reason(name)
+            reason = _near_miss_reason(name) if regular else None
             if reason:
                 warnings.append(f"ignoring {directory / name}: {reason}")
+                if not _year_zero(name):
+                    blocking.append(warnings[-1])
             continue
         version, description = split
         if version in files:
@@ -226,17 +242,26 @@ def discover(directory: Path) -> Discovery:
             raise DuplicateVersion(f"duplicate version {version}: {other} and {name}", path=directory)
         files[version] = MigrationFile(version, description, directory / name)
     ordered = tuple(files[version] for version in sorted(files))
-    return Discovery(ordered, tuple(warnings))
+    return Discovery(ordered, tuple(warnings), tuple(blocking))
 
 
-def _regular_file_names(directory: Path) -> list[str]:
-    """Names of the regular files directly inside ``directory``, sorted for stable output."""
+def _entries(directory: Path) -> list[tuple[str, bool]]:
+    """(name, is a regular file or a symlink to one) of every entry directly inside ``directory``, sorted."""
     try:
         with os.scandir(directory) as entries:
-            return sorted(entry.name for entry in entries if entry.is_file())
+            return sorted((entry.name, entry.is_file()) for entry in entries)
     except OSError as err:
         message = f"cannot list migration directory {directory}: {err.strerror or err}"
         raise MigrationFileError(message) from err
+
+
+def _what_it_is(path: Path) -> str:
+    """What a non-file entry is, in words, for the error naming it."""
+    if path.is_symlink() and not path.exists():
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    if path.is_dir():
+        return "a directory"
+    return "not a regular file (a socket, a pipe or a device)"
 
 
 # --------------------------------------------------------------------------- parsing
