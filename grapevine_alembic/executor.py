@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import pgerror
+from . import copyrows, pgerror
 from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
 from .errors import MigrationFailed
 from .sqlfile import MigrationFile, Statement
@@ -131,9 +131,9 @@ class StatementFailed(MigrationFailed):
 
 
 def _line_list(statements: list[Statement]) -> str:
-    """"line 3" or "lines 1, 2, 5"."""
-    lines = ", ".join(str(s.line) for s in statements)
-    return f"line {lines}" if len(statements) == 1 else f"lines {lines}"
+    """"line 3" or "lines 1, 2, 5" (a chunk of plain statements: "lines 7-9000")."""
+    lines = ", ".join(getattr(s, "lines", None) or str(s.line) for s in statements)
+    return f"line {lines}" if len(statements) == 1 and "-" not in lines else f"lines {lines}"
 
 
 def _first_line(text: str) -> str:
@@ -149,25 +149,35 @@ def _first_line(text: str) -> str:
 class _Step:
     """One piece of a transaction's SQL: a file statement, or the tool's own SQL (``what`` says which)."""
 
-    sql: str
+    sql: str | None  # None: the statement's text, read when sent (a chunk's comes from the file)
     statement: Statement | None = None
     what: str = ""
     line: int | None = None  # the file line a tool step stands for (the file's COMMIT)
 
     @property
+    def text(self) -> str:
+        return self.sql if self.sql is not None else self.statement.sql
+
+    @property
     def own_round_trip(self) -> bool:
         return self.statement is not None and self.statement.kind in _OWN_ROUND_TRIP
 
+    @property
+    def copy(self):
+        """COPY ... FROM stdin's inline rows: sent with the COPY protocol, alone in its round trip."""
+        return self.statement.copy if self.statement is not None else None
+
 
 # Statements whose notices are worth seeing as they happen (backfills, progress reports) get a
-# round trip of their own; runs of other statements go to the server as one batch.
-_OWN_ROUND_TRIP = {"DoStmt", "CallStmt", "SelectStmt"}
+# round trip of their own, as does each chunk of plain statements (so a round trip stays bounded);
+# runs of other statements go to the server as one batch.
+_OWN_ROUND_TRIP = {"DoStmt", "CallStmt", "SelectStmt", "Chunk"}
 
 
 def _statement_steps(statements, policy: SessionPolicy | None) -> list[_Step]:
     steps = []
     for statement in statements:
-        steps.append(_Step(statement.sql, statement))
+        steps.append(_Step(None, statement))
         if statement.resets_session and policy is not None:
             steps.append(_Step(policy.restore_sql(), what="restoring the tool's session settings: "))
     return steps
@@ -178,7 +188,10 @@ def _round_trips(steps: list[_Step]) -> list[list[_Step]]:
     trips: list[list[_Step]] = [[]]
     last: _Step | None = None  # the current trip's last file statement
     for step in steps:
-        if step.statement is not None and last is not None and (step.own_round_trip or last.own_round_trip):
+        if step.copy is not None or (trips[-1] and trips[-1][-1].copy is not None):
+            trips.append([])  # a COPY is a protocol exchange of its own: nothing shares it
+            last = None
+        elif step.statement is not None and last is not None and (step.own_round_trip or last.own_round_trip):
             trips.append([])
             last = None
         trips[-1].append(step)
@@ -305,6 +318,13 @@ class FileRun:
     def _send(self, cursor, trip: list[_Step], steps: list[_Step]) -> None:
         import psycopg2
 
+        if trip[0].copy is not None:
+            try:
+                _copy(cursor, trip[0])
+            except psycopg2.Error as err:
+                self._rollback()
+                raise self._failure(trip[0], copyrows.failed_line(trip[0].statement, err), err) from err
+            return
         text, starts = _join(trip)
         try:
             cursor.execute(text)
@@ -323,7 +343,7 @@ class FileRun:
         if self.raw.closed or getattr(err, "pgcode", None) in _TIMING_SQLSTATES:
             return _span(trip), None
         suspects = [s for s in trip if s.statement is not None or s.what]
-        if len(suspects) == 1:
+        if len(suspects) == 1 and getattr(suspects[0].statement, "count", 1) == 1:
             return suspects[0], None
         return (self._replay(steps) or _span(trip)), None
 
@@ -337,20 +357,42 @@ class FileRun:
             with self.raw.cursor() as cursor:
                 if not steps or steps[0].statement is not None or steps[0].what:
                     cursor.execute("BEGIN")  # Alembic's transaction is gone: replay in one of ours
-                for step in steps:
+                for index, step in enumerate(steps):
                     if step.statement is None and step.sql == "ROLLBACK":
                         return None
                     # The replay never commits: checking deferred constraints is what COMMIT would fail on.
-                    sql = "SET CONSTRAINTS ALL IMMEDIATE" if step.statement is None and step.sql == "COMMIT" else step.sql
+                    sql = "SET CONSTRAINTS ALL IMMEDIATE" if step.statement is None and step.sql == "COMMIT" else None
                     try:
-                        cursor.execute(sql)
+                        _copy(cursor, step) if step.copy is not None else cursor.execute(sql or step.text)
                     except psycopg2.Error:
+                        if step.statement is not None and step.statement.kind == "Chunk":
+                            return self._replay_chunk(steps, index) or step
                         return step
         except psycopg2.Error:
             return None
         finally:
             self._rollback()
             self.journal.muted = False
+        return None
+
+    def _replay_chunk(self, steps: list[_Step], index: int) -> _Step | None:
+        """Replay up to a failed chunk, then its statements one at a time: the one that fails."""
+        import psycopg2
+
+        from .sqlfile import Statement
+
+        self._rollback()
+        with self.raw.cursor() as cursor:
+            if steps[0].statement is not None or steps[0].what:
+                cursor.execute("BEGIN")
+            for step in steps[:index]:
+                _copy(cursor, step) if step.copy is not None else cursor.execute(
+                    "SET CONSTRAINTS ALL IMMEDIATE" if step.statement is None and step.sql == "COMMIT" else step.text)
+            for sql, line in steps[index].statement.statements():
+                try:
+                    cursor.execute(sql)
+                except psycopg2.Error:
+                    return _Step(None, Statement(sql, line, "Plain", True))
         return None
 
     def _rollback(self) -> None:
@@ -396,12 +438,14 @@ class FileRun:
             index = invalid_index.concurrent_index(statement)
             if index:
                 invalid_index.drop_invalid_index(cursor, index, self.journal)
+            step = _Step(None, statement)
             try:
-                cursor.execute(statement.sql)
+                _copy(cursor, step) if step.copy is not None else cursor.execute(statement.sql)
             except psycopg2.Error as err:
                 position = _error_position(err)
-                step = _Step(statement.sql, statement)
                 line = _line_at(step, position - 1) if position else statement.line
+                if step.copy is not None:
+                    line = copyrows.failed_line(statement, err)
                 raise StatementFailed(self.migration, line, err, list(self.committed)) from err
             if index:
                 invalid_index.require_valid_index(cursor, self.migration, statement, index, self.committed)
@@ -458,7 +502,7 @@ def _line_at(step: _Step, offset: int) -> int | None:
     """The file line at character ``offset`` of a step's text (a tool step: the line it stands for)."""
     if step.statement is None:
         return step.line
-    return pgerror.line_of_position(step.sql, step.statement.line, offset + 1)
+    return pgerror.line_of_position(step.text, step.statement.line, offset + 1)
 
 
 def _join(trip: list[_Step]) -> tuple[str, list[int]]:
@@ -466,9 +510,14 @@ def _join(trip: list[_Step]) -> tuple[str, list[int]]:
     parts, starts, offset = [], [], 0
     for step in trip:
         starts.append(offset)
-        parts.append(step.sql)
-        offset += len(step.sql) + 3
+        parts.append(step.text)
+        offset += len(parts[-1]) + 3
     return "\n;\n".join(parts), starts  # newline first: ends a trailing -- comment
+
+
+def _copy(cursor, step: _Step) -> None:
+    """COPY ... FROM stdin with the file's inline rows, streamed from the file."""
+    cursor.copy_expert(step.statement.sql, step.copy.reader(), size=copyrows.READ_BYTES)
 
 
 def _error_position(err) -> int | None:
@@ -533,6 +582,7 @@ def _emit_offline(context, migration, parsed) -> None:
                         out(unit.transaction_modes + ";")
                 for statement in unit.statements:
                     out(statement.sql + ";")
+                    copyrows.emit_offline(out, statement)
                 if unit.transactional:
                     out("ROLLBACK;" if unit.rollback else "COMMIT;")
     if final is not None:
@@ -540,4 +590,5 @@ def _emit_offline(context, migration, parsed) -> None:
             out(final.transaction_modes + ";")
         for statement in final.statements:
             out(statement.sql + ";")
+            copyrows.emit_offline(out, statement)
     out(TOOL_SCOPE_SQL.replace("\n", " ") + ";")
