@@ -379,8 +379,6 @@ class FileRun:
         """Replay up to a failed chunk, then its statements one at a time: the one that fails."""
         import psycopg2
 
-        from .sqlfile import Statement
-
         self._rollback()
         with self.raw.cursor() as cursor:
             if steps[0].statement is not None or steps[0].what:
