@@ -24,7 +24,7 @@ def notice_line(database: str, version: str | None, message: str) -> str:
 
 def print_notice(database: str, version: str | None, message: str) -> None:
     """Show a server notice as it arrives (one write per line: never run together with another)."""
-    from .report import write_line
+    from .cli.report import write_line
 
     write_line(sys.stderr, notice_line(database, version, message))
 
@@ -52,7 +52,7 @@ def _database_error_line(err: Exception) -> str | None:
     import psycopg2
     from sqlalchemy.exc import DBAPIError
 
-    from .connection import describe_error
+    from .database.connection import describe_error
 
     if isinstance(err, DBAPIError) and err.orig is not None:
         err = err.orig
@@ -60,8 +60,8 @@ def _database_error_line(err: Exception) -> str | None:
 
 
 def _run(context, kind: str) -> None:
-    from .executor import Journal
-    from .ledger import LedgerWriter
+    from .database.executor import Journal
+    from .database.ledger import LedgerWriter
 
     project = _project(context.config)
     if context.config.config_file_name:  # the usual env.py logging set-up: "Running upgrade ..." lines
@@ -75,7 +75,7 @@ def _run(context, kind: str) -> None:
             context.run_migrations(migration_context=context.get_context())
         return
 
-    from .devserver import resolve_settings
+    from .local.devserver import resolve_settings
     from .settings import load_dotenv_file
 
     load_dotenv_file(project.root)
@@ -91,8 +91,8 @@ def _run(context, kind: str) -> None:
 
 
 def _run_online(context, project, spec, journal, writer, xargs) -> None:
-    from .connection import SessionPolicy, acquire_lock, configure_session, open_connection, sqlalchemy_connection
-    from .executor import NoticeSink
+    from .database.connection import SessionPolicy, acquire_lock, configure_session, open_connection, sqlalchemy_connection
+    from .database.executor import NoticeSink
 
     timeout = _seconds(xargs, "timeout", DEFAULT_TIMEOUT_S)
     lock_timeout = _seconds(xargs, "lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
@@ -107,7 +107,7 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
             state = _refuse_legacy(raw, spec.dbname)
             writer.prepare(raw, journal)
-            from .plan import make_plan
+            from .database.plan import make_plan
 
             marked = make_plan(tuple(writer.chain[v] for v in writer.versions), state).marked_ahead
             journal.marked_ahead = {m.version for m in marked}
@@ -124,7 +124,7 @@ def _refuse_legacy(raw, database: str):
     """Only the previous tool's ledger: Alembic would start again from base, so send the user to
     the command that adopts it (stamps the recorded prefix, keeping applied_at).  Returns the state."""
     from .errors import UsageError
-    from .ledger import read_state
+    from .database.ledger import read_state
 
     with raw.cursor() as cursor:
         state = read_state(cursor)

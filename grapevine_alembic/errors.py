@@ -27,7 +27,7 @@ class MigrationFileError(GrapevineError):
     def __init__(self, message: str, *, path=None, line: int | None = None):
         where = ""
         if path is not None:
-            from .pgerror import project_path
+            from .database.pgerror import project_path
 
             shown = project_path(path)  # relative to the project root, like runtime errors
             where = f"{shown}:{line}: " if line else f"{shown}: "

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from checkproject import BIN, REPO, CheckProject, codes_by_file
-from grapevine_alembic.hazards import RULES_MOOT_ON_NEW_TABLES
+from grapevine_alembic.files.hazards import RULES_MOOT_ON_NEW_TABLES
 
 SQUAWK = str(BIN / "squawk")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grapevine_alembic.targets import shard_of
+from grapevine_alembic.fleet.targets import shard_of
 
 REPO = Path(__file__).resolve().parent.parent
 HEAD = "20250201080000"
@@ -169,7 +169,7 @@ def _parse(command, name, args, parent) -> None:
 
 
 def test_workflow_commands_parse_with_the_real_cli():
-    from grapevine_alembic.cli import cli
+    from grapevine_alembic.cli.app import cli
 
     commands = _workflow_commands()
     names = Counter(c[0] for c in commands)

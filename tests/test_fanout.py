@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from grapevine_alembic.fanout import run_all
+from grapevine_alembic.fleet.fanout import run_all
 
 
 class Gauge:

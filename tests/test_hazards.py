@@ -1,12 +1,12 @@
-"""Tests for grapevine_alembic.hazards: what Squawk cannot see (no database, no Squawk).
+"""Tests for grapevine_alembic.files.hazards: what Squawk cannot see (no database, no Squawk).
 
 The rules Squawk covers are tested through ``check`` in test_check_squawk.py.
 """
 
 import pytest
 
-from grapevine_alembic.hazards import Hazard, find_hazards, new_table_spans
-from grapevine_alembic.sqlfile import parse_sql
+from grapevine_alembic.files.hazards import Hazard, find_hazards, new_table_spans
+from grapevine_alembic.files.sqlfile import parse_sql
 
 
 def codes_and_lines(text: str) -> list[tuple[str, int]]:

@@ -1,4 +1,4 @@
-"""Tests for grapevine_alembic.sqlfile: splitting, classification, units, errors and discovery."""
+"""Tests for grapevine_alembic.files.sqlfile: splitting, classification, units, errors and discovery."""
 
 import hashlib
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grapevine_alembic.errors import MigrationFileError
-from grapevine_alembic.sqlfile import (
+from grapevine_alembic.files.sqlfile import (
     Discovery,
     MigrationFile,
     ParsedSql,
@@ -519,7 +519,7 @@ def test_missing_file_is_an_error(tmp_path):
 
 
 def test_importing_sqlfile_does_not_import_pglast():
-    code = "import sys, grapevine_alembic.sqlfile; print('pglast' in sys.modules)"
+    code = "import sys, grapevine_alembic.files.sqlfile; print('pglast' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"
@@ -647,7 +647,7 @@ def test_discover_does_not_read_or_parse_files(tmp_path):
 
 
 def test_the_untouched_create_template_is_an_error_but_other_empty_files_are_not(tmp_path):
-    from grapevine_alembic.authoring import create_migration
+    from grapevine_alembic.files.authoring import create_migration
 
     path = create_migration(tmp_path, "to be written")
     with pytest.raises(MigrationFileError, match="untouched template"):

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import envcheck
-from .errors import ConfigError
-from .settings import Project, Settings
+from ..errors import ConfigError
+from ..settings import Project, Settings
 
 DATA_DIR = Path(".grapevine") / "pg"
 CONTROL_DATABASE = "grapevine_control"
@@ -77,8 +77,8 @@ def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bo
     import psycopg2
     from psycopg2 import sql
 
-    from .connection import open_connection
-    from .settings import tenant_database
+    from ..database.connection import open_connection
+    from ..settings import tenant_database
 
     if not settings.control.is_local:
         raise ConfigError("dev tenant add works on local servers only")

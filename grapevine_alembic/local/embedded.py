@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import ConfigError, DatabaseError
+from ..errors import ConfigError, DatabaseError
 
 HOST = "127.0.0.1"
 SYSTEM_USER = "grapevine_pg"

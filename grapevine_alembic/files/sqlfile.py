@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import DuplicateVersion, MigrationFileError
+from ..errors import DuplicateVersion, MigrationFileError
 from .txshape import Note, Unit, shape_units
 
 __all__ = [

@@ -12,7 +12,7 @@ from .report import (
     summary_json,
     version_counts,
 )
-from .runner import DatabaseResult
+from ..database.runner import DatabaseResult
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 
@@ -171,7 +171,7 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
 
 def edit_fix(result: DatabaseResult, migration) -> str:
     """The way forward for a file edited after it was applied."""
-    from .runner import target_flag
+    from ..database.runner import target_flag
 
     return (f'revert the file, or accept the edit with: grapevine-migrations mark --accept-edit {migration.version}'
             f' {target_flag(result.target)} --reason "..."')

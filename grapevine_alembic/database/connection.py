@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .errors import DatabaseError
-from .settings import ConnectionSpec
+from ..errors import DatabaseError
+from ..settings import ConnectionSpec
 
 APPLICATION_NAME = "grapevine-migrations"
 DEFAULT_CONNECT_TIMEOUT = 10

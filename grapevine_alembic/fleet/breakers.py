@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from .connection import ConnectionFailed
+from ..database.connection import ConnectionFailed
 
 TRIP_AFTER = 3
 
@@ -102,7 +102,7 @@ class Breakers:
 
 def skipped_unreachable(target, message: str, reason: str):
     """The result of a target never attempted because its server is down: not ok, skipped, named."""
-    from .runner import DatabaseResult
+    from ..database.runner import DatabaseResult
 
     result = DatabaseResult(target, skipped=True, unreachable=reason)
     return result.fail(message)

@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sqlfile
-from .errors import UsageError
+from ..files import sqlfile
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)

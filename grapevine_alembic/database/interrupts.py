@@ -56,7 +56,7 @@ class Interrupts:
             self.handle(signal.Signals(signum).name)
 
     def handle(self, name: str) -> None:
-        from .report import Output
+        from ..cli.report import Output
 
         self.count += 1
         if self.count == 1:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from .errors import GrapevineError, UsageError
+from ..errors import GrapevineError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
 
@@ -32,7 +32,7 @@ class App:
 
     def project(self):
         if self._project is None:
-            from .settings import find_config, load_dotenv_file, load_project
+            from ..settings import find_config, load_dotenv_file, load_project
 
             self._project = load_project(find_config(self.config_path))
             load_dotenv_file(self._project.root)
@@ -42,8 +42,8 @@ class App:
         if self._settings is None:
             from dataclasses import replace
 
-            from .devserver import resolve_settings
-            from .placement import password_variables
+            from ..local.devserver import resolve_settings
+            from ..placement import password_variables
 
             project = self.project()
             settings = resolve_settings(project, announce=self.out().info)
@@ -97,7 +97,7 @@ def target_options(func):
 
 
 def selection_from(control, all_tenants, tenant_ids, tenants_file, shard, *, default_all: bool = False):
-    from .targets import Selection, parse_shard
+    from ..fleet.targets import Selection, parse_shard
 
     ids = list(tenant_ids)
     if tenants_file:
@@ -127,9 +127,9 @@ def json_option(func):
 
 
 def run_options(app: App, **overrides):
-    from .alembic_env import notice_line, waiting_line
-    from .breakers import Breakers
-    from .runner import RunOptions
+    from ..alembic_env import notice_line, waiting_line
+    from ..fleet.breakers import Breakers
+    from ..database.runner import RunOptions
 
     out = app.out()  # the same lines as env.py prints, but through the redacting output
 

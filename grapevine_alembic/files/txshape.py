@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .errors import MigrationFileError
+from ..errors import MigrationFileError
 
 __all__ = ["Note", "Unit", "shape_units", "split_final"]
 

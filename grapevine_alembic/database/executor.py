@@ -29,9 +29,9 @@ from typing import Callable
 
 from . import pgerror
 from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
-from .errors import MigrationFailed
-from .sqlfile import MigrationFile, Statement
-from .txshape import Unit, split_final
+from ..errors import MigrationFailed
+from ..files.sqlfile import MigrationFile, Statement
+from ..files.txshape import Unit, split_final
 
 # SQLSTATEs (and classes) worth a retry: the database or the connection, not the migration, failed.
 TRANSIENT_SQLSTATES = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MigrationFailed
+from ..errors import MigrationFailed
 
 # The index of that name in the table's schema: its name as SQL, whether it is valid, and
 # whether it belongs to the statement's table (only then is it ours to drop).

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .errors import UsageError
+from ..errors import UsageError
 from .runner import DatabaseResult, RunOptions, Session, with_retries
-from .targets import Target
+from ..fleet.targets import Target
 
 _USER_SCHEMAS = (
     "SELECT nspname FROM pg_namespace"

@@ -34,8 +34,8 @@ from typing import Iterator
 from alembic import util
 from alembic.script import Script, ScriptDirectory
 
-from . import sqlfile
-from .errors import GrapevineError
+from ..files import sqlfile
+from ..errors import GrapevineError
 
 OPT_IN = "sql_revisions"
 _installed = False
@@ -52,7 +52,7 @@ class SqlScriptDirectory(ScriptDirectory):
         locations = self.version_locations or []
         if len(locations) != 1:
             raise util.CommandError(f"{OPT_IN} needs exactly one version_locations folder, got {len(locations)}")
-        from .settings import load_dotenv_file, migrations_dir_override
+        from ..settings import load_dotenv_file, migrations_dir_override
 
         root = Path(self.dir).parent  # script_location sits next to alembic.ini
         load_dotenv_file(root)  # MIGRATIONS_DIR may come from .env, as for the CLI

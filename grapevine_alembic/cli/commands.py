@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .cli import (
+from .app import (
     EXIT_FAILED,
     EXIT_OK,
     App,
@@ -18,7 +18,7 @@ from .cli import (
     selection_from,
     target_options,
 )
-from .errors import UsageError
+from ..errors import UsageError
 
 ENVS = ("control", "tenant")
 
@@ -30,8 +30,8 @@ def _exit(code: int) -> None:
 
 def _load_chains(app: App, envs, *, strict: bool = False) -> dict:
     """The migration chains; near-miss file names warn, or (``strict``, for commands that write) fail."""
-    from .errors import MigrationFileError
-    from .runner import Chain
+    from ..errors import MigrationFileError
+    from ..database.runner import Chain
 
     chains = {env: Chain(app.project(), env) for env in envs}
     for chain in chains.values():
@@ -57,7 +57,7 @@ def create(app: App, env: str, description: str):
       grapevine-migrations create tenant "add user preferences"
       grapevine-migrations create control "add tenant region"
     """
-    from .authoring import create_migration
+    from ..files.authoring import create_migration
 
     path = create_migration(app.project().migration_dir(env), description)
     click.echo(path)
@@ -132,7 +132,7 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
       grapevine-migrations check --strict --changed-since origin/main --format github
       grapevine-migrations check --against-db
     """
-    from . import checking
+    from ..lint import checking
 
     if json_mode and output_format != "text":
         raise UsageError("--json and --format github exclude each other")
@@ -140,8 +140,9 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
     project = app.project()
     report, chains = checking.check_project(project, ENVS, changed_since=changed_since)
     if against_db and not report.errors:
-        from . import fleet, runner
-        from .targets import Selection, resolve
+        from ..fleet import fleet
+        from ..database import runner
+        from ..fleet.targets import Selection, resolve
 
         loaded = _load_chains(app, ENVS)
         targets = resolve(Selection(control=True, all_tenants=True), app.settings(), project.tenants_query)
@@ -159,7 +160,7 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
         _exit(EXIT_FAILED if failed else EXIT_OK)
         return
     if output_format == "github":
-        from .changes import repository_prefix
+        from ..lint.changes import repository_prefix
 
         prefix = repository_prefix(project.root)
         for finding in report.findings:
@@ -197,7 +198,9 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
       grapevine-migrations status --tenant acme --verbose
       grapevine-migrations status --all-tenants --json
     """
-    from . import fleet, runner, views
+    from ..fleet import fleet
+    from ..database import runner
+    from . import views
 
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard, default_all=True)
@@ -219,8 +222,8 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
 
 def _targets_or_error(app: App, selection):
     """Targets for read-only commands: a failure to list tenants is reported, control still shown."""
-    from .errors import GrapevineError
-    from .targets import Selection, resolve
+    from ..errors import GrapevineError
+    from ..fleet.targets import Selection, resolve
 
     settings = app.settings()
     project = app.project()
@@ -267,7 +270,8 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
       grapevine-migrations migrate --all-tenants --max-parallel 10 --canary 5
       grapevine-migrations migrate --all-tenants --shard 2/4 --json
     """
-    from . import interrupts, runner, views
+    from ..database import interrupts, runner
+    from . import views
 
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
@@ -295,7 +299,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
 
 def _run_exit_code(results, signals) -> int:
     """130 after Ctrl-C (the summary was still printed), 1 if a database failed, else 0."""
-    from .interrupts import EXIT_INTERRUPTED
+    from ..database.interrupts import EXIT_INTERRUPTED
 
     if signals.stopping:
         return EXIT_INTERRUPTED
@@ -312,9 +316,10 @@ def _fan_out(app: App, selection, job, options, max_parallel: int, max_per_serve
     """
     from dataclasses import replace
 
-    from . import fanout, fleet, interrupts
-    from .runner import DatabaseResult
-    from .targets import control_target, resolve
+    from ..fleet import fanout, fleet
+    from ..database import interrupts
+    from ..database.runner import DatabaseResult
+    from ..fleet.targets import control_target, resolve
 
     out = app.out()
     settings = app.settings()
@@ -348,7 +353,7 @@ def _fan_out(app: App, selection, job, options, max_parallel: int, max_per_serve
 
 def _read_skipped(results, peek, max_parallel: int) -> None:
     """Where the tenants a stopped rollout never started stand, so the summary shows their real version."""
-    from . import fanout
+    from ..fleet import fanout
 
     skipped = [r for r in results if r.skipped and r.ok]  # not those whose server was given up on
     if not skipped:
@@ -360,7 +365,7 @@ def _read_skipped(results, peek, max_parallel: int) -> None:
 
 def _say_why_skipped(out, results, *, canary: int, max_failures) -> None:
     """One line for a staged rollout that stopped: why, and how many tenants were never started."""
-    from . import interrupts
+    from ..database import interrupts
 
     not_started = sum(r.skipped for r in results)
     if not not_started:
@@ -411,7 +416,8 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
       grapevine-migrations mark --apply 20250201080000 --range --tenant acme
       grapevine-migrations mark --DANGEROUS-apply-all --control --force
     """
-    from . import interrupts, marking, views
+    from ..database import interrupts, marking
+    from . import views
 
     out = app.out(json_mode)
     chosen = [m for m, on in ((marking.APPLY, apply_version), (marking.UNAPPLY, unapply_version),
@@ -429,7 +435,7 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
         _refuse_other_envs_version(app, env, chain, request.version)
         request.validate(chain)
     if request.mode == marking.APPLY_ALL and not (force or dry_run):
-        from .targets import resolve
+        from ..fleet.targets import resolve
 
         # resolve first: an unknown tenant fails here, and the question names what it will change
         targets = resolve(selection, app.settings(), app.project().tenants_query)
@@ -461,7 +467,7 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
 
 def _refuse_other_envs_version(app: App, env: str, chain, version: str | None) -> None:
     """A tenant version given with --control (or the reverse) says so, not just "unknown version"."""
-    from .runner import Chain
+    from ..database.runner import Chain
 
     if not version or chain.get(version) is not None:
         return
@@ -506,8 +512,10 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     """
     from dataclasses import replace
 
-    from . import fanout, resetting, views
-    from .targets import control_target, resolve
+    from ..fleet import fanout
+    from ..database import resetting
+    from . import views
+    from ..fleet.targets import control_target, resolve
 
     out = app.out()
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
@@ -550,7 +558,7 @@ def dev_tenant_add(app: App, tenant_ids):
     Example:
       grapevine-migrations dev tenant add acme globex initech
     """
-    from .devserver import add_tenants
+    from ..local.devserver import add_tenants
 
     for name, created in add_tenants(app.settings(), list(tenant_ids)):
         click.echo(f"created {name}" if created else f"{name} exists (tenant marked provisioned)")
@@ -592,7 +600,7 @@ def dev_psql(app: App, tenant, psql_args):
       grapevine-migrations dev psql
       grapevine-migrations dev psql --tenant acme -c "select * from alembic_version"
     """
-    from .devserver import run_psql
+    from ..local.devserver import run_psql
 
     _exit(run_psql(_dev_spec(app, tenant), list(psql_args)))
 
@@ -601,7 +609,7 @@ def dev_psql(app: App, tenant, psql_args):
 @pass_app
 def dev_down(app: App):
     """Stop the embedded PostgreSQL (its data stays in .grapevine/pg)."""
-    from .devserver import local_server
+    from ..local.devserver import local_server
 
     server = local_server(app.project())
     if not server.is_running():

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .connection import describe_error, open_connection
-from .errors import DatabaseError, UsageError
-from .settings import ConnectionSpec, Settings, validate_tenant_id
+from ..database.connection import describe_error, open_connection
+from ..errors import DatabaseError, UsageError
+from ..settings import ConnectionSpec, Settings, validate_tenant_id
 
 PROVISIONED = "provisioned"
 

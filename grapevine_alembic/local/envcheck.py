@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 CONTROL_URL = "CONTROL_DATABASE_URL"
 TENANT_PREFIX = "PG_TENANT_DATABASE_"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from .sqlfile import MigrationFile
+from ..files.sqlfile import MigrationFile
 
 VERSION_TABLE = "alembic_version"
 # applied_by of a version a person unmarked below the head (``mark --unapply``): migrate re-runs it

@@ -8,7 +8,7 @@ import unicodedata
 from pathlib import Path
 
 from . import sqlfile
-from .errors import UsageError
+from ..errors import UsageError
 
 TEMPLATE = """\
 -- {description}

@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import sqlfile
+from ..files import sqlfile
 from .connection import (
     ConnectionFailed,
     LockTimeout,
@@ -29,12 +29,12 @@ from .connection import (
     open_connection,
     sqlalchemy_connection,
 )
-from .errors import GrapevineError
+from ..errors import GrapevineError
 from .executor import Journal, NoticeSink, StatementFailed, is_transient_sqlstate
 from .ledger import DatabaseState, read_state
 from .plan import Plan, make_plan
-from .settings import Project
-from .targets import Target
+from ..settings import Project
+from ..fleet.targets import Target
 
 
 class Chain:

@@ -17,7 +17,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from .ledger import UNMARKED, DatabaseState
-from .sqlfile import MigrationFile
+from ..files.sqlfile import MigrationFile
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import sqlfile
-from .errors import GrapevineError
+from ..files import sqlfile
+from ..errors import GrapevineError
 from .findings import Finding
-from .hazards import RULES_MOOT_ON_NEW_TABLES, find_hazards, new_table_spans
+from ..files.hazards import RULES_MOOT_ON_NEW_TABLES, find_hazards, new_table_spans
 from .ignores import Ignores, read_ignores
 
 @dataclass
