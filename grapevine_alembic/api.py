@@ -49,7 +49,7 @@ def migrate_database(
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``."""
     from .database import runner
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
-    from .fleet.targets import Target
+    from .database.target import Target
 
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
     if timeout < 0 or retries < 0:

@@ -318,7 +318,7 @@ def _fan_out(app: App, selection, job, options, max_parallel: int, max_per_serve
 
     from ..fleet import fanout, fleet
     from ..database import interrupts
-    from ..database.runner import DatabaseResult
+    from ..database.result import DatabaseResult
     from ..fleet.targets import control_target, resolve
 
     out = app.out()

@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from typing import Iterable
 
-from ..database.runner import DatabaseResult
+from ..database.result import DatabaseResult
 
 
 # Parallel tenants print notices from their own threads: one lock and one write per line, so

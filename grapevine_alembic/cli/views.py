@@ -12,7 +12,7 @@ from .report import (
     summary_json,
     version_counts,
 )
-from ..database.runner import DatabaseResult
+from ..database.result import DatabaseResult
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 

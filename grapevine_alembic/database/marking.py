@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from .ledger import DatabaseState
 from .plan import closest_versions, make_plan
-from .runner import Chain, DatabaseResult, RunOptions, Session, adopt, with_retries
-from ..fleet.targets import Target
+from .result import DatabaseResult
+from .runner import Chain, RunOptions, Session, adopt, with_retries
+from .target import Target
 
 APPLY, UNAPPLY, APPLY_ALL, ACCEPT_EDIT = "apply", "unapply", "apply-all", "accept-edit"
 EDIT_ACCEPTED = "edit-accepted"  # applied_by of a version whose edited file a person accepted

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from .runner import DatabaseResult, RunOptions, Session, with_retries
-from ..fleet.targets import Target
+from .result import DatabaseResult
+from .runner import RunOptions, Session, with_retries
+from .target import Target
 
 _USER_SCHEMAS = (
     "SELECT nspname FROM pg_namespace"

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..files import sqlfile
 from .connection import (
@@ -34,7 +34,8 @@ from .executor import Journal, NoticeSink, StatementFailed, is_transient_sqlstat
 from .ledger import DatabaseState, read_state
 from .plan import Plan, make_plan
 from ..settings import Project
-from ..fleet.targets import Target
+from .result import DatabaseResult
+from .target import Target
 
 
 class Chain:
@@ -95,33 +96,6 @@ class RunOptions:
     on_wait: object = None  # callable(database)
     servers: object = None  # breakers.Breakers: per-server circuit breakers shared by the run
     on_retry: object = None  # callable(database, attempt, error, delay_s): a transient error, retried
-
-
-@dataclass
-class DatabaseResult:
-    """What happened to one database; the CLI turns a list of these into tables and JSON."""
-
-    target: Target
-    ok: bool = True
-    plan: Plan | None = None
-    state: DatabaseState | None = None
-    before: str | None = None
-    after: str | None = None
-    applied: list[str] = field(default_factory=list)
-    changes: list[str] = field(default_factory=list)  # mark/reset: what was (or would be) changed
-    marked: list[str] = field(default_factory=list)
-    unmarked: list[str] = field(default_factory=list)
-    error: str | None = None
-    missing: bool = False
-    attempts: int = 0
-    seconds: float = 0.0
-    skipped: bool = False
-    unreachable: str | None = None  # why the server did not answer (counted by its circuit breaker)
-
-    def fail(self, message: str) -> DatabaseResult:
-        self.ok = False
-        self.error = message
-        return self
 
 
 def _is_transient(err: BaseException) -> bool:

@@ -102,7 +102,7 @@ class Breakers:
 
 def skipped_unreachable(target, message: str, reason: str):
     """The result of a target never attempted because its server is down: not ok, skipped, named."""
-    from ..database.runner import DatabaseResult
+    from ..database.result import DatabaseResult
 
     result = DatabaseResult(target, skipped=True, unreachable=reason)
     return result.fail(message)
