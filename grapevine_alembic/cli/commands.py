@@ -284,7 +284,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     chains = _load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=out_of_order)
-    with interrupts.graceful() as signals:
+    with interrupts.graceful(out.info) as signals:
         results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
                            max_parallel, max_per_server, label="migrate", canary=canary or 0,
                            max_failures=max_failures, peek=lambda t: runner.status(t, chains[t.kind], options))
@@ -454,7 +454,7 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
                 views.print_changes(out, planned, dry_run=True)
             _exit(EXIT_FAILED if failed else EXIT_OK)
             return
-    with interrupts.graceful() as signals:
+    with interrupts.graceful(out.info) as signals:
         results = _fan_out(app, selection,
                            lambda t: marking.apply_mark(t, chains[t.kind], request, options),
                            options, max_parallel, max_per_server, label="mark")

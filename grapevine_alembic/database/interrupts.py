@@ -1,6 +1,7 @@
 """Ctrl-C (SIGINT) and SIGTERM during a fan-out: stop starting, then cancel, always report.
 
-The first signal stops new databases from starting and says so at once; databases already
+The first signal stops new databases from starting and says so at once (through the ``say`` callback
+the command line hands to ``graceful``: this module imports no output); databases already
 running finish (or roll back) on their own.  A second signal cancels the statements still
 running (psycopg2 ``connection.cancel()``: the server rolls their transaction back).  Either
 way the command still prints its per-database summary and exits 130.
@@ -25,7 +26,8 @@ SIGNALS = {signal.SIGINT, signal.SIGTERM}
 class Interrupts:
     """What the signals have asked for, and the connections a second one cancels."""
 
-    def __init__(self) -> None:
+    def __init__(self, say=None) -> None:
+        self.say = say or (lambda line: None)  # the CLI hands in its output: this layer prints nothing itself
         self.count = 0
         self.closing = False
         self._connections: list = []
@@ -56,14 +58,12 @@ class Interrupts:
             self.handle(signal.Signals(signum).name)
 
     def handle(self, name: str) -> None:
-        from ..cli.report import Output
-
         self.count += 1
         if self.count == 1:
-            Output().info(f"{name}: not starting any more databases; waiting for the running ones to finish"
+            self.say(f"{name}: not starting any more databases; waiting for the running ones to finish"
                           " (press Ctrl-C again to cancel them)")
             return
-        Output().info(f"{name}: cancelling the running statements (their transactions roll back)")
+        self.say(f"{name}: cancelling the running statements (their transactions roll back)")
         with self._lock:
             running = [c for c in self._connections if not c.closed]
         for connection in running:
@@ -92,13 +92,13 @@ def cancelling() -> bool:
 
 
 @contextmanager
-def graceful():
-    """Take SIGINT and SIGTERM on a thread of their own for the duration of a fan-out."""
+def graceful(say=None):
+    """Take SIGINT and SIGTERM on a thread of their own for the duration of a fan-out; ``say`` prints a line."""
     global _active
     if threading.current_thread() is not threading.main_thread():
-        yield Interrupts()
+        yield Interrupts(say)
         return
-    state = Interrupts()
+    state = Interrupts(say)
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads started from here inherit it
     taker = threading.Thread(target=state.wait_for_signals, name="signals", daemon=True)
     _active = state
