@@ -169,7 +169,7 @@ def _parse(command, name, args, parent) -> None:
 
 
 def test_workflow_commands_parse_with_the_real_cli():
-    from grapevine_alembic.cli.app import cli
+    from grapevine_alembic.cli.main import cli
 
     commands = _workflow_commands()
     names = Counter(c[0] for c in commands)

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from grapevine_alembic.cli.app import cli
+from grapevine_alembic.cli.main import cli
 from project import BIN, REPO
 
 DEPLOY = REPO / "deploy" / "kubernetes"

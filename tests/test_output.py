@@ -125,7 +125,7 @@ def test_failed_is_red_and_pending_yellow_on_a_terminal_only(project):
 
 
 def test_every_option_has_help_text():
-    from grapevine_alembic.cli.app import cli
+    from grapevine_alembic.cli.main import cli
 
     def walk(command, path):
         for param in command.params:
