@@ -8,7 +8,8 @@ then asks ``line_of_position`` for the line.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+from ..errors import project_path  # noqa: F401  (the executor names files through pgerror)
 
 STATEMENT_TIMEOUT_HINT = ("raise --timeout (seconds per statement; 0 = no limit), or -x timeout=S with alembic;"
                           " for a long backfill, split it into batches")
@@ -54,12 +55,3 @@ def explain(explained: Explanation) -> str:
     """DETAIL and HINT as extra lines under the error's first line ('' when there are none)."""
     pairs = (("DETAIL", explained.detail), ("HINT", explained.hint))
     return "".join(f"\n  {label}: {text}" for label, text in pairs if text)
-
-
-def project_path(path: Path) -> str:
-    """``path`` relative to the project root (the folder holding alembic.ini), else as given."""
-    path = Path(path)
-    for folder in path.parents:
-        if (folder / "alembic.ini").is_file():
-            return str(path.relative_to(folder))
-    return str(path)
