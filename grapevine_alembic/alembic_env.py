@@ -17,14 +17,9 @@ DEFAULT_LOCK_TIMEOUT_S = 5.0
 _MUTATING_COMMANDS = {"upgrade", "downgrade", "stamp"}
 
 
-def notice_line(database: str, version: str | None, message: str) -> str:
-    """A server notice, prefixed with the database and the migration version (CLI and env.py alike)."""
-    return f"{database} {version or '-'}: {message}"
-
-
 def print_notice(database: str, version: str | None, message: str) -> None:
     """Show a server notice as it arrives (one write per line: never run together with another)."""
-    from .cli.report import write_line
+    from .cli.report import notice_line, write_line
 
     write_line(sys.stderr, notice_line(database, version, message))
 
@@ -136,11 +131,9 @@ def _refuse_legacy(raw, database: str):
     return state
 
 
-def waiting_line(database: str) -> str:
-    return f"{database}: waiting for another migration run to finish"
-
-
 def _say_waiting(database: str) -> None:
+    from .cli.report import waiting_line
+
     print(waiting_line(database), file=sys.stderr, flush=True)
 
 

@@ -133,7 +133,7 @@ def json_option(func):
 
 
 def run_options(app: App, **overrides):
-    from ..alembic_env import notice_line, waiting_line
+    from .report import notice_line, waiting_line
     from ..fleet.breakers import Breakers
     from ..database.runner import RunOptions
 

@@ -31,6 +31,15 @@ def write_line(stream, text: str, *, style: str | None = None) -> None:
         stream.flush()
 
 
+def notice_line(database: str, version: str | None, message: str) -> str:
+    """A server notice, prefixed with the database and the migration version (the CLI and env.py print the same line)."""
+    return f"{database} {version or '-'}: {message}"
+
+
+def waiting_line(database: str) -> str:
+    return f"{database}: waiting for another migration run to finish"
+
+
 _ANSI = {"red": "\x1b[31m", "yellow": "\x1b[33m"}
 
 
