@@ -1,6 +1,6 @@
 """Tests for grapevine_alembic.files.hazards: what Squawk cannot see (no database, no Squawk).
 
-The rules Squawk covers are tested through ``check`` in test_check_squawk.py.
+The rules Squawk covers are tested through ``check`` in test_lint_squawk.py.
 """
 
 import pytest
