@@ -15,6 +15,6 @@ def setup(plugin) -> None:
     if bridge is not None and not hasattr(bridge, "install"):
         # The bridge itself is importing Alembic right now; it installs itself when it finishes.
         return
-    from .database.alembic_bridge import install
+    from .database.alembic_bridge import install  # lazy: the bridge imports Alembic, which is importing us
 
     install()

@@ -38,7 +38,7 @@ class App:
 
     def project(self):
         if self._project is None:
-            from ..settings import find_config, load_dotenv_file, load_project
+            from ..settings import find_config, load_dotenv_file, load_project  # lazy: --help stays fast
 
             self._project = load_project(find_config(self.config_path))
             load_dotenv_file(self._project.root)
@@ -48,7 +48,7 @@ class App:
         if self._settings is None:
             from dataclasses import replace
 
-            from ..local.devserver import resolve_settings
+            from ..local.devserver import resolve_settings  # lazy: --help stays fast
             from ..placement import password_variables
 
             project = self.project()
@@ -61,7 +61,7 @@ class App:
 
     def out(self, json_mode: bool = False):
         if self.output is None:
-            from .report import Output
+            from .report import Output  # lazy: --help stays fast
 
             self.output = Output(json_mode=json_mode, secrets=_env_secrets())
         return self.output
@@ -103,7 +103,7 @@ def target_options(func):
 
 
 def selection_from(control, all_tenants, tenant_ids, tenants_file, shard, *, default_all: bool = False):
-    from ..fleet.targets import Selection, parse_shard
+    from ..fleet.targets import Selection, parse_shard  # lazy: --help stays fast
 
     ids = list(tenant_ids)
     if tenants_file:
@@ -133,7 +133,7 @@ def json_option(func):
 
 
 def run_options(app: App, **overrides):
-    from .report import notice_line, waiting_line
+    from .report import notice_line, waiting_line  # lazy: --help stays fast
     from ..fleet.breakers import Breakers
     from ..database.runner import RunOptions
 

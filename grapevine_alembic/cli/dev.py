@@ -27,7 +27,7 @@ def dev_tenant_add(app: App, tenant_ids):
     Example:
       grapevine-migrations dev tenant add acme globex initech
     """
-    from ..local.devserver import add_tenants
+    from ..local.devserver import add_tenants  # lazy: --help stays fast
 
     for name, created in add_tenants(app.settings(), list(tenant_ids)):
         click.echo(f"created {name}" if created else f"{name} exists (tenant marked provisioned)")
@@ -69,7 +69,7 @@ def dev_psql(app: App, tenant, psql_args):
       grapevine-migrations dev psql
       grapevine-migrations dev psql --tenant acme -c "select * from alembic_version"
     """
-    from ..local.devserver import run_psql
+    from ..local.devserver import run_psql  # lazy: --help stays fast
 
     exit_with(run_psql(_dev_spec(app, tenant), list(psql_args)))
 
@@ -78,7 +78,7 @@ def dev_psql(app: App, tenant, psql_args):
 @pass_app
 def dev_down(app: App):
     """Stop the embedded PostgreSQL (its data stays in .grapevine/pg)."""
-    from ..local.devserver import local_server
+    from ..local.devserver import local_server  # lazy: --help stays fast
 
     server = local_server(app.project())
     if not server.is_running():

@@ -68,7 +68,7 @@ def _global_options_first(args: list[str]) -> list[str]:
 
 def _print_failure_document(args: list[str], message: str, code: int) -> None:
     """The one JSON document of a command that failed before it could print its own."""
-    from .report import Output
+    from .report import Output  # lazy: --help stays fast
 
     if Output.documents_printed:
         return
@@ -79,7 +79,7 @@ def _print_failure_document(args: list[str], message: str, code: int) -> None:
 
 
 def _print_error(message: str, *, prefix: bool = True) -> None:
-    from .report import Output
+    from .report import Output  # lazy: --help stays fast
 
     output = Output(secrets=_env_secrets())
     output.error(message) if prefix else output.info(message)

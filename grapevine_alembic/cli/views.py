@@ -13,6 +13,7 @@ from .report import (
     version_counts,
 )
 from ..database.result import DatabaseResult
+from ..database.runner import target_flag
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 
@@ -171,8 +172,6 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
 
 def edit_fix(result: DatabaseResult, migration) -> str:
     """The way forward for a file edited after it was applied."""
-    from ..database.runner import target_flag
-
     return (f'revert the file, or accept the edit with: grapevine-migrations mark --accept-edit {migration.version}'
             f' {target_flag(result.target)} --reason "..."')
 

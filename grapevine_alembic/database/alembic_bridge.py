@@ -34,8 +34,10 @@ from typing import Iterator
 from alembic import util
 from alembic.script import Script, ScriptDirectory
 
+from . import executor
 from ..files import sqlfile
 from ..errors import GrapevineError
+from ..settings import load_dotenv_file, migrations_dir_override
 
 OPT_IN = "sql_revisions"
 _installed = False
@@ -52,8 +54,6 @@ class SqlScriptDirectory(ScriptDirectory):
         locations = self.version_locations or []
         if len(locations) != 1:
             raise util.CommandError(f"{OPT_IN} needs exactly one version_locations folder, got {len(locations)}")
-        from ..settings import load_dotenv_file, migrations_dir_override
-
         root = Path(self.dir).parent  # script_location sits next to alembic.ini
         load_dotenv_file(root)  # MIGRATIONS_DIR may come from .env, as for the CLI
         return migrations_dir_override(Path(locations[0]), root)
@@ -91,8 +91,6 @@ def revision_module(migration: sqlfile.MigrationFile, down_revision: str | None)
     module.migration_file = migration
 
     def upgrade(migration_context=None, journal=None, **_ignored) -> None:
-        from . import executor
-
         if migration_context is None:  # a caller that did not pass it: fall back to Alembic's proxy
             from alembic import context
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import DatabaseError
 from ..settings import ConnectionSpec
+from . import interrupts
 
 APPLICATION_NAME = "grapevine-migrations"
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -118,8 +119,6 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
             reason=reason,
         ) from None
     raw.autocommit = True
-    from . import interrupts
-
     interrupts.watch(raw)  # a second Ctrl-C cancels what it runs
     return raw
 
@@ -211,8 +210,6 @@ def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
     Polls ``pg_try_advisory_lock`` in autocommit mode: no transaction stays open while waiting.
     A ``timeout_s`` of 0 means no limit, as it does for ``statement_timeout``.
     """
-    from . import interrupts
-
     deadline = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
     delay = 0.05
     while True:

@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from ..files.sqlfile import MigrationFile
+from .connection import set_config_sql
 
 VERSION_TABLE = "alembic_version"
 # applied_by of a version a person unmarked below the head (``mark --unapply``): migrate re-runs it
@@ -150,8 +151,6 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=()) -> Datab
 
     ``settings`` (name, value) pairs are applied with ``set_config`` in the first round trip.
     """
-    from .connection import set_config_sql
-
     columns = f"to_regclass('{VERSION_TABLE}') IS NOT NULL, to_regclass('{LEDGER_TABLE}') IS NOT NULL"
     params: list = []
     if try_lock_key is not None:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from .ledger import DatabaseState
+from .ledger import LEDGER_TABLE, UNMARKED, DatabaseState
 from .plan import closest_versions, make_plan
 from .result import DatabaseResult
 from .runner import Chain, RunOptions, Session, adopt, with_retries
@@ -169,8 +169,7 @@ def _describe(result: DatabaseResult, decision: MarkDecision) -> None:
 
 def _stamp(session: Session, chain: Chain, decision: MarkDecision, state: DatabaseState) -> None:
     """The stamp (when the head moves) and the ledger rows, in one transaction."""
-    from . import alembic_bridge
-    from .ledger import UNMARKED
+    from . import alembic_bridge  # imports Alembic: only for a database that needs it
 
     script = chain.script()
     fn = alembic_bridge.stamp_steps(script, decision.stamp_to) if decision.stamp else (lambda heads, ctx: ())
@@ -196,8 +195,6 @@ def _stamp(session: Session, chain: Chain, decision: MarkDecision, state: Databa
 
 def _accept_edits(session: Session, chain: Chain, versions, reason: str) -> None:
     """Record the edited files' new checksums, with ``edit-accepted`` and the reason, one row each."""
-    from .ledger import LEDGER_TABLE
-
     with session.raw.cursor() as cursor:
         for version in versions:
             migration = chain.get(version)
@@ -210,8 +207,6 @@ def _accept_edits(session: Session, chain: Chain, versions, reason: str) -> None
 
 def _drop_legacy_rows(session: Session, versions) -> None:
     """Rows no file has, removed from a ledger the previous tool left (it is adopted later, by migrate)."""
-    from .ledger import LEDGER_TABLE
-
     with session.raw.cursor() as cursor:
         cursor.execute(f"DELETE FROM {LEDGER_TABLE} WHERE version = ANY(%s)", (list(versions),))
 

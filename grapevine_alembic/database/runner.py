@@ -30,8 +30,8 @@ from .connection import (
     sqlalchemy_connection,
 )
 from ..errors import GrapevineError
-from .executor import Journal, NoticeSink, StatementFailed, is_transient_sqlstate
-from .ledger import DatabaseState, read_state
+from .executor import Journal, NoticeSink, StatementFailed, apply_direct, is_transient_sqlstate
+from .ledger import LEDGER_TABLE, DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
 from .plan import Plan, make_plan
 from ..settings import Project
 from .result import DatabaseResult
@@ -70,7 +70,7 @@ class Chain:
                 from alembic.config import Config
                 from alembic.script import ScriptDirectory
 
-                from . import alembic_bridge
+                from . import alembic_bridge  # imports Alembic: only for a database that needs it
 
                 if self.project is None:
                     script = alembic_bridge.script_for_folder(self.folder)
@@ -211,8 +211,6 @@ class Session:
         """An Alembic MigrationContext of our own over this connection: no module-global proxies."""
         from alembic.runtime.migration import MigrationContext
 
-        from .ledger import LedgerWriter
-
         writer = LedgerWriter(chain.files, stamp_label=how, fill_stamped=fill_stamped)
         connection = sqlalchemy_connection(self.raw)
         return connection, MigrationContext.configure(
@@ -284,9 +282,6 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     instead of four plus SQLAlchemy's per-statement work, and no Alembic import, which on a
     small machine competes with the server for the same cores.
     """
-    from .executor import apply_direct
-    from .ledger import LedgerWriter, setup_sql, version_sql
-
     for migration in (*plan.out_of_order, *plan.pending):
         migration.parse()  # a broken file fails the database before anything is written to it
     journal = session.journal()
@@ -329,8 +324,7 @@ def adopt(session: Session, chain: Chain, version: str, result: DatabaseResult) 
 
     Notes the change on ``result`` and returns the database's state after it.
     """
-    from . import alembic_bridge
-    from .ledger import LEDGER_TABLE, ensure_ledger
+    from . import alembic_bridge  # imports Alembic: only for a database that needs it
 
     ensure_ledger(session.raw)  # the new columns; existing rows stay
     with session.raw.cursor() as cursor:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..database.connection import ConnectionFailed
+from ..database.result import DatabaseResult
 
 TRIP_AFTER = 3
 
@@ -102,7 +103,5 @@ class Breakers:
 
 def skipped_unreachable(target, message: str, reason: str):
     """The result of a target never attempted because its server is down: not ok, skipped, named."""
-    from ..database.result import DatabaseResult
-
     result = DatabaseResult(target, skipped=True, unreachable=reason)
     return result.fail(message)

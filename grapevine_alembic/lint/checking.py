@@ -19,6 +19,9 @@ from ..errors import GrapevineError
 from .findings import Finding
 from ..files.hazards import RULES_MOOT_ON_NEW_TABLES, find_hazards, new_table_spans
 from .ignores import Ignores, read_ignores
+from . import squawk
+from .changes import changed_files, names_at, newest_version
+from .squawk import Lint
 
 @dataclass
 class _Parsed:
@@ -48,9 +51,6 @@ class CheckReport:
 
 def check_project(project, envs: tuple[str, ...], *, changed_since: str | None = None):
     """Every finding for the project's migration folders; returns (report, files per env)."""
-    from .changes import changed_files
-    from .squawk import Lint
-
     root = project.root
     changes = changed_files(root, changed_since) if changed_since is not None else None
     report = CheckReport()
@@ -139,8 +139,6 @@ def _check_file(env: str, migration: sqlfile.MigrationFile, report: CheckReport,
 
 def add_squawk_findings(report: CheckReport, lint) -> None:
     """Merge Squawk's findings (``lint``, a ``squawk.Lint``) on the files that parsed, where they still apply."""
-    from . import squawk
-
     wrapped_by_runner = {name: p.parsed.transactional and not p.parsed.wrapped for name, p in report._parsed.items()}
     result = lint.result(wrapped_by_runner)
     report.squawk = {"binary": result.binary, "excluded_rules": result.excluded_rules,
@@ -180,8 +178,6 @@ def _moot(code: str, line: int, parsed: sqlfile.ParsedSql) -> bool:
 
 def history_findings(env: str, folder: Path, files, changes, root: Path, report: CheckReport) -> None:
     """An error for every changed file not newer than the newest migration at the base revision."""
-    from .changes import names_at, newest_version
-
     changed = [m for m in files if m.path in changes]
     if not changed:
         return

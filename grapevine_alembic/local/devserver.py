@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import envcheck
+from .embedded import LocalPostgres
+from ..database.connection import open_connection
 from ..errors import ConfigError
-from ..settings import Project, Settings
+from ..settings import Project, Settings, tenant_database
 
 DATA_DIR = Path(".grapevine") / "pg"
 CONTROL_DATABASE = "grapevine_control"
@@ -27,8 +29,6 @@ def embedded_available() -> bool:
 
 
 def local_server(project: Project):
-    from .embedded import LocalPostgres
-
     return LocalPostgres(project.root / DATA_DIR)
 
 
@@ -76,9 +76,6 @@ def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bo
     """
     import psycopg2
     from psycopg2 import sql
-
-    from ..database.connection import open_connection
-    from ..settings import tenant_database
 
     if not settings.control.is_local:
         raise ConfigError("dev tenant add works on local servers only")
