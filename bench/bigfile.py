@@ -61,7 +61,7 @@ class BigBench:
         self.server = None
         url = os.environ.get("TEST_DATABASE_URL")
         if not url:
-            from grapevine_alembic.embedded import LocalPostgres
+            from grapevine_alembic.local.embedded import LocalPostgres
 
             self.server = LocalPostgres(self.work / "pg")
             self.server.start()
@@ -117,7 +117,7 @@ class BigBench:
         return count
 
     def parse_alone(self) -> Timed:
-        code = ("import sys; from pathlib import Path; from grapevine_alembic.sqlfile import MigrationFile;"
+        code = ("import sys; from pathlib import Path; from grapevine_alembic.files.sqlfile import MigrationFile;"
                 f" MigrationFile('20250101000000', 'seed', Path({str(self.file)!r})).parse()")
         return must(timed([self.python, "-c", code], self.env, self.project), "parsing")
 

@@ -10,7 +10,7 @@ import subprocess
 import pg
 import pytest
 
-from grapevine_alembic.embedded import postgres_bin_dir
+from grapevine_alembic.local.embedded import postgres_bin_dir
 
 SEED = (
     "CREATE TABLE seeded (id int PRIMARY KEY, name text, note text);\n"

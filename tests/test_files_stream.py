@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from grapevine_alembic.errors import MigrationFileError
-from grapevine_alembic.sqlstream import CopyData, Piece, Source, pieces
+from grapevine_alembic.files.sqlstream import CopyData, Piece, Source, pieces
 
 TEXT = """-- a header comment; with a semicolon
 CREATE TABLE t (id int, label text);
