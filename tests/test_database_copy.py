@@ -106,3 +106,22 @@ def test_a_plain_pg_dump_of_a_table_with_data_applies(project, make_db):
     assert result.returncode == 0, result.stdout + result.stderr
     assert project.query(database, "SELECT count(*), min(label), max(id) FROM public.dumped") == [(500, "row 1\ttab", 500)]
     assert project.version(database) == "20250301000000"
+
+
+def test_offline_sql_keeps_the_rows_right_after_their_copy(project, make_db):
+    project.migrate_control()
+    project.add_tenant("copyoff", create_db=False)
+    project.clear("tenant")
+    project.write("tenant", FILE, SEED)
+    offline = project.alembic("-n", "tenant", "-x", "tenant=copyoff", "upgrade", "head", "--sql")
+    assert offline.returncode == 0, offline.stderr
+    assert "COPY seeded (id, name, note) FROM stdin;\n1\tone\t\\N\n" in offline.stdout
+    database = make_db()
+    server = project.server
+    applied = subprocess.run(
+        [str(postgres_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.host, "-p", str(server.port),
+         "-U", server.superuser, "-d", database],
+        input=offline.stdout, env={**os.environ, "PGPASSWORD": server.password or ""}, capture_output=True, text=True,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert _rows(project, database) == ROWS

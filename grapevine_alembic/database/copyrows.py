@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["READ_BYTES", "emit_offline", "failed_line"]
+__all__ = ["READ_BYTES", "failed_line", "offline_text"]
 
 READ_BYTES = 256 * 1024  # per read from the file and message to the server
 
@@ -26,11 +26,10 @@ def failed_line(statement, err) -> int:
     return statement.copy.line + int(match[1]) - 1
 
 
-def emit_offline(out, statement) -> None:
-    """``--sql`` mode: the rows and their end marker after the COPY statement, as psql reads them."""
+def offline_text(statement) -> str:
+    """``--sql`` mode: the statement, and after a COPY its rows and end marker as psql reads them
+    (one piece of output: Alembic puts a blank line after each, which psql would take for a row)."""
     if statement.copy is None:
-        return
-    rows = statement.copy.reader().read().decode("utf-8").rstrip("\n")
-    if rows:
-        out(rows)
-    out("\\.")
+        return statement.sql + ";"
+    rows = statement.copy.reader().read().decode("utf-8")
+    return f"{statement.sql};\n{rows}\\."

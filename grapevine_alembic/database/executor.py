@@ -579,14 +579,12 @@ def _emit_offline(context, migration, parsed) -> None:
                     if unit.transaction_modes:
                         out(unit.transaction_modes + ";")
                 for statement in unit.statements:
-                    out(statement.sql + ";")
-                    copyrows.emit_offline(out, statement)
+                    out(copyrows.offline_text(statement))
                 if unit.transactional:
                     out("ROLLBACK;" if unit.rollback else "COMMIT;")
     if final is not None:
         if final.transaction_modes:
             out(final.transaction_modes + ";")
         for statement in final.statements:
-            out(statement.sql + ";")
-            copyrows.emit_offline(out, statement)
+            out(copyrows.offline_text(statement))
     out(TOOL_SCOPE_SQL.replace("\n", " ") + ";")
