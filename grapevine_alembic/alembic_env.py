@@ -34,16 +34,17 @@ def run_environment(kind: str) -> None:
     from alembic import context, util
 
     from .errors import GrapevineError
+    from .masking import known_secrets, mask
 
     try:
         _run(context, kind)
     except GrapevineError as err:
-        raise util.CommandError(str(err)) from err
+        raise util.CommandError(mask(str(err), known_secrets())) from err
     except Exception as err:
         message = _database_error_line(err)
         if message is None:
             raise
-        raise util.CommandError(message) from err
+        raise util.CommandError(mask(message, known_secrets())) from err
 
 
 def _database_error_line(err: Exception) -> str | None:

@@ -110,6 +110,6 @@ def _chain(migrations_dir, runner):
 
 
 def _masked(text: str | None, password: str | None) -> str | None:
-    if text and password:
-        return text.replace(password, "***")
-    return text
+    from .masking import known_secrets, mask
+
+    return mask(text, {password, *known_secrets()} - {None}) if text else text

@@ -446,10 +446,10 @@ class LocalPostgres:
         )
 
     def _scrub(self, text: str) -> str:
-        """Mask the password, plain and URL-quoted, in text meant for users."""
-        for form in {self.password, quote(self.password, safe="")}:
-            text = text.replace(form, "***")
-        return text
+        """Mask the password, in every spelling, in text meant for users."""
+        from .masking import mask
+
+        return mask(text, [self.password])
 
 
 # -- module helpers ------------------------------------------------------------------------

@@ -35,8 +35,15 @@ class Target:
         return self.placement if self.placement is not None else self.spec.server
 
     @property
+    def label(self) -> str:
+        """The tenant id as shown: a NULL or empty id from the tenants table is visibly one."""
+        if self.kind == "control":
+            return "control"
+        return "(NULL id)" if self.tenant_id is None else (self.tenant_id or "(empty id)")
+
+    @property
     def name(self) -> str:
-        return "control" if self.kind == "control" else f"tenant {self.tenant_id}"
+        return "control" if self.kind == "control" else f"tenant {self.label}"
 
     @property
     def database(self) -> str:
@@ -87,7 +94,7 @@ def default_tenants_query(has_deleted_at: bool) -> str:
     return f"SELECT id::text FROM tenants WHERE state = '{PROVISIONED}'{deleted} ORDER BY id"
 
 
-def provisioned_tenants(settings: Settings, tenants_query: str | None = None) -> dict[str, str | None]:
+def provisioned_tenants(settings: Settings, tenants_query: str | None = None) -> dict[str | None, str | None]:
     """Ask the control database for provisioned tenants: id -> server (None: the default), in query order."""
     import psycopg2
 
@@ -110,7 +117,8 @@ def provisioned_tenants(settings: Settings, tenants_query: str | None = None) ->
                 cursor.execute(tenants_query)
             except psycopg2.Error as err:
                 raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
-            return {str(row[0]): _server_value(row) for row in cursor.fetchall()}
+            # a NULL id stays None (str() would make it the tenant "None", database db_None)
+            return {(None if row[0] is None else str(row[0])): _server_value(row) for row in cursor.fetchall()}
     finally:
         raw.close()
 
@@ -149,7 +157,7 @@ def resolve(selection: Selection, settings: Settings, tenants_query: str | None 
         chosen = _explicit(selection.tenant_ids, provisioned, settings)
     if selection.shard:
         index, count = selection.shard
-        chosen = [t for t in chosen if shard_of(t, count) == index]
+        chosen = [t for t in chosen if shard_of(t or "", count) == index]
     return targets + [_tenant_target(settings, tenant_id, provisioned[tenant_id]) for tenant_id in chosen]
 
 
@@ -165,7 +173,11 @@ def _explicit(requested: tuple[str, ...], provisioned: dict[str, str | None], se
     return list(dict.fromkeys(requested))
 
 
-def _tenant_target(settings: Settings, tenant_id: str, server: str | None = None) -> Target:
+def _tenant_target(settings: Settings, tenant_id: str | None, server: str | None = None) -> Target:
+    if not tenant_id:  # NULL or '': never a database name; that row's error, like any invalid id
+        what = "a NULL" if tenant_id is None else "an empty"
+        return Target("tenant", settings.tenant_server.for_database("?"), tenant_id,
+                      problem=f"invalid tenant id: a provisioned row of the tenants table has {what} id", placement=server)
     try:
         return Target("tenant", settings.tenant_spec(tenant_id, server), tenant_id)
     except UsageError as err:
