@@ -34,17 +34,28 @@ def run_environment(kind: str) -> None:
     from alembic import context, util
 
     from .errors import GrapevineError
-    from .masking import known_secrets, mask
+    from .masking import mask
 
     try:
         _run(context, kind)
     except GrapevineError as err:
-        raise util.CommandError(mask(str(err), known_secrets())) from err
+        raise util.CommandError(mask(str(err), _secrets(context.config))) from err
     except Exception as err:
         message = _database_error_line(err)
         if message is None:
             raise
-        raise util.CommandError(mask(message, known_secrets())) from err
+        raise util.CommandError(mask(message, _secrets(context.config))) from err
+
+
+def _secrets(config) -> set[str]:
+    """The passwords to mask in the FAILED line: the environment's, and alembic.ini's password_env ones."""
+    from .masking import known_secrets
+    from .placement import password_variables
+
+    try:
+        return known_secrets(variables=password_variables(_project(config).server_logins))
+    except Exception:  # alembic.ini itself is what failed: the environment's secrets still count
+        return known_secrets()
 
 
 def _database_error_line(err: Exception) -> str | None:
