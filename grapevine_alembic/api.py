@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GrapevineError
+from .masking import known_secrets, mask
 
 __all__ = ["MigrationResult", "migrate_database", "migrate_database_async"]
 
@@ -47,9 +48,9 @@ def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``."""
-    from . import runner
+    from .database import runner  # lazy: importing the API stays cheap
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
-    from .targets import Target
+    from .database.target import Target
 
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
     if timeout < 0 or retries < 0:
@@ -110,6 +111,4 @@ def _chain(migrations_dir, runner):
 
 
 def _masked(text: str | None, password: str | None) -> str | None:
-    from .masking import known_secrets, mask
-
     return mask(text, {password, *known_secrets()} - {None}) if text else text
