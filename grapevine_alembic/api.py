@@ -25,6 +25,9 @@ from .errors import GrapevineError
 __all__ = ["MigrationResult", "migrate_database", "migrate_database_async"]
 
 logger = logging.getLogger("grapevine_alembic")
+# A library prints nothing unless its caller configures logging: without a handler of ours,
+# logging's last-resort handler would write every warning to stderr.
+logger.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
