@@ -18,7 +18,7 @@ from .cli import (
     selection_from,
     target_options,
 )
-from .errors import UsageError
+from .errors import MissingTarget, UsageError
 
 ENVS = ("control", "tenant")
 
@@ -181,15 +181,17 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
 @click.option("-v", "--verbose", is_flag=True, help="Every database, every migration with its applied time.")
 @click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100),
               help="Databases read at the same time.")
+@click.option("--exit-code", "pending_exit", is_flag=True,
+              help="Exit 3 when something is pending (as dbmate's --exit-code); without it pending work exits 0.")
 @per_server_option
 @json_option
 @pass_app
-def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, max_per_server,
-           json_mode):
+def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, pending_exit,
+           max_per_server, json_mode):
     """Show where each database stands (default: control and all tenants).
 
-    Exit codes: 0 everything up to date, 3 something pending (or out of order),
-    1 a database failed, is missing or drifted (edited or unknown migrations).
+    Exit codes: 0 up to date or something pending (as the previous tool), 3 pending with
+    --exit-code, 1 a database failed, is missing or drifted (edited or unknown migrations).
 
     \b
     Examples:
@@ -209,12 +211,14 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
             targets, lambda t: runner.status(t, chains[t.kind], options), options=options,
             max_parallel=max_parallel, max_per_server=max_per_server, on_result=bar.advance,
         )
+    pending_code = views.EXIT_PENDING if pending_exit else views.EXIT_OK
     if json_mode:
-        out.document(views.status_document(results, chains, verbose=True, discovery_error=discovery_error))
+        out.document(views.status_document(results, chains, verbose=True, discovery_error=discovery_error,
+                                           pending_code=pending_code))
     else:
         views.print_status(out, results, chains, verbose=verbose, discovery_error=discovery_error,
                            wants_tenants=selection.wants_tenants)
-    _exit(views.status_exit_code(results, discovery_error))
+    _exit(views.status_exit_code(results, discovery_error, pending_code=pending_code))
 
 
 def _targets_or_error(app: App, selection):
@@ -272,7 +276,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
-        raise UsageError("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+        raise MissingTarget("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     if (canary or max_failures) and not selection.wants_tenants:
         flag = "--canary" if canary else "--max-failures"
         raise UsageError(f"{flag} stages a rollout over tenants: use it with --all-tenants or --tenant")
@@ -422,7 +426,7 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
                                   reason=reason)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
-        raise UsageError("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+        raise MissingTarget("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = _load_chains(app, envs, strict=not dry_run)
     for env, chain in chains.items():
@@ -512,7 +516,7 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     out = app.out()
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
-        raise UsageError("reset needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+        raise MissingTarget("reset needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     settings = app.settings()
     tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query) if selection.wants_tenants else []
     targets = tenants + ([control_target(settings)] if selection.control else [])  # tenants before control

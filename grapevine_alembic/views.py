@@ -40,19 +40,21 @@ def _row(result: DatabaseResult) -> list[str]:
 # ---- status ---------------------------------------------------------------------------------
 
 
-def status_exit_code(results: list[DatabaseResult], discovery_error: str | None) -> int:
+def status_exit_code(results: list[DatabaseResult], discovery_error: str | None, *, pending_code: int = EXIT_OK) -> int:
+    """1 for a failure or drift; pending work is 0 as the previous tool had it (``--exit-code``: 3)."""
     if discovery_error or any(not r.ok or (r.plan and r.plan.drifted) for r in results):
         return EXIT_FAILED
     if any(r.plan and not r.plan.up_to_date for r in results):
-        return EXIT_PENDING
+        return pending_code
     return EXIT_OK
 
 
-def status_document(results, chains, *, verbose: bool, discovery_error: str | None) -> dict:
+def status_document(results, chains, *, verbose: bool, discovery_error: str | None, pending_code: int = EXIT_OK) -> dict:
+    exit_code = status_exit_code(results, discovery_error, pending_code=pending_code)
     return {
         "command": "status",
-        "ok": status_exit_code(results, discovery_error) == EXIT_OK,
-        "exit_code": status_exit_code(results, discovery_error),
+        "ok": exit_code == EXIT_OK,
+        "exit_code": exit_code,
         "error": discovery_error,
         "heads": {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()},
         "databases": [database_json(r, verbose=verbose, chain=chains[r.target.kind]) for r in results],

@@ -43,7 +43,7 @@ def test_unapply_below_the_head_reruns_that_version_alone(project):
     assert project.version(database) == D  # the head stays
     assert _ledger(project, database)[C] == "unmarked"
 
-    status = project.cli("status", "--tenant", "acme", "--json")
+    status = project.cli("status", "--tenant", "acme", "--json", "--exit-code")
     assert status.returncode == 3
     [db] = json.loads(status.stdout)["databases"]
     assert db["pending"] == [C] and db["version"] == D
