@@ -229,7 +229,7 @@ def _targets_or_error(app: App, selection):
     settings = app.settings()
     project = app.project()
     try:
-        return resolve(selection, settings, project.tenants_query), None
+        return resolve(selection, settings, project.tenants_query, announce=app.out().info), None
     except UsageError:
         raise
     except GrapevineError as err:
@@ -334,7 +334,8 @@ def _fan_out(app: App, selection, job, options, max_parallel: int, max_per_serve
             out.info("control failed: tenants were not started")
             return results
     if selection.wants_tenants:
-        tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query)
+        tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query,
+                          announce=out.info)
         if not tenants:
             out.info("no tenants: the control database's tenants table lists none provisioned")
         with out.progress(len(tenants), label) as bar:
@@ -518,7 +519,8 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     if selection.empty:
         raise MissingTarget("reset needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     settings = app.settings()
-    tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query) if selection.wants_tenants else []
+    tenants = (resolve(replace(selection, control=False), settings, app.project().tenants_query, announce=out.info)
+               if selection.wants_tenants else [])
     targets = tenants + ([control_target(settings)] if selection.control else [])  # tenants before control
     resetting.refuse_remote(targets)
     if not (force or dry_run):

@@ -17,7 +17,6 @@ CASES = [
     ("unicode tenant id", ["migrate", "--tenant", "tenänt"], {}, 2, "invalid tenant id"),
     ("empty tenant id", ["migrate", "--tenant", ""], {}, 2, "tenant id is empty"),
     ("unknown tenant", ["migrate", "--tenant", "nobody"], {}, 2, "unknown tenant nobody"),
-    ("tenant not provisioned", ["migrate", "--tenant", "sleepy"], {}, 2, "tenant sleepy is suspended"),
     ("malformed file name", ["migrate", "--all-tenants"], {"file": ("2025010109_short.sql", "SELECT 1;")}, 1,
      "needs a 14-digit timestamp"),
     ("upper-case extension", ["migrate", "--all-tenants"], {"file": ("20991231000000_x.SQL", "SELECT 1;")}, 1,
