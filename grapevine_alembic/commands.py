@@ -253,7 +253,9 @@ def _targets_or_error(app: App, selection):
 @click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
               help="Tenant databases migrated at the same time.")
 @per_server_option
-@click.option("--out-of-order", is_flag=True, help="Also apply files older than a database's version that it never ran.")
+@click.option("--out-of-order/--refuse-out-of-order", "out_of_order", default=None,
+              help="Apply (with a warning line each) or refuse files older than a database's version that it never"
+                   " ran (default: alembic.ini [grapevine] out_of_order, else apply).")
 @click.option("--canary", default=None, type=click.IntRange(1),
               help="Migrate this many tenants first (at least 1); stop if any fails.")
 @click.option("--max-failures", default=None, type=click.IntRange(1),
@@ -282,8 +284,11 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
         raise UsageError(f"{flag} stages a rollout over tenants: use it with --all-tenants or --tenant")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = _load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
+    from .late_files import APPLY
+
+    late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
-                          out_of_order=out_of_order)
+                          out_of_order=late)
     with interrupts.graceful() as signals:
         results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
                            max_parallel, max_per_server, label="migrate", canary=canary or 0,

@@ -17,6 +17,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from .ledger import UNMARKED, DatabaseState
+from .lost_head import fixing_command
 from .sqlfile import MigrationFile
 
 
@@ -55,7 +56,9 @@ def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
     head = state.head
     unknown = tuple(sorted(v for v in set(state.ledger) | set(state.heads) if v not in known))
     if head is not None and head not in known:
-        return Plan(head=head, unknown=unknown, problem=f"the database is at {head}, which no migration file has")
+        return Plan(head=head, unknown=unknown, problem=(
+            f"the database is at {head}, which no migration file has (its file deleted, or another branch's?);"
+            f" once checked, move it back to the newest applied version that has a file with: {fixing_command(head)}"))
     unmarked = {v for v, row in state.ledger.items() if row.applied_by == UNMARKED}
     recorded = {v: row for v, row in state.ledger.items() if v not in unmarked}
     applied = [m for m in chain if head is not None and m.version <= head]

@@ -189,6 +189,8 @@ def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) 
         "attempts": result.attempts,
         "seconds": round(result.seconds, 3),
     }
+    if result.warnings:
+        doc["warnings"] = result.warnings
     if result.changes:
         doc.update(changes=result.changes, marked=result.marked, unmarked=result.unmarked)
     if verbose and chain is not None and result.state is not None:

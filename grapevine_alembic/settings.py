@@ -132,6 +132,7 @@ class Project:
     tenants_query: str | None
     lock_key: int
     server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
+    out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see late_files.py)
 
     def migration_dir(self, env: str) -> Path:
         return migrations_dir_override(self.migration_dirs[env], self.root)
@@ -188,10 +189,12 @@ def load_project(config_file: Path) -> Project:
         dirs[env] = Path(location.split()[0])
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
+    from .late_files import SETTING, parse_policy
     from .placement import read_logins
 
     logins = read_logins(parser, config_file)
-    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins)
+    late = parse_policy(parser.get("grapevine", SETTING, fallback=None), f"{config_file} [grapevine]")
+    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late)
 
 
 def load_dotenv_file(root: Path) -> None:

@@ -124,7 +124,7 @@ def _print_drift(out: Output, result: DatabaseResult, *, pending: bool = True) -
     for migration in plan.edited:
         out.line(f"  warning: {name}: {migration.path.name} was edited after it was applied; {edit_fix(result, migration)}")
     for version in plan.unknown:
-        out.line(f"  warning: {name}: the database records {version}, which no migration file has")
+        out.line(f"  {unknown_line(result, version)}")
 
 
 def _print_verbose(out: Output, result: DatabaseResult, chain) -> None:
@@ -164,11 +164,16 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
         elif plan and plan.up_to_date:
             out.line(f"{short(result)} ({result.target.database}): up to date at {plan.head}")
         elif plan:
-            out.line(f"{short(result)} ({result.target.database}): at {plan.head or '(none)'}, would apply:")
+            # a legacy ledger is at the version its rows reach, as status shows it
+            out.line(f"{short(result)} ({result.target.database}): at {version_cell(result)}, would apply:")
             if plan.adopt_to:
                 out.line(f"  adopt legacy schema_migrations up to {plan.adopt_to}")
+            for migration in plan.out_of_order:  # refused ones fail above: these run first
+                out.line(f"  {migration.version}  {migration.path.name}  (out of order: older than the version)")
             for migration in plan.pending:
                 out.line(f"  {migration.version}  {migration.path.name}")
+            for migration in plan.marked_ahead:
+                out.line(f"  {migration.version}  {migration.path.name}  (marked applied: recorded, not run)")
 
 
 def edit_fix(result: DatabaseResult, migration) -> str:
@@ -177,6 +182,15 @@ def edit_fix(result: DatabaseResult, migration) -> str:
 
     return (f'revert the file, or accept the edit with: grapevine-migrations mark --accept-edit {migration.version}'
             f' {target_flag(result.target)} --reason "..."')
+
+
+def unknown_line(result: DatabaseResult, version: str) -> str:
+    """A recorded version no file has (its file deleted after it ran?), with the command that clears it."""
+    from .lost_head import fixing_command
+    from .runner import with_target
+
+    return (f"warning: {short(result)}: the database records {version}, which no migration file has"
+            f" (its file deleted?); once checked, remove it with: {with_target(fixing_command(version), result.target)}")
 
 
 def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
@@ -191,6 +205,9 @@ def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
         for migration in result.plan.edited if result.plan else ():
             out.line(f"warning: {short(result)}: {migration.path.name} was edited after it was applied;"
                      f" {edit_fix(result, migration)}")
+        if result.ok and result.plan:  # a failed database's error already says it
+            for version in result.plan.unknown:
+                out.line(unknown_line(result, version))
     summary = summary_json(results)
     retries = f"; {summary['retries']} retry(ies)" if summary["retries"] else ""
     out.line(

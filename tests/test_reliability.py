@@ -270,7 +270,7 @@ def test_out_of_order_file_is_named_then_applied_on_request(project, tally):
     status = project.cli("status", "--tenant", tenant, "--exit-code")
     assert status.returncode == 3
     assert "out of order, never applied: 20250110000000_late_from_a_branch.sql" in status.stdout
-    refused = project.cli("migrate", "--tenant", tenant)
+    refused = project.cli("migrate", "--tenant", tenant, "--refuse-out-of-order")  # the default applies it
     assert refused.returncode == 1 and "20250110000000_late_from_a_branch.sql" in refused.stdout
     assert "late" not in project.tables(database)
     applied = project.cli("migrate", "--tenant", tenant, "--out-of-order")
@@ -360,7 +360,7 @@ def test_legacy_with_unknown_versions_stops_with_the_fixing_command(project):
     pasted = project.cli(*command.split()[1:])
     assert pasted.returncode == 0, pasted.stdout + pasted.stderr
     assert "alembic_version" not in project.tables(database)
-    gap = project.cli("migrate", "--tenant", tenant, "--json")
+    gap = project.cli("migrate", "--tenant", tenant, "--refuse-out-of-order", "--json")
     assert gap.returncode == 1
     assert f"migrate --tenant {tenant} --out-of-order" in _json(gap)["databases"][0]["error"]
     assert project.cli("migrate", "--tenant", tenant, "--out-of-order").returncode == 0
