@@ -82,10 +82,10 @@ def list_migrations(app: App, control: bool, tenant: bool, json_mode: bool):
     out = app.out(json_mode)
     envs = [env for env, wanted in (("control", control), ("tenant", tenant)) if wanted] or list(ENVS)
     chains = _load_chains(app, envs)
-    if json_mode:
+    if json_mode:  # paths relative to the project root, as in the text view and in errors
         out.document(
-            {env: [{"version": m.version, "description": m.message, "file": str(m.path)} for m in chain.files]
-             for env, chain in chains.items()}
+            {env: [{"version": m.version, "description": m.message, "file": _relative(app, m.path)}
+                   for m in chain.files] for env, chain in chains.items()}
         )
         return
     rows = [[env, m.version, m.message, _relative(app, m.path)] for env, chain in chains.items() for m in chain.files]

@@ -117,12 +117,12 @@ def _legacy_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan
 
 
 def closest_versions(version: str, chain: tuple[MigrationFile, ...], count: int = 3) -> list[str]:
-    """Versions that look like a mistyped one, for 'unknown version' errors."""
+    """Versions that look like a mistyped one, for 'unknown version' errors; the chain's head is always
+    among them (often the version meant), marked ``(head)``."""
     versions = [m.version for m in chain]
     close = difflib.get_close_matches(version, versions, n=count, cutoff=0.5)
-    if close:
-        return close
-    # Fall back to the neighbours in time order.
-    later = [v for v in versions if v > version][:1]
-    earlier = [v for v in versions if v < version][-1:]
-    return earlier + later
+    if not close:  # fall back to the neighbours in time order
+        close = [v for v in versions if v < version][-1:] + [v for v in versions if v > version][:1]
+    if versions and versions[-1] not in close:
+        close.append(versions[-1])
+    return [f"{v} (head)" if versions and v == versions[-1] else v for v in close]

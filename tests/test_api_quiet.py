@@ -43,3 +43,21 @@ def test_the_failure_reaches_a_configured_logger(project, pg_server):
                           str(project.migrations("tenant"))], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "WARNING:grapevine_alembic:migrating db_logged failed:" in run.stderr
+
+
+def test_adopting_a_legacy_database_beside_a_near_miss_file_prints_nothing(project, pg_server):
+    """Adoption builds Alembic's revision map, whose loader warns about near-miss names: logged, not printed."""
+    project.migrate_control()
+    database = project.add_tenant("legacy")
+    project.query(database, "CREATE TABLE schema_migrations (version varchar PRIMARY KEY, applied_at timestamptz)")
+    project.query(database, "INSERT INTO schema_migrations VALUES ('20250101090000', now())")
+    [first] = project.migrations("tenant").glob("20250101090000_*.sql")
+    project.query(database, first.read_text())
+    project.write("tenant", "2025010109_short.sql", "SELECT 1;\n")  # looks like a migration, is not one
+    program = FAILING_CALL.replace('"error": result.error', '"error": result.error, "version": result.version')
+    run = subprocess.run([sys.executable, "-c", program, pg.url_for(pg_server, database),
+                          str(project.migrations("tenant"))], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    result = json.loads(run.stdout)
+    assert result["ok"] and result["version"] == "20250201080000", result

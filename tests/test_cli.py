@@ -123,7 +123,7 @@ def test_status_json_has_every_database_and_applied_times(tenants):
     assert all(m["applied_at"] for m in by_db["db_acme"]["migrations"])
     assert by_db["db_globex"]["pending"] == ["20250101090000", "20250108100000", "20250120143000", HEAD]
     assert by_db["db_ghost"]["missing"] is True and not by_db["db_ghost"]["ok"]
-    assert doc["versions"] == {HEAD: 1, "(none)": 1, "error": 1}
+    assert doc["versions"] == {HEAD: 1, "(none)": 1, "missing": 1}  # ghost has no database
 
 
 # ---- migrate ----------------------------------------------------------------------------------
