@@ -56,9 +56,9 @@ def migrate_database(
     that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
     (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
     """
-    from . import runner
+    from .database import runner  # lazy: importing the API stays cheap
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
-    from .targets import Target
+    from .database.target import Target
 
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
     if timeout < 0 or retries < 0:
@@ -130,7 +130,7 @@ def _late_policy(value: str | None, folder: Path) -> bool:
     """True to apply late-merged files: the argument, else the project's alembic.ini setting, else apply."""
     import configparser
 
-    from . import late_files
+    from .database import late_files  # lazy, as runner above
     from .settings import find_config
 
     where = "out_of_order"

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .errors import ConfigError
+from .placement import parse_server, read_logins, server_spec
 
 CONFIG_FILE = "alembic.ini"
 DEFAULT_PORT = 5432
@@ -132,7 +133,7 @@ class Project:
     tenants_query: str | None
     lock_key: int
     server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
-    out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see late_files.py)
+    out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see database/late_files.py)
 
     def migration_dir(self, env: str) -> Path:
         return migrations_dir_override(self.migration_dirs[env], self.root)
@@ -154,6 +155,20 @@ def migrations_dir_override(folder: Path, root: Path) -> Path:
     if not value:
         return folder
     return (root / value / Path(folder).name).resolve()
+
+
+LATE_APPLY, LATE_REFUSE = "apply", "refuse"  # what to do with late-merged files (database/late_files.py)
+LATE_SETTING = "out_of_order"
+
+
+def parse_late_policy(value: str | None, where: str) -> str:
+    """The ``out_of_order`` policy a setting names; a typo is a configuration error, never a silent default."""
+    if value is None:
+        return LATE_APPLY
+    text = value.strip().lower()
+    if text not in (LATE_APPLY, LATE_REFUSE):
+        raise ConfigError(f"{where}: {LATE_SETTING} must be {LATE_APPLY} or {LATE_REFUSE}, not {value.strip()!r}")
+    return text
 
 
 def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path:
@@ -189,11 +204,10 @@ def load_project(config_file: Path) -> Project:
         dirs[env] = Path(location.split()[0])
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
-    from .late_files import SETTING, parse_policy
     from .placement import read_logins
 
     logins = read_logins(parser, config_file)
-    late = parse_policy(parser.get("grapevine", SETTING, fallback=None), f"{config_file} [grapevine]")
+    late = parse_late_policy(parser.get("grapevine", LATE_SETTING, fallback=None), f"{config_file} [grapevine]")
     return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late)
 
 
@@ -233,8 +247,6 @@ class Settings:
         database = tenant_database(tenant_id)
         if server is None:
             return self.tenant_server.for_database(database)
-        from .placement import parse_server, server_spec
-
         host, port = parse_server(server, self.tenant_server.port or DEFAULT_PORT)
         return server_spec(self.tenant_server, host, port, self.server_logins).for_database(database)
 
