@@ -93,6 +93,9 @@ def _run(context, kind: str) -> None:
 def _run_online(context, project, spec, journal, writer, xargs) -> None:
     timeout = _seconds(xargs, "timeout", DEFAULT_TIMEOUT_S)
     lock_timeout = _seconds(xargs, "lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
+    late_policy = project.out_of_order  # a bad -x value fails here, before any connection
+    if "out_of_order" in xargs:
+        late_policy = late_files.parse_policy(xargs["out_of_order"], "-x out_of_order")
     raw = open_connection(spec)
     try:
         configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
@@ -109,7 +112,7 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
             journal.marked_ahead = {m.version for m in plan.marked_ahead}
         raw.notices = NoticeSink(journal)
         if mutates and plan.out_of_order and _command(context.config) == "upgrade":
-            _late_files(raw, plan, project, xargs, spec, journal, writer)
+            _late_files(raw, plan, late_policy, xargs, spec, journal, writer)
         with sqlalchemy_connection(raw) as connection:
             context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer])
             with context.begin_transaction():
@@ -118,12 +121,9 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         raw.close()
 
 
-def _late_files(raw, plan, project, xargs, spec, journal, writer) -> None:
+def _late_files(raw, plan, policy, xargs, spec, journal, writer) -> None:
     """Files merged late, as ``migrate`` treats them: applied first with a warning line each (the
     ``out_of_order`` setting's default), or refused (``-x out_of_order=refuse`` overrides alembic.ini)."""
-    policy = project.out_of_order
-    if "out_of_order" in xargs:
-        policy = late_files.parse_policy(xargs["out_of_order"], "-x out_of_order")
     if policy == late_files.REFUSE:
         flag = f"--tenant {xargs['tenant']}" if "tenant" in xargs else "--control"
         raise UsageError(f"{spec.dbname}: " + late_files.refusal(plan, flag))

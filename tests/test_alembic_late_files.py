@@ -40,3 +40,10 @@ def test_alembic_upgrade_refuses_when_told(late, how):
     assert "grapevine-migrations migrate --tenant acme --out-of-order" in result.stderr
     assert "Traceback" not in result.stderr
     assert "late" not in late.tables("db_acme")
+
+
+def test_a_bad_x_out_of_order_is_one_line_before_anything_runs(late):
+    result = late.alembic("-n", "tenant", "-x", "tenant=acme", "-x", "out_of_order=maybe", "upgrade", "head")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "-x out_of_order: out_of_order must be apply or refuse, not 'maybe'" in result.stderr
+    assert "late" not in late.tables("db_acme")
