@@ -166,6 +166,7 @@ def cli(ctx, config_path, debug):
 
 
 from . import commands  # noqa: E402,F401  (registers the commands on `cli`)
+from .schema import drift_command, dump_command  # noqa: E402,F401  (schema dump/check, drift)
 
 
 def main(argv=None) -> None:
