@@ -56,7 +56,7 @@ def _catalog(server, database: str) -> dict:
     connection = pg.connect(server, database)
     try:
         with connection.cursor() as cursor:
-            return read_snapshot(cursor)[1]
+            return json.loads(read_snapshot(cursor)[1])
     finally:
         connection.close()
 

@@ -47,8 +47,8 @@ def expected_schema(app: App, env: str) -> str:
     chain = _load_chains(app, [env])[env]
     head = chain.versions[-1] if chain.versions else None
     with _sigterm_interrupts():
-        catalog = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key)
-    return render(catalog, env=env, version=head)
+        reference = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key)
+    return render(reference.catalog, env=env, version=head)
 
 
 @schema.command("dump")

@@ -120,7 +120,7 @@ def _parents_first(tables: list[dict]) -> list[dict]:
 
 def _views_in_order(views: list[dict]) -> list[dict]:
     """Each view after the views it reads, ties by name (a stable topological order)."""
-    by_name = {f"{v['schema']}.{v['name']}": v for v in views}
+    by_name = {v["qname"]: v for v in views}
     done, ordered = set(), []
 
     def visit(name: str, path: tuple) -> None:

@@ -9,9 +9,11 @@ builds each version at most once per run, shared by every thread of a fan-out.
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from ..connection import open_connection
 from ..errors import GrapevineError
@@ -23,6 +25,14 @@ SCRATCH_PREFIX = "grapevine_scratch_"
 
 class SchemaBuildError(GrapevineError):
     """The chain could not be applied to a scratch database."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The schema one version should have: the catalog's JSON text as read, and parsed."""
+
+    text: str
+    catalog: dict
 
 
 def server_for(settings: Settings, env: str) -> ConnectionSpec:
@@ -60,7 +70,7 @@ def chain_up_to(chain, version: str | None):
     return cut
 
 
-def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int) -> dict:
+def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int) -> Reference:
     """The catalog of a fresh database migrated file by file up to ``version``."""
     from .. import runner
     from ..targets import Target
@@ -78,10 +88,10 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
         raw = open_connection(spec)
         try:
             with raw.cursor() as cursor:
-                _, catalog = read_snapshot(cursor)
+                _, text = read_snapshot(cursor)
         finally:
             raw.close()
-    return catalog
+    return Reference(text, json.loads(text))
 
 
 class References:
@@ -93,7 +103,7 @@ class References:
         self._locks: dict = {}
         self._guard = threading.Lock()
 
-    def get(self, env: str, version: str | None) -> dict:
+    def get(self, env: str, version: str | None) -> Reference:
         key = (env, version)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
