@@ -21,8 +21,10 @@ _USER_NS = ("ARRAY(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname NOT IN 
 
 
 def _extension_members(catalog: str) -> str:
-    return (f"ARRAY(SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e'"
-            f" AND classid = 'pg_catalog.{catalog}'::pg_catalog.regclass)")
+    # through pg_depend's index on the referenced object: nothing to read when there is no extension
+    return ("ARRAY(SELECT objid FROM pg_catalog.pg_depend WHERE refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
+            " AND refobjid = ANY (ARRAY(SELECT oid FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'))"
+            f" AND deptype = 'e' AND classid = 'pg_catalog.{catalog}'::pg_catalog.regclass)")
 
 
 def _mine(namespace: str, oid: str, catalog: str) -> str:
@@ -104,8 +106,8 @@ _PARTS = {
               AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass)) AS o,
         c.oid::pg_catalog.regclass::text AS k
       FROM pg_catalog.pg_sequence s JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid
-      WHERE {_USER_REL} AND NOT c.oid = ANY (ARRAY(SELECT objid FROM pg_catalog.pg_depend
-          WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND deptype = 'i'))""",
+      WHERE {_USER_REL} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.deptype = 'i'
+          AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid)""",
     "types": f"""SELECT json_build_object('schema', t.typnamespace::pg_catalog.regnamespace::text, 'name', t.typname,
         'qname', t.oid::pg_catalog.regtype::text, 'kind', t.typtype::text,
         'owner', pg_catalog.pg_get_userbyid(t.typowner), 'acl', t.typacl::text[],
