@@ -117,6 +117,21 @@ def test_each_kind_of_object_is_named(project):
     ], texts
 
 
+def test_owners_and_grants_count_only_with_privileges(project):
+    _fleet(project, ["p1"])
+    project.query("db_p1", "CREATE ROLE drift_reader_p1; GRANT SELECT ON tasks TO drift_reader_p1")
+    try:
+        plain = project.cli("drift", "--tenant", "p1")
+        assert plain.returncode == 0, plain.stdout + plain.stderr
+        strict = project.cli("drift", "--tenant", "p1", "--privileges")
+        assert strict.returncode == 1
+        assert strict.stdout.splitlines()[1].startswith("  db_p1: changed table privileges public.tasks: acl none -> ")
+        assert "drift_reader_p1=r/" in strict.stdout
+    finally:
+        project.query("db_p1", "REVOKE ALL ON tasks FROM drift_reader_p1")
+        project.query(None, "DROP ROLE drift_reader_p1")
+
+
 def _writes(server, database: str) -> tuple[int, int]:
     rows = pg.query(server, None, "SELECT tup_inserted + tup_updated + tup_deleted, xact_commit FROM"
                     " pg_stat_database WHERE datname = %s", (database,))

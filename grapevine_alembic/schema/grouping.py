@@ -41,5 +41,8 @@ def text_lines(groups: list[Group], *, matching: int, failed: list[tuple[str, st
         else:
             lines.append(f"  {names(g.databases)}:")
             lines += [f"    {text}" for text in g.differences]
-    lines += [f"  {database}: {error}" for database, error in failed]
+    by_error: dict[str, list[str]] = {}
+    for database, error in failed:  # a server that is down: one line for all its databases
+        by_error.setdefault(error, []).append(database)
+    lines += [f"  {names(sorted(databases))}: {error}" for error, databases in by_error.items()]
     return lines
