@@ -3,5 +3,5 @@
 ``catalog`` reads one database's schema in one round trip, ``scratch`` builds a throwaway
 database at a version, ``render`` writes deterministic schema.sql from a snapshot, ``diff``
 names the differences between two snapshots and ``grouping`` folds databases with the same
-differences together.  ``dump_command`` and ``drift_command`` are the CLI's thin layer.
+differences together.  The commands are ``cli/schema_commands`` and ``cli/drift_command``.
 """

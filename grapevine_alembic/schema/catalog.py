@@ -9,7 +9,7 @@ way on every database.  Left out: system schemas, objects that belong to an exte
 
 from __future__ import annotations
 
-from ..ledger import LEDGER_TABLE, VERSION_TABLE
+from ..database.ledger import LEDGER_TABLE, VERSION_TABLE
 
 TOOL_TABLES = (VERSION_TABLE, LEDGER_TABLE)
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 
-from ..runner import DatabaseResult, RunOptions, with_retries
-from ..targets import Target
+from ..database.connection import SessionPolicy, open_connection, set_config_sql
+from ..database.ledger import LEDGER_TABLE, VERSION_TABLE
+from ..database.result import DatabaseResult
+from ..database.runner import RunOptions, with_retries
+from ..database.target import Target
 from .catalog import LOCATE_SQL, snapshot_sql
 from .diff import compare
 
 
 def read_live(target: Target, options: RunOptions) -> tuple[str | None, str]:
     """(recorded version, catalog JSON text) of a database, on a read-only session of its own."""
-    from ..connection import SessionPolicy, open_connection, set_config_sql
-    from ..ledger import LEDGER_TABLE, VERSION_TABLE
-
     raw = open_connection(target.spec, connect_timeout=options.connect_timeout_s)
     try:
         if options.servers:

@@ -15,7 +15,9 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..connection import open_connection
+from ..database import runner
+from ..database.connection import open_connection
+from ..database.target import Target
 from ..errors import GrapevineError
 from ..settings import ConnectionSpec, Settings
 from .catalog import read_snapshot
@@ -72,9 +74,6 @@ def chain_up_to(chain, version: str | None):
 
 def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int) -> Reference:
     """The catalog of a fresh database migrated file by file up to ``version``."""
-    from .. import runner
-    from ..targets import Target
-
     if version is not None and chain.get(version) is None:
         raise SchemaBuildError(f"version {version} is not among the {chain.env} migration files")
     cut = chain_up_to(chain, version)
