@@ -8,7 +8,6 @@ inside the commands that need them, so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
+from ..masking import known_secrets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
 
@@ -54,8 +54,9 @@ class App:
             project = self.project()
             settings = resolve_settings(project, announce=self.out().info)
             self._settings = replace(settings, server_logins=project.server_logins)
+            type(self.out()).password_variables = tuple(password_variables(project.server_logins))
             for secret in [settings.control.password, settings.tenant_server.password,
-                           *(os.environ.get(name) for name in password_variables(project.server_logins))]:
+                           *(value for key, value in settings.control.options if "password" in key)]:
                 self.out().add_secret(secret)
         return self._settings
 
@@ -67,18 +68,9 @@ class App:
         return self.output
 
 
-def _env_secrets() -> list[str]:
+def _env_secrets() -> set[str]:
     """Passwords we know of before parsing anything, so even a config error cannot print them."""
-    from urllib.parse import unquote, urlsplit
-
-    secrets = [os.environ.get("PG_TENANT_DATABASE_ADMIN_PASSWORD", "")]
-    try:
-        password = urlsplit(os.environ.get("CONTROL_DATABASE_URL", "")).password
-        if password:
-            secrets += [password, unquote(password)]
-    except ValueError:
-        pass
-    return [s for s in secrets if s]
+    return known_secrets()
 
 
 pass_app = click.make_pass_decorator(App)
@@ -145,12 +137,15 @@ def run_options(app: App, **overrides):
     def waiting(database):
         out.info(waiting_line(database))
 
+    def warning(line):
+        out.info(line)
+
     def retrying(database, attempt, error, delay):
         first_line = error.splitlines()[0]
         out.info(f"{database}: attempt {attempt} failed ({first_line}); retrying in {delay:.1f}s")
 
     return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
-                      on_retry=retrying, servers=Breakers(), **overrides)
+                      on_retry=retrying, on_warning=warning, servers=Breakers(), **overrides)
 
 
 @click.group(
