@@ -92,11 +92,17 @@ def revision_module(migration: sqlfile.MigrationFile, down_revision: str | None)
 
     def upgrade(migration_context=None, journal=None, **_ignored) -> None:
         from . import executor
+        from .tool_table_writes import refuse_tool_table_writes
+        from .tool_tables import ToolTables
 
         if migration_context is None:  # a caller that did not pass it: fall back to Alembic's proxy
             from alembic import context
 
             migration_context = context.get_context()
+        tables = journal.tables if journal is not None else ToolTables(
+            migration_context.version_table, migration_context.version_table_schema
+        )
+        refuse_tool_table_writes(migration, tables)  # before anything of the file runs
         executor.apply_migration(migration_context, migration, journal)
 
     def downgrade(**_ignored) -> None:

@@ -68,9 +68,11 @@ def _run(context, kind: str) -> None:
         import logging.config
 
         logging.config.fileConfig(context.config.config_file_name, disable_existing_loggers=False)
-    writer = LedgerWriter(context.script.migration_files())
+    tables = project.tool_tables(kind)  # version_table, ledger_table, ... of this section
+    writer = LedgerWriter(context.script.migration_files(), tables=tables)
     if context.is_offline_mode():
-        context.configure(dialect_name="postgresql", transaction_per_migration=True, on_version_apply=[writer])
+        context.configure(dialect_name="postgresql", transaction_per_migration=True, on_version_apply=[writer],
+                          **tables.alembic_options())
         with context.begin_transaction():
             context.run_migrations(migration_context=context.get_context())
         return
@@ -86,7 +88,7 @@ def _run(context, kind: str) -> None:
     else:  # -x server=host[:port] for a tenant placed on another server, with its login from alembic.ini
         placed = replace(settings, server_logins=project.server_logins)
         spec = placed.tenant_spec(_required_tenant(xargs), xargs.get("server"))
-    journal = Journal(database=spec.dbname, on_notice=print_notice)
+    journal = Journal(database=spec.dbname, on_notice=print_notice, tables=tables)
     _run_online(context, project, spec, journal, writer, xargs)
 
 
@@ -105,7 +107,7 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         )
         if mutates:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
-            state = _refuse_legacy(raw, spec.dbname)
+            state = _refuse_legacy(raw, spec.dbname, journal.tables)
             writer.prepare(raw, journal)
             from .plan import make_plan
 
@@ -113,24 +115,25 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
             journal.marked_ahead = {m.version for m in marked}
         raw.notices = NoticeSink(journal)
         with sqlalchemy_connection(raw) as connection:
-            context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer])
+            context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer],
+                              **journal.tables.alembic_options())
             with context.begin_transaction():
                 context.run_migrations(migration_context=context.get_context(), journal=journal)
     finally:
         raw.close()
 
 
-def _refuse_legacy(raw, database: str):
+def _refuse_legacy(raw, database: str, tables):
     """Only the previous tool's ledger: Alembic would start again from base, so send the user to
     the command that adopts it (stamps the recorded prefix, keeping applied_at).  Returns the state."""
     from .errors import UsageError
     from .ledger import read_state
 
     with raw.cursor() as cursor:
-        state = read_state(cursor)
+        state = read_state(cursor, tables=tables)
         if state.is_legacy:
             raise UsageError(
-                f"{database} has the previous tool's schema_migrations and no alembic_version yet:"
+                f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet:"
                 " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
             )
     return state

@@ -44,14 +44,24 @@ class MigrationResult:
 
 
 def migrate_database(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
-    """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``."""
+    """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
+
+    ``version_table`` and ``ledger_table`` name the tool's two tables, as the options of the same
+    names in alembic.ini do for the CLI.
+    """
     from . import runner
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .targets import Target
+    from .tool_tables import ToolTables
 
-    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
+    try:
+        tables = ToolTables(version_table=version_table, ledger_table=ledger_table)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
     if timeout < 0 or retries < 0:
         raise ValueError("timeout and retries must not be negative")
     notices: list[str] = []
@@ -82,11 +92,13 @@ def migrate_database(
 
 
 async def migrate_database_async(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
-        migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run
+        migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
+        version_table=version_table, ledger_table=ledger_table,
     )
 
 
@@ -99,12 +111,12 @@ def _spec(url: str, parse):
         raise ValueError(str(err)) from None
 
 
-def _chain(migrations_dir, runner):
+def _chain(migrations_dir, runner, tables):
     folder = Path(migrations_dir).resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"migrations folder {folder} does not exist")
     try:
-        return runner.Chain.from_folder(folder)
+        return runner.Chain.from_folder(folder, tables)
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 

@@ -31,6 +31,7 @@ from . import pgerror
 from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
 from .errors import MigrationFailed
 from .sqlfile import MigrationFile, Statement
+from .tool_tables import DEFAULT_TABLES, ToolTables
 from .txshape import Unit, split_final
 
 # SQLSTATEs (and classes) worth a retry: the database or the connection, not the migration, failed.
@@ -72,6 +73,7 @@ class Journal:
     marked_ahead: set[str] = field(default_factory=set)  # versions `mark --apply` recorded above the head
     ledger_setup_sql: str = ""  # the alembic road: the ledger to create in the first file's transaction
     session_used: bool = False  # a file's body ran on this session since the tool last reset it
+    tables: ToolTables = DEFAULT_TABLES  # the names of the tool's version table and ledger
 
     def notice(self, message: str) -> None:
         if self.on_notice is not None and not self.muted:
@@ -390,7 +392,8 @@ class FileRun:
         if VERSION_CHECK_MARKER in text:
             return MigrationFailed(
                 f"{name}: recording version {self.migration.version} did not move exactly the expected head"
-                " (was alembic_version changed by someone else?); nothing of this file's last transaction was"
+                f" (was {self.journal.tables.version_table} changed by someone else?); nothing of this file's last"
+                " transaction was"
                 " committed" + _already(self.committed)
             )
         if LOCK_LOST_MARKER in text:

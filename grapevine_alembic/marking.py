@@ -121,7 +121,7 @@ def plan_mark(target: Target, chain: Chain, request: MarkRequest, options: RunOp
     """Read-only: what ``mark`` would change on this database."""
 
     def attempt(result: DatabaseResult) -> None:
-        with Session(target, options) as session:
+        with Session(target, options, chain.tables) as session:
             result.state = session.read(lock=False)
             decision = decide(chain, result.state, request)
             _describe(result, decision)
@@ -135,7 +135,7 @@ def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunO
     """Record under the advisory lock what ``decide`` says (a legacy ledger is adopted first)."""
 
     def attempt(result: DatabaseResult) -> None:
-        with Session(target, options) as session:
+        with Session(target, options, chain.tables) as session:
             result.state = session.lock_and_read()
             adopt_to = make_plan(chain.files, result.state).adopt_to
             if adopt_to:  # the previous tool's ledger: take it over first, keeping applied_at
@@ -195,13 +195,11 @@ def _stamp(session: Session, chain: Chain, decision: MarkDecision, state: Databa
 
 def _accept_edits(session: Session, chain: Chain, versions, reason: str) -> None:
     """Record the edited files' new checksums, with ``edit-accepted`` and the reason, one row each."""
-    from .ledger import LEDGER_TABLE
-
     with session.raw.cursor() as cursor:
         for version in versions:
             migration = chain.get(version)
             cursor.execute(
-                f"UPDATE {LEDGER_TABLE} SET checksum = %s, applied_by = %s,"
+                f"UPDATE {chain.tables.ledger} SET checksum = %s, applied_by = %s,"
                 " description = %s WHERE version = %s",
                 (migration.checksum, EDIT_ACCEPTED, f"{migration.message} (edit accepted: {reason.strip()})", version),
             )
@@ -209,10 +207,8 @@ def _accept_edits(session: Session, chain: Chain, versions, reason: str) -> None
 
 def _drop_legacy_rows(session: Session, versions) -> None:
     """Rows no file has, removed from a ledger the previous tool left (it is adopted later, by migrate)."""
-    from .ledger import LEDGER_TABLE
-
     with session.raw.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {LEDGER_TABLE} WHERE version = ANY(%s)", (list(versions),))
+        cursor.execute(f"DELETE FROM {session.tables.ledger} WHERE version = ANY(%s)", (list(versions),))
 
 
 def _stamped_range(decision: MarkDecision, head: str | None) -> set[str]:

@@ -132,9 +132,16 @@ class Project:
     tenants_query: str | None
     lock_key: int
     server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
+    tables: dict = field(default_factory=dict, hash=False)  # env -> tool_tables.ToolTables
 
     def migration_dir(self, env: str) -> Path:
         return migrations_dir_override(self.migration_dirs[env], self.root)
+
+    def tool_tables(self, env: str):
+        """The names of the tool's version table and ledger in this environment's databases."""
+        from .tool_tables import DEFAULT_TABLES
+
+        return self.tables.get(env, DEFAULT_TABLES)
 
 
 DEFAULT_LOCK_KEY = 0x67726170_65766E65 & 0x7FFFFFFFFFFFFFFF  # "grapevne": this tool's advisory-lock namespace
@@ -189,9 +196,11 @@ def load_project(config_file: Path) -> Project:
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
     from .placement import read_logins
+    from .tool_tables import ToolTables
 
     logins = read_logins(parser, config_file)
-    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins)
+    tables = {env: ToolTables.from_section(dict(parser.items(env)), f"{config_file} [{env}]") for env in ENVIRONMENTS}
+    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, tables)
 
 
 def load_dotenv_file(root: Path) -> None:
