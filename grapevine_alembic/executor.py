@@ -213,8 +213,8 @@ class FileRun:
         _, final = split_final(units)
         self._reset_session()
         if setup_sql:
-            # The tables exist before the file runs (as with the previous tool, whose files may
-            # ALTER schema_migrations); in the first transaction, so a failure leaves nothing.
+            # The tables exist before the file runs, in its first transaction, so a failure
+            # leaves nothing.
             self._setup = [_Step(setup_sql, what="creating the version tables: ")]
             first = units[0] if units else None
             if first is not None and (not first.transactional or first.rollback or _wants_fresh_transaction(first)):

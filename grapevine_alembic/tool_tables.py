@@ -83,7 +83,7 @@ class ToolTables:
         """Exactly what Alembic creates (MigrationContext._version), so both roads share one table."""
         return (
             f"CREATE TABLE {self.version} (version_num VARCHAR(32) NOT NULL,"
-            f' CONSTRAINT "{self.version_table}_pkc" PRIMARY KEY (version_num))'
+            f" CONSTRAINT {_quoted(self.version_table + '_pkc')} PRIMARY KEY (version_num))"
         )
 
     @property
@@ -131,7 +131,16 @@ class ToolTables:
 
 
 def _qualified(schema: str | None, name: str) -> str:
-    return f'"{schema}"."{name}"' if schema else f'"{name}"'
+    return f"{_quoted(schema)}.{_quoted(name)}" if schema else _quoted(name)
+
+
+def _quoted(identifier: str) -> str:
+    """A validated lowercase identifier, quoted only where PostgreSQL needs it (a keyword such as
+    ``user``), so the SQL --sql prints reads as written by hand."""
+    from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
+
+    needs = identifier in RESERVED_KEYWORDS or identifier in COL_NAME_KEYWORDS or identifier in TYPE_FUNC_NAME_KEYWORDS
+    return f'"{identifier}"' if needs else identifier
 
 
 DEFAULT_TABLES = ToolTables()
