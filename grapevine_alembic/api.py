@@ -52,9 +52,9 @@ def migrate_database(
     ``version_table`` and ``ledger_table`` name the tool's two tables, as the options of the same
     names in alembic.ini do for the CLI.
     """
-    from . import runner
+    from .database import runner  # lazy: importing the API stays cheap
+    from .database.target import Target
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
-    from .targets import Target
     from .tool_tables import ToolTables
 
     try:

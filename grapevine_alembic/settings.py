@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .errors import ConfigError
+from .placement import parse_server, read_logins, server_spec
+from .tool_tables import DEFAULT_TABLES, ToolTables
 
 CONFIG_FILE = "alembic.ini"
 DEFAULT_PORT = 5432
@@ -139,8 +141,6 @@ class Project:
 
     def tool_tables(self, env: str):
         """The names of the tool's version table and ledger in this environment's databases."""
-        from .tool_tables import DEFAULT_TABLES
-
         return self.tables.get(env, DEFAULT_TABLES)
 
 
@@ -195,9 +195,6 @@ def load_project(config_file: Path) -> Project:
         dirs[env] = Path(location.split()[0])
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
-    from .placement import read_logins
-    from .tool_tables import ToolTables
-
     logins = read_logins(parser, config_file)
     tables = {env: ToolTables.from_section(dict(parser.items(env)), f"{config_file} [{env}]") for env in ENVIRONMENTS}
     return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, tables)
@@ -239,8 +236,6 @@ class Settings:
         database = tenant_database(tenant_id)
         if server is None:
             return self.tenant_server.for_database(database)
-        from .placement import parse_server, server_spec
-
         host, port = parse_server(server, self.tenant_server.port or DEFAULT_PORT)
         return server_spec(self.tenant_server, host, port, self.server_logins).for_database(database)
 
