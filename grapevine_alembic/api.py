@@ -25,6 +25,9 @@ from .errors import GrapevineError
 __all__ = ["MigrationResult", "migrate_database", "migrate_database_async"]
 
 logger = logging.getLogger("grapevine_alembic")
+# A library prints nothing unless its caller configures logging: without a handler of ours,
+# logging's last-resort handler would write every warning to stderr.
+logger.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,14 @@ class MigrationResult:
 
 def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
+    out_of_order: str | None = None,
     version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
+
+    ``out_of_order`` (``"apply"`` or ``"refuse"``) decides about files older than the database's version
+    that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
+    (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
 
     ``version_table`` and ``ledger_table`` name the tool's two tables, as the options of the same
     names in alembic.ini do for the CLI.
@@ -64,6 +72,7 @@ def migrate_database(
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
     if timeout < 0 or retries < 0:
         raise ValueError("timeout and retries must not be negative")
+    late = _late_policy(out_of_order, chain.folder)
     notices: list[str] = []
 
     def on_notice(database: str, version: str | None, message: str) -> None:
@@ -71,8 +80,13 @@ def migrate_database(
         notices.append(line)
         logger.info("%s", line)
 
+    def on_warning(line: str) -> None:
+        notices.append(line)
+        logger.warning("%s", line)
+
     options = runner.RunOptions(
-        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice
+        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
+        on_warning=on_warning, out_of_order=late,
     )
     kind = "control" if chain.folder.name == "control" else "tenant"
     result = runner.migrate(Target(kind, spec), chain, options)
@@ -93,12 +107,13 @@ def migrate_database(
 
 async def migrate_database_async(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
+    out_of_order: str | None = None,
     version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
         migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
-        version_table=version_table, ledger_table=ledger_table,
+        out_of_order=out_of_order, version_table=version_table, ledger_table=ledger_table,
     )
 
 
@@ -117,6 +132,31 @@ def _chain(migrations_dir, runner, tables):
         raise FileNotFoundError(f"migrations folder {folder} does not exist")
     try:
         return runner.Chain.from_folder(folder, tables)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+
+
+def _late_policy(value: str | None, folder: Path) -> bool:
+    """True to apply late-merged files: the argument, else the project's alembic.ini setting, else apply."""
+    import configparser
+
+    from .database import late_files  # lazy, as runner above
+    from .settings import find_config
+
+    where = "out_of_order"
+    if value is None:
+        try:
+            config = find_config(start=folder.parent)
+        except GrapevineError:
+            return True  # no alembic.ini above the folder: the default
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(config)
+        except configparser.Error:
+            return True  # not one of ours; the CLI reports a broken alembic.ini
+        value, where = parser.get("grapevine", late_files.SETTING, fallback=None), f"{config} [grapevine]"
+    try:
+        return late_files.parse_policy(value, where) == late_files.APPLY
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 
