@@ -42,7 +42,7 @@ def _run(project, road: str, tenant: str = "acme"):
 
 
 def _status(project, tenant: str = "acme") -> dict:
-    result = project.cli("status", "--tenant", tenant, "--json")
+    result = project.cli("status", "--tenant", tenant, "--json", "--exit-code")
     doc = json.loads(result.stdout)["databases"][0]
     assert result.returncode == (3 if doc["pending"] else 0), result.stdout + result.stderr  # 3: pending
     return doc
