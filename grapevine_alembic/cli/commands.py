@@ -539,8 +539,10 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     if not (force or dry_run):
         _confirm(app, f"Drop ALL data in {len(targets)} database(s): {_names(targets)}?")
     options = run_options(app, dry_run=dry_run)
-    results = fanout.run_all(tenants, lambda t: resetting.reset(t, options), max_parallel=max_parallel)
+    project = app.project()
+    results = fanout.run_all(tenants, lambda t: resetting.reset(t, options, project.tool_tables(t.kind)),
+                             max_parallel=max_parallel)
     if selection.control:
-        results.append(resetting.reset(targets[-1], options))
+        results.append(resetting.reset(targets[-1], options, project.tool_tables("control")))
     views.print_changes(out, results, dry_run=dry_run)
     _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)

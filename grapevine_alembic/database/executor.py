@@ -32,6 +32,7 @@ from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
 from ..errors import MigrationFailed
 from ..files.sqlfile import MigrationFile, Statement
 from ..files.txshape import Unit, split_final
+from ..tool_tables import DEFAULT_TABLES, ToolTables
 
 # SQLSTATEs (and classes) worth a retry: the database or the connection, not the migration, failed.
 TRANSIENT_SQLSTATES = {
@@ -71,6 +72,8 @@ class Journal:
     muted: bool = False  # while a failed transaction is replayed: its notices were shown once
     marked_ahead: set[str] = field(default_factory=set)  # versions `mark --apply` recorded above the head
     ledger_setup_sql: str = ""  # the alembic road: the ledger to create in the first file's transaction
+    session_used: bool = False  # a file's body ran on this session since the tool last reset it
+    tables: ToolTables = DEFAULT_TABLES  # the names of the tool's version table and ledger
 
     def notice(self, message: str) -> None:
         if self.on_notice is not None and not self.muted:
@@ -212,16 +215,19 @@ class FileRun:
         self.migration = migration
         self.journal = journal
         self.committed: list[Statement] = []  # statements of units that already committed
-        self._reset_pending = journal.policy is not None  # the session reset rides in the first round trip
+        # An earlier file ran on this session: undo what it left before this file's first transaction
+        self._reset_pending = journal.policy is not None and journal.session_used
+        journal.session_used = journal.session_used or bool(self.units)
         self._setup: list[_Step] = []  # creating the version tables, in the first transaction
 
     # ---- the direct road: autocommit connection, our own BEGIN/COMMIT ----
     def run_direct(self, record_sql: str, setup_sql: str = "") -> None:
         units = self.units
         _, final = split_final(units)
+        self._reset_session()
         if setup_sql:
-            # The tables exist before the file runs (as with the previous tool, whose files may
-            # ALTER schema_migrations); in the first transaction, so a failure leaves nothing.
+            # The tables exist before the file runs, in its first transaction, so a failure
+            # leaves nothing.
             self._setup = [_Step(setup_sql, what="creating the version tables: ")]
             first = units[0] if units else None
             if first is not None and (not first.transactional or first.rollback or _wants_fresh_transaction(first)):
@@ -240,10 +246,15 @@ class FileRun:
     def run_in_open_transaction(self, context, record_sql: str | None, setup_sql: str = "") -> None:
         earlier, final = split_final(self.units)
         setup = [_Step(setup_sql, what="creating the version tables: ")] if setup_sql else []
+        reopened = False
         if earlier:
             with context.autocommit_block():
+                self._reset_session()
                 for unit in earlier:
                     self.unit(unit)
+        elif self._reset_pending:
+            self._reset_session(end_open=True)  # Alembic's transaction is open: BEGIN fixed its modes
+            reopened = True
         tail = []
         if final is not None:
             # Alembic commits later: check deferred constraints now, so a failure names the file's COMMIT
@@ -258,12 +269,13 @@ class FileRun:
         if record_sql:
             tail.append(_Step(record_sql, what="recording the version: "))
         tail += self._lock_check_steps()
-        if fresh:
+        if fresh and not reopened:
             # SET TRANSACTION must come before any query, and Alembic already read the version
             # table in the transaction it opened: end that one, and open the file's own.
             with self.raw.cursor() as cursor:
                 cursor.execute("COMMIT")
-            self.transaction(final, tail=tail, explicit=False, open_sql=final.begin)
+        if fresh or reopened:
+            self.transaction(final, tail=tail, explicit=False, open_sql=final.begin if final else "BEGIN")
         else:
             self.transaction(final, tail=tail, explicit=False)
 
@@ -281,15 +293,28 @@ class FileRun:
         check = self.journal.policy.lock_check_sql() if self.journal.policy else None
         return [_Step(check, what="checking the migration lock: ")] if check else []
 
-    def _reset_steps(self) -> list[_Step]:
-        if not self._reset_pending:
-            return []
-        self._reset_pending = False
-        return [_Step(self.journal.policy.reset_sql(), what="resetting the session: ")]
+    def _reset_session(self, *, end_open: bool = False) -> None:
+        """Undo what an earlier file left on the session, before this file's first transaction opens.
+
+        BEGIN fixes a transaction's read-only mode and isolation level from the defaults then in
+        force, so the reset is a round trip of its own on the autocommit connection; ``end_open``
+        (the alembic road) first ends the transaction Alembic opened, which has run nothing yet.
+        """
+        import psycopg2
+
+        if self._reset_pending:
+            self._reset_pending = False
+            sql = ("COMMIT;\n" if end_open else "") + self.journal.policy.reset_sql()
+            with self.raw.cursor() as cursor:
+                try:
+                    cursor.execute(sql)
+                except psycopg2.Error as err:
+                    self._rollback()
+                    raise StatementFailed(self.migration, None, err, [], what="resetting the session: ") from err
 
     # ---- a transaction ----
     def transaction(self, unit: Unit | None, *, tail: list[_Step], explicit: bool, open_sql: str | None = None) -> None:
-        """One transaction: [BEGIN [modes]] [session reset] [setup] statements tail [COMMIT|ROLLBACK].
+        """One transaction: [BEGIN [modes]] [setup] statements tail [COMMIT|ROLLBACK].
 
         ``explicit``: the tool opens and ends it; otherwise Alembic does (``open_sql`` then
         opens it when the file's transaction modes need a fresh one).
@@ -297,7 +322,6 @@ class FileRun:
         if explicit:
             open_sql = unit.begin if unit else "BEGIN"
         steps: list[_Step] = [_Step(open_sql, line=_first_line_of(unit))] if open_sql else []
-        steps += self._reset_steps()
         steps += self._setup
         self._setup = []
         statements = unit.statements if unit else ()
@@ -408,7 +432,8 @@ class FileRun:
         if VERSION_CHECK_MARKER in text:
             return MigrationFailed(
                 f"{name}: recording version {self.migration.version} did not move exactly the expected head"
-                " (was alembic_version changed by someone else?); nothing of this file's last transaction was"
+                f" (was {self.journal.tables.version_table} changed by someone else?); nothing of this file's last"
+                " transaction was"
                 " committed" + _already(self.committed)
             )
         if LOCK_LOST_MARKER in text:
@@ -430,9 +455,6 @@ class FileRun:
         from . import invalid_indexes as invalid_index
 
         with self.raw.cursor() as cursor:
-            reset = self._reset_steps()
-            if reset:
-                self._autocommit(cursor, reset[0].sql, statement, "resetting the session: ")
             index = invalid_index.concurrent_index(statement)
             if index:
                 invalid_index.drop_invalid_index(cursor, index, self.journal)
