@@ -76,6 +76,21 @@ def test_a_file_creating_alembic_version_is_refused_before_anything_runs(project
 
 
 @pytest.mark.parametrize("road", ROADS)
+def test_a_write_inside_a_run_of_plain_statements_is_refused(project, road):
+    # plain INSERT/UPDATE/DELETE runs are kept unparsed (sqlbatch): the write is the run's third statement
+    seed = "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2);\n" \
+           "UPDATE schema_migrations SET dirty = false;\nINSERT INTO t VALUES (3);\n"
+    database = _chain(project, {f"{FIRST}_seed.sql": seed})
+    result = _run(project, road)
+    assert result.returncode != 0
+    lines = _error_lines(result)
+    assert len(lines) == 1, result.stdout + result.stderr
+    assert f"migrations/tenant/{FIRST}_seed.sql:4:" in lines[0]
+    assert "UPDATE schema_migrations" in lines[0]
+    assert project.tables(database) == set()
+
+
+@pytest.mark.parametrize("road", ROADS)
 def test_with_the_version_table_renamed_the_file_applies_and_both_roads_agree(project, road):
     database = _chain(project, {f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER,
                                 f"{SECOND}_b.sql": "CREATE TABLE b (x int);\n"})

@@ -63,13 +63,18 @@ def find_tool_table_writes(statements, tables: ToolTables) -> list[ToolTableWrit
     for statement in statements:
         if not any(name in statement.sql.lower() for name in names):
             continue  # cheap: a statement that never spells a name cannot touch the table
-        node = statement.node if statement.node is not None else _parse_one(statement.sql)
-        for verb, schema, name in _touched(node):
-            option = _which(tables, schema, name)
-            if option is not None:
-                table = tables.version_table if option == "version_table" else tables.ledger_table
-                found.append(ToolTableWrite(statement.line, verb, option, table, _first_line(statement.sql)))
-                break
+        # a run of plain INSERT/UPDATE/DELETE (sqlbatch.Chunk) carries no tree: look at each of its statements
+        pieces = statement.statements() if hasattr(statement, "statements") else [(statement.sql, statement.line)]
+        for sql, line in pieces:
+            if statement.node is None and not any(name in sql.lower() for name in names):
+                continue
+            node = statement.node if statement.node is not None else _parse_one(sql)
+            for verb, schema, name in _touched(node):
+                option = _which(tables, schema, name)
+                if option is not None:
+                    table = tables.version_table if option == "version_table" else tables.ledger_table
+                    found.append(ToolTableWrite(line, verb, option, table, _first_line(sql)))
+                    break
     return found
 
 
