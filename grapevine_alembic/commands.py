@@ -531,8 +531,10 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
 
 
 @cli.group()
-def dev():
+@pass_app
+def dev(app: App):
     """The embedded local PostgreSQL, for trying the tool and for development."""
+    app.embedded = True  # a dev command asks for the embedded server when no URL is set
 
 
 @dev.group("tenant")

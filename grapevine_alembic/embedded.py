@@ -607,6 +607,12 @@ def _port_free(port: int, *, probe: bool = False) -> bool:
         return True
 
 
+def postmaster_running(data_dir: Path) -> bool:
+    """Whether a live postgres of ``data_dir`` holds its postmaster.pid (reads only, writes nothing)."""
+    pid = _read_pid(Path(data_dir) / "postmaster.pid")
+    return pid is not None and _pid_alive(pid, Path(data_dir))
+
+
 def _read_pid(lock_file: Path) -> int | None:
     """The pid on the first line of a PostgreSQL lock file, or None."""
     try:
