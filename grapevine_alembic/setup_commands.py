@@ -72,8 +72,13 @@ def summary(app: App, files):
       grapevine-migrations migrate --control --json > control.json
       grapevine-migrations summary control.json >> "$GITHUB_STEP_SUMMARY"
     """
-    from .github_summary import render
+    from .github_summary import NoDocument, render
 
     for path in files:
-        for line in render(path):
+        try:
+            lines = render(path)
+        except NoDocument as err:
+            app.out().line(f"### no result: {err}")  # the summary says so too, not only the log
+            raise
+        for line in lines:
             app.out().line(line)
