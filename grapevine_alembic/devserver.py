@@ -44,7 +44,7 @@ def on_terminal() -> bool:
     """A person at a terminal: input from it and messages to it."""
     import sys
 
-    return sys.stdin.isatty() and sys.stderr.isatty()
+    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stderr))  # None: fd closed
 
 
 def resolve_settings(project: Project, announce: Callable[[str], None] | None = None, *,
