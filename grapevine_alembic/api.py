@@ -47,9 +47,9 @@ def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``."""
-    from . import runner
+    from .database import runner  # lazy: importing the API stays cheap
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
-    from .targets import Target
+    from .database.target import Target
 
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
     if timeout < 0 or retries < 0:

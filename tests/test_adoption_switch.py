@@ -206,14 +206,16 @@ def test_the_wheel_and_sdist_hold_the_templates_and_init_writes_them(installed, 
     import zipfile
 
     names = zipfile.ZipFile(installed.wheel).namelist()
-    templates = ["grapevine_alembic/templates/alembic.ini", "grapevine_alembic/templates/alembic_control/env.py",
-                 "grapevine_alembic/templates/alembic_tenant/env.py"]
+    templates = ["grapevine_alembic/files/templates/alembic.ini",
+                 "grapevine_alembic/files/templates/alembic_control/env.py.tmpl",
+                 "grapevine_alembic/files/templates/alembic_tenant/env.py.tmpl"]
     assert set(templates) <= set(names)
     with tarfile.open(installed.sdist) as sdist:
         assert {n.split("/", 1)[1] for n in sdist.getnames() if "/templates/" in n} >= set(templates)
     # the repository's own files are what init writes (one text, two places)
-    for name in ("alembic.ini", "alembic_control/env.py", "alembic_tenant/env.py"):
-        assert (REPO / name).read_text() == (REPO / "grapevine_alembic" / "templates" / name).read_text()
+    for name, stored in (("alembic.ini", "alembic.ini"), ("alembic_control/env.py", "alembic_control/env.py.tmpl"),
+                         ("alembic_tenant/env.py", "alembic_tenant/env.py.tmpl")):
+        assert (REPO / name).read_text() == (REPO / "grapevine_alembic" / "files" / "templates" / stored).read_text()
     repo = tmp_path / "repo"
     (repo / "alembic_tenant").mkdir(parents=True)
     (repo / "alembic_tenant" / "env.py").write_text("# ours\n")
