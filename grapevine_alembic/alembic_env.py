@@ -27,6 +27,8 @@ from .database.ledger import LedgerWriter, read_state
 from .database.plan import make_plan
 from .errors import GrapevineError, UsageError
 from .local.devserver import resolve_settings
+from .masking import known_secrets, mask
+from .placement import password_variables
 from .settings import find_config, load_dotenv_file, load_project
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -46,12 +48,20 @@ def run_environment(kind: str) -> None:
     try:
         _run(context, kind)
     except GrapevineError as err:
-        raise util.CommandError(str(err)) from err
+        raise util.CommandError(mask(str(err), _secrets(context.config))) from err
     except Exception as err:
         message = _database_error_line(err)
         if message is None:
             raise
-        raise util.CommandError(message) from err
+        raise util.CommandError(mask(message, _secrets(context.config))) from err
+
+
+def _secrets(config) -> set[str]:
+    """The passwords to mask in the FAILED line: the environment's, and alembic.ini's password_env ones."""
+    try:
+        return known_secrets(variables=password_variables(_project(config).server_logins))
+    except Exception:  # alembic.ini itself is what failed: the environment's secrets still count
+        return known_secrets()
 
 
 def _database_error_line(err: Exception) -> str | None:

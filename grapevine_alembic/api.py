@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GrapevineError
+from .masking import known_secrets, mask
 
 __all__ = ["MigrationResult", "migrate_database", "migrate_database_async"]
 
@@ -152,6 +153,4 @@ def _late_policy(value: str | None, folder: Path) -> bool:
 
 
 def _masked(text: str | None, password: str | None) -> str | None:
-    if text and password:
-        return text.replace(password, "***")
-    return text
+    return mask(text, {password, *known_secrets()} - {None}) if text else text
