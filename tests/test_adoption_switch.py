@@ -170,7 +170,14 @@ def test_switch_from_the_previous_tool_as_the_readme_says(product, tmp_path):
     assert provisioned.returncode == 0 and provisioned.stdout.strip() == "applied 3 of 3, ok=True", provisioned.stderr
     assert provisioned.stderr == "" and product.version(product.newco) == HEAD
 
-    # 7. the commands a team runs from then on
+    # 7. schema.sql from the files: the shipped workflow's rehearsal checks it
+    assert "`grapevine-migrations schema dump`" in section
+    dumped = product.cli("schema", "dump")
+    assert dumped.returncode == 0, dumped.stdout + dumped.stderr
+    assert "CREATE TABLE public.bot_responses" in (product.root / "migrations" / "tenant" / "schema.sql").read_text()
+    assert product.cli("schema", "check").returncode == 0
+
+    # 8. the commands a team runs from then on
     status = product.cli("status")
     assert status.returncode == 0, status.stdout + status.stderr
     created = product.cli("create", "tenant", "add summaries")

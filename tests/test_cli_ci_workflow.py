@@ -85,6 +85,10 @@ def test_the_rehearsal_passes_on_a_previous_tool_repository(tmp_path, pg_server,
            "CI": "true", **_workflow()["jobs"]["rehearse"]["env"]}
     env["CONTROL_DATABASE_URL"] = url_for(pg_server, make_db())  # the service container's role
     make_db.created.extend(["db_rehearsal-a", "db_rehearsal-b"])  # dropped after the test
+    # the switch's schema step (README, "Switch from the previous tool"): schema.sql from the files
+    dumped = subprocess.run([str(BIN / "grapevine-migrations"), "schema", "dump"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert dumped.returncode == 0, dumped.stdout + dumped.stderr
     commands = [line for line in _runs(_workflow()["jobs"]["rehearse"]) if line.startswith("grapevine-migrations")]
     assert any(" dev tenant add " in f" {line} " for line in commands)
     for line in commands:
