@@ -50,18 +50,27 @@ class MigrationResult:
 def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
     out_of_order: str | None = None,
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
 
     ``out_of_order`` (``"apply"`` or ``"refuse"``) decides about files older than the database's version
     that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
     (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
+
+    ``version_table`` and ``ledger_table`` name the tool's two tables, as the options of the same
+    names in alembic.ini do for the CLI.
     """
     from .database import runner  # lazy: importing the API stays cheap
-    from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .database.target import Target
+    from .settings import DEFAULT_LOCK_KEY, parse_database_url
+    from .tool_tables import ToolTables
 
-    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
+    try:
+        tables = ToolTables(version_table=version_table, ledger_table=ledger_table)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
     if timeout < 0 or retries < 0:
         raise ValueError("timeout and retries must not be negative")
     late = _late_policy(out_of_order, chain.folder)
@@ -100,11 +109,12 @@ def migrate_database(
 async def migrate_database_async(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
     out_of_order: str | None = None,
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
         migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
-        out_of_order=out_of_order,
+        out_of_order=out_of_order, version_table=version_table, ledger_table=ledger_table,
     )
 
 
@@ -117,12 +127,12 @@ def _spec(url: str, parse):
         raise ValueError(str(err)) from None
 
 
-def _chain(migrations_dir, runner):
+def _chain(migrations_dir, runner, tables):
     folder = Path(migrations_dir).resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"migrations folder {folder} does not exist")
     try:
-        return runner.Chain.from_folder(folder)
+        return runner.Chain.from_folder(folder, tables)
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from .errors import ConfigError
 from .placement import parse_server, read_logins, server_spec
+from .tool_tables import DEFAULT_TABLES, ToolTables
 
 CONFIG_FILE = "alembic.ini"
 DEFAULT_PORT = 5432
@@ -163,9 +164,14 @@ class Project:
     lock_key: int
     server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
     out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see database/late_files.py)
+    tables: dict = field(default_factory=dict, hash=False)  # env -> tool_tables.ToolTables
 
     def migration_dir(self, env: str) -> Path:
         return migrations_dir_override(self.migration_dirs[env], self.root)
+
+    def tool_tables(self, env: str):
+        """The names of the tool's version table and ledger in this environment's databases."""
+        return self.tables.get(env, DEFAULT_TABLES)
 
 
 DEFAULT_LOCK_KEY = 0x67726170_65766E65 & 0x7FFFFFFFFFFFFFFF  # "grapevne": this tool's advisory-lock namespace
@@ -183,7 +189,11 @@ def migrations_dir_override(folder: Path, root: Path) -> Path:
     value = os.environ.get(MIGRATIONS_DIR_VARIABLE, "").strip()
     if not value:
         return folder
-    return (root / value / Path(folder).name).resolve()
+    base = root / value
+    if not base.is_dir():
+        what = "is a file, not a folder" if base.exists() else "does not exist"
+        raise ConfigError(f"{MIGRATIONS_DIR_VARIABLE}={value}: {base} {what} (it names the folder holding control/ and tenant/)")
+    return (base / Path(folder).name).resolve()
 
 
 LATE_APPLY, LATE_REFUSE = "apply", "refuse"  # what to do with late-merged files (database/late_files.py)
@@ -263,7 +273,10 @@ def load_project(config_file: Path | None) -> Project:
 
     logins = read_logins(parser, config_file)
     late = parse_late_policy(parser.get("grapevine", LATE_SETTING, fallback=None), f"{config_file} [grapevine]")
-    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late)
+    tables = {env: ToolTables.from_section(dict(parser.items(env)), f"{config_file} [{env}]") for env in ENVIRONMENTS}
+    return Project(
+        config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late, tables
+    )
 
 
 def load_dotenv_file(root: Path) -> None:
