@@ -44,16 +44,25 @@ class MigrationResult:
 
 
 def migrate_database(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
+    retry_window: float = 60, silence_timeout: float | None = None,
 ) -> MigrationResult:
-    """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``."""
+    """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
+
+    ``retry_window``: seconds a restarting server is retried; ``silence_timeout``: seconds a
+    connection may wait without a sign of life from the server (default: GRAPEVINE_SILENCE_TIMEOUT, else 20).
+    """
     from . import runner
+    from .breakers import Breakers
+    from .netbounds import Bounds
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .targets import Target
 
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
-    if timeout < 0 or retries < 0:
-        raise ValueError("timeout and retries must not be negative")
+    if timeout < 0 or retries < 0 or retry_window < 0:
+        raise ValueError("timeout, retries and retry_window must not be negative")
+    if silence_timeout is not None and not silence_timeout > 0:
+        raise ValueError("silence_timeout must be greater than 0")
     notices: list[str] = []
 
     def on_notice(database: str, version: str | None, message: str) -> None:
@@ -62,7 +71,9 @@ def migrate_database(
         logger.info("%s", line)
 
     options = runner.RunOptions(
-        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice
+        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
+        retry_window_s=float(retry_window), servers=Breakers(),
+        bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None,
     )
     kind = "control" if chain.folder.name == "control" else "tenant"
     result = runner.migrate(Target(kind, spec), chain, options)
@@ -82,11 +93,13 @@ def migrate_database(
 
 
 async def migrate_database_async(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
+    retry_window: float = 60, silence_timeout: float | None = None,
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
-        migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run
+        migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
+        retry_window=retry_window, silence_timeout=silence_timeout,
     )
 
 

@@ -55,6 +55,16 @@ class Breakers:
             state = self._get(target.server)
             state.answered, state.streak = True, 0
 
+    def has_answered(self, target) -> bool:
+        """Whether the target's server has answered in this run (a refusal from it now is a restart)."""
+        with self._lock:
+            return self._get(target.server).answered
+
+    def went_silent(self, target) -> None:
+        """A connection to the server stopped answering mid-statement: its path is silent until it answers again."""
+        with self._lock:
+            self._get(target.server).answered = False
+
     def may_retry(self, target, err: BaseException) -> bool:
         """Whether a transient failure of this target may be retried, given its server's state."""
         with self._lock:

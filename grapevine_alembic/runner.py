@@ -12,7 +12,6 @@ retry resumes at the first file not yet applied.
 from __future__ import annotations
 
 import dataclasses
-import random
 import threading
 import time
 import traceback
@@ -25,12 +24,11 @@ from .connection import (
     acquire_lock,
     SessionPolicy,
     describe_error,
-    is_transient_text,
     open_connection,
     sqlalchemy_connection,
 )
 from .errors import GrapevineError
-from .executor import Journal, NoticeSink, StatementFailed, is_transient_sqlstate
+from .executor import Journal, NoticeSink
 from .ledger import DatabaseState, read_state
 from .plan import Plan, make_plan
 from .settings import Project
@@ -88,6 +86,7 @@ class RunOptions:
     lock_timeout_s: float = 5.0
     connect_timeout_s: int = 10
     retries: int = 3
+    retry_window_s: float = 60.0  # retrying.DEFAULT_RETRY_WINDOW_S: how long a restarting server is waited out
     dry_run: bool = False
     out_of_order: bool = False
     debug: bool = False
@@ -95,6 +94,7 @@ class RunOptions:
     on_wait: object = None  # callable(database)
     servers: object = None  # breakers.Breakers: per-server circuit breakers shared by the run
     on_retry: object = None  # callable(database, attempt, error, delay_s): a transient error, retried
+    bounds: object = None  # netbounds.Bounds for the watchdog (None: from GRAPEVINE_SILENCE_TIMEOUT)
 
 
 @dataclass
@@ -124,46 +124,33 @@ class DatabaseResult:
         return self
 
 
-def _is_transient(err: BaseException) -> bool:
-    if isinstance(err, StatementFailed):
-        return err.transient
-    if isinstance(err, ConnectionFailed):
-        return err.transient
-    sqlstate = getattr(err, "pgcode", None)
-    if sqlstate:
-        return is_transient_sqlstate(sqlstate)
-    return _is_driver_error(err) and is_transient_text(str(err))
-
-
 def _is_driver_error(err: BaseException) -> bool:
     return type(err).__module__.startswith(("psycopg2", "sqlalchemy"))
 
 
-def _backoff(attempt: int) -> float:
-    return min(0.25 * 2 ** (attempt - 1), 5.0) * (0.75 + random.random() / 2)
-
-
 def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseResult:
-    """Run ``attempt_fn(result)`` and re-run it after transient errors, with jittered backoff."""
+    """Run ``attempt_fn(result)`` and re-run it after transient errors, with jittered backoff (see ``retrying``)."""
+    from . import retrying
+
     result = DatabaseResult(target)
     started = time.monotonic()
     if target.problem:
         result.seconds = 0.0
         return result.fail(target.problem)
+    budget = retrying.Retries(target, options)
     while True:
         result.attempts += 1
         try:
             attempt_fn(result)
             break
         except Exception as err:  # one database's failure never stops the others
-            transient = _is_transient(err) and not (isinstance(err, ConnectionFailed) and err.missing_database)
-            breakers = options.servers
-            if transient and result.attempts <= options.retries and (not breakers or breakers.may_retry(target, err)):
-                delay = _backoff(result.attempts)
+            delay = budget.delay(err)
+            if delay is not None:
                 if options.on_retry:
                     options.on_retry(target.database, result.attempts, _message(err, False), delay)
-                time.sleep(delay)
+                retrying.sleep(delay)
                 continue
+            breakers = options.servers
             result.missing = isinstance(err, ConnectionFailed) and err.missing_database
             result.unreachable = breakers.gave_up(target, err) if breakers else None
             result.fail(_message(err, options.debug))
@@ -193,7 +180,8 @@ class Session:
         self.raw = None
 
     def __enter__(self) -> Session:
-        self.raw = open_connection(self.target.spec, connect_timeout=self.options.connect_timeout_s)
+        self.raw = open_connection(self.target.spec, connect_timeout=self.options.connect_timeout_s,
+                                   bounds=self.options.bounds)
         if self.options.servers:
             self.options.servers.answered(self.target)
         self.policy = SessionPolicy.for_connection(
