@@ -70,8 +70,13 @@ def migrate_database(
         notices.append(line)
         logger.info("%s", line)
 
+    def on_retry(database: str, attempt: int, error: str, delay: float) -> None:
+        logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", database, attempt,
+                       _masked(error.splitlines()[0], spec.password), delay)
+
     options = runner.RunOptions(
         lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
+        on_retry=on_retry,
         retry_window_s=float(retry_window), servers=Breakers(),
         bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None,
     )

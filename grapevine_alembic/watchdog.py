@@ -21,6 +21,7 @@ a connection error that retries and breakers treat as transient.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import threading
@@ -42,6 +43,33 @@ _hurry = threading.Event()  # set by a signal: decide on silence now
 def hurry(on: bool = True) -> None:
     """After Ctrl-C/SIGTERM a silent connection is closed after one unanswered probe (or again: not)."""
     _hurry.set() if on else _hurry.clear()
+
+
+def _load_libpq():
+    """The libpq psycopg2 itself uses (its ``pgconn_ptr`` belongs to that copy), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libpq" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        lib.PQgetCancel.restype, lib.PQgetCancel.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+        lib.PQcancel.restype, lib.PQcancel.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+        return lib
+    return None
+
+
+_LIBPQ = _load_libpq()
+
+
+def _libpq_cancel_handle(connection):
+    if _LIBPQ is None:
+        return None
+    return _LIBPQ.PQgetCancel(connection.pgconn_ptr) or None
 
 
 class AnswerLost(psycopg2.OperationalError):
@@ -118,8 +146,16 @@ class Watch:
         self._stopped = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch {connection.info.dbname}", daemon=True)
+        self._cancel = _libpq_cancel_handle(connection)  # made now, while the connection is idle
         connection.watch = self
         self._thread.start()
+
+    def send_cancel(self) -> None:
+        """Ask the server to cancel the running statement (blocks this thread, never the GIL)."""
+        if self._cancel is None or self.connection.closed:
+            return
+        buffer = ctypes.create_string_buffer(256)
+        _LIBPQ.PQcancel(self._cancel, buffer, 256)
 
     def begin(self) -> None:
         self.trip += 1
@@ -131,6 +167,7 @@ class Watch:
     def stop(self) -> None:
         self._stopped.set()
         self._wake.set()
+        # the cancel handle is left to the process: a cancel thread stuck on a silent path may still hold it
 
     def close_socket(self, reason: str) -> None:
         """End the connection under a waiting round trip: it returns at once with ``AnswerLost``."""
@@ -281,7 +318,9 @@ def cancel_bounded(connections: list, timeout_s: float) -> None:
     """Send each connection's cancel request; one unanswered after ``timeout_s`` has its socket closed.
 
     A cancel request opens a new connection to the server: on a silent path it would hang as
-    the statement does, so it runs on a thread of its own and is abandoned there.
+    the statement does, so it runs on a thread of its own and is abandoned there.  psycopg2's
+    ``cancel()`` keeps the GIL while it waits (the whole process would hang with it), so the
+    request goes through libpq's ``PQcancel`` by ctypes, which lets go of the GIL.
     """
     threads = []
     for connection in connections:
@@ -298,6 +337,10 @@ def cancel_bounded(connections: list, timeout_s: float) -> None:
 
 
 def _cancel(connection) -> None:
+    watch = getattr(connection, "watch", None)
+    if watch is not None:
+        watch.send_cancel()
+        return
     try:
         connection.cancel()
     except Exception:  # already closed or broken: nothing left to cancel  # noqa: BLE001

@@ -144,3 +144,120 @@ def test_stalled_tenant_fails_in_bounded_time_and_releases_its_locks(project, pr
         assert rows[tenant][-1] == "ok" and project.version(f"db_{tenant}") == HEAD, stdout
     assert "the server stopped answering" in stderr + stdout, stderr  # said when it happened
     assert project.version("db_s1") == BASE and setup.columns() == {"id"}  # nothing half-applied
+
+
+SIGNAL_BOUND_S = 10
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["SIGTERM", "Ctrl-C twice"])
+def test_signal_during_a_stall_ends_the_process_within_ten_seconds(project, proxy, signals):
+    """Default options: the watchdog alone would wait 20 s; the signal may not take longer than 10 s."""
+    setup = StallSetup(project, proxy)
+    _start_at_base(project)
+    proc = project.spawn("migrate", "--all-tenants", "--json")
+    try:
+        setup.stall_when_sleeping()
+        time.sleep(1.0)
+        signalled_at = time.monotonic()
+        for number, signum in enumerate(signals):
+            if number:
+                time.sleep(0.5)
+            proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+        ended_at = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(f"signal to exit {ended_at - signalled_at:.1f}s")
+    assert ended_at - signalled_at < SIGNAL_BOUND_S, (ended_at - signalled_at, stderr)
+    assert proc.returncode == 130, stderr
+    doc = json.loads(stdout)  # the summary, as one document
+    assert doc["interrupted"] is True
+    by_tenant = {d["tenant"]: d for d in doc["databases"] if d.get("tenant")}
+    assert by_tenant["s1"]["ok"] is False and by_tenant["s1"]["error"]
+    assert "not starting any more databases" in stderr
+    assert project.version("db_s1") == BASE
+
+
+def test_a_long_statement_through_a_healthy_proxy_is_never_cut(project, proxy):
+    """Default options: pg_sleep(20) runs its 20 s although the watchdog probes it from the fifth second."""
+    long_chain = {**CHAIN, "20240102000000_stall.sql": "ALTER TABLE a ADD COLUMN x int;\nSELECT pg_sleep(20);\n"}
+    setup = StallSetup(project, proxy, chain=long_chain, healthy=1)
+    _start_at_base(project)
+    started = time.monotonic()
+    result = project.cli("migrate", "--all-tenants", timeout=180)
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert seconds >= 20 and "stopped answering" not in result.stdout + result.stderr
+    assert project.version("db_s1") == HEAD and setup.columns() == {"id", "x"}
+    watchdog_probes = project.query(
+        "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'grapevine-migrations watchdog'")
+    assert watchdog_probes == [(0,)]  # the watchdog's connection ends with the run
+
+
+SMALL_BOUNDS = {"GRAPEVINE_SILENCE_TIMEOUT": "4"}  # probe after 1 s, lost after 4 s, server side after 14 s
+SMALL_BOUND_S = 40
+
+
+def test_alembic_road_fails_a_stalled_database_in_bounded_time(project, proxy, pg_server):
+    setup = StallSetup(project, proxy, healthy=0)
+    _start_at_base(project)
+    proc = subprocess.Popen(
+        [str(pg_bin("alembic")), "-c", "alembic.ini", "-n", "tenant", "-x", "tenant=s1", "-x", f"server={proxy.label}",
+         "upgrade", "head"],
+        cwd=project.root, env=_env(project, SMALL_BOUNDS), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stalled_at = setup.stall_when_sleeping()
+        reader = LockProbe(pg_server, "db_s1")
+        reader.start()
+        stdout, stderr = proc.communicate(timeout=120)
+        ended_at = time.monotonic()
+        reader.join(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and ended_at - stalled_at < SMALL_BOUND_S, (ended_at - stalled_at, stderr)
+    assert "the server stopped answering" in stderr and "Traceback" not in stderr, stderr
+    assert reader.done_at is not None and reader.done_at - stalled_at < SMALL_BOUND_S, reader.error
+    assert project.version("db_s1") == BASE and setup.columns() == {"id"}
+
+
+API_PROGRAM = textwrap.dedent(
+    """
+    import json, sys
+    from grapevine_alembic.api import migrate_database
+
+    result = migrate_database(sys.argv[1], sys.argv[2], silence_timeout=4)
+    print(json.dumps({"ok": result.ok, "error": result.error, "version": result.version}))
+    """
+)
+
+
+def test_api_fails_a_stalled_database_in_bounded_time(project, proxy, pg_server):
+    setup = StallSetup(project, proxy, healthy=0)
+    _start_at_base(project)
+    url = pg.url_for(pg_server, "db_s1").replace(f":{pg_server.port}/", f":{proxy.port}/")
+    proc = subprocess.Popen([sys.executable, "-c", API_PROGRAM, url, str(project.migrations("tenant"))],
+                            cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stalled_at = setup.stall_when_sleeping()
+        stdout, stderr = proc.communicate(timeout=120)
+        ended_at = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    result = json.loads(stdout)
+    assert result["ok"] is False and result["version"] == BASE, result
+    assert ended_at - stalled_at < SMALL_BOUND_S, ended_at - stalled_at
+    assert "the server stopped answering" in stderr, stderr  # the retry, logged
+
+
+def pg_bin(name: str):
+    from project import BIN
+
+    return BIN / name
+
+
+def _env(project, extra: dict) -> dict:
+    return {k: v for k, v in {**project.env, **extra}.items() if v is not None}
