@@ -4,7 +4,7 @@ Two budgets.  A server that is restarting or failing over (connection refused, "
 system is starting up / shutting down / in recovery", an admin shutdown ``57P01``, a connection
 lost mid-file before its commit) is waited out: retried with backoff for as long as the retry
 window (``--retry-window``, default 60 s) since that database's first such failure, whatever
-the number of attempts.  Every other transient error (a lock timeout, a deadlock, a connect
+the number of attempts (with a circuit breaker, the window is the server's: see ``breakers``).  Every other transient error (a lock timeout, a deadlock, a connect
 timeout, an answer lost on a silent network, too many clients) has ``--retries`` attempts.
 
 A refusal counts as a restart only from a server that answered before in this run or that
@@ -109,7 +109,8 @@ class Retries:
         )
         if restart:
             self.restarting_since = self.restarting_since or now
-            if now - self.restarting_since >= self.options.retry_window_s:
+            since = breakers.restart_began(self.target, now) if breakers else self.restarting_since
+            if now - since >= self.options.retry_window_s:
                 return None
         else:
             self.counted += 1
