@@ -59,17 +59,18 @@ def _load_libpq():
             continue
         lib.PQgetCancel.restype, lib.PQgetCancel.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
         lib.PQcancel.restype, lib.PQcancel.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+        lib.PQfreeCancel.restype, lib.PQfreeCancel.argtypes = None, [ctypes.c_void_p]
         return lib
     return None
 
 
-_LIBPQ = _load_libpq()
+_LIBPQ: list = []  # loaded on the first cancel: status and no-op runs never pay for it
 
 
-def _libpq_cancel_handle(connection):
-    if _LIBPQ is None:
-        return None
-    return _LIBPQ.PQgetCancel(connection.pgconn_ptr) or None
+def _libpq():
+    if not _LIBPQ:
+        _LIBPQ.append(_load_libpq())
+    return _LIBPQ[0]
 
 
 class AnswerLost(psycopg2.OperationalError):
@@ -146,16 +147,20 @@ class Watch:
         self._stopped = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch {connection.info.dbname}", daemon=True)
-        self._cancel = _libpq_cancel_handle(connection)  # made now, while the connection is idle
         connection.watch = self
         self._thread.start()
 
     def send_cancel(self) -> None:
         """Ask the server to cancel the running statement (blocks this thread, never the GIL)."""
-        if self._cancel is None or self.connection.closed:
-            return
-        buffer = ctypes.create_string_buffer(256)
-        _LIBPQ.PQcancel(self._cancel, buffer, 256)
+        libpq = _libpq()
+        if libpq is None or self.connection.closed:
+            return  # no libpq to call: the caller closes the socket when its bound passes
+        # PQgetCancel reads only what the connection's start-up fixed (address, pid, key): safe
+        # while another thread waits in a query on it, as psycopg2's own cancel relies on
+        handle = libpq.PQgetCancel(self.connection.pgconn_ptr)
+        if handle:
+            libpq.PQcancel(handle, ctypes.create_string_buffer(256), 256)
+            libpq.PQfreeCancel(handle)
 
     def begin(self) -> None:
         self.trip += 1
@@ -167,7 +172,6 @@ class Watch:
     def stop(self) -> None:
         self._stopped.set()
         self._wake.set()
-        # the cancel handle is left to the process: a cancel thread stuck on a silent path may still hold it
 
     def close_socket(self, reason: str) -> None:
         """End the connection under a waiting round trip: it returns at once with ``AnswerLost``."""
