@@ -227,7 +227,7 @@ API_PROGRAM = textwrap.dedent(
     import json, sys
     from grapevine_alembic.api import migrate_database
 
-    result = migrate_database(sys.argv[1], sys.argv[2], silence_timeout=4)
+    result = migrate_database(sys.argv[1], sys.argv[2])  # bounds from GRAPEVINE_SILENCE_TIMEOUT
     print(json.dumps({"ok": result.ok, "error": result.error, "version": result.version}))
     """
 )
@@ -238,7 +238,8 @@ def test_api_fails_a_stalled_database_in_bounded_time(project, proxy, pg_server)
     _start_at_base(project)
     url = pg.url_for(pg_server, "db_s1").replace(f":{pg_server.port}/", f":{proxy.port}/")
     proc = subprocess.Popen([sys.executable, "-c", API_PROGRAM, url, str(project.migrations("tenant"))],
-                            cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=project.root, env=_env(project, SMALL_BOUNDS), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         stalled_at = setup.stall_when_sleeping()
         stdout, stderr = proc.communicate(timeout=120)
