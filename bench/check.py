@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 from chain import write_chain  # noqa: E402
 
-from grapevine_alembic.squawk import MOOT_RULES  # noqa: E402
+from grapevine_alembic.lint.squawk import MOOT_RULES  # noqa: E402
 
 
 def make_project(root: Path, envs: tuple[str, ...]) -> Path:
@@ -80,7 +80,7 @@ def old_checker(rev: str, into: Path) -> tuple[str, ...]:
     """A command running `check` as it was at ``rev`` (its package from git, today's dependencies)."""
     archive = subprocess.run(["git", "archive", rev, "grapevine_alembic"], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    runner = f"import sys; sys.path.insert(0, {str(into)!r}); from grapevine_alembic.cli import main; main()"
+    runner = f"import sys; sys.path.insert(0, {str(into)!r}); import runpy; runpy.run_module('grapevine_alembic', run_name='__main__')"
     return (sys.executable, "-c", runner)
 
 

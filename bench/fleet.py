@@ -66,7 +66,7 @@ class HungServer:
 
 class Fleet:
     def __init__(self, work: Path):
-        from grapevine_alembic.embedded import LocalPostgres
+        from grapevine_alembic.local.embedded import LocalPostgres
 
         self.work = work
         password = secrets.token_urlsafe(16)  # one login for both: the same PG_TENANT_* credentials

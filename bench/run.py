@@ -80,7 +80,7 @@ class Bench:
         self.server = None
         self.url = os.environ.get("TEST_DATABASE_URL")
         if not self.url:
-            from grapevine_alembic.embedded import LocalPostgres
+            from grapevine_alembic.local.embedded import LocalPostgres
 
             self.server = LocalPostgres(self.work / "pg")
             self.server.start()

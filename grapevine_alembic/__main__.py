@@ -1,5 +1,5 @@
 """``python -m grapevine_alembic``: the same CLI as ``grapevine-migrations``."""
 
-from .cli import main
+from .cli.main import main
 
 main()

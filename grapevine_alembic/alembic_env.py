@@ -12,28 +12,35 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from .cli.report import notice_line, waiting_line, write_line
+from .database.connection import (
+    SessionPolicy,
+    acquire_lock,
+    configure_session,
+    describe_error,
+    open_connection,
+    sqlalchemy_connection,
+)
+from .database.executor import Journal, NoticeSink
+from .database.ledger import LedgerWriter, read_state
+from .database.plan import make_plan
+from .errors import GrapevineError, UsageError
+from .local.devserver import resolve_settings
+from .settings import find_config, load_dotenv_file, load_project
+
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_LOCK_TIMEOUT_S = 5.0
 _MUTATING_COMMANDS = {"upgrade", "downgrade", "stamp"}
 
 
-def notice_line(database: str, version: str | None, message: str) -> str:
-    """A server notice, prefixed with the database and the migration version (CLI and env.py alike)."""
-    return f"{database} {version or '-'}: {message}"
-
-
 def print_notice(database: str, version: str | None, message: str) -> None:
     """Show a server notice as it arrives (one write per line: never run together with another)."""
-    from .report import write_line
-
     write_line(sys.stderr, notice_line(database, version, message))
 
 
 def run_environment(kind: str) -> None:
     """Entry point for env.py: one line on failure (Alembic prints ``FAILED: ...``), never a traceback."""
     from alembic import context, util
-
-    from .errors import GrapevineError
 
     try:
         _run(context, kind)
@@ -52,17 +59,12 @@ def _database_error_line(err: Exception) -> str | None:
     import psycopg2
     from sqlalchemy.exc import DBAPIError
 
-    from .connection import describe_error
-
     if isinstance(err, DBAPIError) and err.orig is not None:
         err = err.orig
     return describe_error(err) if isinstance(err, psycopg2.Error) else None
 
 
 def _run(context, kind: str) -> None:
-    from .executor import Journal
-    from .ledger import LedgerWriter
-
     project = _project(context.config)
     if context.config.config_file_name:  # the usual env.py logging set-up: "Running upgrade ..." lines
         import logging.config
@@ -74,9 +76,6 @@ def _run(context, kind: str) -> None:
         with context.begin_transaction():
             context.run_migrations(migration_context=context.get_context())
         return
-
-    from .devserver import resolve_settings
-    from .settings import load_dotenv_file
 
     load_dotenv_file(project.root)
     settings = resolve_settings(project, announce=lambda text: print(text, file=sys.stderr, flush=True))
@@ -91,9 +90,6 @@ def _run(context, kind: str) -> None:
 
 
 def _run_online(context, project, spec, journal, writer, xargs) -> None:
-    from .connection import SessionPolicy, acquire_lock, configure_session, open_connection, sqlalchemy_connection
-    from .executor import NoticeSink
-
     timeout = _seconds(xargs, "timeout", DEFAULT_TIMEOUT_S)
     lock_timeout = _seconds(xargs, "lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
     raw = open_connection(spec)
@@ -107,7 +103,6 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
             state = _refuse_legacy(raw, spec.dbname)
             writer.prepare(raw, journal)
-            from .plan import make_plan
 
             marked = make_plan(tuple(writer.chain[v] for v in writer.versions), state).marked_ahead
             journal.marked_ahead = {m.version for m in marked}
@@ -123,9 +118,6 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
 def _refuse_legacy(raw, database: str):
     """Only the previous tool's ledger: Alembic would start again from base, so send the user to
     the command that adopts it (stamps the recorded prefix, keeping applied_at).  Returns the state."""
-    from .errors import UsageError
-    from .ledger import read_state
-
     with raw.cursor() as cursor:
         state = read_state(cursor)
         if state.is_legacy:
@@ -136,17 +128,11 @@ def _refuse_legacy(raw, database: str):
     return state
 
 
-def waiting_line(database: str) -> str:
-    return f"{database}: waiting for another migration run to finish"
-
-
 def _say_waiting(database: str) -> None:
     print(waiting_line(database), file=sys.stderr, flush=True)
 
 
 def _project(config):
-    from .settings import find_config, load_project
-
     path = Path(config.config_file_name) if config.config_file_name else find_config()
     return load_project(path.resolve())
 
@@ -159,8 +145,6 @@ def _checked_x_arguments(xargs: dict, kind: str) -> dict:
     """``-x key=value`` pairs this environment reads; an unknown key is an error, not ignored."""
     import difflib
 
-    from .errors import UsageError
-
     for key in xargs:
         if key not in X_KEYS[kind]:
             close = difflib.get_close_matches(key, X_KEYS[kind], n=1)
@@ -170,8 +154,6 @@ def _checked_x_arguments(xargs: dict, kind: str) -> dict:
 
 
 def _seconds(xargs: dict, key: str, default: float) -> float:
-    from .errors import UsageError
-
     text = xargs.get(key)
     if text is None:
         return default
@@ -185,8 +167,6 @@ def _seconds(xargs: dict, key: str, default: float) -> float:
 
 
 def _required_tenant(xargs: dict) -> str:
-    from .errors import UsageError
-
     tenant = xargs.get("tenant")
     if not tenant:
         raise UsageError("the tenant environment needs a tenant: alembic -c alembic.ini -n tenant -x tenant=<id> ...")

@@ -52,11 +52,11 @@ def migrate_database(
     ``retry_window``: seconds a restarting server is retried; ``silence_timeout``: seconds a
     connection may wait without a sign of life from the server (default: GRAPEVINE_SILENCE_TIMEOUT, else 20).
     """
-    from . import runner
-    from .breakers import Breakers
-    from .netbounds import Bounds
+    from .database import runner  # lazy: importing the API stays cheap
+    from .database.netbounds import Bounds
+    from .fleet.breakers import Breakers
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
-    from .targets import Target
+    from .database.target import Target
 
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
     if timeout < 0 or retries < 0 or retry_window < 0:

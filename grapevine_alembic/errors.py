@@ -4,6 +4,17 @@ Lower layers raise these (or convert foreign exceptions with ``raise ... from er
 the command layer prints ``error: <message>`` and picks the exit code.
 """
 
+from pathlib import Path
+
+
+def project_path(path: Path) -> str:
+    """``path`` relative to the project root (the folder holding alembic.ini), else as given."""
+    path = Path(path)
+    for folder in path.parents:
+        if (folder / "alembic.ini").is_file():
+            return str(path.relative_to(folder))
+    return str(path)
+
 
 class GrapevineError(Exception):
     """Base class: the message is the one line a user sees."""
@@ -27,8 +38,6 @@ class MigrationFileError(GrapevineError):
     def __init__(self, message: str, *, path=None, line: int | None = None):
         where = ""
         if path is not None:
-            from .pgerror import project_path
-
             shown = project_path(path)  # relative to the project root, like runtime errors
             where = f"{shown}:{line}: " if line else f"{shown}: "
         super().__init__(where + message)

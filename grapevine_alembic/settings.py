@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .errors import ConfigError
+from .placement import parse_server, read_logins, server_spec
 
 CONFIG_FILE = "alembic.ini"
 DEFAULT_PORT = 5432
@@ -188,8 +189,6 @@ def load_project(config_file: Path) -> Project:
         dirs[env] = Path(location.split()[0])
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
-    from .placement import read_logins
-
     logins = read_logins(parser, config_file)
     return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins)
 
@@ -230,8 +229,6 @@ class Settings:
         database = tenant_database(tenant_id)
         if server is None:
             return self.tenant_server.for_database(database)
-        from .placement import parse_server, server_spec
-
         host, port = parse_server(server, self.tenant_server.port or DEFAULT_PORT)
         return server_spec(self.tenant_server, host, port, self.server_logins).for_database(database)
 

@@ -69,7 +69,7 @@ def session_server(tmp_path_factory):
     if url:
         yield ExternalServer(url)
         return
-    from grapevine_alembic.embedded import LocalPostgres
+    from grapevine_alembic.local.embedded import LocalPostgres
 
     server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", password=TEST_PASSWORD)
     server.start()

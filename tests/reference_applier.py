@@ -13,7 +13,7 @@ import subprocess
 
 import psycopg2
 
-from grapevine_alembic.embedded import postgres_bin_dir
+from grapevine_alembic.local.embedded import postgres_bin_dir
 from pg import connect
 
 LEGACY_LEDGER = "CREATE TABLE IF NOT EXISTS public.schema_migrations (version varchar PRIMARY KEY, applied_at timestamptz DEFAULT now())"

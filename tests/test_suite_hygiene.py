@@ -69,8 +69,8 @@ def test_the_suite_ignores_the_projects_own_migrations(tmp_path, local_only):
     (copy / "migrations" / "tenant" / "20261126123707_team_change.sql").write_text(
         "BEGIN;\nCREATE TABLE team_table (id int);\nCOMMIT;\n")
     (copy / "migrations" / "control" / "20261126123708_team_control.sql").write_text("SELECT 1/0;\n")
-    subset = ["tests/test_cli.py::test_migrate_control_and_all_tenants", "tests/test_cli.py::test_list_shows_both_chains_in_order",
-              "tests/test_cli.py::test_status_exit_codes_pending_then_up_to_date",
+    subset = ["tests/test_cli_commands.py::test_migrate_control_and_all_tenants", "tests/test_cli_commands.py::test_list_shows_both_chains_in_order",
+              "tests/test_cli_commands.py::test_status_exit_codes_pending_then_up_to_date",
               "tests/test_alembic_bridge.py::test_migrate_path_is_the_one_alembic_computes"]
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'bt'}", *subset],

@@ -1,0 +1,171 @@
+"""``grapevine-migrations``: plain-.sql migrations for the control database and every tenant.
+
+The commands only parse flags, call the pieces and choose the exit code:
+0 success, 1 failed work, 2 usage or configuration error (``status`` also uses
+3 for "something is pending").  Heavy imports (Alembic, SQLAlchemy, rich) happen
+inside the commands that need them, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
+
+
+def exit_with(code: int) -> None:
+    """End the command with ``code`` (0 returns normally, so click finishes its own way)."""
+    if code:
+        sys.exit(code)
+
+
+@dataclass
+class App:
+    """Shared state for one invocation, built lazily: only what a command needs is loaded."""
+
+    config_path: str | None
+    debug: bool
+    _project: object = None
+    _settings: object = None
+    output: object = field(default=None)
+
+    def project(self):
+        if self._project is None:
+            from ..settings import find_config, load_dotenv_file, load_project  # lazy: --help stays fast
+
+            self._project = load_project(find_config(self.config_path))
+            load_dotenv_file(self._project.root)
+        return self._project
+
+    def settings(self):
+        if self._settings is None:
+            from dataclasses import replace
+
+            from ..local.devserver import resolve_settings  # lazy: --help stays fast
+            from ..placement import password_variables
+
+            project = self.project()
+            settings = resolve_settings(project, announce=self.out().info)
+            self._settings = replace(settings, server_logins=project.server_logins)
+            for secret in [settings.control.password, settings.tenant_server.password,
+                           *(os.environ.get(name) for name in password_variables(project.server_logins))]:
+                self.out().add_secret(secret)
+        return self._settings
+
+    def out(self, json_mode: bool = False):
+        if self.output is None:
+            from .report import Output  # lazy: --help stays fast
+
+            self.output = Output(json_mode=json_mode, secrets=_env_secrets())
+        return self.output
+
+
+def _env_secrets() -> list[str]:
+    """Passwords we know of before parsing anything, so even a config error cannot print them."""
+    from urllib.parse import unquote, urlsplit
+
+    secrets = [os.environ.get("PG_TENANT_DATABASE_ADMIN_PASSWORD", "")]
+    try:
+        password = urlsplit(os.environ.get("CONTROL_DATABASE_URL", "")).password
+        if password:
+            secrets += [password, unquote(password)]
+    except ValueError:
+        pass
+    return [s for s in secrets if s]
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def target_options(func):
+    """--control / --all-tenants / --tenant / --tenants-file / --shard, shared by the database commands."""
+    options = [
+        click.option("--control", is_flag=True, help="The control database."),
+        click.option("--all-tenants", is_flag=True, help="Every provisioned tenant database."),
+        click.option("--tenant", "tenant_ids", multiple=True, metavar="ID", help="One tenant (repeatable)."),
+        click.option(
+            "--tenants-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Tenant ids, one per line (# comments allowed).",
+        ),
+        click.option("--shard", metavar="I/N", help="Only tenants whose stable hash falls in shard I of N."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def selection_from(control, all_tenants, tenant_ids, tenants_file, shard, *, default_all: bool = False):
+    from ..fleet.targets import Selection, parse_shard  # lazy: --help stays fast
+
+    ids = list(tenant_ids)
+    if tenants_file:
+        ids += [line.split("#")[0].strip() for line in tenants_file.read_text().splitlines()]
+        ids = [i for i in ids if i]
+        if not ids:
+            raise UsageError(f"{tenants_file} lists no tenant ids")
+    if all_tenants and ids:
+        raise UsageError("--all-tenants and --tenant/--tenants-file exclude each other")
+    selection = Selection(control, all_tenants, tuple(ids), parse_shard(shard) if shard else None)
+    if selection.empty and default_all:
+        selection = Selection(True, True, (), selection.shard)
+    if selection.shard and not selection.wants_tenants:
+        raise UsageError("--shard splits tenants: use it with --all-tenants or --tenant")
+    return selection
+
+
+def per_server_option(func):
+    return click.option(
+        "--max-parallel-per-server", "max_per_server", default=None, type=click.IntRange(1, 100), metavar="K",
+        help="At most K databases of one server at a time (default: --max-parallel); servers share the slots in turn.",
+    )(func)
+
+
+def json_option(func):
+    return click.option("--json", "json_mode", is_flag=True, help="Print one JSON document on stdout.")(func)
+
+
+def run_options(app: App, **overrides):
+    from .report import notice_line, waiting_line  # lazy: --help stays fast
+    from ..fleet.breakers import Breakers
+    from ..database.runner import RunOptions
+
+    out = app.out()  # the same lines as env.py prints, but through the redacting output
+
+    def notice(database, version, message):
+        out.info(notice_line(database, version, message))
+
+    def waiting(database):
+        out.info(waiting_line(database))
+
+    def retrying(database, attempt, error, delay):
+        first_line = error.splitlines()[0]
+        out.info(f"{database}: attempt {attempt} failed ({first_line}); retrying in {delay:.1f}s")
+
+    return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
+                      on_retry=retrying, servers=Breakers(), **overrides)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Examples:\n\n\b\n  grapevine-migrations migrate --control --all-tenants\n"
+    "  grapevine-migrations status --all-tenants\n  grapevine-migrations create tenant \"add user preferences\"",
+)
+@click.version_option(package_name="grapevine-alembic", prog_name="grapevine-migrations")
+@click.option("--config", "config_path", metavar="PATH", help="alembic.ini to use (default: nearest one above the cwd).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx, config_path, debug):
+    """Plain-.sql migrations for the control database and every tenant database.
+
+    Set CONTROL_DATABASE_URL (environment or .env); tenants are the provisioned rows
+    of its tenants table, each in a database db_<id>.
+    """
+    ctx.obj = App(config_path, debug)

@@ -1,0 +1,89 @@
+"""``dev``: the embedded local PostgreSQL, for trying the tool and for development."""
+
+from __future__ import annotations
+
+import click
+
+from .app import App, cli, exit_with, pass_app
+
+
+@cli.group()
+def dev():
+    """The embedded local PostgreSQL, for trying the tool and for development."""
+
+
+@dev.group("tenant")
+def dev_tenant():
+    """Manage tenants on a local server."""
+
+
+@dev_tenant.command("add")
+@click.argument("tenant_ids", nargs=-1, required=True)
+@pass_app
+def dev_tenant_add(app: App, tenant_ids):
+    """Insert provisioned tenants and create their databases.
+
+    \b
+    Example:
+      grapevine-migrations dev tenant add acme globex initech
+    """
+    from ..local.devserver import add_tenants  # lazy: --help stays fast
+
+    for name, created in add_tenants(app.settings(), list(tenant_ids)):
+        click.echo(f"created {name}" if created else f"{name} exists (tenant marked provisioned)")
+
+
+def _dev_spec(app: App, tenant: str | None):
+    settings = app.settings()
+    return settings.tenant_spec(tenant) if tenant else settings.control
+
+
+@dev.command("url")
+@click.option("--tenant", metavar="ID", help="The tenant's database instead of the control database.")
+@click.option("--show-password", is_flag=True, help="Print the password in the URL (it is masked otherwise).")
+@pass_app
+def dev_url(app: App, tenant, show_password):
+    """Print the URL of the control (or a tenant's) database, e.g. for psql or a GUI.
+
+    \b
+    Examples:
+      grapevine-migrations dev url
+      psql "$(grapevine-migrations dev url --tenant acme --show-password)"
+    """
+    spec = _dev_spec(app, tenant)
+    if show_password:
+        click.echo(spec.url(show_password=True))  # asked for: not through the masking output
+    else:
+        app.out().line(spec.display())
+
+
+@dev.command("psql", context_settings={"ignore_unknown_options": True})
+@click.option("--tenant", metavar="ID", help="The tenant's database instead of the control database.")
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@pass_app
+def dev_psql(app: App, tenant, psql_args):
+    """Open psql on the control (or a tenant's) database; extra arguments go to psql.
+
+    \b
+    Examples:
+      grapevine-migrations dev psql
+      grapevine-migrations dev psql --tenant acme -c "select * from alembic_version"
+    """
+    from ..local.devserver import run_psql  # lazy: --help stays fast
+
+    exit_with(run_psql(_dev_spec(app, tenant), list(psql_args)))
+
+
+@dev.command("down")
+@pass_app
+def dev_down(app: App):
+    """Stop the embedded PostgreSQL (its data stays in .grapevine/pg)."""
+    from ..local.devserver import local_server  # lazy: --help stays fast
+
+    server = local_server(app.project())
+    if not server.is_running():
+        click.echo("the embedded PostgreSQL is not running")
+        return
+    server.stop()
+    click.echo("stopped the embedded PostgreSQL")
+

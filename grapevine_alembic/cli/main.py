@@ -1,0 +1,85 @@
+"""The console entry point: registers every command on the group, runs it, turns errors into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import commands, dev  # noqa: F401  (registering the commands on `cli`)
+from .app import EXIT_USAGE, _env_secrets, cli
+from ..errors import GrapevineError
+
+
+def main(argv=None) -> None:
+    """Console entry point: one error line and an exit code, never a traceback (unless --debug).
+
+    With ``--json`` a failure still prints one document on stdout (``ok: false`` and the error),
+    so a CI step that reads it never gets an empty file.
+    """
+    args = _global_options_first(list(argv if argv is not None else sys.argv[1:]))
+    debug = "--debug" in args
+    message = None
+    try:
+        code = cli.main(args=args, prog_name="grapevine-migrations", standalone_mode=False)
+    except click.exceptions.Abort:
+        message, code = "aborted", EXIT_USAGE  # Ctrl-C or end of input at a prompt: like answering no
+        _print_error("not confirmed (interrupted at the prompt); nothing was changed")
+    except click.ClickException as err:
+        err.show()
+        message, code = err.format_message(), err.exit_code
+    except click.exceptions.Exit as err:
+        code = err.exit_code
+    except GrapevineError as err:
+        if debug:
+            import traceback
+
+            _print_error("".join(traceback.format_exc()).rstrip(), prefix=False)
+        _print_error(str(err))
+        message, code = str(err), err.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        message, code = "interrupted", 130
+    if message is not None and "--json" in args:
+        _print_failure_document(args, message, code)
+    sys.exit(code or 0)
+
+
+def _global_options_first(args: list[str]) -> list[str]:
+    """``--debug`` and ``--config PATH`` are accepted anywhere (`status --config x.ini`), though click
+    only knows them on the group; arguments after ``--`` are left alone."""
+    end = args.index("--") if "--" in args else len(args)
+    head, rest, moved = [], args[end:], []
+    index = 0
+    while index < end:
+        arg = args[index]
+        if arg == "--debug":
+            moved.append(arg)
+        elif arg == "--config" and index + 1 < end:
+            moved += [arg, args[index + 1]]
+            index += 1
+        elif arg.startswith("--config="):
+            moved.append(arg)
+        else:
+            head.append(arg)
+        index += 1
+    return moved + head + rest
+
+
+def _print_failure_document(args: list[str], message: str, code: int) -> None:
+    """The one JSON document of a command that failed before it could print its own."""
+    from .report import Output  # lazy: --help stays fast
+
+    if Output.documents_printed:
+        return
+    command = next((a for a in args if a in cli.commands), None)
+    Output(json_mode=True, secrets=_env_secrets()).document(
+        {"command": command, "ok": False, "exit_code": code, "error": message}
+    )
+
+
+def _print_error(message: str, *, prefix: bool = True) -> None:
+    from .report import Output  # lazy: --help stays fast
+
+    output = Output(secrets=_env_secrets())
+    output.error(message) if prefix else output.info(message)

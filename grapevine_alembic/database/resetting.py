@@ -1,0 +1,54 @@
+"""``reset``: drop every non-system schema of a local database so a fresh ``migrate`` starts clean."""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .result import DatabaseResult
+from .runner import RunOptions, Session, with_retries
+from .target import Target
+
+_USER_SCHEMAS = (
+    "SELECT nspname FROM pg_namespace"
+    " WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY nspname"
+)
+
+
+def refuse_remote(targets: list[Target]) -> None:
+    """Reset is for local servers only; any other host is refused, with or without --force."""
+    for target in targets:
+        if not target.spec.is_local:
+            raise UsageError(
+                f"reset refuses {target.database} on {target.spec.host}: only local servers"
+                " (localhost, 127.0.0.1, ::1, unix socket) can be reset"
+            )
+
+
+def reset(target: Target, options: RunOptions) -> DatabaseResult:
+    """Drop all user schemas (version tables included) and recreate an empty ``public``."""
+
+    def attempt(result: DatabaseResult) -> None:
+        with Session(target, options) as session:
+            session.read(lock=False) if options.dry_run else session.lock_and_read()
+            with session.raw.cursor() as cursor:
+                cursor.execute(_USER_SCHEMAS)
+                schemas = [row[0] for row in cursor.fetchall()]
+                result.changes = [f"drop schema {name}" for name in schemas] + ["create schema public"]
+                if options.dry_run:
+                    return
+                cursor.execute("BEGIN")  # all schemas go, or none
+                cursor.execute("SET LOCAL client_min_messages = warning")  # no 'drop cascades to ...' flood
+                for name in schemas:
+                    cursor.execute(f'DROP SCHEMA "{_quoted(name)}" CASCADE')
+                cursor.execute("SHOW server_version_num")
+                owner = "pg_database_owner" if int(cursor.fetchone()[0]) >= 150000 else "CURRENT_USER"
+                cursor.execute(f"CREATE SCHEMA public AUTHORIZATION {owner}")
+                cursor.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+                if owner == "CURRENT_USER":
+                    cursor.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")  # the pre-15 default
+                cursor.execute("COMMIT")
+
+    return with_retries(target, options, attempt)
+
+
+def _quoted(identifier: str) -> str:
+    return identifier.replace('"', '""')

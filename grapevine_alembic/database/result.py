@@ -1,0 +1,36 @@
+"""What happened to one database: filled by the database jobs, read by the fleet, printed by the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ledger import DatabaseState
+from .plan import Plan
+from .target import Target
+
+
+@dataclass
+class DatabaseResult:
+    """What happened to one database; the CLI turns a list of these into tables and JSON."""
+
+    target: Target
+    ok: bool = True
+    plan: Plan | None = None
+    state: DatabaseState | None = None
+    before: str | None = None
+    after: str | None = None
+    applied: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # mark/reset: what was (or would be) changed
+    marked: list[str] = field(default_factory=list)
+    unmarked: list[str] = field(default_factory=list)
+    error: str | None = None
+    missing: bool = False
+    attempts: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+    unreachable: str | None = None  # why the server did not answer (counted by its circuit breaker)
+
+    def fail(self, message: str) -> DatabaseResult:
+        self.ok = False
+        self.error = message
+        return self

@@ -1,0 +1,2 @@
+"""The migration files: a .sql file becomes an immutable value (naming, discovery, parsing, transaction shape,
+hazards, authoring). Never opens a connection."""

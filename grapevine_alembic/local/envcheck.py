@@ -1,0 +1,59 @@
+"""Catches configuration mistakes before the embedded default could stand in for them.
+
+A misspelled variable, an empty ``CONTROL_DATABASE_URL`` or tenant settings without a control
+URL would otherwise fall back to the local server and report success on the wrong database.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Mapping
+
+from ..errors import ConfigError
+
+CONTROL_URL = "CONTROL_DATABASE_URL"
+TENANT_PREFIX = "PG_TENANT_DATABASE_"
+KNOWN = (
+    CONTROL_URL,
+    TENANT_PREFIX + "HOST",
+    TENANT_PREFIX + "PORT",
+    TENANT_PREFIX + "ADMIN_USERNAME",
+    TENANT_PREFIX + "ADMIN_PASSWORD",
+    TENANT_PREFIX + "SSLMODE",
+)
+# Similar enough to be a typo of ours (CONTROL_DATABSE_URL: 0.97), not someone else's variable
+# (TEST_DATABASE_URL: 0.76, DATABASE_URL: 0.75).
+_CUTOFF = 0.8
+
+
+def near_misses(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable set, the known name it is probably meant to be)."""
+    found = []
+    for name in sorted(env):
+        if name in KNOWN:
+            continue
+        close = difflib.get_close_matches(name, KNOWN, n=1, cutoff=_CUTOFF)
+        if close:
+            found.append((name, close[0]))
+        elif name.startswith(TENANT_PREFIX):
+            found.append((name, ", ".join(k for k in KNOWN if k.startswith(TENANT_PREFIX))))
+    return found
+
+
+def check(env: Mapping[str, str]) -> None:
+    """Raise a ConfigError naming the variable for each mistake the embedded default would hide."""
+    for name, meant in near_misses(env):
+        raise ConfigError(f"{name} is set but is not a variable this tool reads: did you mean {meant}?")
+    if CONTROL_URL in env and not env[CONTROL_URL].strip():
+        raise ConfigError(f"{CONTROL_URL} is set but empty: give a postgresql:// URL, or unset it to use the"
+                          " embedded local server")
+    if CONTROL_URL not in env:
+        tenant_vars = [k for k in KNOWN if k.startswith(TENANT_PREFIX) and env.get(k, "").strip()]
+        if tenant_vars:
+            raise ConfigError(f"{tenant_vars[0]} is set but {CONTROL_URL} is not: set {CONTROL_URL} too"
+                              " (the embedded local server is used only when none of them is set)")
+
+
+def uses_embedded(env: Mapping[str, str], available: bool) -> bool:
+    """The one rule for the CLI and ``alembic -c`` alike: no URL, not in CI, and the extra installed."""
+    return CONTROL_URL not in env and not env.get("CI") and available

@@ -1,0 +1,97 @@
+"""Errors that point the way: file:line from PostgreSQL's error position, a path relative to the
+project root, DETAIL and HINT, never cut off in a narrow table, retries shown and counted, and a
+next step for statement and lock timeouts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from terminal import on_terminal
+
+from grapevine_alembic.database.pgerror import LOCK_TIMEOUT_HINT, explanation, line_of_position
+
+
+class FakeDiag:  # the shape of psycopg2's Diagnostics: plain attributes, no database behind it
+    def __init__(self, position=None, detail=None, hint=None):
+        self.statement_position, self.message_detail, self.message_hint = position, detail, hint
+
+
+class FakeError(Exception):
+    def __init__(self, diag, pgcode=None):
+        super().__init__("boom")
+        self.diag, self.pgcode, self.pgerror = diag, pgcode, "ERROR:  boom"
+
+
+@pytest.mark.parametrize("sql, start, position, expected", [
+    ("SELECT 1", 7, 1, 7),
+    ("SELECT a,\n  b,\n  nope FROM t", 10, 16, 12),  # 'nope' sits on the third line of the statement
+    ("SELECT 'é',\n nope", 1, 13, 2),  # positions count characters, not bytes
+    ("SELECT 1", 4, None, 4),  # no position: the statement's start
+    ("SELECT 1", 4, 999, 4),  # a position outside the statement: ignore it
+])
+def test_line_of_position(sql, start, position, expected):
+    assert line_of_position(sql, start, position) == expected
+
+
+def test_explanation_carries_detail_and_hint_and_ours_for_a_lock_timeout():
+    explained = explanation(FakeError(FakeDiag("14", detail="d", hint="h")))
+    assert (explained.detail, explained.hint) == ("d", "h")
+    assert explanation(FakeError(FakeDiag(), pgcode="55P03")).hint == LOCK_TIMEOUT_HINT
+    assert explanation(FakeError(FakeDiag(hint="theirs"), pgcode="55P03")).hint == "theirs"
+
+
+BAD_COLUMN = (
+    "BEGIN;\n"
+    "CREATE TABLE people (id int PRIMARY KEY, full_name text);\n"
+    "INSERT INTO people (id, full_name)\n"
+    "SELECT 1,\n"
+    "       fullname\n"  # line 5: where PostgreSQL points
+    "  FROM people;\n"
+    "COMMIT;\n"
+)
+DUPLICATE = "BEGIN;\nCREATE TABLE t (id int PRIMARY KEY);\nINSERT INTO t VALUES (1);\nINSERT INTO t\nVALUES (1);\nCOMMIT;\n"
+
+
+def _setup(project, sql: str) -> None:
+    project.migrate_control()
+    project.add_tenant("acme")
+    project.clear("tenant")
+    project.write("tenant", "20240101000000_bad.sql", sql)
+
+
+@pytest.mark.parametrize("sql, where, explained", [
+    (BAD_COLUMN, '5: column "fullname" does not exist', 'HINT: Perhaps you meant to reference the column "people.full_name"'),
+    (DUPLICATE, "4: duplicate key value", "DETAIL: Key (id)=(1) already exists."),
+], ids=["position and HINT", "DETAIL"])
+def test_error_names_the_line_postgres_points_at_and_explains(project, sql, where, explained):
+    _setup(project, sql)
+    result = project.cli("migrate", "--tenant", "acme")
+    assert result.returncode == 1
+    assert f"migrations/tenant/20240101000000_bad.sql:{where}" in result.stdout
+    assert explained in result.stdout
+    doc = json.loads(project.cli("migrate", "--tenant", "acme", "--json").stdout)
+    assert doc["databases"][0]["error"].startswith(f"migrations/tenant/20240101000000_bad.sql:{where}")
+
+
+def test_parse_errors_show_the_path_from_the_project_root(project):
+    _setup(project, "BEGIN;\nCREATE TABLE (;\nCOMMIT;\n")
+    result = project.cli("migrate", "--tenant", "acme")
+    assert result.returncode != 0
+    assert "migrations/tenant/20240101000000_bad.sql:2:" in result.stdout + result.stderr
+    assert str(project.root) not in result.stdout + result.stderr
+
+
+def test_error_is_whole_on_an_80_column_terminal(project):
+    _setup(project, BAD_COLUMN)
+    screen = on_terminal(project, "migrate --tenant acme", cols=80).screen
+    assert "migrations/tenant/20240101000000_bad.sql:5:" in screen, screen
+    assert 'Perhaps you meant to reference the column "people.full_name"' in " ".join(screen.split()), screen
+
+
+def test_statement_timeout_hints_at_the_flag(project):
+    _setup(project, "SELECT pg_sleep(5);\n")
+    result = project.cli("migrate", "--tenant", "acme", "--timeout", "0.5", "--json")
+    [db] = json.loads(result.stdout)["databases"]
+    assert "statement timeout" in db["error"] and "HINT: raise --timeout" in db["error"]
+    assert json.loads(result.stdout)["summary"]["retries"] == 0

@@ -1,0 +1,191 @@
+"""The house rules of ARCHITECTURE.md, read from the package's own imports with ``ast``.
+
+Every import counts, function-local ones included: an import hidden in a function still ties the
+two modules together for anyone who changes one of them.  No database, no subprocess.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "grapevine_alembic"
+
+# Root modules below every sub-package: the one error family and the configuration.
+FOUNDATION = {"errors", "settings", "placement"}
+# Root modules above everything: the ways in (the Python API, the Alembic road, python -m).
+ENTRY = {"api", "alembic_env", "alembic_plugin", "__main__"}
+LAYERS = ("files", "database", "fleet", "lint", "local", "cli")
+
+# What each layer may not import (ARCHITECTURE.md, "Code map").
+MAY_NOT = {
+    "foundation": set(LAYERS) | {"entry"},
+    "files": {"database", "fleet", "lint", "local", "cli", "entry"},
+    "database": {"fleet", "lint", "local", "cli", "entry"},
+    "fleet": {"lint", "local", "cli", "entry"},
+    "lint": {"database", "fleet", "local", "cli", "entry"},
+    "local": {"fleet", "lint", "cli", "entry"},
+    "cli": {"entry"},
+    "entry": set(),
+}
+
+
+def modules(root: Path) -> dict[str, tuple[Path, bool]]:
+    """Dotted name (without the package's own name) -> (file, is a package's __init__)."""
+    found = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts = parts[:-1]
+        found[".".join(parts)] = (path, is_package)
+    return found
+
+
+def imports(root: Path) -> dict[str, set[str]]:
+    """module -> the package's modules it imports, at any depth of its code."""
+    mods = modules(root)
+    name = root.name
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for module, (path, is_package) in mods.items():
+        here = module.split(".") if module else []
+        if not is_package:
+            here = here[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name == name or alias.name.startswith(name + "."):
+                        graph[module].add(_known(alias.name[len(name) + 1:], mods))
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here[: len(here) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                elif node.module and (node.module == name or node.module.startswith(name + ".")):
+                    target = node.module[len(name) + 1:]
+                else:
+                    continue
+                for alias in node.names:
+                    submodule = f"{target}.{alias.name}" if target else alias.name
+                    graph[module].add(submodule if submodule in mods else _known(target, mods))
+        graph[module].discard(module)
+    return graph
+
+
+def _known(module: str, mods) -> str:
+    assert module in mods, f"import of a module that does not exist: {module!r}"
+    return module
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def layer_of(module: str) -> str | None:
+    head = module.split(".")[0]
+    if head in LAYERS:
+        return head
+    if head in FOUNDATION:
+        return "foundation"
+    if head in ENTRY:
+        return "entry"
+    return None  # the package's own __init__
+
+
+def forbidden(graph: dict[str, set[str]]) -> list[str]:
+    wrong = []
+    for module, targets in sorted(graph.items()):
+        layer = layer_of(module)
+        for target in sorted(targets):
+            if layer and layer_of(target) in MAY_NOT[layer]:
+                wrong.append(f"{module} ({layer}) imports {target} ({layer_of(target)})")
+    return wrong
+
+
+def test_the_package_has_no_import_cycle():
+    assert cycles(imports(PACKAGE)) == []
+
+
+def test_no_layer_imports_one_it_may_not():
+    assert forbidden(imports(PACKAGE)) == []
+
+
+def test_every_root_module_and_sub_package_has_a_place_in_the_rules():
+    mods = modules(PACKAGE)
+    unplaced = sorted(m for m in mods if m and layer_of(m) is None)
+    assert unplaced == []
+    assert {m for m in mods if "." not in m and m and m not in LAYERS} == FOUNDATION | ENTRY
+
+
+def test_architecture_md_names_every_sub_package():
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
+    for layer in LAYERS:
+        assert f"`{layer}/`" in text
+
+
+# The checker itself, on small packages written for the purpose: it must see what it is for.
+
+
+def _package(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "grapevine_alembic"
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        (folder / "__init__.py").touch()
+    return root
+
+
+def test_a_cycle_through_a_function_local_import_is_seen(tmp_path):
+    root = _package(tmp_path, {
+        "database/runner.py": "from . import ledger\n",
+        "database/ledger.py": "def later():\n    from .runner import run\n",
+    })
+    assert cycles(imports(root)) == [["database.ledger", "database.runner"]]
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"database/connection.py": "def say():\n    from ..cli import report\n", "cli/report.py": ""},
+     ["database.connection (database) imports cli.report (cli)"]),
+    ({"files/sqlfile.py": "import grapevine_alembic.database.executor\n", "database/executor.py": ""},
+     ["files.sqlfile (files) imports database.executor (database)"]),
+    ({"errors.py": "from .fleet import targets\n", "fleet/targets.py": ""},
+     ["errors (foundation) imports fleet.targets (fleet)"]),
+    ({"cli/app.py": "from ..alembic_env import notice_line\n", "alembic_env.py": ""},
+     ["cli.app (cli) imports alembic_env (entry)"]),
+])
+def test_an_import_against_the_rules_is_seen(tmp_path, files, expected):
+    assert forbidden(imports(_package(tmp_path, files))) == expected
