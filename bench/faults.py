@@ -53,7 +53,7 @@ RESTART_CHAIN.update({f"2024010{i + 1}000000_step{i}.sql":
 
 class Lab:
     def __init__(self, work: Path):
-        from grapevine_alembic.embedded import LocalPostgres
+        from grapevine_alembic.local.embedded import LocalPostgres
 
         self.work = work
         password = secrets.token_urlsafe(16)

@@ -30,7 +30,7 @@ def tenant_server(tmp_path_factory, pg_server):
     """An embedded PostgreSQL for the tenants only, with the suite's superuser and password."""
     if pg.is_external(pg_server):
         pytest.skip("stops and starts a server of its own")
-    from grapevine_alembic.embedded import LocalPostgres
+    from grapevine_alembic.local.embedded import LocalPostgres
 
     server = LocalPostgres(tmp_path_factory.mktemp("restarting") / "data", password=pg.TEST_PASSWORD)
     server.start()
