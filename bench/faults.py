@@ -155,7 +155,8 @@ def _stall_into_sleep(lab: Lab, proxy: FaultProxy, into: float = 2.0) -> float:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         rows = lab.execute(lab.main, "db_s1", "SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity"
-                           " WHERE datname = 'db_s1' AND state = 'active' AND query LIKE '%pg_sleep(4)%'")
+                           " WHERE datname = 'db_s1' AND state = 'active' AND pid <> pg_backend_pid()"
+                           " AND query LIKE '%pg_sleep(4)%'")
         if rows:
             time.sleep(max(0.0, into - float(rows[0][0])))
             return proxy.stall()

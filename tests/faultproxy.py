@@ -26,6 +26,7 @@ class FaultProxy:
         self.stalled_at: float | None = None
         self.closed = threading.Event()
         self.sockets: list[socket.socket] = []
+        self._held: list[threading.Event] = []  # one per forwarded connection: set = hold its bytes
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
@@ -33,14 +34,25 @@ class FaultProxy:
     def label(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def stall(self) -> float:
-        """Stop forwarding (sockets stay open); returns the monotonic time of the stall."""
+    def stall(self, *, new_connections: bool = True) -> float:
+        """Stop forwarding (sockets stay open); returns the monotonic time of the stall.
+
+        ``new_connections=False``: only the connections open now hang (a NAT or pooler that lost
+        their flows); connections made afterwards are forwarded.
+        """
         self.stalled_at = time.monotonic()
-        self.stalled.set()
+        with self._lock:
+            for held in self._held:
+                held.set()
+        if new_connections:
+            self.stalled.set()
         return self.stalled_at
 
     def resume(self) -> None:
         self.stalled.clear()
+        with self._lock:
+            for held in self._held:
+                held.clear()
 
     def close(self) -> None:
         self.closed.set()
@@ -77,12 +89,15 @@ class FaultProxy:
             server.settimeout(None)
             with self._lock:
                 self.sockets.append(server)
-            threading.Thread(target=self._pump, args=(client, server), name="proxy-pump", daemon=True).start()
+            held = threading.Event()
+            with self._lock:
+                self._held.append(held)
+            threading.Thread(target=self._pump, args=(client, server, held), name="proxy-pump", daemon=True).start()
 
-    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+    def _pump(self, client: socket.socket, server: socket.socket, held: threading.Event) -> None:
         peers = {client: server, server: client}
         while not self.closed.is_set():
-            if self.stalled.is_set():
+            if held.is_set():
                 time.sleep(0.05)  # hold everything: read nothing, so nothing is forwarded
                 continue
             try:
@@ -90,7 +105,7 @@ class FaultProxy:
             except (OSError, ValueError):
                 return
             for sock in ready:
-                if self.stalled.is_set():
+                if held.is_set():
                     break
                 try:
                     data = sock.recv(65536)

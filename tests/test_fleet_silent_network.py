@@ -50,16 +50,18 @@ class StallSetup:
         for name, sql in chain.items():
             project.write("tenant", name, sql)
 
-    def stall_when_sleeping(self, sleep_sql: str = "pg_sleep(4)", into: float = 2.0, timeout: float = 60) -> float:
+    def stall_when_sleeping(self, sleep_sql: str = "pg_sleep(4)", into: float = 2.0, timeout: float = 60,
+                            new_connections: bool = True) -> float:
         """Stall the proxy ``into`` seconds after the file's statements began (seen in pg_stat_activity)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rows = self.project.query(
                 "db_s1", "SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity"
-                " WHERE datname = 'db_s1' AND state = 'active' AND query LIKE %s", (f"%{sleep_sql}%",))
+                " WHERE datname = 'db_s1' AND state = 'active' AND pid <> pg_backend_pid() AND query LIKE %s",
+                (f"%{sleep_sql}%",))
             if rows:
                 time.sleep(max(0.0, into - float(rows[0][0])))
-                return self.proxy.stall()
+                return self.proxy.stall(new_connections=new_connections)
             time.sleep(0.05)
         raise AssertionError(f"{sleep_sql} never started on db_s1")
 
@@ -144,6 +146,28 @@ def test_stalled_tenant_fails_in_bounded_time_and_releases_its_locks(project, pr
         assert rows[tenant][-1] == "ok" and project.version(f"db_{tenant}") == HEAD, stdout
     assert "the server stopped answering" in stderr + stdout, stderr  # said when it happened
     assert project.version("db_s1") == BASE and setup.columns() == {"id"}  # nothing half-applied
+
+
+def test_an_answer_lost_on_a_reachable_server_ends_the_session_and_is_retried(project, proxy, pg_server):
+    """Default options: only the open connection hangs (new ones get through), so the watchdog sees
+    the backend idle in transaction, ends it at once (its locks go long before the server's own
+    30 s bound) and the retry applies the file."""
+    setup = StallSetup(project, proxy, healthy=1)
+    _start_at_base(project)
+    proc = project.spawn("migrate", "--all-tenants")
+    try:
+        stalled_at = setup.stall_when_sleeping(new_connections=False)
+        reader = LockProbe(pg_server, "db_s1")
+        reader.start()
+        stdout, stderr = proc.communicate(timeout=120)
+        reader.join(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout + stderr
+    assert "the server finished the statement and waits for us" in stderr, stderr  # the retry's line
+    assert reader.done_at is not None and reader.done_at - stalled_at < 20, (reader.error, reader.done_at)
+    assert project.version("db_s1") == HEAD and setup.columns() == {"id", "x", "y"}
 
 
 SIGNAL_BOUND_S = 10

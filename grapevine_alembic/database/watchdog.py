@@ -195,7 +195,10 @@ class Watch:
                 since = self.busy_since
                 wait = self.bounds.probe_after_s if since is None else since + self._patience() - time.monotonic()
                 if since is not None and wait <= 0:
-                    self._watch(self.trip)
+                    try:
+                        self._watch(self.trip)
+                    except Exception:  # noqa: BLE001 - a watchdog that dies would leave the wait unbounded
+                        self._stopped.wait(self.bounds.probe_timeout_s)
                     continue
                 self._wake.wait(min(max(wait, 0.05), 0.5))
                 self._wake.clear()
@@ -223,8 +226,8 @@ class Watch:
             elif kind == "idle":
                 self._seen_pid, heard = True, now
                 if idle_seen == detail:
-                    return self._lose(f"the server finished the statement {now - self.busy_since:.0f}s ago by its"
-                                      " clock, but its answer never arrived; closed the connection", terminate=True)
+                    return self._lose("the server finished the statement and waits for us, but its answer never"
+                                      " arrived; ended the session and closed the connection", terminate=True)
                 idle_seen, pause = detail, 1.0
             elif kind == "gone" and self._seen_pid:
                 return self._lose("the server no longer has this connection's session; closed the connection")
