@@ -286,3 +286,12 @@ def pg_bin(name: str):
 
 def _env(project, extra: dict) -> dict:
     return {k: v for k, v in {**project.env, **extra}.items() if v is not None}
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf"])
+def test_a_bad_silence_timeout_is_one_usage_error(project, value):
+    project.migrate_control()
+    result = project.cli("migrate", "--all-tenants", env={"GRAPEVINE_SILENCE_TIMEOUT": value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: GRAPEVINE_SILENCE_TIMEOUT must be a number of seconds greater than 0, not {value!r}"]
