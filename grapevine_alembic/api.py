@@ -25,6 +25,9 @@ from .errors import GrapevineError
 __all__ = ["MigrationResult", "migrate_database", "migrate_database_async"]
 
 logger = logging.getLogger("grapevine_alembic")
+# A library prints nothing unless its caller configures logging: without a handler of ours,
+# logging's last-resort handler would write every warning to stderr.
+logger.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,15 @@ class MigrationResult:
 
 def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
-    retry_window: float = 60, silence_timeout: float | None = None,
+    retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
 
     ``retry_window``: seconds a restarting server is retried; ``silence_timeout``: seconds a
     connection may wait without a sign of life from the server (default: GRAPEVINE_SILENCE_TIMEOUT, else 20).
+    ``out_of_order`` (``"apply"`` or ``"refuse"``) decides about files older than the database's version
+    that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
+    (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
     """
     from .database import runner  # lazy: importing the API stays cheap
     from .database.netbounds import Bounds
@@ -63,6 +69,7 @@ def migrate_database(
         raise ValueError("timeout, retries and retry_window must not be negative")
     if silence_timeout is not None and not silence_timeout > 0:
         raise ValueError("silence_timeout must be greater than 0")
+    late = _late_policy(out_of_order, chain.folder)
     notices: list[str] = []
 
     def on_notice(database: str, version: str | None, message: str) -> None:
@@ -74,9 +81,13 @@ def migrate_database(
         logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", database, attempt,
                        _masked(error.splitlines()[0], spec.password), delay)
 
+    def on_warning(line: str) -> None:
+        notices.append(line)
+        logger.warning("%s", line)
+
     options = runner.RunOptions(
         lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
-        on_retry=on_retry,
+        on_warning=on_warning, out_of_order=late, on_retry=on_retry,
         retry_window_s=float(retry_window), servers=Breakers(),
         bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None,
     )
@@ -99,12 +110,12 @@ def migrate_database(
 
 async def migrate_database_async(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
-    retry_window: float = 60, silence_timeout: float | None = None,
+    retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
         migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
-        retry_window=retry_window, silence_timeout=silence_timeout,
+        retry_window=retry_window, silence_timeout=silence_timeout, out_of_order=out_of_order,
     )
 
 
@@ -123,6 +134,31 @@ def _chain(migrations_dir, runner):
         raise FileNotFoundError(f"migrations folder {folder} does not exist")
     try:
         return runner.Chain.from_folder(folder)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+
+
+def _late_policy(value: str | None, folder: Path) -> bool:
+    """True to apply late-merged files: the argument, else the project's alembic.ini setting, else apply."""
+    import configparser
+
+    from .database import late_files  # lazy, as runner above
+    from .settings import find_config
+
+    where = "out_of_order"
+    if value is None:
+        try:
+            config = find_config(start=folder.parent)
+        except GrapevineError:
+            return True  # no alembic.ini above the folder: the default
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(config)
+        except configparser.Error:
+            return True  # not one of ours; the CLI reports a broken alembic.ini
+        value, where = parser.get("grapevine", late_files.SETTING, fallback=None), f"{config} [grapevine]"
+    try:
+        return late_files.parse_policy(value, where) == late_files.APPLY
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 

@@ -29,6 +29,7 @@ class DatabaseResult:
     seconds: float = 0.0
     skipped: bool = False
     unreachable: str | None = None  # why the server did not answer (counted by its circuit breaker)
+    warnings: list[str] = field(default_factory=list)  # e.g. each file applied out of order
 
     def fail(self, message: str) -> DatabaseResult:
         self.ok = False
