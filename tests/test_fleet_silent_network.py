@@ -248,8 +248,10 @@ def test_alembic_road_fails_a_stalled_database_in_bounded_time(project, proxy, p
 
 API_PROGRAM = textwrap.dedent(
     """
-    import json, sys
+    import json, logging, sys
     from grapevine_alembic.api import migrate_database
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)  # a service's logging: the retries show
 
     result = migrate_database(sys.argv[1], sys.argv[2])  # bounds from GRAPEVINE_SILENCE_TIMEOUT
     print(json.dumps({"ok": result.ok, "error": result.error, "version": result.version}))
