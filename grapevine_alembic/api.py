@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GrapevineError
+from .masking import known_secrets, mask
 
 __all__ = ["MigrationResult", "migrate_database", "migrate_database_async"]
 
@@ -49,6 +50,7 @@ class MigrationResult:
 def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
     retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
 
@@ -57,14 +59,22 @@ def migrate_database(
     ``out_of_order`` (``"apply"`` or ``"refuse"``) decides about files older than the database's version
     that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
     (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
+
+    ``version_table`` and ``ledger_table`` name the tool's two tables, as the options of the same
+    names in alembic.ini do for the CLI.
     """
     from .database import runner  # lazy: importing the API stays cheap
     from .database.netbounds import Bounds
     from .fleet.breakers import Breakers
-    from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .database.target import Target
+    from .settings import DEFAULT_LOCK_KEY, parse_database_url
+    from .tool_tables import ToolTables
 
-    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
+    try:
+        tables = ToolTables(version_table=version_table, ledger_table=ledger_table)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
     if timeout < 0 or retries < 0 or retry_window < 0:
         raise ValueError("timeout, retries and retry_window must not be negative")
     if silence_timeout is not None and not silence_timeout > 0:
@@ -111,11 +121,13 @@ def migrate_database(
 async def migrate_database_async(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
     retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
         migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
         retry_window=retry_window, silence_timeout=silence_timeout, out_of_order=out_of_order,
+        version_table=version_table, ledger_table=ledger_table,
     )
 
 
@@ -128,12 +140,12 @@ def _spec(url: str, parse):
         raise ValueError(str(err)) from None
 
 
-def _chain(migrations_dir, runner):
+def _chain(migrations_dir, runner, tables):
     folder = Path(migrations_dir).resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"migrations folder {folder} does not exist")
     try:
-        return runner.Chain.from_folder(folder)
+        return runner.Chain.from_folder(folder, tables)
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 
@@ -164,6 +176,4 @@ def _late_policy(value: str | None, folder: Path) -> bool:
 
 
 def _masked(text: str | None, password: str | None) -> str | None:
-    if text and password:
-        return text.replace(password, "***")
-    return text
+    return mask(text, {password, *known_secrets()} - {None}) if text else text
