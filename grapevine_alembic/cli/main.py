@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import commands, dev  # noqa: F401  (registering the commands on `cli`)
+from . import commands, dev, provision  # noqa: F401  (registering the commands on `cli`)
 from .app import EXIT_USAGE, _env_secrets, cli
 from ..errors import GrapevineError
 
