@@ -154,3 +154,24 @@ def test_without_createdb_the_chain_is_applied_with_a_notice(project):
     finally:
         pg.drop_database(project.server, "db_small")
         project.query("postgres", f"DROP ROLE {role}")
+
+
+def test_a_template_the_role_may_not_change_falls_back_to_the_chain(project):
+    """As on a managed service that forbids it: the template needs migrating and this role may not."""
+    _seeded(project)
+    assert project.cli("provision", "--tenant", _new_tenant(project, "first")[3:]).returncode == 0  # built by the superuser
+    project.write("tenant", "20250401000000_labels.sql", "CREATE TABLE labels (id int PRIMARY KEY);\n")
+    reference = _reference(project)
+    role, password = "grapevine_creator", "creator-pw"
+    project.query("postgres", f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}'")
+    try:
+        database = _new_tenant(project, "second")
+        env = {"PG_TENANT_DATABASE_ADMIN_USERNAME": role, "PG_TENANT_DATABASE_ADMIN_PASSWORD": password}
+        result = project.cli("provision", "--tenant", "second", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"notice: cannot use the template ({TEMPLATE}: must be owner of database {TEMPLATE})" in result.stderr
+        assert f"{database}: created at 20250401000000 by applying 6 file(s)" in result.stdout
+        assert_same_as_file_by_file(project, database, reference, applied_by="provision (chain)")
+    finally:
+        pg.drop_database(project.server, "db_second")
+        project.query("postgres", f"DROP ROLE {role}")

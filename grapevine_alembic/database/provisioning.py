@@ -66,7 +66,7 @@ def _provision(target: Target, chain, options, maintenance_db: str, result: Data
         try:
             _from_template(server, target, chain, options)
         except cloning.TemplateRefused as err:
-            _notice(options, target, f"the server refused the template ({err}): creating {name} empty and"
+            _notice(options, target, f"cannot use the template ({err}): creating {name} empty and"
                                      f" applying the {len(chain.files)} file(s) one by one")
             cloning.create_empty(server, name)
             _apply_chain(target, chain, options, result, created=True)
