@@ -215,6 +215,13 @@ def print_durable(result: dict) -> None:
     for who, data in cases.items():
         print(f"{labels[who]:<34}{data['min']:>8.3f}{data['median']:>9.3f}"
               f"{data['median'] / previous['median']:>20.3f}x{data['min'] / previous['min']:>10.3f}x")
+    # each repeat ran every contestant back to back: the ratio within a repeat cancels the machine's drift
+    paired = {who: statistics.median(a / b for a, b in zip(data["runs"], previous["runs"])) for who, data in cases.items()}
+    print("paired (median over repeats of the ratio within a repeat): "
+          + ", ".join(f"{who} {ratio:.3f}x" for who, ratio in paired.items() if who != "previous"))
+    if "baseline" in cases:
+        ours_base = statistics.median(a / b for a, b in zip(cases["ours"]["runs"], cases["baseline"]["runs"]))
+        print(f"ours / baseline, paired: {ours_base:.3f}x")
     print(f"target: ours <= {DURABLE_TARGET}x the previous tool's time")
 
 
