@@ -21,7 +21,8 @@ from .database.connection import (
     open_connection,
     sqlalchemy_connection,
 )
-from .database.executor import Journal, NoticeSink
+from .database import late_files
+from .database.executor import Journal, NoticeSink, apply_direct
 from .database.ledger import LedgerWriter, read_state
 from .database.plan import make_plan
 from .errors import GrapevineError, UsageError
@@ -92,6 +93,9 @@ def _run(context, kind: str) -> None:
 def _run_online(context, project, spec, journal, writer, xargs) -> None:
     timeout = _seconds(xargs, "timeout", DEFAULT_TIMEOUT_S)
     lock_timeout = _seconds(xargs, "lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
+    late_policy = project.out_of_order  # a bad -x value fails here, before any connection
+    if "out_of_order" in xargs:
+        late_policy = late_files.parse_policy(xargs["out_of_order"], "-x out_of_order")
     raw = open_connection(spec)
     try:
         configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
@@ -104,15 +108,34 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
             state = _refuse_legacy(raw, spec.dbname)
             writer.prepare(raw, journal)
 
-            marked = make_plan(tuple(writer.chain[v] for v in writer.versions), state).marked_ahead
-            journal.marked_ahead = {m.version for m in marked}
+            plan = make_plan(tuple(writer.chain[v] for v in writer.versions), state)
+            journal.marked_ahead = {m.version for m in plan.marked_ahead}
         raw.notices = NoticeSink(journal)
+        if mutates and plan.out_of_order and _command(context.config) == "upgrade":
+            _late_files(raw, plan, late_policy, xargs, spec, journal, writer)
         with sqlalchemy_connection(raw) as connection:
             context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer])
             with context.begin_transaction():
                 context.run_migrations(migration_context=context.get_context(), journal=journal)
     finally:
         raw.close()
+
+
+def _late_files(raw, plan, policy, xargs, spec, journal, writer) -> None:
+    """Files merged late, as ``migrate`` treats them: applied first with a warning line each (the
+    ``out_of_order`` setting's default), or refused (``-x out_of_order=refuse`` overrides alembic.ini)."""
+    if policy == late_files.REFUSE:
+        flag = f"--tenant {xargs['tenant']}" if "tenant" in xargs else "--control"
+        raise UsageError(f"{spec.dbname}: " + late_files.refusal(plan, flag))
+    for migration in plan.out_of_order:
+        print(late_files.warning_line(spec.dbname, migration, plan.head), file=sys.stderr, flush=True)
+        migration.parse()  # a broken file fails before anything of it is sent
+        apply_direct(raw, migration, writer.insert_sql(migration, "out-of-order"), journal)
+
+
+def _command(config) -> str:
+    cmd = getattr(getattr(config, "cmd_opts", None), "cmd", None)
+    return getattr(cmd[0], "__name__", "") if cmd else ""
 
 
 def _refuse_legacy(raw, database: str):
@@ -138,7 +161,8 @@ def _project(config):
 
 
 # -x keys each environment reads (server: a tenant placed on another server, as host[:port])
-X_KEYS = {"control": ("timeout", "lock_timeout"), "tenant": ("tenant", "timeout", "lock_timeout", "server")}
+X_KEYS = {"control": ("timeout", "lock_timeout", "out_of_order"),
+          "tenant": ("tenant", "timeout", "lock_timeout", "server", "out_of_order")}
 
 
 def _checked_x_arguments(xargs: dict, kind: str) -> dict:

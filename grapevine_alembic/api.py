@@ -25,6 +25,9 @@ from .errors import GrapevineError
 __all__ = ["MigrationResult", "ProvisionResult", "migrate_database", "migrate_database_async", "provision_database"]
 
 logger = logging.getLogger("grapevine_alembic")
+# A library prints nothing unless its caller configures logging: without a handler of ours,
+# logging's last-resort handler would write every warning to stderr.
+logger.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,15 @@ class MigrationResult:
 
 
 def migrate_database(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
+    out_of_order: str | None = None,
 ) -> MigrationResult:
-    """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``."""
+    """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
+
+    ``out_of_order`` (``"apply"`` or ``"refuse"``) decides about files older than the database's version
+    that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
+    (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
+    """
     from .database import runner  # lazy: importing the API stays cheap
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .database.target import Target
@@ -54,6 +63,7 @@ def migrate_database(
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
     if timeout < 0 or retries < 0:
         raise ValueError("timeout and retries must not be negative")
+    late = _late_policy(out_of_order, chain.folder)
     notices: list[str] = []
 
     def on_notice(database: str, version: str | None, message: str) -> None:
@@ -61,8 +71,13 @@ def migrate_database(
         notices.append(line)
         logger.info("%s", line)
 
+    def on_warning(line: str) -> None:
+        notices.append(line)
+        logger.warning("%s", line)
+
     options = runner.RunOptions(
-        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice
+        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
+        on_warning=on_warning, out_of_order=late,
     )
     kind = "control" if chain.folder.name == "control" else "tenant"
     result = runner.migrate(Target(kind, spec), chain, options)
@@ -124,11 +139,13 @@ def provision_database(
 
 
 async def migrate_database_async(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
+    out_of_order: str | None = None,
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
-        migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run
+        migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
+        out_of_order=out_of_order,
     )
 
 
@@ -147,6 +164,31 @@ def _chain(migrations_dir, runner):
         raise FileNotFoundError(f"migrations folder {folder} does not exist")
     try:
         return runner.Chain.from_folder(folder)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+
+
+def _late_policy(value: str | None, folder: Path) -> bool:
+    """True to apply late-merged files: the argument, else the project's alembic.ini setting, else apply."""
+    import configparser
+
+    from .database import late_files  # lazy, as runner above
+    from .settings import find_config
+
+    where = "out_of_order"
+    if value is None:
+        try:
+            config = find_config(start=folder.parent)
+        except GrapevineError:
+            return True  # no alembic.ini above the folder: the default
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(config)
+        except configparser.Error:
+            return True  # not one of ours; the CLI reports a broken alembic.ini
+        value, where = parser.get("grapevine", late_files.SETTING, fallback=None), f"{config} [grapevine]"
+    try:
+        return late_files.parse_policy(value, where) == late_files.APPLY
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 

@@ -28,6 +28,12 @@ class UsageError(GrapevineError):
     exit_code = 2
 
 
+class MissingTarget(UsageError):
+    """A command that writes was given no database: exit 1, as the previous tool had it."""
+
+    exit_code = 1
+
+
 class ConfigError(UsageError):
     """Environment, alembic.ini or .env is missing or malformed."""
 

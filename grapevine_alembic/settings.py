@@ -133,6 +133,7 @@ class Project:
     tenants_query: str | None
     lock_key: int
     server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
+    out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see database/late_files.py)
 
     def migration_dir(self, env: str) -> Path:
         return migrations_dir_override(self.migration_dirs[env], self.root)
@@ -154,6 +155,20 @@ def migrations_dir_override(folder: Path, root: Path) -> Path:
     if not value:
         return folder
     return (root / value / Path(folder).name).resolve()
+
+
+LATE_APPLY, LATE_REFUSE = "apply", "refuse"  # what to do with late-merged files (database/late_files.py)
+LATE_SETTING = "out_of_order"
+
+
+def parse_late_policy(value: str | None, where: str) -> str:
+    """The ``out_of_order`` policy a setting names; a typo is a configuration error, never a silent default."""
+    if value is None:
+        return LATE_APPLY
+    text = value.strip().lower()
+    if text not in (LATE_APPLY, LATE_REFUSE):
+        raise ConfigError(f"{where}: {LATE_SETTING} must be {LATE_APPLY} or {LATE_REFUSE}, not {value.strip()!r}")
+    return text
 
 
 def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path:
@@ -189,8 +204,11 @@ def load_project(config_file: Path) -> Project:
         dirs[env] = Path(location.split()[0])
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
+    from .placement import read_logins
+
     logins = read_logins(parser, config_file)
-    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins)
+    late = parse_late_policy(parser.get("grapevine", LATE_SETTING, fallback=None), f"{config_file} [grapevine]")
+    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late)
 
 
 def load_dotenv_file(root: Path) -> None:

@@ -43,7 +43,7 @@ def test_unapply_below_the_head_reruns_that_version_alone(project):
     assert project.version(database) == D  # the head stays
     assert _ledger(project, database)[C] == "unmarked"
 
-    status = project.cli("status", "--tenant", "acme", "--json")
+    status = project.cli("status", "--tenant", "acme", "--json", "--exit-code")
     assert status.returncode == 3
     [db] = json.loads(status.stdout)["databases"]
     assert db["pending"] == [C] and db["version"] == D
@@ -119,7 +119,7 @@ def test_legacy_ledger_with_a_gap_suggests_commands_that_work(project):
                             " applied_at timestamptz DEFAULT now())")
     project.query(database, f"INSERT INTO schema_migrations (version) VALUES ('{A}'), ('{C}')")
     project.query(database, "INSERT INTO a VALUES (1)")
-    failed = project.cli("migrate", "--tenant", "old", "--json")
+    failed = project.cli("migrate", "--tenant", "old", "--refuse-out-of-order", "--json")  # default: applied
     assert failed.returncode == 1
     error = json.loads(failed.stdout)["databases"][0]["error"]
     suggestions = [part.split(";")[0].strip() for part in error.split("with: ")[1:]]

@@ -54,7 +54,7 @@ def test_default_status_lists_each_behind_tenant_once(project):
     _fleet(project, ids, {"20240101000000_a.sql": "CREATE TABLE a (x int);\n"})
     assert project.cli("migrate", "--all-tenants").returncode == 0
     project.write("tenant", "20240102000000_b.sql", "CREATE TABLE b (x int);\n")
-    status = project.cli("status")
+    status = project.cli("status", "--exit-code")
     assert status.returncode == 3
     for tenant_id in ids:
         mentions = [line for line in status.stdout.splitlines() if re.search(rf"\b{tenant_id}\b", line)]

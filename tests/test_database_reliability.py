@@ -267,10 +267,10 @@ def test_out_of_order_file_is_named_then_applied_on_request(project, tally):
     database = f"db_{tenant}"
     assert project.cli("migrate", "--tenant", tenant).returncode == 0
     project.write("tenant", "20250110000000_late_from_a_branch.sql", "CREATE TABLE late (a int);\n")
-    status = project.cli("status", "--tenant", tenant)
+    status = project.cli("status", "--tenant", tenant, "--exit-code")
     assert status.returncode == 3
     assert "out of order, never applied: 20250110000000_late_from_a_branch.sql" in status.stdout
-    refused = project.cli("migrate", "--tenant", tenant)
+    refused = project.cli("migrate", "--tenant", tenant, "--refuse-out-of-order")  # the default applies it
     assert refused.returncode == 1 and "20250110000000_late_from_a_branch.sql" in refused.stdout
     assert "late" not in project.tables(database)
     applied = project.cli("migrate", "--tenant", tenant, "--out-of-order")
@@ -360,7 +360,7 @@ def test_legacy_with_unknown_versions_stops_with_the_fixing_command(project):
     pasted = project.cli(*command.split()[1:])
     assert pasted.returncode == 0, pasted.stdout + pasted.stderr
     assert "alembic_version" not in project.tables(database)
-    gap = project.cli("migrate", "--tenant", tenant, "--json")
+    gap = project.cli("migrate", "--tenant", tenant, "--refuse-out-of-order", "--json")
     assert gap.returncode == 1
     assert f"migrate --tenant {tenant} --out-of-order" in _json(gap)["databases"][0]["error"]
     assert project.cli("migrate", "--tenant", tenant, "--out-of-order").returncode == 0
@@ -403,7 +403,7 @@ def test_status_of_a_legacy_database_shows_where_its_ledger_reaches(project):
     [tenant] = _tenants(project, 1)
     database = f"db_{tenant}"
     _legacy(project, database, ["20250101090000", "20250108100000"])
-    result = project.cli("status", "--tenant", tenant)
+    result = project.cli("status", "--tenant", tenant, "--exit-code")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "20250108100000" in result.stdout and "(none)" not in result.stdout
     assert "2 pending" in result.stdout and "`migrate` adopts it" in result.stdout

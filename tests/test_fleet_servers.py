@@ -162,7 +162,7 @@ def test_status_groups_by_server(fleet, pg_server, second_server):
         fleet.add(f"h{i}")
         fleet.add(f"w{i}", fleet.second_label, create_on=second_server)
     assert fleet.project.cli("migrate", "--tenant", "h0", "--tenant", "w0").returncode == 0
-    human = fleet.project.cli("status")
+    human = fleet.project.cli("status", "--exit-code")
     assert human.returncode == 3, human.stdout + human.stderr  # h1 and w1 are behind
     lines = human.stdout.splitlines()
     assert "servers: 2" in lines

@@ -58,10 +58,10 @@ def test_mise_passes_every_argument_through(mise_project):
 
 def test_mise_keeps_exit_codes(mise_project):
     project, mise = mise_project
-    assert project.run(mise, "migrations", "migrate").returncode == 2  # usage error
+    assert project.run(mise, "migrations", "migrate").returncode == 1  # no target
     project.migrate_control()
     project.add_tenant("acme")
-    assert project.run(mise, "migrations", "status", "--tenant", "acme").returncode == 3  # pending
+    assert project.run(mise, "migrations", "status", "--tenant", "acme", "--exit-code").returncode == 3  # pending
     assert project.run(mise, "migrations", "migrate", "--tenant", "acme").returncode == 0
     assert project.run(mise, "migrations", "status", "--tenant", "acme").returncode == 0
 

@@ -17,16 +17,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "grapevine_alembic"
 FOUNDATION = {"errors", "settings", "placement"}
 # Root modules above everything: the ways in (the Python API, the Alembic road, python -m).
 ENTRY = {"api", "alembic_env", "alembic_plugin", "__main__"}
-LAYERS = ("files", "database", "fleet", "lint", "local", "cli")
+LAYERS = ("files", "database", "schema", "fleet", "lint", "local", "cli")
 
 # What each layer may not import (ARCHITECTURE.md, "Code map").
 MAY_NOT = {
     "foundation": set(LAYERS) | {"entry"},
-    "files": {"database", "fleet", "lint", "local", "cli", "entry"},
-    "database": {"fleet", "lint", "local", "cli", "entry"},
-    "fleet": {"lint", "local", "cli", "entry"},
-    "lint": {"database", "fleet", "local", "cli", "entry"},
-    "local": {"fleet", "lint", "cli", "entry"},
+    "files": {"database", "schema", "fleet", "lint", "local", "cli", "entry"},
+    "database": {"schema", "fleet", "lint", "local", "cli", "entry"},
+    "schema": {"fleet", "lint", "local", "cli", "entry"},
+    "fleet": {"schema", "lint", "local", "cli", "entry"},
+    "lint": {"database", "schema", "fleet", "local", "cli", "entry"},
+    "local": {"schema", "fleet", "lint", "cli", "entry"},
     "cli": {"entry"},
     "entry": set(),
 }

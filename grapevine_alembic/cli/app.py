@@ -145,12 +145,15 @@ def run_options(app: App, **overrides):
     def waiting(database):
         out.info(waiting_line(database))
 
+    def warning(line):
+        out.info(line)
+
     def retrying(database, attempt, error, delay):
         first_line = error.splitlines()[0]
         out.info(f"{database}: attempt {attempt} failed ({first_line}); retrying in {delay:.1f}s")
 
     return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
-                      on_retry=retrying, servers=Breakers(), **overrides)
+                      on_retry=retrying, on_warning=warning, servers=Breakers(), **overrides)
 
 
 @click.group(

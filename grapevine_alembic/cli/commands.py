@@ -18,7 +18,7 @@ from .app import (
     selection_from,
     target_options,
 )
-from ..errors import UsageError
+from ..errors import MissingTarget, UsageError
 
 ENVS = ("control", "tenant")
 
@@ -82,10 +82,10 @@ def list_migrations(app: App, control: bool, tenant: bool, json_mode: bool):
     out = app.out(json_mode)
     envs = [env for env, wanted in (("control", control), ("tenant", tenant)) if wanted] or list(ENVS)
     chains = _load_chains(app, envs)
-    if json_mode:
+    if json_mode:  # paths relative to the project root, as in the text view and in errors
         out.document(
-            {env: [{"version": m.version, "description": m.message, "file": str(m.path)} for m in chain.files]
-             for env, chain in chains.items()}
+            {env: [{"version": m.version, "description": m.message, "file": _relative(app, m.path)}
+                   for m in chain.files] for env, chain in chains.items()}
         )
         return
     rows = [[env, m.version, m.message, _relative(app, m.path)] for env, chain in chains.items() for m in chain.files]
@@ -182,15 +182,17 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
 @click.option("-v", "--verbose", is_flag=True, help="Every database, every migration with its applied time.")
 @click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100),
               help="Databases read at the same time.")
+@click.option("--exit-code", "pending_exit", is_flag=True,
+              help="Exit 3 when something is pending (as dbmate's --exit-code); without it pending work exits 0.")
 @per_server_option
 @json_option
 @pass_app
-def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, max_per_server,
-           json_mode):
+def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, pending_exit,
+           max_per_server, json_mode):
     """Show where each database stands (default: control and all tenants).
 
-    Exit codes: 0 everything up to date, 3 something pending (or out of order),
-    1 a database failed, is missing or drifted (edited or unknown migrations).
+    Exit codes: 0 up to date or something pending (as the previous tool), 3 pending with
+    --exit-code, 1 a database failed, is missing or drifted (edited or unknown migrations).
 
     \b
     Examples:
@@ -212,12 +214,14 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
             targets, lambda t: runner.status(t, chains[t.kind], options), options=options,
             max_parallel=max_parallel, max_per_server=max_per_server, on_result=bar.advance,
         )
+    pending_code = views.EXIT_PENDING if pending_exit else views.EXIT_OK
     if json_mode:
-        out.document(views.status_document(results, chains, verbose=True, discovery_error=discovery_error))
+        out.document(views.status_document(results, chains, verbose=True, discovery_error=discovery_error,
+                                           pending_code=pending_code))
     else:
         views.print_status(out, results, chains, verbose=verbose, discovery_error=discovery_error,
                            wants_tenants=selection.wants_tenants)
-    _exit(views.status_exit_code(results, discovery_error))
+    _exit(views.status_exit_code(results, discovery_error, pending_code=pending_code))
 
 
 def _targets_or_error(app: App, selection):
@@ -228,7 +232,7 @@ def _targets_or_error(app: App, selection):
     settings = app.settings()
     project = app.project()
     try:
-        return resolve(selection, settings, project.tenants_query), None
+        return resolve(selection, settings, project.tenants_query, announce=app.out().info), None
     except UsageError:
         raise
     except GrapevineError as err:
@@ -252,7 +256,9 @@ def _targets_or_error(app: App, selection):
 @click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
               help="Tenant databases migrated at the same time.")
 @per_server_option
-@click.option("--out-of-order", is_flag=True, help="Also apply files older than a database's version that it never ran.")
+@click.option("--out-of-order/--refuse-out-of-order", "out_of_order", default=None,
+              help="Apply (with a warning line each) or refuse files older than a database's version that it never"
+                   " ran (default: alembic.ini [grapevine] out_of_order, else apply).")
 @click.option("--canary", default=None, type=click.IntRange(1),
               help="Migrate this many tenants first (at least 1); stop if any fails.")
 @click.option("--max-failures", default=None, type=click.IntRange(1),
@@ -276,14 +282,17 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
-        raise UsageError("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+        raise MissingTarget("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     if (canary or max_failures) and not selection.wants_tenants:
         flag = "--canary" if canary else "--max-failures"
         raise UsageError(f"{flag} stages a rollout over tenants: use it with --all-tenants or --tenant")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = _load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
+    from ..database.late_files import APPLY
+
+    late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
-                          out_of_order=out_of_order)
+                          out_of_order=late)
     with interrupts.graceful(out.info) as signals:
         results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
                            max_parallel, max_per_server, label="migrate", canary=canary or 0,
@@ -335,7 +344,8 @@ def _fan_out(app: App, selection, job, options, max_parallel: int, max_per_serve
             out.info("control failed: tenants were not started")
             return results
     if selection.wants_tenants:
-        tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query)
+        tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query,
+                          announce=out.info)
         if not tenants:
             out.info("no tenants: the control database's tenants table lists none provisioned")
         with out.progress(len(tenants), label) as bar:
@@ -428,7 +438,7 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
                                   reason=reason)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
-        raise UsageError("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+        raise MissingTarget("mark needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = _load_chains(app, envs, strict=not dry_run)
     for env, chain in chains.items():
@@ -520,9 +530,10 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     out = app.out()
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
-        raise UsageError("reset needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+        raise MissingTarget("reset needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
     settings = app.settings()
-    tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query) if selection.wants_tenants else []
+    tenants = (resolve(replace(selection, control=False), settings, app.project().tenants_query, announce=out.info)
+               if selection.wants_tenants else [])
     targets = tenants + ([control_target(settings)] if selection.control else [])  # tenants before control
     resetting.refuse_remote(targets)
     if not (force or dry_run):

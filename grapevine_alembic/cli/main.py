@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import commands, dev, provision  # noqa: F401  (registering the commands on `cli`)
+from . import commands, dev, drift_command, provision, schema_commands  # noqa: F401  (registering the commands on `cli`)
 from .app import EXIT_USAGE, _env_secrets, cli
 from ..errors import GrapevineError
 
@@ -26,8 +26,8 @@ def main(argv=None) -> None:
         message, code = "aborted", EXIT_USAGE  # Ctrl-C or end of input at a prompt: like answering no
         _print_error("not confirmed (interrupted at the prompt); nothing was changed")
     except click.ClickException as err:
-        err.show()
-        message, code = err.format_message(), err.exit_code
+        message, code = _click_error_line(err), err.exit_code
+        _print_error(message)  # the tool's one `error:` line, not click's usage block and `Error:`
     except click.exceptions.Exit as err:
         code = err.exit_code
     except GrapevineError as err:
@@ -43,6 +43,15 @@ def main(argv=None) -> None:
     if message is not None and "--json" in args:
         _print_failure_document(args, message, code)
     sys.exit(code or 0)
+
+
+def _click_error_line(err: click.ClickException) -> str:
+    """click's message on one line, with where to read more for a command-line mistake."""
+    message = " ".join(err.format_message().split())
+    context = getattr(err, "ctx", None)
+    if isinstance(err, click.UsageError) and context is not None:
+        message = message.rstrip(".") + f" (see: {context.command_path} --help)"
+    return message
 
 
 def _global_options_first(args: list[str]) -> list[str]:

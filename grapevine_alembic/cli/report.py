@@ -198,6 +198,8 @@ def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) 
         "attempts": result.attempts,
         "seconds": round(result.seconds, 3),
     }
+    if result.warnings:
+        doc["warnings"] = result.warnings
     if result.changes:
         doc.update(changes=result.changes, marked=result.marked, unmarked=result.unmarked)
     if verbose and chain is not None and result.state is not None:
@@ -259,9 +261,10 @@ def server_counts(results: list[DatabaseResult]) -> list[dict]:
 
 
 def version_counts(results: list[DatabaseResult]) -> list[tuple[str, int]]:
-    """How many databases sit at each version, in version order ('(none)' first, 'error' last)."""
-    counts = Counter((r.after or "(none)") if r.ok else "error" for r in results)
-    return sorted(counts.items(), key=lambda item: (item[0] == "error", item[0]))
+    """How many databases sit at each version, in version order ('(none)' first, then 'missing' (no such
+    database) and 'error' last)."""
+    counts = Counter((r.after or "(none)") if r.ok else ("missing" if r.missing else "error") for r in results)
+    return sorted(counts.items(), key=lambda item: (item[0] in ("missing", "error"), item[0] == "error", item[0]))
 
 
 def status_word(result: DatabaseResult) -> str:

@@ -13,7 +13,8 @@ from .report import (
     version_counts,
 )
 from ..database.result import DatabaseResult
-from ..database.runner import target_flag
+from ..database.lost_head import fixing_command
+from ..database.runner import target_flag, with_target
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 
@@ -41,19 +42,21 @@ def _row(result: DatabaseResult) -> list[str]:
 # ---- status ---------------------------------------------------------------------------------
 
 
-def status_exit_code(results: list[DatabaseResult], discovery_error: str | None) -> int:
+def status_exit_code(results: list[DatabaseResult], discovery_error: str | None, *, pending_code: int = EXIT_OK) -> int:
+    """1 for a failure or drift; pending work is 0 as the previous tool had it (``--exit-code``: 3)."""
     if discovery_error or any(not r.ok or (r.plan and r.plan.drifted) for r in results):
         return EXIT_FAILED
     if any(r.plan and not r.plan.up_to_date for r in results):
-        return EXIT_PENDING
+        return pending_code
     return EXIT_OK
 
 
-def status_document(results, chains, *, verbose: bool, discovery_error: str | None) -> dict:
+def status_document(results, chains, *, verbose: bool, discovery_error: str | None, pending_code: int = EXIT_OK) -> dict:
+    exit_code = status_exit_code(results, discovery_error, pending_code=pending_code)
     return {
         "command": "status",
-        "ok": status_exit_code(results, discovery_error) == EXIT_OK,
-        "exit_code": status_exit_code(results, discovery_error),
+        "ok": exit_code == EXIT_OK,
+        "exit_code": exit_code,
         "error": discovery_error,
         "heads": {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()},
         "databases": [database_json(r, verbose=verbose, chain=chains[r.target.kind]) for r in results],
@@ -123,7 +126,7 @@ def _print_drift(out: Output, result: DatabaseResult, *, pending: bool = True) -
     for migration in plan.edited:
         out.line(f"  warning: {name}: {migration.path.name} was edited after it was applied; {edit_fix(result, migration)}")
     for version in plan.unknown:
-        out.line(f"  warning: {name}: the database records {version}, which no migration file has")
+        out.line(f"  {unknown_line(result, version)}")
 
 
 def _print_verbose(out: Output, result: DatabaseResult, chain) -> None:
@@ -163,17 +166,28 @@ def print_dry_run(out: Output, results: list[DatabaseResult]) -> None:
         elif plan and plan.up_to_date:
             out.line(f"{short(result)} ({result.target.database}): up to date at {plan.head}")
         elif plan:
-            out.line(f"{short(result)} ({result.target.database}): at {plan.head or '(none)'}, would apply:")
+            # a legacy ledger is at the version its rows reach, as status shows it
+            out.line(f"{short(result)} ({result.target.database}): at {version_cell(result)}, would apply:")
             if plan.adopt_to:
                 out.line(f"  adopt legacy schema_migrations up to {plan.adopt_to}")
+            for migration in plan.out_of_order:  # refused ones fail above: these run first
+                out.line(f"  {migration.version}  {migration.path.name}  (out of order: older than the version)")
             for migration in plan.pending:
                 out.line(f"  {migration.version}  {migration.path.name}")
+            for migration in plan.marked_ahead:
+                out.line(f"  {migration.version}  {migration.path.name}  (marked applied: recorded, not run)")
 
 
 def edit_fix(result: DatabaseResult, migration) -> str:
     """The way forward for a file edited after it was applied."""
     return (f'revert the file, or accept the edit with: grapevine-migrations mark --accept-edit {migration.version}'
             f' {target_flag(result.target)} --reason "..."')
+
+
+def unknown_line(result: DatabaseResult, version: str) -> str:
+    """A recorded version no file has (its file deleted after it ran?), with the command that clears it."""
+    return (f"warning: {short(result)}: the database records {version}, which no migration file has"
+            f" (its file deleted?); once checked, remove it with: {with_target(fixing_command(version), result.target)}")
 
 
 def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
@@ -188,6 +202,9 @@ def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
         for migration in result.plan.edited if result.plan else ():
             out.line(f"warning: {short(result)}: {migration.path.name} was edited after it was applied;"
                      f" {edit_fix(result, migration)}")
+        if result.ok and result.plan:  # a failed database's error already says it
+            for version in result.plan.unknown:
+                out.line(unknown_line(result, version))
     summary = summary_json(results)
     retries = f"; {summary['retries']} retry(ies)" if summary["retries"] else ""
     out.line(

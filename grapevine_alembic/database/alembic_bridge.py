@@ -65,7 +65,12 @@ class SqlScriptDirectory(ScriptDirectory):
         except GrapevineError as err:
             raise util.CommandError(str(err)) from err
         for warning in found.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            if self.fixed_folder is not None:  # the Python API's: it prints nothing, it logs
+                import logging
+
+                logging.getLogger("grapevine_alembic").warning("warning: %s", warning)
+            else:
+                print(f"warning: {warning}", file=sys.stderr)
         return found.files
 
     def _load_revisions(self) -> Iterator[Script]:

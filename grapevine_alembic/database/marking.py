@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import lost_head
 from ..errors import UsageError
 from .ledger import LEDGER_TABLE, UNMARKED, DatabaseState
 from .plan import closest_versions, make_plan
@@ -67,6 +68,7 @@ class MarkDecision:
     extra: tuple[str, ...] = ()  # changes beyond the named version (only with --range)
     problem: str | None = None
     accept: tuple[str, ...] = ()  # edited files whose new checksum is recorded
+    purge: bool = False  # the head is a version no file has: back to stamp_to (alembic stamp --purge)
 
     @property
     def changes(self) -> bool:
@@ -104,6 +106,9 @@ def _decide_apply(versions, head, applied, version, wide) -> MarkDecision:
 
 def _decide_unapply(versions, head, applied, state, version, wide, chain) -> MarkDecision:
     if version not in versions:
+        if version in state.heads:  # the head itself has no file: back to the newest applied one that has
+            back = lost_head.way_back(versions, state, version)
+            return MarkDecision(back, stamp=True, unmark=(version,), purge=True)
         if version in state.ledger:
             return MarkDecision(None, stamp=False, unmark=(version,))  # a row no file has: dropped
         near = ", ".join(closest_versions(version, chain.files)) or "none"
@@ -148,6 +153,9 @@ def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunO
                 return
             if decision.accept:
                 _accept_edits(session, chain, decision.accept, request.reason)
+            elif decision.purge:
+                lost_head.purge_to(session.raw, request.version, decision.stamp_to, has_ledger=result.state.has_ledger)
+                result.after = decision.stamp_to
             elif decision.changes and result.state.is_legacy:
                 _drop_legacy_rows(session, decision.unmark)  # still the previous tool's: no Alembic table yet
             elif decision.changes:
@@ -164,6 +172,8 @@ def _describe(result: DatabaseResult, decision: MarkDecision) -> None:
     result.changes += (  # after an adoption's own line, when there was one
         [f"mark {v} applied" for v in decision.mark] + [f"unmark {v}" for v in decision.unmark]
         + [f"accept the edited {v} (new checksum recorded)" for v in decision.accept]
+        + ([f"alembic_version {result.state.head} -> {decision.stamp_to or '(none)'}"
+            f" (as alembic stamp --purge {decision.stamp_to or 'base'})"] if decision.purge else [])
     )
 
 

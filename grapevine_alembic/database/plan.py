@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from .ledger import UNMARKED, DatabaseState
 from ..files.sqlfile import MigrationFile
+from .lost_head import fixing_command
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
     head = state.head
     unknown = tuple(sorted(v for v in set(state.ledger) | set(state.heads) if v not in known))
     if head is not None and head not in known:
-        return Plan(head=head, unknown=unknown, problem=f"the database is at {head}, which no migration file has")
+        return Plan(head=head, unknown=unknown, problem=(
+            f"the database is at {head}, which no migration file has (its file deleted, or another branch's?);"
+            f" once checked, move it back to the newest applied version that has a file with: {fixing_command(head)}"))
     unmarked = {v for v, row in state.ledger.items() if row.applied_by == UNMARKED}
     recorded = {v: row for v, row in state.ledger.items() if v not in unmarked}
     applied = [m for m in chain if head is not None and m.version <= head]
@@ -114,12 +117,12 @@ def _legacy_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan
 
 
 def closest_versions(version: str, chain: tuple[MigrationFile, ...], count: int = 3) -> list[str]:
-    """Versions that look like a mistyped one, for 'unknown version' errors."""
+    """Versions that look like a mistyped one, for 'unknown version' errors; the chain's head is always
+    among them (often the version meant), marked ``(head)``."""
     versions = [m.version for m in chain]
     close = difflib.get_close_matches(version, versions, n=count, cutoff=0.5)
-    if close:
-        return close
-    # Fall back to the neighbours in time order.
-    later = [v for v in versions if v > version][:1]
-    earlier = [v for v in versions if v < version][-1:]
-    return earlier + later
+    if not close:  # fall back to the neighbours in time order
+        close = [v for v in versions if v < version][-1:] + [v for v in versions if v > version][:1]
+    if versions and versions[-1] not in close:
+        close.append(versions[-1])
+    return [f"{v} (head)" if versions and v == versions[-1] else v for v in close]

@@ -19,6 +19,7 @@ import traceback
 from dataclasses import dataclass
 
 from ..files import sqlfile
+from . import late_files
 from .connection import (
     ConnectionFailed,
     LockTimeout,
@@ -91,13 +92,14 @@ class RunOptions:
     connect_timeout_s: int = 10
     retries: int = 3
     dry_run: bool = False
-    out_of_order: bool = False
+    out_of_order: bool = True  # apply late-merged files (late_files.APPLY); False: refuse the database
     debug: bool = False
     on_notice: object = None  # callable(database, version, message)
     on_wait: object = None  # callable(database)
     servers: object = None  # breakers.Breakers: per-server circuit breakers shared by the run
     on_retry: object = None  # callable(database, attempt, error, delay_s): a transient error, retried
     applied_by: str = "migrate"  # the ledger's applied_by for the files this run applies
+    on_warning: object = None  # callable(line): a late-merged file about to be applied out of order
 
 
 def _is_transient(err: BaseException) -> bool:
@@ -249,23 +251,26 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                 result.fail(with_target(plan.problem, target))
                 return
             if plan.out_of_order and not options.out_of_order:
-                names = ", ".join(m.path.name for m in plan.out_of_order)
-                flag = target_flag(target)
-                result.fail(
-                    f"never applied here although older than the database's version {plan.head or plan.adopt_to}"
-                    f" (merged late, or its ledger row was removed): {names}; run them with:"
-                    f" grapevine-migrations migrate {flag} --out-of-order; or record them as applied with:"
-                    f" grapevine-migrations mark --apply {plan.out_of_order[0].version} {flag}"
-                )
+                result.fail(late_files.refusal(plan, target_flag(target)))
                 return
             if options.dry_run:
                 _validate_pending(plan, options)
                 return
             if plan.up_to_date:
                 return
+            _warn_late(plan, target, options, result)
             _apply(session, chain, state, plan, result)
 
     return with_retries(target, options, attempt)
+
+
+def _warn_late(plan: Plan, target: Target, options: RunOptions, result: DatabaseResult) -> None:
+    """One warning line per late-merged file, before it runs: applied, but never silently."""
+    for migration in plan.out_of_order:
+        line = late_files.warning_line(target.database, migration, plan.head or plan.adopt_to)
+        result.warnings.append(line)
+        if options.on_warning:
+            options.on_warning(line)
 
 
 def _validate_pending(plan: Plan, options: RunOptions) -> None:

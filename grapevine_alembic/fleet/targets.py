@@ -3,8 +3,10 @@
 The tenant query lives here and nowhere else; alembic.ini ``[grapevine]
 tenants_query`` overrides it.  Its optional second column places a tenant on
 another server (``host[:port]``, see placement.py; NULL: the default tenant server).
-Every tenant id is validated before it is used in a database name, and explicit
-``--tenant`` ids must be provisioned.
+Every tenant id is validated before it is used in a database name.  ``--all-tenants`` is
+the provisioned ones; an explicitly named tenant (``--tenant X``) is taken whatever its state,
+as the previous tool and ``alembic -x tenant=X`` do (repairing a failed provisioning), with a
+notice naming the state; an id the tenants table does not have is still an error.
 """
 
 from __future__ import annotations
@@ -112,8 +114,12 @@ def tenant_states(settings: Settings, tenant_ids: list[str]) -> dict[str, str]:
         raw.close()
 
 
-def resolve(selection: Selection, settings: Settings, tenants_query: str | None = None) -> list[Target]:
-    """Targets for a selection: control first, then tenants in id order."""
+def resolve(selection: Selection, settings: Settings, tenants_query: str | None = None, *,
+            announce=None) -> list[Target]:
+    """Targets for a selection: control first, then tenants in id order.
+
+    ``announce(line)`` hears of each named tenant that is not provisioned (it is included all the same).
+    """
     for tenant_id in selection.tenant_ids:
         validate_tenant_id(tenant_id)  # bad input fails before any connection
     targets = [control_target(settings)] if selection.control else []
@@ -123,23 +129,29 @@ def resolve(selection: Selection, settings: Settings, tenants_query: str | None 
     if selection.all_tenants:
         chosen = list(provisioned)
     else:
-        chosen = _explicit(selection.tenant_ids, provisioned, settings)
+        chosen = _explicit(selection.tenant_ids, provisioned, settings, announce)
     if selection.shard:
         index, count = selection.shard
         chosen = [t for t in chosen if shard_of(t, count) == index]
-    return targets + [_tenant_target(settings, tenant_id, provisioned[tenant_id]) for tenant_id in chosen]
+    # a named tenant the tenants query did not list is on the default tenant server
+    return targets + [_tenant_target(settings, tenant_id, provisioned.get(tenant_id)) for tenant_id in chosen]
 
 
-def _explicit(requested: tuple[str, ...], provisioned: dict[str, str | None], settings: Settings) -> list[str]:
-    known = set(provisioned)
-    unknown = [t for t in dict.fromkeys(requested) if t not in known]
+def _explicit(requested: tuple[str, ...], provisioned: dict[str, str | None], settings: Settings,
+              announce) -> list[str]:
+    chosen = list(dict.fromkeys(requested))
+    others = [t for t in chosen if t not in provisioned]
+    if not others:
+        return chosen
+    states = tenant_states(settings, others)
+    unknown = [t for t in others if t not in states]
     if unknown:
-        states = tenant_states(settings, unknown)
-        first = unknown[0]
-        if first in states:
-            raise UsageError(f"tenant {first} is {states[first]}, not {PROVISIONED}")
-        raise UsageError(f"unknown tenant {first}: no such id in the tenants table")
-    return list(dict.fromkeys(requested))
+        raise UsageError(f"unknown tenant {unknown[0]}: no such id in the tenants table")
+    for tenant_id in others:
+        if announce:
+            announce(f"notice: tenant {tenant_id} is {states[tenant_id]}, not {PROVISIONED}:"
+                     f" included because it was named (--all-tenants leaves it out)")
+    return chosen
 
 
 def _tenant_target(settings: Settings, tenant_id: str, server: str | None = None) -> Target:

