@@ -203,6 +203,8 @@ def main() -> None:
         print(f"\nwritten: {args.json}")
     finally:
         if server.local is not None:
+            if args.durable:  # with fsync on, the shutdown checkpoint can outlast pg_ctl's wait: take it first
+                server.execute("CHECKPOINT")
             server.local.stop()
         shutil.rmtree(work, ignore_errors=True)
 

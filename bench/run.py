@@ -350,6 +350,11 @@ def main() -> None:
         print(f"\nwritten: {args.json}")
     finally:
         if bench.server is not None:
+            if args.durable:  # with fsync on, the shutdown checkpoint can outlast pg_ctl's wait: take it first
+                conn = bench.admin()
+                with conn.cursor() as cur:
+                    cur.execute("CHECKPOINT")
+                conn.close()
             bench.server.stop()
         shutil.rmtree(bench.work, ignore_errors=True)
 
