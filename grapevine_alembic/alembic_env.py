@@ -26,7 +26,10 @@ from .database.executor import Journal, NoticeSink, apply_direct
 from .database.ledger import LedgerWriter, read_state
 from .database.plan import make_plan
 from .errors import GrapevineError, UsageError
+from .files.tool_table_writes import refuse_tool_table_writes
 from .local.devserver import resolve_settings
+from .masking import known_secrets, mask
+from .placement import password_variables
 from .settings import find_config, load_dotenv_file, load_project
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -46,12 +49,20 @@ def run_environment(kind: str) -> None:
     try:
         _run(context, kind)
     except GrapevineError as err:
-        raise util.CommandError(str(err)) from err
+        raise util.CommandError(mask(str(err), _secrets(context.config))) from err
     except Exception as err:
         message = _database_error_line(err)
         if message is None:
             raise
-        raise util.CommandError(message) from err
+        raise util.CommandError(mask(message, _secrets(context.config))) from err
+
+
+def _secrets(config) -> set[str]:
+    """The passwords to mask in the FAILED line: the environment's, and alembic.ini's password_env ones."""
+    try:
+        return known_secrets(variables=password_variables(_project(config).server_logins))
+    except Exception:  # alembic.ini itself is what failed: the environment's secrets still count
+        return known_secrets()
 
 
 def _database_error_line(err: Exception) -> str | None:
@@ -71,9 +82,11 @@ def _run(context, kind: str) -> None:
         import logging.config
 
         logging.config.fileConfig(context.config.config_file_name, disable_existing_loggers=False)
-    writer = LedgerWriter(context.script.migration_files())
+    tables = project.tool_tables(kind)  # version_table, ledger_table, ... of this section
+    writer = LedgerWriter(context.script.migration_files(), tables=tables)
     if context.is_offline_mode():
-        context.configure(dialect_name="postgresql", transaction_per_migration=True, on_version_apply=[writer])
+        context.configure(dialect_name="postgresql", transaction_per_migration=True, on_version_apply=[writer],
+                          **tables.alembic_options())
         with context.begin_transaction():
             context.run_migrations(migration_context=context.get_context())
         return
@@ -86,7 +99,7 @@ def _run(context, kind: str) -> None:
     else:  # -x server=host[:port] for a tenant placed on another server, with its login from alembic.ini
         placed = replace(settings, server_logins=project.server_logins)
         spec = placed.tenant_spec(_required_tenant(xargs), xargs.get("server"))
-    journal = Journal(database=spec.dbname, on_notice=print_notice)
+    journal = Journal(database=spec.dbname, on_notice=print_notice, tables=tables)
     _run_online(context, project, spec, journal, writer, xargs)
 
 
@@ -105,7 +118,7 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         )
         if mutates:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
-            state = _refuse_legacy(raw, spec.dbname)
+            state = _refuse_legacy(raw, spec.dbname, journal.tables)
             writer.prepare(raw, journal)
 
             plan = make_plan(tuple(writer.chain[v] for v in writer.versions), state)
@@ -114,7 +127,8 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         if mutates and plan.out_of_order and _command(context.config) == "upgrade":
             _late_files(raw, plan, late_policy, xargs, spec, journal, writer)
         with sqlalchemy_connection(raw) as connection:
-            context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer])
+            context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer],
+                              **journal.tables.alembic_options())
             with context.begin_transaction():
                 context.run_migrations(migration_context=context.get_context(), journal=journal)
     finally:
@@ -128,8 +142,10 @@ def _late_files(raw, plan, policy, xargs, spec, journal, writer) -> None:
         flag = f"--tenant {xargs['tenant']}" if "tenant" in xargs else "--control"
         raise UsageError(f"{spec.dbname}: " + late_files.refusal(plan, flag))
     for migration in plan.out_of_order:
-        print(late_files.warning_line(spec.dbname, migration, plan.head), file=sys.stderr, flush=True)
         migration.parse()  # a broken file fails before anything of it is sent
+        refuse_tool_table_writes(migration, journal.tables)  # so does one that writes the tool's tables
+    for migration in plan.out_of_order:
+        print(late_files.warning_line(spec.dbname, migration, plan.head), file=sys.stderr, flush=True)
         apply_direct(raw, migration, writer.insert_sql(migration, "out-of-order"), journal)
 
 
@@ -138,14 +154,14 @@ def _command(config) -> str:
     return getattr(cmd[0], "__name__", "") if cmd else ""
 
 
-def _refuse_legacy(raw, database: str):
+def _refuse_legacy(raw, database: str, tables):
     """Only the previous tool's ledger: Alembic would start again from base, so send the user to
     the command that adopts it (stamps the recorded prefix, keeping applied_at).  Returns the state."""
     with raw.cursor() as cursor:
-        state = read_state(cursor)
+        state = read_state(cursor, tables=tables)
         if state.is_legacy:
             raise UsageError(
-                f"{database} has the previous tool's schema_migrations and no alembic_version yet:"
+                f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet:"
                 " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
             )
     return state

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GrapevineError
+from .masking import known_secrets, mask
 
 __all__ = ["MigrationResult", "ProvisionResult", "migrate_database", "migrate_database_async", "provision_database"]
 
@@ -49,18 +50,27 @@ class MigrationResult:
 def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
     out_of_order: str | None = None,
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
 
     ``out_of_order`` (``"apply"`` or ``"refuse"``) decides about files older than the database's version
     that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
     (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
+
+    ``version_table`` and ``ledger_table`` name the tool's two tables, as the options of the same
+    names in alembic.ini do for the CLI.
     """
     from .database import runner  # lazy: importing the API stays cheap
-    from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .database.target import Target
+    from .settings import DEFAULT_LOCK_KEY, parse_database_url
+    from .tool_tables import ToolTables
 
-    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
+    try:
+        tables = ToolTables(version_table=version_table, ledger_table=ledger_table)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
     if timeout < 0 or retries < 0:
         raise ValueError("timeout and retries must not be negative")
     late = _late_policy(out_of_order, chain.folder)
@@ -108,19 +118,25 @@ class ProvisionResult:
 
 
 def provision_database(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, maintenance_db: str = "postgres"
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, maintenance_db: str = "postgres",
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> ProvisionResult:
     """Create the database ``url`` names, at the head of ``migrations_dir``, from the server's template.
 
     The database must not exist (where the role has no CREATEDB right: it must exist, empty,
     and the chain is applied to it).  ``maintenance_db`` is where the tool connects to create
-    it and to coordinate with other runs.
+    it and to coordinate with other runs; ``version_table`` and ``ledger_table`` as for ``migrate_database``.
     """
     from .database import provisioning, runner  # lazy: importing the API stays cheap
     from .database.target import Target
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
+    from .tool_tables import ToolTables
 
-    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner)
+    try:
+        tables = ToolTables(version_table=version_table, ledger_table=ledger_table)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
     if timeout < 0:
         raise ValueError("timeout must not be negative")
     notices: list[str] = []
@@ -141,11 +157,12 @@ def provision_database(
 async def migrate_database_async(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
     out_of_order: str | None = None,
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
         migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
-        out_of_order=out_of_order,
+        out_of_order=out_of_order, version_table=version_table, ledger_table=ledger_table,
     )
 
 
@@ -158,12 +175,12 @@ def _spec(url: str, parse):
         raise ValueError(str(err)) from None
 
 
-def _chain(migrations_dir, runner):
+def _chain(migrations_dir, runner, tables):
     folder = Path(migrations_dir).resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"migrations folder {folder} does not exist")
     try:
-        return runner.Chain.from_folder(folder)
+        return runner.Chain.from_folder(folder, tables)
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 
@@ -194,6 +211,4 @@ def _late_policy(value: str | None, folder: Path) -> bool:
 
 
 def _masked(text: str | None, password: str | None) -> str | None:
-    if text and password:
-        return text.replace(password, "***")
-    return text
+    return mask(text, {password, *known_secrets()} - {None}) if text else text

@@ -10,10 +10,11 @@ import configparser
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import quote
 
 from .errors import ConfigError
 from .placement import parse_server, read_logins, server_spec
+from .tool_tables import DEFAULT_TABLES, ToolTables
 
 CONFIG_FILE = "alembic.ini"
 DEFAULT_PORT = 5432
@@ -75,52 +76,81 @@ class ConnectionSpec:
         """A masked URL for messages: the password is always ``***``."""
         return self.url(show_password=False)
 
-    def url(self, *, show_password: bool) -> str:
-        """The URL, with the password quoted in it only when asked (``dev url --show-password``)."""
+    def url(self, *, show_password: bool, password: str | None = None) -> str:
+        """The URL, with the password quoted in it only when asked (``dev url --show-password``).
+
+        ``password`` stands in for a spec without one (``dev url`` with ``PGPASSWORD``).
+        """
+        secret = self.password if self.password is not None else password
         auth = ""
-        if self.user:
-            secret = quote(self.password, safe="") if show_password else "***"
-            auth = quote(self.user, safe="") + (f":{secret}" if self.password else "") + "@"
+        if self.user or secret:
+            shown = quote(secret, safe="") if show_password and secret else "***"
+            auth = quote(self.user or "", safe="") + (f":{shown}" if secret else "") + "@"
         host = self.host or ""
         if ":" in host:
             host = f"[{host}]"
         port = f":{self.port}" if self.port else ""
-        query = "&".join(f"{k}={v}" for k, v in self.options)
-        return f"postgresql://{auth}{host}{port}/{self.dbname}" + (f"?{query}" if query else "")
+        query = "&".join(f"{k}={quote(v, safe='/') if show_password or 'password' not in k else '***'}"
+                         for k, v in self.options)
+        return f"postgresql://{auth}{host}{port}/{quote(self.dbname, safe='')}" + (f"?{query}" if query else "")
 
     def __str__(self) -> str:
         return self.display()
 
 
 def parse_database_url(url: str, *, name: str = "CONTROL_DATABASE_URL") -> ConnectionSpec:
-    """Parse a ``postgresql://`` URL; errors name the variable, never echo the URL (it may hold a password)."""
+    """Parse a ``postgresql://`` URL the way libpq (and so psql) does; errors never echo any of it.
+
+    libpq ends the user part at the first '@' before the first '/': a ``?``, ``#``, ``:`` or ``+``
+    in a password works unencoded, as in psql.  A password holding an unencoded ``/`` or ``@``
+    would be read as a host, port or database name, so such a URL is refused with one line.
+    """
     hint = f"{name} is not a PostgreSQL URL (expected postgresql://user:password@host:port/dbname)"
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as err:
-        raise ConfigError(f"{hint}: {_safe_reason(err)}") from None
-    if parts.scheme not in _SCHEMES:
+    scheme, separator, rest = url.strip().partition("://")
+    if not separator or scheme.lower() not in _SCHEMES:
         raise ConfigError(hint)
-    if "," in (parts.netloc or ""):
+    authority, _, tail = rest.partition("/")
+    if authority.count("@") > 1 or "@" in tail:
+        where = "more than one '@' before the host" if authority.count("@") > 1 else "an '@' after the host part"
+        raise ConfigError(f"{name} has {where}: percent-encode the password ('/' is %2F, '@' is %40, '%' is %25)")
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        params = parse_dsn("postgresql://" + rest)
+    except ProgrammingError as err:
+        raise ConfigError(f"{hint}: {_libpq_reason(str(err))}") from None
+    host, port_text = params.pop("host", None), params.pop("port", None)
+    if host and "," in host:
         raise ConfigError(f"{name}: multi-host URLs are not supported")
-    dbname = unquote(parts.path.lstrip("/"))
+    if port_text is not None and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise ConfigError(f"{hint}: the port must be a number from 1 to 65535")  # never echoed: it may be a password
+    dbname = params.pop("dbname", None)
     if not dbname:
         raise ConfigError(f"{hint}: the database name is missing")
-    options = tuple(parse_qsl(parts.query, keep_blank_values=True))
     return ConnectionSpec(
-        host=unquote(parts.hostname) if parts.hostname else None,
-        port=port,
-        user=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
+        host=host or None,
+        port=int(port_text) if port_text else None,
+        user=params.pop("user", None) or None,
+        password=params.pop("password", None),  # from the userinfo or ?password=: one field, always masked
         dbname=dbname,
-        options=options,
+        options=tuple(params.items()),
     )
 
 
-def _safe_reason(err: Exception) -> str:
-    # urllib's messages quote the offending port text, never the password.
-    return str(err).split(":")[0]
+# libpq's parse errors quote the offending text, which may be the password: say what is wrong instead.
+_LIBPQ_REASONS = (
+    ("invalid percent-encoded token", "a '%' not followed by two hex digits: percent-encode the password ('%' is %25)"),
+    ("forbidden value %00", "it contains %00"),
+    ("invalid URI query parameter", "a query parameter that is not a libpq connection parameter"),
+    ("key/value separator", "a query parameter without exactly one '=': percent-encode the password"
+                            " ('&' is %26, '=' is %3D)"),
+    ("IPv6", "a malformed [IPv6] host"),
+)
+
+
+def _libpq_reason(message: str) -> str:
+    return next((reason for marker, reason in _LIBPQ_REASONS if marker in message), "libpq cannot parse it")
 
 
 @dataclass(frozen=True)
@@ -134,9 +164,14 @@ class Project:
     lock_key: int
     server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
     out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see database/late_files.py)
+    tables: dict = field(default_factory=dict, hash=False)  # env -> tool_tables.ToolTables
 
     def migration_dir(self, env: str) -> Path:
         return migrations_dir_override(self.migration_dirs[env], self.root)
+
+    def tool_tables(self, env: str):
+        """The names of the tool's version table and ledger in this environment's databases."""
+        return self.tables.get(env, DEFAULT_TABLES)
 
 
 DEFAULT_LOCK_KEY = 0x67726170_65766E65 & 0x7FFFFFFFFFFFFFFF  # "grapevne": this tool's advisory-lock namespace
@@ -154,7 +189,11 @@ def migrations_dir_override(folder: Path, root: Path) -> Path:
     value = os.environ.get(MIGRATIONS_DIR_VARIABLE, "").strip()
     if not value:
         return folder
-    return (root / value / Path(folder).name).resolve()
+    base = root / value
+    if not base.is_dir():
+        what = "is a file, not a folder" if base.exists() else "does not exist"
+        raise ConfigError(f"{MIGRATIONS_DIR_VARIABLE}={value}: {base} {what} (it names the folder holding control/ and tenant/)")
+    return (base / Path(folder).name).resolve()
 
 
 LATE_APPLY, LATE_REFUSE = "apply", "refuse"  # what to do with late-merged files (database/late_files.py)
@@ -208,7 +247,10 @@ def load_project(config_file: Path) -> Project:
 
     logins = read_logins(parser, config_file)
     late = parse_late_policy(parser.get("grapevine", LATE_SETTING, fallback=None), f"{config_file} [grapevine]")
-    return Project(config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late)
+    tables = {env: ToolTables.from_section(dict(parser.items(env)), f"{config_file} [{env}]") for env in ENVIRONMENTS}
+    return Project(
+        config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late, tables
+    )
 
 
 def load_dotenv_file(root: Path) -> None:

@@ -567,7 +567,6 @@ def test_discover_lists_migrations_sorted_and_ignores_non_migrations(tmp_path):
     write(tmp_path / ".gitkeep", "")
     write(tmp_path / ".20240101120000_hidden.sql", "SELECT 1;")
     write(tmp_path / "README.md", "docs")
-    (tmp_path / "20240401000000_dir.sql").mkdir()
     (tmp_path / "nested").mkdir()
     write(tmp_path / "nested" / "20240501000000_deep.sql", "SELECT 1;")
 

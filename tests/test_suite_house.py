@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "grapevine_alembic"
 
 # Root modules below every sub-package: the one error family and the configuration.
-FOUNDATION = {"errors", "settings", "placement"}
+FOUNDATION = {"errors", "settings", "placement", "masking", "tool_tables"}
 # Root modules above everything: the ways in (the Python API, the Alembic road, python -m).
 ENTRY = {"api", "alembic_env", "alembic_plugin", "__main__"}
 LAYERS = ("files", "database", "schema", "fleet", "lint", "local", "cli")

@@ -8,7 +8,6 @@ inside the commands that need them, so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
+from ..masking import known_secrets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
 
@@ -54,8 +54,9 @@ class App:
             project = self.project()
             settings = resolve_settings(project, announce=self.out().info)
             self._settings = replace(settings, server_logins=project.server_logins)
+            type(self.out()).password_variables = tuple(password_variables(project.server_logins))
             for secret in [settings.control.password, settings.tenant_server.password,
-                           *(os.environ.get(name) for name in password_variables(project.server_logins))]:
+                           *(value for key, value in settings.control.options if "password" in key)]:
                 self.out().add_secret(secret)
         return self._settings
 
@@ -67,18 +68,9 @@ class App:
         return self.output
 
 
-def _env_secrets() -> list[str]:
+def _env_secrets() -> set[str]:
     """Passwords we know of before parsing anything, so even a config error cannot print them."""
-    from urllib.parse import unquote, urlsplit
-
-    secrets = [os.environ.get("PG_TENANT_DATABASE_ADMIN_PASSWORD", "")]
-    try:
-        password = urlsplit(os.environ.get("CONTROL_DATABASE_URL", "")).password
-        if password:
-            secrets += [password, unquote(password)]
-    except ValueError:
-        pass
-    return [s for s in secrets if s]
+    return known_secrets()
 
 
 pass_app = click.make_pass_decorator(App)

@@ -35,8 +35,8 @@ def _load_chains(app: App, envs, *, strict: bool = False) -> dict:
 
     chains = {env: Chain(app.project(), env) for env in envs}
     for chain in chains.values():
-        if strict and chain.warnings:
-            raise MigrationFileError(f"refusing to write while a file looks like a migration but is not one: {chain.warnings[0]}")
+        if strict and chain.blocking:
+            raise MigrationFileError(f"refusing to write while a file looks like a migration but is not one: {chain.blocking[0]}")
         for warning in chain.warnings:
             app.out().info(f"warning: {warning}")
     return chains
@@ -539,8 +539,10 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
     if not (force or dry_run):
         _confirm(app, f"Drop ALL data in {len(targets)} database(s): {_names(targets)}?")
     options = run_options(app, dry_run=dry_run)
-    results = fanout.run_all(tenants, lambda t: resetting.reset(t, options), max_parallel=max_parallel)
+    project = app.project()
+    results = fanout.run_all(tenants, lambda t: resetting.reset(t, options, project.tool_tables(t.kind)),
+                             max_parallel=max_parallel)
     if selection.control:
-        results.append(resetting.reset(targets[-1], options))
+        results.append(resetting.reset(targets[-1], options, project.tool_tables("control")))
     views.print_changes(out, results, dry_run=dry_run)
     _exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)

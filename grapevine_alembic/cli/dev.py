@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .app import App, cli, exit_with, pass_app
@@ -54,10 +56,14 @@ def dev_url(app: App, tenant, show_password):
       psql "$(grapevine-migrations dev url --tenant acme --show-password)"
     """
     spec = _dev_spec(app, tenant)
-    if show_password:
-        click.echo(spec.url(show_password=True))  # asked for: not through the masking output
-    else:
+    if not show_password:
         app.out().line(spec.display())
+        return
+    # libpq falls back to PGPASSWORD when the URL has none, so the tool connects with it: show that one
+    fallback = os.environ.get("PGPASSWORD") or None
+    click.echo(spec.url(show_password=True, password=fallback))  # asked for: not through the masking output
+    if spec.password is None and fallback is None:
+        app.out().info("note: no password is configured (libpq may still read one from ~/.pgpass or PGPASSFILE)")
 
 
 @dev.command("psql", context_settings={"ignore_unknown_options": True})

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Iterable
 
 from ..database.result import DatabaseResult
+from ..masking import known_secrets, mask
 
 
 # Parallel tenants print notices from their own threads: one lock and one write per line, so
@@ -48,35 +49,9 @@ def colour_on(stream) -> bool:
     return stream.isatty() and not os.environ.get("CI") and not os.environ.get("NO_COLOR")
 
 
-def is_plain_word(secret: str) -> bool:
-    """A short password of letters only ("password", "secret") is also an ordinary word of messages."""
-    return secret.isalpha() and len(secret) <= 12
-
-
 def redact(text: str, secrets) -> str:
-    """Mask every known password in ``text``.
-
-    Any password is masked wherever it appears, except a plain word (see ``is_plain_word``):
-    masking every "password" would turn "password authentication failed" into nonsense, so such
-    a password is masked where it stands as a password: in a URL (``:pw@``), after ``password=``
-    or ``PASSWORD:``, or quoted.  Such a password is weak anyway; the tool never prints one in
-    any of its own messages.
-    """
-    import re
-    from urllib.parse import quote
-
-    for secret in sorted(secrets, key=len, reverse=True):  # longest first: one may contain another
-        forms = {secret, quote(secret, safe=""), quote(secret)}
-        if not is_plain_word(secret):
-            for form in forms:
-                text = text.replace(form, "***")
-            continue
-        for form in forms:
-            word = re.escape(form)
-            text = re.sub(rf"(:){word}(@)", r"\1***\2", text)
-            text = re.sub(rf"(?i)(password\s*[=:]\s*['\"]?){word}\b", r"\1***", text)
-            text = re.sub(rf"(['\"]){word}(['\"])", r"\1***\2", text)
-    return text
+    """Mask every known password in ``text`` (see ``masking.mask``: the one masking function)."""
+    return mask(text, secrets)
 
 
 class Output:
@@ -84,6 +59,7 @@ class Output:
 
     # One process is one command: every Output masks every secret any of them learned.
     secrets: set[str] = set()
+    password_variables: tuple[str, ...] = ()  # alembic.ini's password_env names, once read
     documents_printed = 0  # --json promises exactly one document, failures included
 
     def __init__(self, *, json_mode: bool = False, secrets: Iterable[str] = ()):
@@ -97,7 +73,7 @@ class Output:
             Output.secrets.add(secret)
 
     def redact(self, text: str) -> str:
-        return redact(text, self.secrets)
+        return redact(text, self.secrets | known_secrets(variables=Output.password_variables))
 
     def line(self, text: str = "") -> None:
         """Human output: stdout normally, stderr in --json mode so stdout stays one document."""
@@ -292,4 +268,4 @@ def status_word(result: DatabaseResult) -> str:
 
 
 def short(result: DatabaseResult) -> str:
-    return "control" if result.target.kind == "control" else str(result.target.tenant_id)
+    return result.target.label

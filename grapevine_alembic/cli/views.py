@@ -25,6 +25,8 @@ def version_cell(result: DatabaseResult) -> str:
         return result.after
     if result.skipped and result.plan is None:
         return "not started"  # never read: the version is unknown, not "(none)"
+    if result.target.problem:
+        return "invalid"  # known before connecting (a bad id or server value): never tried, not unreachable
     if not result.ok and result.state is None:
         return "missing" if result.missing else "unreachable"
     return "(none)"

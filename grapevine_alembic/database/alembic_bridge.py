@@ -36,8 +36,10 @@ from alembic.script import Script, ScriptDirectory
 
 from . import executor
 from ..files import sqlfile
+from ..files.tool_table_writes import refuse_tool_table_writes
 from ..errors import GrapevineError
 from ..settings import load_dotenv_file, migrations_dir_override
+from ..tool_tables import ToolTables
 
 OPT_IN = "sql_revisions"
 _installed = False
@@ -100,6 +102,10 @@ def revision_module(migration: sqlfile.MigrationFile, down_revision: str | None)
             from alembic import context
 
             migration_context = context.get_context()
+        tables = journal.tables if journal is not None else ToolTables(
+            migration_context.version_table, migration_context.version_table_schema
+        )
+        refuse_tool_table_writes(migration, tables)  # before anything of the file runs
         executor.apply_migration(migration_context, migration, journal)
 
     def downgrade(**_ignored) -> None:

@@ -138,9 +138,10 @@ class SessionPolicy:
     """The tool's own session state, put back before every file and checked after each.
 
     Every file starts from the same session: whatever the previous file set (search_path,
-    role, timeouts, ``set_config(...)``) is reset, and the tool's timeouts hold again.  All of
-    it is utility statements that ride in the file's first round trip and take no snapshot,
-    so a file's ``BEGIN ISOLATION LEVEL ...`` still works after them.
+    role, session user, timeouts, ``set_config(...)``, default transaction modes) is reset, and
+    the tool's timeouts hold again.  The reset runs before the file's first transaction opens
+    (``executor.FileRun._reset_session``): ``BEGIN`` fixes the transaction's read-only mode and isolation
+    level from the defaults in force, so a reset inside it would come too late.
     """
 
     statement_timeout_s: float
@@ -186,8 +187,10 @@ class SessionPolicy:
 
 
 # The tool's own statements at the end of a file's transaction resolve names as the session
-# did when it connected, and run as the login role, whatever search_path or role the file set.
-TOOL_SCOPE_SQL = "SET LOCAL search_path TO DEFAULT;\nSET LOCAL ROLE NONE"
+# did when it connected, and run as the login role, whatever search_path, role or session user
+# the file set (pg_dump --use-set-session-authorization writes SET SESSION AUTHORIZATION, which
+# SET ROLE NONE does not undo).  The SESSION AUTHORIZATION line goes first: it also resets the role.
+TOOL_SCOPE_SQL = "SET LOCAL SESSION AUTHORIZATION DEFAULT;\nSET LOCAL search_path TO DEFAULT;\nSET LOCAL ROLE NONE"
 
 
 def set_config_sql(settings: list[tuple[str, str]]) -> tuple[str, list[str]]:

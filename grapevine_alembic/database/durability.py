@@ -22,20 +22,23 @@ DURABLE_COMMIT_SQL = (
     " WHERE pg_catalog.current_setting('synchronous_commit') = 'off'"
 )
 
-# A commit flushes the WAL only if its transaction wrote some: the version row is rewritten
-# unchanged (the run holds the migration lock, so nobody else writes it).
-_FLUSH_SQL = f"BEGIN;\n{DURABLE_COMMIT_SQL};\nUPDATE alembic_version SET version_num = version_num;\nCOMMIT"
 
 
-def flush(raw) -> bool:
-    """Make this session's earlier asynchronous commits durable; False when the connection cannot."""
+def flush(raw, version_table: str) -> bool:
+    """Make this session's earlier asynchronous commits durable; False when the connection cannot.
+
+    A commit flushes the WAL only if its transaction wrote some: the version row is rewritten
+    unchanged (``version_table`` as the SQL names it; the run holds the migration lock, so
+    nobody else writes it).
+    """
     import psycopg2
 
     if raw is None or raw.closed:
         return False
     try:
         with raw.cursor() as cursor:
-            cursor.execute(_FLUSH_SQL)
+            cursor.execute(f"BEGIN;\n{DURABLE_COMMIT_SQL};\n"
+                           f"UPDATE {version_table} SET version_num = version_num;\nCOMMIT")
         return True
     except psycopg2.Error:
         try:

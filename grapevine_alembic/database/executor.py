@@ -27,12 +27,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import pgerror
+from . import copyrows, pgerror
 from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
 from .durability import ASYNC_COMMIT_SQL, DURABLE_COMMIT_SQL
 from ..errors import MigrationFailed
 from ..files.sqlfile import MigrationFile, Statement
 from ..files.txshape import Unit, split_final
+from ..tool_tables import DEFAULT_TABLES, ToolTables
 
 # SQLSTATEs (and classes) worth a retry: the database or the connection, not the migration, failed.
 TRANSIENT_SQLSTATES = {
@@ -72,6 +73,8 @@ class Journal:
     muted: bool = False  # while a failed transaction is replayed: its notices were shown once
     marked_ahead: set[str] = field(default_factory=set)  # versions `mark --apply` recorded above the head
     ledger_setup_sql: str = ""  # the alembic road: the ledger to create in the first file's transaction
+    session_used: bool = False  # a file's body ran on this session since the tool last reset it
+    tables: ToolTables = DEFAULT_TABLES  # the names of the tool's version table and ledger
 
     def notice(self, message: str) -> None:
         if self.on_notice is not None and not self.muted:
@@ -132,9 +135,9 @@ class StatementFailed(MigrationFailed):
 
 
 def _line_list(statements: list[Statement]) -> str:
-    """"line 3" or "lines 1, 2, 5"."""
-    lines = ", ".join(str(s.line) for s in statements)
-    return f"line {lines}" if len(statements) == 1 else f"lines {lines}"
+    """"line 3" or "lines 1, 2, 5" (a chunk of plain statements: "lines 7-9000")."""
+    lines = ", ".join(getattr(s, "lines", None) or str(s.line) for s in statements)
+    return f"line {lines}" if len(statements) == 1 and "-" not in lines else f"lines {lines}"
 
 
 def _first_line(text: str) -> str:
@@ -150,25 +153,35 @@ def _first_line(text: str) -> str:
 class _Step:
     """One piece of a transaction's SQL: a file statement, or the tool's own SQL (``what`` says which)."""
 
-    sql: str
+    sql: str | None  # None: the statement's text, read when sent (a chunk's comes from the file)
     statement: Statement | None = None
     what: str = ""
     line: int | None = None  # the file line a tool step stands for (the file's COMMIT)
 
     @property
+    def text(self) -> str:
+        return self.sql if self.sql is not None else self.statement.sql
+
+    @property
     def own_round_trip(self) -> bool:
         return self.statement is not None and self.statement.kind in _OWN_ROUND_TRIP
 
+    @property
+    def copy(self):
+        """COPY ... FROM stdin's inline rows: sent with the COPY protocol, alone in its round trip."""
+        return self.statement.copy if self.statement is not None else None
+
 
 # Statements whose notices are worth seeing as they happen (backfills, progress reports) get a
-# round trip of their own; runs of other statements go to the server as one batch.
-_OWN_ROUND_TRIP = {"DoStmt", "CallStmt", "SelectStmt"}
+# round trip of their own, as does each chunk of plain statements (so a round trip stays bounded);
+# runs of other statements go to the server as one batch.
+_OWN_ROUND_TRIP = {"DoStmt", "CallStmt", "SelectStmt", "Chunk"}
 
 
 def _statement_steps(statements, policy: SessionPolicy | None) -> list[_Step]:
     steps = []
     for statement in statements:
-        steps.append(_Step(statement.sql, statement))
+        steps.append(_Step(None, statement))
         if statement.resets_session and policy is not None:
             steps.append(_Step(policy.restore_sql(), what="restoring the tool's session settings: "))
     return steps
@@ -179,7 +192,10 @@ def _round_trips(steps: list[_Step]) -> list[list[_Step]]:
     trips: list[list[_Step]] = [[]]
     last: _Step | None = None  # the current trip's last file statement
     for step in steps:
-        if step.statement is not None and last is not None and (step.own_round_trip or last.own_round_trip):
+        if step.copy is not None or (trips[-1] and trips[-1][-1].copy is not None):
+            trips.append([])  # a COPY is a protocol exchange of its own: nothing shares it
+            last = None
+        elif step.statement is not None and last is not None and (step.own_round_trip or last.own_round_trip):
             trips.append([])
             last = None
         trips[-1].append(step)
@@ -203,16 +219,19 @@ class FileRun:
         self.migration = migration
         self.journal = journal
         self.committed: list[Statement] = []  # statements of units that already committed
-        self._reset_pending = journal.policy is not None  # the session reset rides in the first round trip
+        # An earlier file ran on this session: undo what it left before this file's first transaction
+        self._reset_pending = journal.policy is not None and journal.session_used
+        journal.session_used = journal.session_used or bool(self.units)
         self._setup: list[_Step] = []  # creating the version tables, in the first transaction
 
     # ---- the direct road: autocommit connection, our own BEGIN/COMMIT ----
     def run_direct(self, record_sql: str, setup_sql: str = "") -> None:
         units = self.units
         _, final = split_final(units)
+        self._reset_session()
         if setup_sql:
-            # The tables exist before the file runs (as with the previous tool, whose files may
-            # ALTER schema_migrations); in the first transaction, so a failure leaves nothing.
+            # The tables exist before the file runs, in its first transaction, so a failure
+            # leaves nothing.
             self._setup = [_Step(setup_sql, what="creating the version tables: ")]
             first = units[0] if units else None
             if first is not None and (not first.transactional or first.rollback or _wants_fresh_transaction(first)):
@@ -231,10 +250,15 @@ class FileRun:
     def run_in_open_transaction(self, context, record_sql: str | None, setup_sql: str = "") -> None:
         earlier, final = split_final(self.units)
         setup = [_Step(setup_sql, what="creating the version tables: ")] if setup_sql else []
+        reopened = False
         if earlier:
             with context.autocommit_block():
+                self._reset_session()
                 for unit in earlier:
                     self.unit(unit)
+        elif self._reset_pending:
+            self._reset_session(end_open=True)  # Alembic's transaction is open: BEGIN fixed its modes
+            reopened = True
         tail = []
         if final is not None:
             # Alembic commits later: check deferred constraints now, so a failure names the file's COMMIT
@@ -249,12 +273,13 @@ class FileRun:
         if record_sql:
             tail.append(_Step(record_sql, what="recording the version: "))
         tail += self._lock_check_steps()
-        if fresh:
+        if fresh and not reopened:
             # SET TRANSACTION must come before any query, and Alembic already read the version
             # table in the transaction it opened: end that one, and open the file's own.
             with self.raw.cursor() as cursor:
                 cursor.execute("COMMIT")
-            self.transaction(final, tail=tail, explicit=False, open_sql=final.begin)
+        if fresh or reopened:
+            self.transaction(final, tail=tail, explicit=False, open_sql=final.begin if final else "BEGIN")
         else:
             self.transaction(final, tail=tail, explicit=False)
 
@@ -279,15 +304,28 @@ class FileRun:
         check = self.journal.policy.lock_check_sql() if self.journal.policy else None
         return [_Step(check, what="checking the migration lock: ")] if check else []
 
-    def _reset_steps(self) -> list[_Step]:
-        if not self._reset_pending:
-            return []
-        self._reset_pending = False
-        return [_Step(self.journal.policy.reset_sql(), what="resetting the session: ")]
+    def _reset_session(self, *, end_open: bool = False) -> None:
+        """Undo what an earlier file left on the session, before this file's first transaction opens.
+
+        BEGIN fixes a transaction's read-only mode and isolation level from the defaults then in
+        force, so the reset is a round trip of its own on the autocommit connection; ``end_open``
+        (the alembic road) first ends the transaction Alembic opened, which has run nothing yet.
+        """
+        import psycopg2
+
+        if self._reset_pending:
+            self._reset_pending = False
+            sql = ("COMMIT;\n" if end_open else "") + self.journal.policy.reset_sql()
+            with self.raw.cursor() as cursor:
+                try:
+                    cursor.execute(sql)
+                except psycopg2.Error as err:
+                    self._rollback()
+                    raise StatementFailed(self.migration, None, err, [], what="resetting the session: ") from err
 
     # ---- a transaction ----
     def transaction(self, unit: Unit | None, *, tail: list[_Step], explicit: bool, open_sql: str | None = None) -> None:
-        """One transaction: [BEGIN [modes]] [session reset] [setup] statements tail [COMMIT|ROLLBACK].
+        """One transaction: [BEGIN [modes]] [setup] statements tail [COMMIT|ROLLBACK].
 
         ``explicit``: the tool opens and ends it; otherwise Alembic does (``open_sql`` then
         opens it when the file's transaction modes need a fresh one).
@@ -295,7 +333,6 @@ class FileRun:
         if explicit:
             open_sql = unit.begin if unit else "BEGIN"
         steps: list[_Step] = [_Step(open_sql, line=_first_line_of(unit))] if open_sql else []
-        steps += self._reset_steps()
         steps += self._setup
         self._setup = []
         statements = unit.statements if unit else ()
@@ -316,6 +353,13 @@ class FileRun:
     def _send(self, cursor, trip: list[_Step], steps: list[_Step]) -> None:
         import psycopg2
 
+        if trip[0].copy is not None:
+            try:
+                _copy(cursor, trip[0])
+            except psycopg2.Error as err:
+                self._rollback()
+                raise self._failure(trip[0], copyrows.failed_line(trip[0].statement, err), err) from err
+            return
         text, starts = _join(trip)
         try:
             cursor.execute(text)
@@ -334,7 +378,7 @@ class FileRun:
         if self.raw.closed or getattr(err, "pgcode", None) in _TIMING_SQLSTATES:
             return _span(trip), None
         suspects = [s for s in trip if s.statement is not None or s.what]
-        if len(suspects) == 1:
+        if len(suspects) == 1 and getattr(suspects[0].statement, "count", 1) == 1:
             return suspects[0], None
         return (self._replay(steps) or _span(trip)), None
 
@@ -348,20 +392,40 @@ class FileRun:
             with self.raw.cursor() as cursor:
                 if not steps or steps[0].statement is not None or steps[0].what:
                     cursor.execute("BEGIN")  # Alembic's transaction is gone: replay in one of ours
-                for step in steps:
+                for index, step in enumerate(steps):
                     if step.statement is None and step.sql == "ROLLBACK":
                         return None
                     # The replay never commits: checking deferred constraints is what COMMIT would fail on.
-                    sql = "SET CONSTRAINTS ALL IMMEDIATE" if step.statement is None and step.sql == "COMMIT" else step.sql
+                    sql = "SET CONSTRAINTS ALL IMMEDIATE" if step.statement is None and step.sql == "COMMIT" else None
                     try:
-                        cursor.execute(sql)
+                        _copy(cursor, step) if step.copy is not None else cursor.execute(sql or step.text)
                     except psycopg2.Error:
+                        if step.statement is not None and step.statement.kind == "Chunk":
+                            return self._replay_chunk(steps, index) or step
                         return step
         except psycopg2.Error:
             return None
         finally:
             self._rollback()
             self.journal.muted = False
+        return None
+
+    def _replay_chunk(self, steps: list[_Step], index: int) -> _Step | None:
+        """Replay up to a failed chunk, then its statements one at a time: the one that fails."""
+        import psycopg2
+
+        self._rollback()
+        with self.raw.cursor() as cursor:
+            if steps[0].statement is not None or steps[0].what:
+                cursor.execute("BEGIN")
+            for step in steps[:index]:
+                _copy(cursor, step) if step.copy is not None else cursor.execute(
+                    "SET CONSTRAINTS ALL IMMEDIATE" if step.statement is None and step.sql == "COMMIT" else step.text)
+            for sql, line in steps[index].statement.statements():
+                try:
+                    cursor.execute(sql)
+                except psycopg2.Error:
+                    return _Step(None, Statement(sql, line, "Plain", True))
         return None
 
     def _rollback(self) -> None:
@@ -379,7 +443,8 @@ class FileRun:
         if VERSION_CHECK_MARKER in text:
             return MigrationFailed(
                 f"{name}: recording version {self.migration.version} did not move exactly the expected head"
-                " (was alembic_version changed by someone else?); nothing of this file's last transaction was"
+                f" (was {self.journal.tables.version_table} changed by someone else?); nothing of this file's last"
+                " transaction was"
                 " committed" + _already(self.committed)
             )
         if LOCK_LOST_MARKER in text:
@@ -401,18 +466,17 @@ class FileRun:
         from . import invalid_indexes as invalid_index
 
         with self.raw.cursor() as cursor:
-            reset = self._reset_steps()
-            if reset:
-                self._autocommit(cursor, reset[0].sql, statement, "resetting the session: ")
             index = invalid_index.concurrent_index(statement)
             if index:
                 invalid_index.drop_invalid_index(cursor, index, self.journal)
+            step = _Step(None, statement)
             try:
-                cursor.execute(statement.sql)
+                _copy(cursor, step) if step.copy is not None else cursor.execute(statement.sql)
             except psycopg2.Error as err:
                 position = _error_position(err)
-                step = _Step(statement.sql, statement)
                 line = _line_at(step, position - 1) if position else statement.line
+                if step.copy is not None:
+                    line = copyrows.failed_line(statement, err)
                 raise StatementFailed(self.migration, line, err, list(self.committed)) from err
             if index:
                 invalid_index.require_valid_index(cursor, self.migration, statement, index, self.committed)
@@ -469,7 +533,7 @@ def _line_at(step: _Step, offset: int) -> int | None:
     """The file line at character ``offset`` of a step's text (a tool step: the line it stands for)."""
     if step.statement is None:
         return step.line
-    return pgerror.line_of_position(step.sql, step.statement.line, offset + 1)
+    return pgerror.line_of_position(step.text, step.statement.line, offset + 1)
 
 
 def _join(trip: list[_Step]) -> tuple[str, list[int]]:
@@ -477,9 +541,14 @@ def _join(trip: list[_Step]) -> tuple[str, list[int]]:
     parts, starts, offset = [], [], 0
     for step in trip:
         starts.append(offset)
-        parts.append(step.sql)
-        offset += len(step.sql) + 3
+        parts.append(step.text)
+        offset += len(parts[-1]) + 3
     return "\n;\n".join(parts), starts  # newline first: ends a trailing -- comment
+
+
+def _copy(cursor, step: _Step) -> None:
+    """COPY ... FROM stdin with the file's inline rows, streamed from the file."""
+    cursor.copy_expert(step.statement.sql, step.copy.reader(), size=copyrows.READ_BYTES)
 
 
 def _error_position(err) -> int | None:
@@ -544,12 +613,12 @@ def _emit_offline(context, migration, parsed) -> None:
                     if unit.transaction_modes:
                         out(unit.transaction_modes + ";")
                 for statement in unit.statements:
-                    out(statement.sql + ";")
+                    out(copyrows.offline_text(statement))
                 if unit.transactional:
                     out("ROLLBACK;" if unit.rollback else "COMMIT;")
     if final is not None:
         if final.transaction_modes:
             out(final.transaction_modes + ";")
         for statement in final.statements:
-            out(statement.sql + ";")
+            out(copyrows.offline_text(statement))
     out(TOOL_SCOPE_SQL.replace("\n", " ") + ";")

@@ -16,33 +16,15 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from ..files.sqlfile import MigrationFile
+from ..tool_tables import DEFAULT_TABLES, LEDGER_COLUMNS, LEDGER_EXTRA_COLUMNS, ToolTables
 from .connection import set_config_sql
 
-VERSION_TABLE = "alembic_version"
 # applied_by of a version a person unmarked below the head (``mark --unapply``): migrate re-runs it
 UNMARKED = "unmarked"
-LEDGER_TABLE = "schema_migrations"
-
-# The previous tool's table had only (version VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ);
-# adding columns keeps its rows.
-LEDGER_EXTRA_COLUMNS = {"checksum": "text", "description": "text", "applied_by": "text", "execution_ms": "integer"}
-LEDGER_CREATE = (
-    f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (version varchar(255) PRIMARY KEY,"
-    " applied_at timestamptz NOT NULL DEFAULT now(), "
-    + ", ".join(f"{name} {kind}" for name, kind in LEDGER_EXTRA_COLUMNS.items()) + ")"
-)
-LEDGER_DDL = (
-    LEDGER_CREATE,
-    f"ALTER TABLE {LEDGER_TABLE} "
-    + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in LEDGER_EXTRA_COLUMNS.items()),
-)
-_UPSERT = (
-    f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by, execution_ms)"
-    " VALUES ({}, now(), {}, {}, {}, {}) ON CONFLICT (version) DO UPDATE SET applied_at = now(),"
-    " checksum = EXCLUDED.checksum, description = EXCLUDED.description, applied_by = EXCLUDED.applied_by,"
-    " execution_ms = EXCLUDED.execution_ms"
-)
-LEDGER_COLUMNS = {"version", "applied_at", *LEDGER_EXTRA_COLUMNS}
+# The default names; schema/ (drift, schema dump) still reads these, not an environment's
+# configured ones (tool_tables.ToolTables)
+VERSION_TABLE = DEFAULT_TABLES.version_table
+LEDGER_TABLE = DEFAULT_TABLES.ledger_table
 
 
 @dataclass(frozen=True)
@@ -78,18 +60,11 @@ class DatabaseState:
         return self.has_ledger and not self.has_version_table and bool(self.ledger)
 
 
-# Exactly what Alembic creates (MigrationContext._version), so both paths share one table.
-VERSION_DDL = (
-    f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL,"
-    f" CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
-)
-
-
 # Marks the error of a version update that did not move exactly the expected head.
 VERSION_CHECK_MARKER = "grapevine: the version table changed under this run"
 
 
-def version_sql(from_version: str | None, to_version: str) -> str:
+def version_sql(from_version: str | None, to_version: str, tables: ToolTables = DEFAULT_TABLES) -> str:
     """Move the head one step, as Alembic's HeadMaintainer does for a linear chain, and fail
     unless exactly the expected head moved (Alembic checks the row count the same way).
 
@@ -97,42 +72,41 @@ def version_sql(from_version: str | None, to_version: str) -> str:
     and it carries ``VERSION_CHECK_MARKER`` in PostgreSQL's message.
     """
     fail = f"('{VERSION_CHECK_MARKER}: ' || n)::int"
+    table = tables.version
     if from_version is None:
         return (
-            f"WITH moved AS (INSERT INTO {VERSION_TABLE} (version_num) VALUES ({_literal(to_version)}) RETURNING 1)"
+            f"WITH moved AS (INSERT INTO {table} (version_num) VALUES ({_literal(to_version)}) RETURNING 1)"
             f" SELECT CASE WHEN n = 0 THEN 0 ELSE {fail} END"
-            f" FROM (SELECT count(*) AS n FROM {VERSION_TABLE}) AS existing, (SELECT count(*) FROM moved) AS m"
+            f" FROM (SELECT count(*) AS n FROM {table}) AS existing, (SELECT count(*) FROM moved) AS m"
         )
     return (
-        f"WITH moved AS (UPDATE {VERSION_TABLE} SET version_num = {_literal(to_version)}"
-        f" WHERE {VERSION_TABLE}.version_num = {_literal(from_version)} RETURNING 1)"
+        f"WITH moved AS (UPDATE {table} AS v SET version_num = {_literal(to_version)}"
+        f" WHERE v.version_num = {_literal(from_version)} RETURNING 1)"
         f" SELECT CASE WHEN n = 1 THEN 0 ELSE {fail} END FROM (SELECT count(*) AS n FROM moved) AS moved_rows"
     )
 
 
-def setup_sql(state: "DatabaseState") -> list[str]:
+def setup_sql(state: "DatabaseState", tables: ToolTables = DEFAULT_TABLES) -> list[str]:
     """DDL a database still needs before its first recorded migration (none when all is there)."""
-    statements = [] if state.has_version_table else [VERSION_DDL]
+    statements = [] if state.has_version_table else [tables.version_ddl]
     if not state.has_ledger:
-        statements.append(LEDGER_CREATE)
+        statements.append(tables.ledger_create)
     else:
         missing = [name for name in LEDGER_EXTRA_COLUMNS if name not in state.ledger_columns]
         if missing:
-            statements.append(
-                f"ALTER TABLE {LEDGER_TABLE} " + ", ".join(f"ADD COLUMN {n} {LEDGER_EXTRA_COLUMNS[n]}" for n in missing)
-            )
+            statements.append(tables.ledger_add_columns(missing))
     return statements
 
 
-def ensure_ledger(raw, *, create: bool = True) -> bool:
+def ensure_ledger(raw, *, create: bool = True, tables: ToolTables = DEFAULT_TABLES) -> bool:
     """Create the ledger (or add its new columns) where missing: one round trip when all is there.
 
     With ``create=False`` a missing table is left missing; returns whether the ledger is there.
     """
     with raw.cursor() as cursor:
         cursor.execute(
-            f"SELECT to_regclass('{LEDGER_TABLE}') IS NOT NULL, (SELECT count(*) FROM pg_attribute"
-            f" WHERE attrelid = to_regclass('{LEDGER_TABLE}') AND attname = ANY(%s) AND NOT attisdropped)",
+            f"SELECT {tables.regclass('ledger')} IS NOT NULL, (SELECT count(*) FROM pg_attribute"
+            f" WHERE attrelid = {tables.regclass('ledger')} AND attname = ANY(%s) AND NOT attisdropped)",
             (sorted(LEDGER_COLUMNS),),
         )
         exists, columns = cursor.fetchone()
@@ -140,18 +114,18 @@ def ensure_ledger(raw, *, create: bool = True) -> bool:
             return False
         if columns != len(LEDGER_COLUMNS):
             # no "already exists, skipping" notices for the user
-            cursor.execute("SET client_min_messages = warning;\n" + ";\n".join(LEDGER_DDL) + ";\nRESET client_min_messages")
+            cursor.execute("SET client_min_messages = warning;\n" + ";\n".join(tables.ledger_ddl) + ";\nRESET client_min_messages")
         if not raw.autocommit:
             raw.commit()
     return True
 
 
-def read_state(cursor, *, try_lock_key: int | None = None, settings=()) -> DatabaseState:
+def read_state(cursor, *, try_lock_key: int | None = None, settings=(), tables: ToolTables = DEFAULT_TABLES) -> DatabaseState:
     """Read version table and ledger in two round trips (one when neither exists).
 
     ``settings`` (name, value) pairs are applied with ``set_config`` in the first round trip.
     """
-    columns = f"to_regclass('{VERSION_TABLE}') IS NOT NULL, to_regclass('{LEDGER_TABLE}') IS NOT NULL"
+    columns = f"{tables.regclass('version')} IS NOT NULL, {tables.regclass('ledger')} IS NOT NULL"
     params: list = []
     if try_lock_key is not None:
         columns += ", pg_try_advisory_lock(%s)"
@@ -166,16 +140,16 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=()) -> Datab
     if not (has_version or has_ledger):
         return DatabaseState(locked=locked)
     if has_version and has_ledger:
-        state = _read_plain(cursor, locked)
+        state = _read_plain(cursor, locked, tables)
         if state is not None:
             return state
     parts = []
     if has_version:
-        parts.append(f"(SELECT coalesce(array_agg(version_num::text), '{{}}') FROM {VERSION_TABLE})")
+        parts.append(f"(SELECT coalesce(array_agg(version_num::text), '{{}}') FROM {tables.version})")
     if has_ledger:
-        parts.append(f"(SELECT coalesce(json_agg(row_to_json(s)), '[]') FROM {LEDGER_TABLE} s)")
+        parts.append(f"(SELECT coalesce(json_agg(row_to_json(s)), '[]') FROM {tables.ledger} s)")
         parts.append(
-            f"(SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')"
+            f"(SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = {tables.regclass('ledger')}"
             " AND attnum > 0 AND NOT attisdropped)"
         )
     cursor.execute("SELECT " + ", ".join(parts))
@@ -186,21 +160,14 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=()) -> Datab
     return DatabaseState(has_version, heads, has_ledger, columns, ledger, locked)
 
 
-# The steady state, read as plain rows in one statement: on a fresh server backend this costs
-# about a third of aggregating JSON and looking the columns up in pg_attribute (measured).
-_PLAIN_STATE = (
-    f"SELECT true, v.version_num::text, NULL::timestamptz, NULL::text, NULL::text, NULL::integer FROM {VERSION_TABLE} v"
-    " UNION ALL SELECT false, s.version::text, s.applied_at, s.checksum, s.applied_by, s.execution_ms"
-    f" FROM {LEDGER_TABLE} s"
-)
-
-
-def _read_plain(cursor, locked) -> DatabaseState | None:
+# The steady state, read as plain rows in one statement (ToolTables.plain_state): on a fresh server
+# backend this costs about a third of aggregating JSON and looking the columns up in pg_attribute.
+def _read_plain(cursor, locked, tables: ToolTables) -> DatabaseState | None:
     """Both tables with the full ledger; None when the ledger lacks a column (then read it generically)."""
     import psycopg2
 
     try:
-        cursor.execute(_PLAIN_STATE)
+        cursor.execute(tables.plain_state)
     except psycopg2.errors.UndefinedColumn:
         return None  # autocommit: only this statement failed
     heads, ledger = [], {}
@@ -254,8 +221,9 @@ class LedgerWriter:
 
     def __init__(
         self, chain: list[MigrationFile] | tuple[MigrationFile, ...], *, stamp_label: str = "stamp",
-        fill_stamped: bool = True,
+        fill_stamped: bool = True, tables: ToolTables = DEFAULT_TABLES,
     ):
+        self.tables = tables
         self.chain = {m.version: m for m in chain}
         self.versions = sorted(self.chain)
         self.stamp_label = stamp_label  # applied_by of rows a stamp writes ("mark" for the mark command)
@@ -269,7 +237,7 @@ class LedgerWriter:
             return
         # SET LOCAL ends with this migration's transaction, so the next file's notices still show.
         emit.run("SET LOCAL client_min_messages = warning")
-        for statement in LEDGER_DDL:
+        for statement in self.tables.ledger_ddl:
             emit.run(statement)
         self._ensured = True
 
@@ -280,9 +248,9 @@ class LedgerWriter:
         (as Alembic does with its version table): a command that fails leaves nothing behind, not
         an empty ledger that would later pass for the previous tool's.
         """
-        if not ensure_ledger(raw, create=False):
-            # created by the first file's transaction, before its body (a file may ALTER it)
-            journal.ledger_setup_sql = LEDGER_CREATE
+        if not ensure_ledger(raw, create=False, tables=self.tables):
+            # created by the first file's transaction, before its body
+            journal.ledger_setup_sql = self.tables.ledger_create
         self._ensured = True
         journal.ledger_sql = self.insert_sql
 
@@ -290,7 +258,7 @@ class LedgerWriter:
         """The ledger row for an applied migration as literal SQL; its duration measured by the server
         (``now()`` is the start of the migration's transaction)."""
         values = [_literal(v) for v in (migration.version, migration.checksum, migration.message, how)]
-        return _UPSERT.format(*values, "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int")
+        return self.tables.upsert.format(*values, "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int")
 
     def __call__(self, *, ctx, step, heads, run_args) -> None:
         emit = SqlEmitter(ctx)
@@ -315,7 +283,7 @@ class LedgerWriter:
         migration = self.chain.get(version)
         duration_ms = journal.durations_ms.get(version) if journal else None
         emit.run(
-            _UPSERT.format(*["%s"] * 5),
+            self.tables.upsert.format(*["%s"] * 5),
             (version, migration.checksum if migration else None, migration.message if migration else None, how, duration_ms),
         )
 
@@ -338,7 +306,7 @@ class LedgerWriter:
                     self.delete_row(emit, version)
 
     def delete_row(self, emit: SqlEmitter, version: str) -> None:
-        emit.run(f"DELETE FROM {LEDGER_TABLE} WHERE version = %s", (version,))
+        emit.run(f"DELETE FROM {self.tables.ledger} WHERE version = %s", (version,))
 
     def delete(self, context, version: str) -> None:
         """Remove a version's row (a version marked ahead, or one no file has)."""
@@ -350,7 +318,7 @@ class LedgerWriter:
         """A legacy row gains its file's checksum and description; a missing row stays missing."""
         migration = self.chain[version]
         emit.run(
-            f"UPDATE {LEDGER_TABLE} SET checksum = coalesce(checksum, %s), description = coalesce(description, %s)"
+            f"UPDATE {self.tables.ledger} SET checksum = coalesce(checksum, %s), description = coalesce(description, %s)"
             " WHERE version = %s",
             (migration.checksum, migration.message, version),
         )
@@ -359,11 +327,11 @@ class LedgerWriter:
         # Rows already there (adopted ones, say) keep their original applied_at.
         migration = self.chain[version]
         emit.run(
-            f"INSERT INTO {LEDGER_TABLE} (version, applied_at, checksum, description, applied_by)"
+            f"INSERT INTO {self.tables.ledger} AS s (version, applied_at, checksum, description, applied_by)"
             " VALUES (%s, now(), %s, %s, %s) ON CONFLICT (version) DO UPDATE SET"
-            f" checksum = coalesce({LEDGER_TABLE}.checksum, EXCLUDED.checksum),"
-            f" description = coalesce({LEDGER_TABLE}.description, EXCLUDED.description),"
-            f" applied_by = CASE WHEN {LEDGER_TABLE}.applied_by IS NULL OR {LEDGER_TABLE}.applied_by = '{UNMARKED}'"
-            f" THEN EXCLUDED.applied_by ELSE {LEDGER_TABLE}.applied_by END",
+            " checksum = coalesce(s.checksum, EXCLUDED.checksum),"
+            " description = coalesce(s.description, EXCLUDED.description),"
+            f" applied_by = CASE WHEN s.applied_by IS NULL OR s.applied_by = '{UNMARKED}'"
+            " THEN EXCLUDED.applied_by ELSE s.applied_by END",
             (version, migration.checksum, migration.message, how),
         )

@@ -8,7 +8,8 @@ revision its map does not know, so the purge empties the table first).
 
 from __future__ import annotations
 
-from .ledger import LEDGER_TABLE, UNMARKED, VERSION_TABLE, DatabaseState
+from ..tool_tables import DEFAULT_TABLES, ToolTables
+from .ledger import UNMARKED, DatabaseState
 
 
 def fixing_command(version: str) -> str:
@@ -26,16 +27,16 @@ def way_back(versions: list[str], state: DatabaseState, lost: str) -> str | None
     return below[-1] if below else None
 
 
-def purge_to(raw, lost: str, back: str | None, *, has_ledger: bool) -> None:
+def purge_to(raw, lost: str, back: str | None, *, has_ledger: bool, tables: ToolTables = DEFAULT_TABLES) -> None:
     """Drop the lost version's row and set the head to ``back``, together or not at all."""
     with raw.cursor() as cursor:
         cursor.execute("BEGIN")
         try:
-            cursor.execute(f"DELETE FROM {VERSION_TABLE}")
+            cursor.execute(f"DELETE FROM {tables.version}")
             if back is not None:
-                cursor.execute(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (%s)", (back,))
+                cursor.execute(f"INSERT INTO {tables.version} (version_num) VALUES (%s)", (back,))
             if has_ledger:
-                cursor.execute(f"DELETE FROM {LEDGER_TABLE} WHERE version = %s", (lost,))
+                cursor.execute(f"DELETE FROM {tables.ledger} WHERE version = %s", (lost,))
         except BaseException:
             cursor.execute("ROLLBACK")
             raise

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from . import lost_head
 from ..errors import UsageError
-from .ledger import LEDGER_TABLE, UNMARKED, DatabaseState
+from .ledger import UNMARKED, DatabaseState
 from .plan import closest_versions, make_plan
 from .result import DatabaseResult
 from .runner import Chain, RunOptions, Session, adopt, with_retries
@@ -127,7 +127,7 @@ def plan_mark(target: Target, chain: Chain, request: MarkRequest, options: RunOp
     """Read-only: what ``mark`` would change on this database."""
 
     def attempt(result: DatabaseResult) -> None:
-        with Session(target, options) as session:
+        with Session(target, options, chain.tables) as session:
             result.state = session.read(lock=False)
             decision = decide(chain, result.state, request)
             _describe(result, decision)
@@ -141,7 +141,7 @@ def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunO
     """Record under the advisory lock what ``decide`` says (a legacy ledger is adopted first)."""
 
     def attempt(result: DatabaseResult) -> None:
-        with Session(target, options) as session:
+        with Session(target, options, chain.tables) as session:
             result.state = session.lock_and_read()
             adopt_to = make_plan(chain.files, result.state).adopt_to
             if adopt_to:  # the previous tool's ledger: take it over first, keeping applied_at
@@ -154,7 +154,10 @@ def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunO
             if decision.accept:
                 _accept_edits(session, chain, decision.accept, request.reason)
             elif decision.purge:
-                lost_head.purge_to(session.raw, request.version, decision.stamp_to, has_ledger=result.state.has_ledger)
+                lost_head.purge_to(
+                    session.raw, request.version, decision.stamp_to, has_ledger=result.state.has_ledger,
+                    tables=chain.tables,
+                )
                 result.after = decision.stamp_to
             elif decision.changes and result.state.is_legacy:
                 _drop_legacy_rows(session, decision.unmark)  # still the previous tool's: no Alembic table yet
@@ -209,7 +212,7 @@ def _accept_edits(session: Session, chain: Chain, versions, reason: str) -> None
         for version in versions:
             migration = chain.get(version)
             cursor.execute(
-                f"UPDATE {LEDGER_TABLE} SET checksum = %s, applied_by = %s,"
+                f"UPDATE {chain.tables.ledger} SET checksum = %s, applied_by = %s,"
                 " description = %s WHERE version = %s",
                 (migration.checksum, EDIT_ACCEPTED, f"{migration.message} (edit accepted: {reason.strip()})", version),
             )
@@ -218,7 +221,7 @@ def _accept_edits(session: Session, chain: Chain, versions, reason: str) -> None
 def _drop_legacy_rows(session: Session, versions) -> None:
     """Rows no file has, removed from a ledger the previous tool left (it is adopted later, by migrate)."""
     with session.raw.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {LEDGER_TABLE} WHERE version = ANY(%s)", (list(versions),))
+        cursor.execute(f"DELETE FROM {session.tables.ledger} WHERE version = ANY(%s)", (list(versions),))
 
 
 def _stamped_range(decision: MarkDecision, head: str | None) -> set[str]:

@@ -18,7 +18,6 @@ from dataclasses import replace
 from . import cloning, runner
 from .connection import acquire_lock, describe_error, open_connection
 from ..errors import DatabaseError, GrapevineError
-from .ledger import LEDGER_TABLE
 from .result import DatabaseResult
 from .target import Target
 
@@ -74,7 +73,7 @@ def _provision(target: Target, chain, options, maintenance_db: str, result: Data
     finally:
         server.close()
     result.how = "template"
-    _date_the_ledger(target, options)
+    _date_the_ledger(target, chain, options)
     result.applied = list(chain.versions)
     result.after = chain.versions[-1] if chain.versions else None
 
@@ -128,13 +127,13 @@ def _to_head(server, target: Target, template: str, chain, options, state: cloni
     cloning.seal(server, template, chain.files)  # its connection is closed: nobody is on the template now
 
 
-def _date_the_ledger(target: Target, options) -> None:
+def _date_the_ledger(target: Target, chain, options) -> None:
     """The copied rows say when the template got each file; this database got them now."""
     raw = open_connection(target.spec, connect_timeout=options.connect_timeout_s)
     try:
         acquire_lock(raw, options.lock_key, timeout_s=options.timeout_s)  # a migrate beside us waits
         with raw.cursor() as cursor:
-            cursor.execute(f"UPDATE {LEDGER_TABLE} SET applied_at = now() WHERE applied_by = %s",
+            cursor.execute(f"UPDATE {chain.tables.ledger} SET applied_at = now() WHERE applied_by = %s",
                            (TEMPLATE_APPLIED_BY,))
     finally:
         raw.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..tool_tables import DEFAULT_TABLES, ToolTables
 from .result import DatabaseResult
 from .runner import RunOptions, Session, with_retries
 from .target import Target
@@ -23,11 +24,11 @@ def refuse_remote(targets: list[Target]) -> None:
             )
 
 
-def reset(target: Target, options: RunOptions) -> DatabaseResult:
+def reset(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_TABLES) -> DatabaseResult:
     """Drop all user schemas (version tables included) and recreate an empty ``public``."""
 
     def attempt(result: DatabaseResult) -> None:
-        with Session(target, options) as session:
+        with Session(target, options, tables) as session:
             session.read(lock=False) if options.dry_run else session.lock_and_read()
             with session.raw.cursor() as cursor:
                 cursor.execute(_USER_SCHEMAS)

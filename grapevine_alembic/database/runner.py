@@ -32,10 +32,12 @@ from .connection import (
 )
 from ..errors import GrapevineError
 from . import durability
+from ..files.tool_table_writes import refuse_tool_table_writes
 from .executor import Journal, NoticeSink, StatementFailed, apply_direct, is_transient_sqlstate
-from .ledger import LEDGER_TABLE, DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
+from .ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
 from .plan import Plan, make_plan
 from ..settings import Project
+from ..tool_tables import DEFAULT_TABLES, ToolTables
 from .result import DatabaseResult
 from .target import Target
 
@@ -43,20 +45,22 @@ from .target import Target
 class Chain:
     """The ordered migration files of one environment, read once per run and shared by every database."""
 
-    def __init__(self, project: Project | None, env: str, folder=None):
+    def __init__(self, project: Project | None, env: str, folder=None, tables: ToolTables = DEFAULT_TABLES):
         self.project = project
         self.env = env
         self.folder = folder if folder is not None else project.migration_dir(env)
+        self.tables = project.tool_tables(env) if project is not None else tables  # the tool's own tables
         found = sqlfile.discover(self.folder)
         self.files: tuple[sqlfile.MigrationFile, ...] = found.files
         self.warnings: tuple[str, ...] = found.warnings
+        self.blocking: tuple[str, ...] = found.blocking  # near misses that writing commands refuse
         self._script = None
         self._lock = threading.Lock()
 
     @classmethod
-    def from_folder(cls, folder) -> Chain:
+    def from_folder(cls, folder, tables: ToolTables = DEFAULT_TABLES) -> Chain:
         """A chain read from a folder alone, without alembic.ini (the Python API)."""
-        return cls(None, folder.name, folder)
+        return cls(None, folder.name, folder, tables)
 
     @property
     def versions(self) -> list[str]:
@@ -165,9 +169,10 @@ def _message(err: BaseException, debug: bool) -> str:
 class Session:
     """One open connection to one database, bounded and (when writing) locked."""
 
-    def __init__(self, target: Target, options: RunOptions):
+    def __init__(self, target: Target, options: RunOptions, tables: ToolTables = DEFAULT_TABLES):
         self.target = target
         self.options = options
+        self.tables = tables  # the names of the tool's version table and ledger
         self.raw = None
 
     def __enter__(self) -> Session:
@@ -188,7 +193,9 @@ class Session:
     def read(self, *, lock: bool) -> DatabaseState:
         settings, self._settings = self._settings, ()
         with self.raw.cursor() as cursor:
-            return read_state(cursor, try_lock_key=self.options.lock_key if lock else None, settings=settings)
+            return read_state(
+                cursor, try_lock_key=self.options.lock_key if lock else None, settings=settings, tables=self.tables
+            )
 
     def lock_and_read(self) -> DatabaseState:
         """Read with a try-lock in the same round trip; wait for the lock only if another run has it."""
@@ -207,7 +214,9 @@ class Session:
     def journal(self) -> Journal:
         """For applying files under this run's lock: each file starts from the tool's session state."""
         policy = dataclasses.replace(self.policy, lock_key=self.options.lock_key)
-        journal = Journal(database=self.target.database, on_notice=self.options.on_notice, policy=policy)
+        journal = Journal(
+            database=self.target.database, on_notice=self.options.on_notice, policy=policy, tables=self.tables
+        )
         self.raw.notices = NoticeSink(journal)
         return journal
 
@@ -215,11 +224,12 @@ class Session:
         """An Alembic MigrationContext of our own over this connection: no module-global proxies."""
         from alembic.runtime.migration import MigrationContext
 
-        writer = LedgerWriter(chain.files, stamp_label=how, fill_stamped=fill_stamped)
+        writer = LedgerWriter(chain.files, stamp_label=how, fill_stamped=fill_stamped, tables=chain.tables)
         connection = sqlalchemy_connection(self.raw)
         return connection, MigrationContext.configure(
             connection=connection,
-            opts={"fn": fn, "transaction_per_migration": True, "on_version_apply": [writer]},
+            opts={"fn": fn, "transaction_per_migration": True, "on_version_apply": [writer],
+                  **chain.tables.alembic_options()},
         )
 
 
@@ -227,7 +237,7 @@ def status(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
     """Read-only: where the database stands against the files."""
 
     def attempt(result: DatabaseResult) -> None:
-        with Session(target, options) as session:
+        with Session(target, options, chain.tables) as session:
             result.state = session.read(lock=False)
             result.plan = make_plan(chain.files, result.state)
             # a legacy ledger: the version its rows reach (migrate adopts it there)
@@ -242,7 +252,7 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
     """Apply what is pending (and, when asked, out-of-order files) to one database."""
 
     def attempt(result: DatabaseResult) -> None:
-        with Session(target, options) as session:
+        with Session(target, options, chain.tables) as session:
             state = session.read(lock=False) if options.dry_run else session.lock_and_read()
             plan = make_plan(chain.files, state)
             result.state, result.plan, result.before = state, plan, plan.head
@@ -254,7 +264,7 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                 result.fail(late_files.refusal(plan, target_flag(target)))
                 return
             if options.dry_run:
-                _validate_pending(plan, options)
+                _validate_pending(plan, options, chain)
                 return
             if plan.up_to_date:
                 return
@@ -273,10 +283,11 @@ def _warn_late(plan: Plan, target: Target, options: RunOptions, result: Database
             options.on_warning(line)
 
 
-def _validate_pending(plan: Plan, options: RunOptions) -> None:
+def _validate_pending(plan: Plan, options: RunOptions, chain: Chain) -> None:
     """``--dry-run``: parse every file the real run would apply, so it fails exactly where migrate would."""
     for migration in (*(plan.out_of_order if options.out_of_order else ()), *plan.pending):
         migration.parse()
+        refuse_tool_table_writes(migration, chain.tables)
 
 
 def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, result: DatabaseResult) -> None:
@@ -289,15 +300,17 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     instead of four plus SQLAlchemy's per-statement work, and no Alembic import, which on a
     small machine competes with the server for the same cores.
     """
+    tables = chain.tables
     for migration in (*plan.out_of_order, *plan.pending):
         migration.parse()  # a broken file fails the database before anything is written to it
+        refuse_tool_table_writes(migration, tables)  # so does one that would write the tool's tables
     journal = session.journal()
     head = plan.head
     if plan.adopt_to:
         state = adopt(session, chain, plan.adopt_to, result)
         head = result.after = plan.adopt_to
-    setup = ";\n".join(setup_sql(state))
-    writer = LedgerWriter(chain.files)
+    setup = ";\n".join(setup_sql(state, tables))
+    writer = LedgerWriter(chain.files, tables=tables)
     how = session.options.applied_by
     steps = []  # (migration, record SQL, runs its body, moves the head)
     below_head = [(m, "out-of-order") for m in plan.out_of_order] + [(m, how) for m in plan.rerun]
@@ -307,9 +320,9 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     ahead = sorted((m for m in (*plan.pending, *plan.marked_ahead) if m not in plan.rerun), key=lambda m: m.version)
     for migration in ahead:
         if migration.version in marked:  # recorded by `mark --apply`: the head moves over it, nothing runs
-            steps.append((migration, version_sql(head, migration.version), False, True))
+            steps.append((migration, version_sql(head, migration.version, tables), False, True))
         else:
-            record = writer.insert_sql(migration, how) + "\n;\n" + version_sql(head, migration.version)
+            record = writer.insert_sql(migration, how) + "\n;\n" + version_sql(head, migration.version, tables)
             steps.append((migration, record, True, True))
         head = migration.version
     try:
@@ -324,7 +337,8 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
                 result.after = migration.version
     except BaseException:
         if journal.applied:
-            durability.flush(session.raw)  # what committed before the failure is on disk when it is reported
+            # what committed before the failure is on disk when it is reported
+            durability.flush(session.raw, tables.version)
         raise
 
 
@@ -345,9 +359,9 @@ def adopt(session: Session, chain: Chain, version: str, result: DatabaseResult) 
     """
     from . import alembic_bridge  # imports Alembic: only for a database that needs it
 
-    ensure_ledger(session.raw)  # the new columns; existing rows stay
+    ensure_ledger(session.raw, tables=chain.tables)  # the new columns; existing rows stay
     with session.raw.cursor() as cursor:
-        cursor.execute(f"UPDATE {LEDGER_TABLE} SET applied_by = 'adopt' WHERE applied_by IS NULL")
+        cursor.execute(f"UPDATE {chain.tables.ledger} SET applied_by = 'adopt' WHERE applied_by IS NULL")
     # the stamp moves alembic_version only: a gap in the legacy rows is a file that never ran
     steps = alembic_bridge.stamp_steps(chain.script(), version)
     connection, context = session.migration_context(chain, steps, fill_stamped=False)

@@ -23,8 +23,15 @@ class Target:
         return self.placement if self.placement is not None else self.spec.server
 
     @property
+    def label(self) -> str:
+        """The tenant id as shown: a NULL or empty id from the tenants table is visibly one."""
+        if self.kind == "control":
+            return "control"
+        return "(NULL id)" if self.tenant_id is None else (self.tenant_id or "(empty id)")
+
+    @property
     def name(self) -> str:
-        return "control" if self.kind == "control" else f"tenant {self.tenant_id}"
+        return "control" if self.kind == "control" else f"tenant {self.label}"
 
     @property
     def database(self) -> str:

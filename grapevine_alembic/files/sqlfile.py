@@ -11,13 +11,14 @@ import hashlib
 import os
 import re
 import threading
-from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import DuplicateVersion, MigrationFileError
+from .sqlbatch import ChunkBuilder, is_plain
+from .sqlstream import CopyData, Piece, Source, pieces
 from .txshape import Note, Unit, shape_units
 
 __all__ = [
@@ -65,6 +66,7 @@ class Statement:
     resets_session: bool = False
     # The pglast AST node, for analyses such as hazards; not part of the value's identity.
     node: Any = field(default=None, compare=False, repr=False)
+    copy: CopyData | None = field(default=None, compare=False, repr=False)  # COPY ... FROM stdin's inline rows
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,13 @@ class MigrationFile:
 
     def parse(self) -> ParsedSql:
         """Parse the file once and return the cached result."""
-        return self._cached("_parsed", lambda: parse_sql(self.read_text(), path=self.path))
+        return self._cached("_parsed", self._parse)
+
+    def _parse(self) -> ParsedSql:
+        try:
+            return parse_source(Source(self.path), path=self.path)
+        except OSError as err:
+            raise MigrationFileError(f"cannot read file: {err.strerror or err}", path=self.path) from err
 
     def _compute_checksum(self) -> str:
         """Hash the file in chunks (no need to hold it in memory twice)."""
@@ -151,6 +159,9 @@ class Discovery:
 
     files: tuple[MigrationFile, ...]
     warnings: tuple[str, ...]
+    # the warnings that make a writing command refuse to run: a file a deploy would skip although
+    # it was probably meant to run (a year-0000 name cannot be a real migration's date: it warns only)
+    blocking: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- file names
@@ -204,6 +215,12 @@ def _near_miss_reason(name: str) -> str | None:
     return None
 
 
+def _year_zero(name: str) -> bool:
+    """A 14-digit timestamp in year 0000: a placeholder (``00000000000000_baseline.sql``), never a date."""
+    digits = _LEADING_DIGITS.match(name)[0]
+    return len(digits) == 14 and digits.startswith("0000")
+
+
 def discover(directory: Path) -> Discovery:
     """List the migration files directly inside ``directory``, sorted by version."""
     directory = Path(directory)
@@ -213,12 +230,19 @@ def discover(directory: Path) -> Discovery:
         raise MigrationFileError(f"migration directory {directory} is not a directory")
     files: dict[str, MigrationFile] = {}
     warnings: list[str] = []
-    for name in _regular_file_names(directory):
+    blocking: list[str] = []
+    for name, regular in _entries(directory):
         split = _split_migration_name(name)
+        if split is not None and not regular:
+            # skipping it would run the files around it and report it out of order once it appears
+            raise MigrationFileError(f"is named like a migration but is {_what_it_is(directory / name)}",
+                                     path=directory / name)
         if split is None:
-            reason = _near_miss_reason(name)
+            reason = _near_miss_reason(name) if regular else None
             if reason:
                 warnings.append(f"ignoring {directory / name}: {reason}")
+                if not _year_zero(name):
+                    blocking.append(warnings[-1])
             continue
         version, description = split
         if version in files:
@@ -226,33 +250,46 @@ def discover(directory: Path) -> Discovery:
             raise DuplicateVersion(f"duplicate version {version}: {other} and {name}", path=directory)
         files[version] = MigrationFile(version, description, directory / name)
     ordered = tuple(files[version] for version in sorted(files))
-    return Discovery(ordered, tuple(warnings))
+    return Discovery(ordered, tuple(warnings), tuple(blocking))
 
 
-def _regular_file_names(directory: Path) -> list[str]:
-    """Names of the regular files directly inside ``directory``, sorted for stable output."""
+def _entries(directory: Path) -> list[tuple[str, bool]]:
+    """(name, is a regular file or a symlink to one) of every entry directly inside ``directory``, sorted."""
     try:
         with os.scandir(directory) as entries:
-            return sorted(entry.name for entry in entries if entry.is_file())
+            return sorted((entry.name, entry.is_file()) for entry in entries)
     except OSError as err:
         message = f"cannot list migration directory {directory}: {err.strerror or err}"
         raise MigrationFileError(message) from err
 
 
+def _what_it_is(path: Path) -> str:
+    """What a non-file entry is, in words, for the error naming it."""
+    if path.is_symlink() and not path.exists():
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    if path.is_dir():
+        return "a directory"
+    return "not a regular file (a socket, a pipe or a device)"
+
+
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_sql(text: str, *, path: Any = None) -> ParsedSql:
-    """Split ``text`` into statements with the PostgreSQL parser and group them into units."""
-    text = text.removeprefix("\ufeff")
-    if "\x00" in text:
-        # The C parser would silently stop at the NUL byte and drop the rest of the file.
-        line = _LineIndex(text).line_of(text.index("\x00"))
-        raise MigrationFileError("contains a NUL character", path=path, line=line)
-    lines = _LineIndex(text)
-    written = [_make_statement(located, lines) for located in _split(text, path)]
-    directive = _has_directive(text)
+def parse_sql(text: str, *, path: Any = None, batch: bool = False) -> ParsedSql:
+    """Split ``text`` into statements with the PostgreSQL parser and group them into units.
+
+    ``batch``: runs of plain statements become one chunk each, as a file's do (else one per statement).
+    """
+    return parse_source(Source(None, text.encode("utf-8")), path=path, batch=batch)
+
+
+def parse_source(source: Source, *, path: Any = None, batch: bool = True) -> ParsedSql:
+    """Parse a file as it is read (see ``sqlstream``); plain statements stay in the file (``sqlbatch``)."""
+    directive = _has_directive(source)
+    written = _statements(source, path, single=directive or not batch)
     autocommit_file = directive or not all(stmt.transactional for stmt in written)
+    if autocommit_file and any(getattr(stmt, "count", 1) > 1 for stmt in written):
+        written = _statements(source, path, single=True)  # each statement runs on its own: one per chunk
     kept, units, notes = shape_units(
         written,
         autocommit_file=autocommit_file,
@@ -261,7 +298,7 @@ def parse_sql(text: str, *, path: Any = None) -> ParsedSql:
         check_outside=lambda stmt: _check_outside_block(stmt, path),
         check_inside=lambda stmt, line: _check_inside_block(stmt, line, path),
     )
-    if not kept and TEMPLATE_MARKER in text.splitlines():
+    if not kept and _has_template_marker(source):
         # an empty file from the previous tool is recorded as it was; our own untouched template is a mistake
         raise MigrationFileError(
             "is the untouched template from `create`: write the migration, or delete the file", path=path
@@ -270,118 +307,68 @@ def parse_sql(text: str, *, path: Any = None) -> ParsedSql:
     return ParsedSql(tuple(kept), units, not autocommit_file, wrapped, directive, notes)
 
 
-def _split(text: str, path: Any) -> list[tuple[str, int, Any]]:
-    """Split ``text`` with the real PostgreSQL parser into (text, offset, AST node) per statement.
+def _statements(source: Source, path: Any, *, single: bool) -> list:
+    """The file's statements in order: parsed ones, and chunks of plain ones; COPY data attached."""
+    written: list = []
+    chunks = ChunkBuilder(source, single=single)
+    for piece in pieces(source, path):
+        if isinstance(piece, CopyData):
+            written[-1] = replace(written[-1], copy=piece)
+            continue
+        if is_plain(piece.text):
+            closed = chunks.add(piece)
+            if closed is not None:
+                written.append(closed)
+            continue
+        closed = chunks.flush()
+        if closed is not None:
+            written.append(closed)
+        if written and _needs_copy_data(written[-1]):
+            raise _copy_without_data(written[-1], path)
+        written.append(_make_statement(piece, path))
+    closed = chunks.flush()
+    if closed is not None:
+        written.append(closed)
+    if written and _needs_copy_data(written[-1]):
+        raise _copy_without_data(written[-1], path)
+    return written
 
-    The file is split first and each statement parsed on its own: pglast's conversion of byte
-    offsets to str indexes costs O(non-ASCII characters) per AST node, which makes parsing a
-    whole file with much non-ASCII text quadratic (minutes for a large seed file).
-    """
+
+def _needs_copy_data(stmt: Any) -> bool:
+    node = stmt.node
+    return stmt.kind == "CopyStmt" and node.is_from and node.filename is None and stmt.copy is None
+
+
+def _copy_without_data(stmt: Statement, path: Any) -> MigrationFileError:
+    return MigrationFileError(
+        "COPY ... FROM stdin needs its rows on the lines after it, ended by a line holding only \\."
+        " (write the command on one line ending with ;, as pg_dump does)",
+        path=path, line=stmt.line,
+    )
+
+
+def _has_directive(source: Source) -> bool:
+    """True when the first line is ``-- grapevine: no-transaction``."""
+    head = next(source.blocks(4096), b"").decode("utf-8", "replace").removeprefix("\ufeff")
+    return _DIRECTIVE.fullmatch(head.split("\n", 1)[0]) is not None
+
+
+def _has_template_marker(source: Source) -> bool:
+    """A file without statements (so: only comments) still holding the body line of `create`'s template."""
+    text = b"".join(source.blocks(1 << 20)).decode("utf-8", "replace")
+    return TEMPLATE_MARKER in text.splitlines()
+
+
+def _make_statement(piece: Piece, path: Any) -> Statement:
+    """A statement parsed on its own (pglast's offsets cost O(non-ASCII characters) per node on a whole file)."""
     from pglast import parser  # lazy: see the module docstring
 
     try:
-        pieces = parser.split(text, with_parser=True)
-    except parser.ParseError as err:
-        message = str(err.args[0]) if err.args else "syntax error"
-        raise MigrationFileError(message, path=path, line=_error_line(text, err)) from err
-    located, position = [], 0
-    for piece in pieces:
-        offset = _locate(text, piece, position)
-        position = offset + len(piece)
-        located.append((piece, offset, parser.parse_sql(piece)[0].stmt))
-    return located
-
-
-def _locate(text: str, piece: str, position: int) -> int:
-    """Offset of statement text ``piece``, the next statement at or after ``position``.
-
-    Only whitespace, comments and semicolons separate statements, so skipping them finds the
-    statement without the risk of matching a copy of it inside a comment.
-    """
-    first_token = _skip_trivia(text, position)
-    if text.startswith(piece, first_token):
-        return first_token
-    # Some parser versions start a statement at the comments that precede it.
-    first_non_blank = _skip_blanks(text, position)
-    if text.startswith(piece, first_non_blank):
-        return first_non_blank
-    offset = text.find(piece, position)
-    if offset < 0:  # the pieces are slices of text, so this means a pglast bug
-        raise RuntimeError(f"cannot locate statement {piece[:40]!r} in the file")
-    return offset
-
-
-def _error_line(text: str, err: Exception) -> int | None:
-    """Line of a pglast ParseError (its second argument is a 0-based character index)."""
-    location = err.args[1] if len(err.args) > 1 else None
-    if location is not None:
-        return _LineIndex(text).line_of(location)
-    if "end of input" in str(err.args[0]):
-        # pglast reports no index for errors past the last character: blame the last line.
-        return text.rstrip().count("\n") + 1
-    return None
-
-
-def _has_directive(text: str) -> bool:
-    """True when the first line is ``-- grapevine: no-transaction``."""
-    first_line = text.split("\n", 1)[0]
-    return _DIRECTIVE.fullmatch(first_line) is not None
-
-
-class _LineIndex:
-    """Maps character offsets to 1-based line numbers in O(log n)."""
-
-    def __init__(self, text: str):
-        self._starts = [0] + [match.end() for match in re.finditer("\n", text)]
-
-    def line_of(self, offset: int) -> int:
-        """Return the 1-based line containing ``offset``."""
-        return bisect_right(self._starts, offset)
-
-
-def _skip_blanks(text: str, index: int) -> int:
-    """Index of the first character at or after ``index`` that is not whitespace or ``;``."""
-    while index < len(text) and (text[index].isspace() or text[index] == ";"):
-        index += 1
-    return index
-
-
-def _skip_trivia(text: str, index: int) -> int:
-    """Index of the first token at or after ``index``, skipping whitespace, comments and ``;``."""
-    while True:
-        index = _skip_blanks(text, index)
-        if text.startswith("--", index):
-            newline = text.find("\n", index)
-            index = len(text) if newline < 0 else newline + 1
-        elif text.startswith("/*", index):
-            index = _block_comment_end(text, index)
-        else:
-            return index
-
-
-def _block_comment_end(sql: str, start: int) -> int:
-    """Offset just after the block comment opening at ``start`` (PostgreSQL nests them)."""
-    depth, index = 0, start
-    while index < len(sql):
-        if sql.startswith("/*", index):
-            depth, index = depth + 1, index + 2
-        elif sql.startswith("*/", index):
-            depth, index = depth - 1, index + 2
-            if depth == 0:
-                return index
-        else:
-            index += 1
-    return len(sql)
-
-
-def _make_statement(located: tuple[str, int, Any], lines: _LineIndex) -> Statement:
-    """Build a Statement whose text starts at its first token (leading comments dropped)."""
-    piece, offset, node = located
-    skip = _skip_trivia(piece, 0)
-    sql = piece[skip:].rstrip()
+        node = parser.parse_sql(piece.text)[0].stmt
+    except parser.ParseError as err:  # the block parsed as a whole: only a pglast oddity gets here
+        raise MigrationFileError(str(err.args[0]) if err.args else "syntax error", path=path, line=piece.line) from err
     reason = _non_transactional_reason(node)
-    kind = type(node).__name__
-    return Statement(sql, lines.line_of(offset + skip), kind, reason is None, _resets_session(node), node)
+    return Statement(piece.text, piece.line, type(node).__name__, reason is None, _resets_session(node), node)
 
 
 def _resets_session(node: Any) -> bool:

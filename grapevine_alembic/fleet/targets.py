@@ -66,7 +66,7 @@ def default_tenants_query(has_deleted_at: bool) -> str:
     return f"SELECT id::text FROM tenants WHERE state = '{PROVISIONED}'{deleted} ORDER BY id"
 
 
-def provisioned_tenants(settings: Settings, tenants_query: str | None = None) -> dict[str, str | None]:
+def provisioned_tenants(settings: Settings, tenants_query: str | None = None) -> dict[str | None, str | None]:
     """Ask the control database for provisioned tenants: id -> server (None: the default), in query order."""
     import psycopg2
 
@@ -89,7 +89,8 @@ def provisioned_tenants(settings: Settings, tenants_query: str | None = None) ->
                 cursor.execute(tenants_query)
             except psycopg2.Error as err:
                 raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
-            return {str(row[0]): _server_value(row) for row in cursor.fetchall()}
+            # a NULL id stays None (str() would make it the tenant "None", database db_None)
+            return {(None if row[0] is None else str(row[0])): _server_value(row) for row in cursor.fetchall()}
     finally:
         raw.close()
 
@@ -132,7 +133,7 @@ def resolve(selection: Selection, settings: Settings, tenants_query: str | None 
         chosen = _explicit(selection.tenant_ids, provisioned, settings, announce)
     if selection.shard:
         index, count = selection.shard
-        chosen = [t for t in chosen if shard_of(t, count) == index]
+        chosen = [t for t in chosen if shard_of(t or "", count) == index]
     # a named tenant the tenants query did not list is on the default tenant server
     return targets + [_tenant_target(settings, tenant_id, provisioned.get(tenant_id)) for tenant_id in chosen]
 
@@ -154,7 +155,11 @@ def _explicit(requested: tuple[str, ...], provisioned: dict[str, str | None], se
     return chosen
 
 
-def _tenant_target(settings: Settings, tenant_id: str, server: str | None = None) -> Target:
+def _tenant_target(settings: Settings, tenant_id: str | None, server: str | None = None) -> Target:
+    if not tenant_id:  # NULL or '': never a database name; that row's error, like any invalid id
+        what = "a NULL" if tenant_id is None else "an empty"
+        return Target("tenant", settings.tenant_server.for_database("?"), tenant_id,
+                      problem=f"invalid tenant id: a provisioned row of the tenants table has {what} id", placement=server)
     try:
         return Target("tenant", settings.tenant_spec(tenant_id, server), tenant_id)
     except UsageError as err:

@@ -18,6 +18,8 @@ from ..files import sqlfile
 from ..errors import GrapevineError
 from .findings import Finding
 from ..files.hazards import RULES_MOOT_ON_NEW_TABLES, find_hazards, new_table_spans
+from ..files.tool_table_writes import CODE as TOOL_TABLE_CODE
+from ..files.tool_table_writes import find_tool_table_writes
 from .ignores import Ignores, read_ignores
 from . import squawk
 from .changes import changed_files, names_at, newest_version
@@ -59,7 +61,7 @@ def check_project(project, envs: tuple[str, ...], *, changed_since: str | None =
     squawk = Lint([_relative(m.path, root) for files in judged.values() for m in files], root)
     for env in envs:
         for migration in judged[env]:
-            _check_file(env, migration, report, root)
+            _check_file(env, migration, report, root, project.tool_tables(env))
         if changes is not None:
             history_findings(env, project.migration_dir(env), chains[env], changes, root, report)
     add_squawk_findings(report, squawk)
@@ -105,7 +107,7 @@ def _near_miss_name(folder: Path, warning: str) -> str | None:
     return next((name for name in names if warning.startswith(f"ignoring {folder / name}: ")), None)
 
 
-def _check_file(env: str, migration: sqlfile.MigrationFile, report: CheckReport, root: Path) -> None:
+def _check_file(env: str, migration: sqlfile.MigrationFile, report: CheckReport, root: Path, tables) -> None:
     name = _relative(migration.path, root)
     report.judged += 1
     try:
@@ -135,6 +137,8 @@ def _check_file(env: str, migration: sqlfile.MigrationFile, report: CheckReport,
         ))
     for hazard in find_hazards(parsed):
         report.findings.append(Finding("warning", env, name, hazard.line, hazard.code, hazard.message, hazard.fix))
+    for write in find_tool_table_writes(parsed.statements, tables):  # migrate would refuse the file
+        report.findings.append(Finding("error", env, name, write.line, TOOL_TABLE_CODE, write.message, write.fix(env)))
 
 
 def add_squawk_findings(report: CheckReport, lint) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import ConfigError, DatabaseError
+from ..masking import mask
 from .account import Account, empty_dir, make_traversable, open_wheel_to_others, server_account
 from .processes import (
     HOST,
@@ -376,10 +377,8 @@ class LocalPostgres(StateFile):
         )
 
     def _scrub(self, text: str) -> str:
-        """Mask the password, plain and URL-quoted, in text meant for users."""
-        for form in {self.password, quote(self.password, safe="")}:
-            text = text.replace(form, "***")
-        return text
+        """Mask the password, in every spelling, in text meant for users."""
+        return mask(text, [self.password])
 
 
 # -- module helpers ------------------------------------------------------------------------

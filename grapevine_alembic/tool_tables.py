@@ -1,0 +1,146 @@
+"""The names of the tool's two tables, from ``alembic.ini``, and the SQL that names them.
+
+Alembic's version table (``alembic_version``) and the ledger beside it (``schema_migrations``,
+the previous tool's table) are the tool's own.  A team whose files already use either name
+(from Alembic or golang-migrate) renames the tool's instead, per environment section::
+
+    [tenant]
+    version_table = grapevine_version        # Alembic's own option name
+    version_table_schema = migrations        # optional; default: the session's search_path
+    ledger_table = grapevine_ledger
+    ledger_table_schema = migrations         # optional
+
+Names are plain lowercase identifiers, so the SQL here can quote them without surprises and
+the file check (``tool_table_writes``) can compare them with what the parser reads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+DEFAULT_VERSION_TABLE = "alembic_version"
+DEFAULT_LEDGER_TABLE = "schema_migrations"
+# option name in alembic.ini -> what it names, for messages
+OPTIONS = {"version_table": "version table", "ledger_table": "ledger"}
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
+
+# The previous tool's table had only (version VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ);
+# adding columns keeps its rows.
+LEDGER_EXTRA_COLUMNS = {"checksum": "text", "description": "text", "applied_by": "text", "execution_ms": "integer"}
+LEDGER_COLUMNS = {"version", "applied_at", *LEDGER_EXTRA_COLUMNS}
+
+
+@dataclass(frozen=True)
+class ToolTables:
+    version_table: str = DEFAULT_VERSION_TABLE
+    version_schema: str | None = None
+    ledger_table: str = DEFAULT_LEDGER_TABLE
+    ledger_schema: str | None = None
+
+    def __post_init__(self) -> None:
+        for option, value in (("version_table", self.version_table), ("version_table_schema", self.version_schema),
+                              ("ledger_table", self.ledger_table), ("ledger_table_schema", self.ledger_schema)):
+            if value is not None and not _IDENTIFIER.fullmatch(value):
+                raise ConfigError(
+                    f"{option} = {value[:70]!r}: use a lowercase identifier (letters a-z, digits, _; at most 63)"
+                )
+        if (self.version_schema, self.version_table) == (self.ledger_schema, self.ledger_table):
+            raise ConfigError(f"version_table and ledger_table are both {self.version_table!r}: they must differ")
+
+    @classmethod
+    def from_section(cls, options: dict[str, str], where: str = "alembic.ini") -> ToolTables:
+        """From an ini section's options (missing or empty ones keep their defaults)."""
+
+        def get(name: str) -> str | None:
+            value = (options.get(name) or "").strip()
+            return value or None
+
+        try:
+            return cls(get("version_table") or DEFAULT_VERSION_TABLE, get("version_table_schema"),
+                       get("ledger_table") or DEFAULT_LEDGER_TABLE, get("ledger_table_schema"))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+    # ---- names as SQL ----
+    @property
+    def version(self) -> str:
+        return _qualified(self.version_schema, self.version_table)
+
+    @property
+    def ledger(self) -> str:
+        return _qualified(self.ledger_schema, self.ledger_table)
+
+    def regclass(self, which: str) -> str:
+        """``to_regclass('...')`` of the version table or the ledger (``which``: "version" or "ledger")."""
+        return f"to_regclass('{getattr(self, which)}')"
+
+    # ---- DDL ----
+    @property
+    def version_ddl(self) -> str:
+        """Exactly what Alembic creates (MigrationContext._version), so both roads share one table."""
+        return (
+            f"CREATE TABLE {self.version} (version_num VARCHAR(32) NOT NULL,"
+            f" CONSTRAINT {_quoted(self.version_table + '_pkc')} PRIMARY KEY (version_num))"
+        )
+
+    @property
+    def ledger_create(self) -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.ledger} (version varchar(255) PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now(), "
+            + ", ".join(f"{name} {kind}" for name, kind in LEDGER_EXTRA_COLUMNS.items()) + ")"
+        )
+
+    @property
+    def ledger_ddl(self) -> tuple[str, str]:
+        return (
+            self.ledger_create,
+            f"ALTER TABLE {self.ledger} "
+            + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in LEDGER_EXTRA_COLUMNS.items()),
+        )
+
+    def ledger_add_columns(self, missing: list[str]) -> str:
+        return f"ALTER TABLE {self.ledger} " + ", ".join(f"ADD COLUMN {n} {LEDGER_EXTRA_COLUMNS[n]}" for n in missing)
+
+    @property
+    def upsert(self) -> str:
+        """The ledger row of an applied version; five ``{}`` (or ``%s``) slots for its values."""
+        return (
+            f"INSERT INTO {self.ledger} AS s (version, applied_at, checksum, description, applied_by, execution_ms)"
+            " VALUES ({}, now(), {}, {}, {}, {}) ON CONFLICT (version) DO UPDATE SET applied_at = now(),"
+            " checksum = EXCLUDED.checksum, description = EXCLUDED.description, applied_by = EXCLUDED.applied_by,"
+            " execution_ms = EXCLUDED.execution_ms"
+        )
+
+    @property
+    def plain_state(self) -> str:
+        """Both tables as plain rows in one statement (see ledger._read_plain)."""
+        return (
+            "SELECT true, v.version_num::text, NULL::timestamptz, NULL::text, NULL::text, NULL::integer"
+            f" FROM {self.version} v"
+            " UNION ALL SELECT false, s.version::text, s.applied_at, s.checksum, s.applied_by, s.execution_ms"
+            f" FROM {self.ledger} s"
+        )
+
+    def alembic_options(self) -> dict[str, str | None]:
+        """``version_table`` / ``version_table_schema`` for Alembic's ``MigrationContext``."""
+        return {"version_table": self.version_table, "version_table_schema": self.version_schema}
+
+
+def _qualified(schema: str | None, name: str) -> str:
+    return f"{_quoted(schema)}.{_quoted(name)}" if schema else _quoted(name)
+
+
+def _quoted(identifier: str) -> str:
+    """A validated lowercase identifier, quoted only where PostgreSQL needs it (a keyword such as
+    ``user``), so the SQL --sql prints reads as written by hand."""
+    from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
+
+    needs = identifier in RESERVED_KEYWORDS or identifier in COL_NAME_KEYWORDS or identifier in TYPE_FUNC_NAME_KEYWORDS
+    return f'"{identifier}"' if needs else identifier
+
+
+DEFAULT_TABLES = ToolTables()
