@@ -81,6 +81,8 @@ def test_provision_equals_file_by_file_and_follows_new_files(project):
     again = project.cli("provision", "--tenant", "globex")
     assert again.returncode == 0, again.stdout + again.stderr
     assert_same_as_file_by_file(project, later, reference, applied_by="provision (template)")
+    drift = project.cli("drift", "--tenant", "globex")  # compared with its version's schema: nothing differs
+    assert drift.returncode == 0, drift.stdout + drift.stderr
     assert project.query("postgres", "SELECT count(*) FROM pg_stat_activity"
                          " WHERE datname = %s", (TEMPLATE,)) == [(0,)]
     # an edited file: the template is rebuilt from empty, not migrated over the old text
