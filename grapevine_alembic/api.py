@@ -23,7 +23,7 @@ from pathlib import Path
 from .errors import GrapevineError
 from .masking import known_secrets, mask
 
-__all__ = ["MigrationResult", "migrate_database", "migrate_database_async"]
+__all__ = ["MigrationResult", "ProvisionResult", "migrate_database", "migrate_database_async", "provision_database"]
 
 logger = logging.getLogger("grapevine_alembic")
 # A library prints nothing unless its caller configures logging: without a handler of ours,
@@ -116,6 +116,54 @@ def migrate_database(
         notices=tuple(notices),
         applied_versions=applied,
     )
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    """A new database at head: ``method`` is "template" (a copy) or "chain" (the files applied one by one)."""
+
+    ok: bool
+    version: str | None = None
+    method: str | None = None
+    error: str | None = None
+    notices: tuple[str, ...] = field(default=())
+
+
+def provision_database(
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, maintenance_db: str = "postgres",
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
+) -> ProvisionResult:
+    """Create the database ``url`` names, at the head of ``migrations_dir``, from the server's template.
+
+    The database must not exist (where the role has no CREATEDB right: it must exist, empty,
+    and the chain is applied to it).  ``maintenance_db`` is where the tool connects to create
+    it and to coordinate with other runs; ``version_table`` and ``ledger_table`` as for ``migrate_database``.
+    """
+    from .database import provisioning, runner  # lazy: importing the API stays cheap
+    from .database.target import Target
+    from .settings import DEFAULT_LOCK_KEY, parse_database_url
+    from .tool_tables import ToolTables
+
+    try:
+        tables = ToolTables(version_table=version_table, ledger_table=ledger_table)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
+    if timeout < 0:
+        raise ValueError("timeout must not be negative")
+    notices: list[str] = []
+
+    def on_notice(database: str, version: str | None, message: str) -> None:
+        line = f"{database} {version or '-'}: {message}"
+        notices.append(line)
+        logger.info("%s", line)
+
+    options = runner.RunOptions(lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), on_notice=on_notice)
+    result = provisioning.provision(Target("tenant", spec), chain, options, maintenance_db=maintenance_db)
+    error = _masked(result.error, spec.password)
+    if error:
+        logger.warning("provisioning %s failed: %s", spec.dbname, error)
+    return ProvisionResult(ok=result.ok, version=result.after, method=result.how, error=error, notices=tuple(notices))
 
 
 async def migrate_database_async(

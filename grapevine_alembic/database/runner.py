@@ -29,6 +29,7 @@ from .connection import (
     sqlalchemy_connection,
 )
 from ..errors import GrapevineError
+from . import durability
 from ..files.tool_table_writes import refuse_tool_table_writes
 from . import retrying
 from .executor import Journal, NoticeSink, apply_direct
@@ -102,6 +103,7 @@ class RunOptions:
     servers: object = None  # breakers.Breakers: per-server circuit breakers shared by the run
     on_retry: object = None  # callable(database, attempt, error, delay_s): a transient error, retried
     bounds: object = None  # netbounds.Bounds for the watchdog (None: from GRAPEVINE_SILENCE_TIMEOUT)
+    applied_by: str = "migrate"  # the ledger's applied_by for the files this run applies
     on_warning: object = None  # callable(line): a late-merged file about to be applied out of order
 
 
@@ -296,23 +298,35 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
         head = result.after = plan.adopt_to
     setup = ";\n".join(setup_sql(state, tables))
     writer = LedgerWriter(chain.files, tables=tables)
-    below_head = [(m, "out-of-order") for m in plan.out_of_order] + [(m, "migrate") for m in plan.rerun]
-    for migration, how in sorted(below_head, key=lambda pair: pair[0].version):
-        apply_direct(session.raw, migration, writer.insert_sql(migration, how), journal, setup)
-        setup = ""
-        result.applied.append(migration.version)
+    how = session.options.applied_by
+    steps = []  # (migration, record SQL, runs its body, moves the head)
+    below_head = [(m, "out-of-order") for m in plan.out_of_order] + [(m, how) for m in plan.rerun]
+    for migration, label in sorted(below_head, key=lambda pair: pair[0].version):
+        steps.append((migration, writer.insert_sql(migration, label), True, False))
     marked = {m.version for m in plan.marked_ahead}
     ahead = sorted((m for m in (*plan.pending, *plan.marked_ahead) if m not in plan.rerun), key=lambda m: m.version)
     for migration in ahead:
         if migration.version in marked:  # recorded by `mark --apply`: the head moves over it, nothing runs
-            apply_direct(session.raw, migration, version_sql(head, migration.version, tables), journal, setup,
-                         run_body=False)
+            steps.append((migration, version_sql(head, migration.version, tables), False, True))
         else:
-            record = writer.insert_sql(migration) + "\n;\n" + version_sql(head, migration.version, tables)
-            apply_direct(session.raw, migration, record, journal, setup)
-            result.applied.append(migration.version)
-        setup = ""
-        head = result.after = migration.version
+            record = writer.insert_sql(migration, how) + "\n;\n" + version_sql(head, migration.version, tables)
+            steps.append((migration, record, True, True))
+        head = migration.version
+    try:
+        for index, (migration, record, run_body, moves_head) in enumerate(steps):
+            # only the last commit waits for the WAL flush, and it makes every earlier one durable
+            apply_direct(session.raw, migration, record, journal, setup, run_body=run_body,
+                         durable=index == len(steps) - 1)
+            setup = ""
+            if run_body:
+                result.applied.append(migration.version)
+            if moves_head:
+                result.after = migration.version
+    except BaseException:
+        if journal.applied:
+            # what committed before the failure is on disk when it is reported
+            durability.flush(session.raw, tables.version)
+        raise
 
 
 def target_flag(target: Target) -> str:
