@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (registering the commands on `cli`)
     list_command,
     mark_command,
     migrate_command,
+    provision_command,
     reset_command,
     schema_commands,
     setup_commands,
