@@ -118,9 +118,11 @@ class BigBench:
 
     def parse_alone(self) -> Timed:
         code = ("from pathlib import Path\n"
-                "try:\n    from grapevine_alembic.files.sqlfile import MigrationFile\n"
-                "except ImportError:  # a build from before the files/ layer\n"
-                "    from grapevine_alembic.sqlfile import MigrationFile\n"
+                "try:\n    from grapevine_alembic.files.migration import MigrationFile\n"
+                "except ImportError:  # a build from before files/sqlfile was split\n"
+                "    try:\n        from grapevine_alembic.files.sqlfile import MigrationFile\n"
+                "    except ImportError:  # a build from before the files/ layer\n"
+                "        from grapevine_alembic.sqlfile import MigrationFile\n"
                 f"MigrationFile('20250101000000', 'seed', Path({str(self.file)!r})).parse()\n")
         return must(timed([self.python, "-c", code], self.env, self.project), "parsing")
 

@@ -30,7 +30,8 @@ from typing import Callable
 from . import copyrows, pgerror
 from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
 from ..errors import MigrationFailed
-from ..files.sqlfile import MigrationFile, Statement
+from ..files.migration import MigrationFile
+from ..files.parsing import Statement
 from ..files.txshape import Unit, split_final
 from ..tool_tables import DEFAULT_TABLES, ToolTables
 
