@@ -33,7 +33,9 @@ from .connection import (
 )
 from ..errors import GrapevineError
 from ..files.tool_table_writes import refuse_tool_table_writes
-from .executor import Journal, NoticeSink, StatementFailed, apply_direct, is_transient_sqlstate
+from .executor import apply_direct
+from .failures import StatementFailed, is_transient_sqlstate
+from .journal import Journal, NoticeSink
 from .ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
 from .plan import Plan, make_plan
 from ..settings import Project
