@@ -32,6 +32,7 @@ class App:
 
     config_path: str | None
     debug: bool
+    embedded: bool = False  # the embedded server asked for: --embedded or a `dev` command
     _project: object = None
     _settings: object = None
     output: object = field(default=None)
@@ -52,7 +53,7 @@ class App:
             from ..placement import password_variables
 
             project = self.project()
-            settings = resolve_settings(project, announce=self.out().info)
+            settings = resolve_settings(project, announce=self.out().info, asked=self.embedded)
             self._settings = replace(settings, server_logins=project.server_logins)
             type(self.out()).password_variables = tuple(password_variables(project.server_logins))
             for secret in [settings.control.password, settings.tenant_server.password,
@@ -127,8 +128,10 @@ def json_option(func):
 def run_options(app: App, **overrides):
     from .report import notice_line, waiting_line  # lazy: --help stays fast
     from ..fleet.breakers import Breakers
+    from ..database.netbounds import bounds_from_environment
     from ..database.runner import RunOptions
 
+    bounds = bounds_from_environment()  # a bad GRAPEVINE_SILENCE_TIMEOUT is a usage error before any connection
     out = app.out()  # the same lines as env.py prints, but through the redacting output
 
     def notice(database, version, message):
@@ -145,7 +148,7 @@ def run_options(app: App, **overrides):
         out.info(f"{database}: attempt {attempt} failed ({first_line}); retrying in {delay:.1f}s")
 
     return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
-                      on_retry=retrying, on_warning=warning, servers=Breakers(), **overrides)
+                      on_retry=retrying, on_warning=warning, servers=Breakers(), bounds=bounds, **overrides)
 
 
 @click.group(
@@ -154,13 +157,16 @@ def run_options(app: App, **overrides):
     "  grapevine-migrations status --all-tenants\n  grapevine-migrations create tenant \"add user preferences\"",
 )
 @click.version_option(package_name="grapevine-alembic", prog_name="grapevine-migrations")
-@click.option("--config", "config_path", metavar="PATH", help="alembic.ini to use (default: nearest one above the cwd).")
+@click.option("--config", "config_path", metavar="PATH",
+              help="alembic.ini to use (default: the nearest one above the cwd; none needed for ./migrations).")
+@click.option("--embedded", is_flag=True,
+              help="Without CONTROL_DATABASE_URL, use the embedded local PostgreSQL (also: GRAPEVINE_EMBEDDED=1).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx, config_path, debug):
+def cli(ctx, config_path, embedded, debug):
     """Plain-.sql migrations for the control database and every tenant database.
 
     Set CONTROL_DATABASE_URL (environment or .env); tenants are the provisioned rows
     of its tenants table, each in a database db_<id>.
     """
-    ctx.obj = App(config_path, debug)
+    ctx.obj = App(config_path, debug, embedded)

@@ -10,8 +10,10 @@ from .app import App, cli, exit_with, pass_app
 
 
 @cli.group()
-def dev():
+@pass_app
+def dev(app: App):
     """The embedded local PostgreSQL, for trying the tool and for development."""
+    app.embedded = True  # a dev command asks for the embedded server when no URL is set
 
 
 @dev.group("tenant")
@@ -23,15 +25,18 @@ def dev_tenant():
 @click.argument("tenant_ids", nargs=-1, required=True)
 @pass_app
 def dev_tenant_add(app: App, tenant_ids):
-    """Insert provisioned tenants and create their databases.
+    """Insert provisioned tenants and create their databases at head (copied from the template).
 
     \b
     Example:
       grapevine-migrations dev tenant add acme globex initech
     """
+    from ..database.runner import Chain
     from ..local.devserver import add_tenants  # lazy: --help stays fast
+    from .app import run_options
 
-    for name, created in add_tenants(app.settings(), list(tenant_ids)):
+    chain = Chain(app.project(), "tenant")
+    for name, created in add_tenants(app.settings(), list(tenant_ids), chain, run_options(app)):
         click.echo(f"created {name}" if created else f"{name} exists (tenant marked provisioned)")
 
 
@@ -93,3 +98,20 @@ def dev_down(app: App):
     server.stop()
     click.echo("stopped the embedded PostgreSQL")
 
+
+@dev.command("up")
+@pass_app
+def dev_up(app: App):
+    """Start the embedded PostgreSQL for this project; commands without a URL use it while it runs.
+
+    \b
+    Example:
+      grapevine-migrations dev up && grapevine-migrations migrate --control
+    """
+    import os
+
+    from ..errors import UsageError
+
+    if os.environ.get("CONTROL_DATABASE_URL", "").strip():
+        raise UsageError("CONTROL_DATABASE_URL is set: commands use that server (unset it for the embedded one)")
+    app.out().line(f"the embedded PostgreSQL is running: {app.settings().control.display()}")
