@@ -22,7 +22,6 @@ from ..files.migration import MigrationFile
 from . import late_files
 from .connection import (
     ConnectionFailed,
-    LockTimeout,
     acquire_lock,
     SessionPolicy,
     describe_error,
