@@ -77,7 +77,9 @@ def test_lock_wait_keeps_no_transaction_open(project, tally):
     holder.cursor().execute("SELECT pg_advisory_lock(%s)", (_lock_key(project),))
     proc = project.spawn("migrate", "--tenant", tenant)
     try:
-        waiting = _wait_for(project, f"db_{tenant}", "application_name = 'grapevine-migrations'")
+        # idle after a pg_try_advisory_lock: the run has tried the held lock and is waiting (not merely connected)
+        waiting = _wait_for(project, f"db_{tenant}", "application_name = 'grapevine-migrations' "
+                            "AND state = 'idle' AND query LIKE '%%pg_try_advisory_lock%%'")
         states = {r[0] for r in project.query(
             f"db_{tenant}", "SELECT state FROM pg_stat_activity WHERE application_name = 'grapevine-migrations'")}
         assert waiting and states <= {"idle", "active"}, states
