@@ -72,7 +72,7 @@ def bare(project, pg_server):
 
 # ---------------------------------------------------------------------------------------
 # Guarantee counters: the reliability suites count what they inject and check; the totals
-# are printed at the end of the run and are the figures in README's Guarantees table.
+# are printed at the end of the run and are the figures in docs/guarantees.md.
 # ---------------------------------------------------------------------------------------
 from collections import Counter  # noqa: E402
 
