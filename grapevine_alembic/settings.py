@@ -158,7 +158,7 @@ class Project:
     """The project on disk: where ``alembic.ini`` is and what it says."""
 
     root: Path
-    config_file: Path
+    config_file: Path | None  # None: no alembic.ini, the previous tool's layout
     migration_dirs: dict[str, Path]
     tenants_query: str | None
     lock_key: int
@@ -210,8 +210,12 @@ def parse_late_policy(value: str | None, where: str) -> str:
     return text
 
 
-def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path:
-    """Locate alembic.ini: an explicit path, ``$GRAPEVINE_CONFIG``, or the nearest one above the cwd."""
+def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path | None:
+    """Locate alembic.ini: an explicit path, ``$GRAPEVINE_CONFIG``, or the nearest one above the cwd.
+
+    None when the nearest project folder above the cwd has ``migrations/`` but no alembic.ini:
+    the previous tool's layout, which needs no configuration file (see ``default_project``).
+    """
     chosen = explicit or os.environ.get("GRAPEVINE_CONFIG")
     if chosen:
         path = Path(chosen)
@@ -223,11 +227,33 @@ def find_config(explicit: str | os.PathLike | None = None, start: Path | None = 
         candidate = folder / CONFIG_FILE
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"no {CONFIG_FILE} found in {here} or any parent folder (run from the project root or pass --config)")
+        if _has_migrations(folder):
+            return None
+    if os.environ.get(MIGRATIONS_DIR_VARIABLE, "").strip() or (here / ".env").is_file():
+        return None  # MIGRATIONS_DIR (here or in ./.env) names the folders, from the cwd
+    raise ConfigError(
+        f"no {CONFIG_FILE} and no migrations/control or migrations/tenant in {here} or any parent folder"
+        " (run from the project root, set MIGRATIONS_DIR, or pass --config)"
+    )
 
 
-def load_project(config_file: Path) -> Project:
+def _has_migrations(folder: Path) -> bool:
+    return any((folder / "migrations" / env).is_dir() for env in ENVIRONMENTS)
+
+
+def default_project(start: Path | None = None) -> Project:
+    """The previous tool's layout without alembic.ini: ``migrations/{control,tenant}`` in the nearest
+    folder above the cwd that has them (else the cwd, for MIGRATIONS_DIR), with every default."""
+    here = (start or Path.cwd()).resolve()
+    root = next((folder for folder in (here, *here.parents) if _has_migrations(folder)), here)
+    dirs = {env: root / "migrations" / env for env in ENVIRONMENTS}
+    return Project(root, None, dirs, None, DEFAULT_LOCK_KEY)
+
+
+def load_project(config_file: Path | None) -> Project:
     """Read the two environments' migration folders and the tool's own options from alembic.ini."""
+    if config_file is None:
+        return default_project()
     parser = configparser.ConfigParser(defaults={"here": str(config_file.parent)})
     try:
         parser.read(config_file)

@@ -70,6 +70,14 @@ def bare(project, pg_server):
     project.cli("dev", "down", env=env)
 
 
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """The wheel built from pyproject.toml, installed into a fresh venv outside the repository (once a session)."""
+    from installed_package import build_and_install
+
+    return build_and_install(tmp_path_factory.mktemp("wheel"))
+
+
 # ---------------------------------------------------------------------------------------
 # Guarantee counters: the reliability suites count what they inject and check; the totals
 # are printed at the end of the run and are the figures in docs/guarantees.md.
@@ -88,6 +96,12 @@ def tally():
 
 
 def pytest_terminal_summary(terminalreporter):
+    from installed_package import TIMINGS
+
+    if TIMINGS:
+        terminalreporter.section("installed package")
+        for what, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{what:>26}: {seconds:.1f} s")
     if not GUARANTEES:
         return
     terminalreporter.section("guarantee counts")

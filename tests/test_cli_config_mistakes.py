@@ -25,7 +25,7 @@ def test_a_configuration_mistake_is_an_error_not_the_embedded_server(bare, case)
     project, env = bare
     extra, message = MISTAKES[case]
     for args in (["migrate", "--control"], ["status"]):
-        result = project.cli(*args, env={**env, **extra})
+        result = project.cli(*args, env={**env, **extra, "GRAPEVINE_EMBEDDED": "1"})  # even when asked for
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "embedded" not in result.stderr.split("error:")[0]
@@ -41,7 +41,8 @@ def test_a_misspelled_variable_is_an_error_beside_a_real_url_too(project):
 
 def test_alembic_uses_the_embedded_server_when_the_cli_does_and_dev_url_psql(bare):
     project, env = bare
-    assert project.cli("migrate", "--control", env=env, timeout=180).returncode == 0
+    assert project.cli("dev", "up", env=env, timeout=180).returncode == 0
+    assert project.cli("migrate", "--control", env=env).returncode == 0
     current = project.alembic("-n", "control", "current", env=env)
     assert current.returncode == 0, current.stderr
     assert "using the embedded PostgreSQL" in current.stderr and "20250115120000 (head)" in current.stdout

@@ -1,23 +1,21 @@
 """`--json` prints exactly one document on every command, failures included, and the CI summary
-script renders every such document."""
+(`grapevine-migrations summary`) renders every such document."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 from pg import url_for
-from project import REPO
-
-SUMMARY = REPO / ".github" / "summary.py"
+from project import BIN
 
 
 def _summary(tmp_path, text: str) -> subprocess.CompletedProcess:
     path = tmp_path / "doc.json"
     path.write_text(text)
-    return subprocess.run([sys.executable, str(SUMMARY), str(path)], capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(BIN / "grapevine-migrations"), "summary", str(path)], capture_output=True, text=True,
+                          timeout=60)
 
 
 FAILING = {
@@ -70,4 +68,6 @@ def test_summary_renders_every_successful_document(project, tmp_path):
 
 def test_summary_of_an_empty_file_is_one_line_and_exit_1(tmp_path):
     rendered = _summary(tmp_path, "")
-    assert rendered.returncode == 1 and "no JSON document" in rendered.stdout and not rendered.stderr
+    assert rendered.returncode == 1 and rendered.stdout.startswith("### no result: ") and "no JSON document" in rendered.stdout
+    [line] = rendered.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "no JSON document" in line

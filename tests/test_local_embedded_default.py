@@ -1,4 +1,4 @@
-"""No CONTROL_DATABASE_URL and no CI: the CLI starts its own PostgreSQL and shows the real fan-out."""
+"""No CONTROL_DATABASE_URL and no CI: `dev up` starts a PostgreSQL of its own and the CLI shows the real fan-out."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 
 def test_embedded_default_runs_the_main_job(bare):
     project, env = bare
-    first = project.cli("migrate", "--control", env=env, timeout=180)
+    up = project.cli("dev", "up", env=env, timeout=180)  # asked for: README's first command does the same
+    assert up.returncode == 0, up.stderr
+    assert "using the embedded PostgreSQL" in up.stderr
+    first = project.cli("migrate", "--control", env=env)
     assert first.returncode == 0, first.stderr
-    assert "using the embedded PostgreSQL" in first.stderr
     assert (project.root / ".grapevine" / "pg").is_dir()
     added = project.cli("dev", "tenant", "add", "acme", "globex", env=env)
     assert added.returncode == 0, added.stderr

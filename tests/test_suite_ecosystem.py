@@ -190,21 +190,6 @@ def test_pull_requests_judge_only_their_own_files():
     assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0  # the base is there
 
 
-def test_workflow_summary_script_renders_a_run(tmp_path):
-    doc = {"command": "migrate", "summary": {"ok": 1, "failed": 1, "skipped": 0, "applied": 4},
-           "databases": [{"database": "db_a", "applied": ["1", "2"], "version": "2", "ok": True, "skipped": False,
-                          "error": None},
-                         {"database": "db_b", "applied": [], "version": None, "ok": False, "skipped": False,
-                          "error": "boom"}]}
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(doc))
-    import subprocess
-
-    out = subprocess.run([sys.executable, str(REPO / ".github" / "summary.py"), str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    assert "| db_a | 2 | 2 | ok |" in out and "FAILED: boom" in out
-
-
 # ---- shards, canary, max failures ---------------------------------------------------------------
 
 

@@ -155,9 +155,17 @@ def _instructions() -> list[tuple[str, str]]:
     return [tuple(line.split(None, 1)) for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def test_dockerfile_installs_the_project_itself():
-    runs = [arg for op, arg in _instructions() if op == "RUN"]
-    assert runs == ["pip install --no-cache-dir ."]  # the project and the dependencies its pyproject names
+def test_dockerfile_installs_the_pinned_tool_and_copies_only_migrations():
+    """A team copies the Dockerfile as it is: the tool from its release (or a wheel), never this repository."""
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    instructions = _instructions()
+    assert ("ARG", f"GRAPEVINE_ALEMBIC=grapevine-alembic=={version}") in instructions
+    assert [arg for op, arg in instructions if op == "RUN"] == ['pip install --no-cache-dir "$GRAPEVINE_ALEMBIC"']
+    assert [arg for op, arg in instructions if op == "COPY"] == ["migrations ./migrations"]
+    env = " ".join(arg for op, arg in instructions if op == "ENV")
+    assert "CI=" not in env  # a production image is not CI: the tool must be safe there without it
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".env" in ignored and ".venv" in ignored
 
@@ -185,3 +193,9 @@ def test_the_image_layout_runs_the_jobs_commands(project, tmp_path):
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["databases"][0]["version"] == "20250115120000"
+    # a Job whose Secret lost the URL: exit 2 naming it, never a throwaway server (the extra is installed here)
+    unset = {k: v for k, v in env.items() if k not in ("CONTROL_DATABASE_URL", "CI")}
+    lost = subprocess.run([str(BIN / "grapevine-migrations"), *control_container["command"][1:]], cwd=app,
+                          env=unset, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert lost.returncode == 2 and "CONTROL_DATABASE_URL is not set" in lost.stderr, lost.stderr
+    assert not (app / ".grapevine").exists()  # nothing written: the root filesystem is read-only there

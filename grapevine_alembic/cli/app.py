@@ -32,6 +32,7 @@ class App:
 
     config_path: str | None
     debug: bool
+    embedded: bool = False  # the embedded server asked for: --embedded or a `dev` command
     _project: object = None
     _settings: object = None
     output: object = field(default=None)
@@ -52,7 +53,7 @@ class App:
             from ..placement import password_variables
 
             project = self.project()
-            settings = resolve_settings(project, announce=self.out().info)
+            settings = resolve_settings(project, announce=self.out().info, asked=self.embedded)
             self._settings = replace(settings, server_logins=project.server_logins)
             type(self.out()).password_variables = tuple(password_variables(project.server_logins))
             for secret in [settings.control.password, settings.tenant_server.password,
@@ -154,13 +155,16 @@ def run_options(app: App, **overrides):
     "  grapevine-migrations status --all-tenants\n  grapevine-migrations create tenant \"add user preferences\"",
 )
 @click.version_option(package_name="grapevine-alembic", prog_name="grapevine-migrations")
-@click.option("--config", "config_path", metavar="PATH", help="alembic.ini to use (default: nearest one above the cwd).")
+@click.option("--config", "config_path", metavar="PATH",
+              help="alembic.ini to use (default: the nearest one above the cwd; none needed for ./migrations).")
+@click.option("--embedded", is_flag=True,
+              help="Without CONTROL_DATABASE_URL, use the embedded local PostgreSQL (also: GRAPEVINE_EMBEDDED=1).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx, config_path, debug):
+def cli(ctx, config_path, embedded, debug):
     """Plain-.sql migrations for the control database and every tenant database.
 
     Set CONTROL_DATABASE_URL (environment or .env); tenants are the provisioned rows
     of its tenants table, each in a database db_<id>.
     """
-    ctx.obj = App(config_path, debug)
+    ctx.obj = App(config_path, debug, embedded)

