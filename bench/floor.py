@@ -2,6 +2,7 @@
 
     python bench/floor.py apply   DRIVER MIGRATIONS_DIR   # each file's text as one batch, per tenant
     python bench/floor.py connect DRIVER                  # connect to each tenant, read its version
+    python bench/floor.py previous psycopg2 MIGRATIONS_DIR  # the previous tool's way of applying, per tenant
 
 Both read the tenant list from the control database first (as the tool must), from
 CONTROL_DATABASE_URL, and reach tenants db_<id> on the same server.  DRIVER is
@@ -100,9 +101,46 @@ def asyncpg_main(mode: str, texts: list[str]) -> None:
     asyncio.run(main())
 
 
+LEGACY_LEDGER = "CREATE TABLE IF NOT EXISTS schema_migrations (version varchar PRIMARY KEY, applied_at timestamptz DEFAULT now())"
+
+
+def previous_main(paths: list[Path]) -> None:
+    """The previous tool (see tests/reference_applier.py): each file's text inside a transaction the driver
+    opened, then its version row, then COMMIT; at the server's own synchronous_commit.  It could not run
+    CREATE INDEX CONCURRENTLY at all: such a file is sent in autocommit here, with its row after it."""
+    import psycopg2
+
+    files = [(p.name.split("_", 1)[0], p.read_text()) for p in paths]
+    base = params()
+    control = psycopg2.connect(**base)
+    with control.cursor() as cursor:
+        cursor.execute(TENANTS)
+        tenants = [row[0] for row in cursor.fetchall()]
+    control.close()
+
+    def job(tenant):
+        conn = psycopg2.connect(**{**base, "dbname": f"db_{tenant}"})
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(LEGACY_LEDGER)
+            for version, text in files:
+                conn.autocommit = "CONCURRENTLY" in text.upper()
+                cursor.execute(text)
+                cursor.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                if not conn.autocommit:
+                    conn.commit()
+        conn.close()
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        list(pool.map(job, tenants))
+
+
 DRIVERS = {"psycopg2": psycopg2_main, "psycopg": psycopg3_main, "asyncpg": asyncpg_main}
 
 if __name__ == "__main__":
     mode, driver = sys.argv[1], sys.argv[2]
+    if mode == "previous":
+        previous_main(sorted(Path(sys.argv[3]).glob("2*.sql")))
+        sys.exit(0)
     texts = [p.read_text() for p in sorted(Path(sys.argv[3]).glob("2*.sql"))] if mode == "apply" else []
     DRIVERS[driver](mode, texts)

@@ -17,6 +17,10 @@ with --baseline, the from-empty case also runs another build of the tool (an old
 CLI), interleaved with ours, and prints the per-file cost of both over the floor: before and after
 a change, measured in one run on the same server;
 and, with --big N, status and a no-op migrate over N tenants with their peak memory.
+With --durable the server runs as production does (fsync, synchronous_commit and full_page_writes
+on) and only the from-empty case is timed: ours, --baseline, the previous tool's way of applying
+(bench/floor.py previous: each file in a transaction with its ledger row, committed) and the
+psycopg2 floor, interleaved; it prints each one's time over the previous tool's.
 Every floor is a separate process (bench/floor.py), so process start counts on both sides.
 """
 
@@ -44,6 +48,8 @@ REPO = HERE.parent
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "grapevine-migrations")
 DRIVERS = ("psycopg2", "psycopg", "asyncpg")
+DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+DURABLE_TARGET = 0.65  # ours / the previous tool's, from empty with durable commits
 TARGETS = {"from_empty": 1.25, "noop_migrate": 1.3, "status": 1.5, "mark_apply_all": 2.0}
 
 sys.path.insert(0, str(HERE))
@@ -82,7 +88,8 @@ class Bench:
         if not self.url:
             from grapevine_alembic.local.embedded import LocalPostgres
 
-            self.server = LocalPostgres(self.work / "pg")
+            settings = DURABLE_SETTINGS if args.durable else None
+            self.server = LocalPostgres(self.work / "pg", settings=settings)
             self.server.start()
             self.url = self.server.url
         self.base = self.url.rsplit("/", 1)[0]
@@ -149,7 +156,7 @@ class Bench:
         return must(timed([str(self.args.baseline), *args], self.env, self.project), "baseline " + " ".join(args))
 
     def floor(self, mode: str, driver: str) -> Timed:
-        extra = [str(self.project / "migrations" / "tenant")] if mode == "apply" else []
+        extra = [str(self.project / "migrations" / "tenant")] if mode in ("apply", "previous") else []
         return must(timed([sys.executable, str(HERE / "floor.py"), mode, driver, *extra], self.env, self.project),
                     f"floor {mode} {driver}")
 
@@ -179,6 +186,43 @@ class Bench:
         for _ in range(max(repeat, 5)):
             add("help", "ours", self.ours("--help"))
         return runs
+
+
+    def measure_durable(self) -> dict:
+        """From empty only, with durable commits: ours, the baseline build, the previous tool, the floor."""
+        runs: dict[str, list[Timed]] = {}
+        who_all = ("ours", *(("baseline",) if self.args.baseline else ()), "previous", "psycopg2")
+        run = {"ours": lambda: self.ours("migrate", "--all-tenants", "--max-parallel", "5"),
+               "baseline": lambda: self.baseline("migrate", "--all-tenants", "--max-parallel", "5"),
+               "previous": lambda: self.floor("previous", "psycopg2"),
+               "psycopg2": lambda: self.floor("apply", "psycopg2")}
+        for _ in range(self.args.repeat):
+            for who in who_all:  # interleaved, so drift on a shared machine hits all alike
+                self.empty_tenants()
+                runs.setdefault(who, []).append(run[who]())
+        return {who: stats(results) for who, results in runs.items()}
+
+
+def print_durable(result: dict) -> None:
+    cases = result["durable_from_empty"]
+    print(f"\nfrom empty with durable commits (fsync, synchronous_commit, full_page_writes on): {result['tenants']}"
+          f" tenants, 40 tenant migrations, {result['repeat']} runs each; {result['machine']['cpus']} CPUs,"
+          f" PostgreSQL {result['postgres']}")
+    previous = cases["previous"]
+    print(f"{'who':<34}{'min':>8}{'median':>9}{'/ previous (median)':>21}{'(min/min)':>11}")
+    labels = {"ours": "ours (migrate --all-tenants)", "baseline": "baseline (--baseline build)",
+              "previous": "previous tool's way of applying", "psycopg2": "floor (psycopg2, one batch a file)"}
+    for who, data in cases.items():
+        print(f"{labels[who]:<34}{data['min']:>8.3f}{data['median']:>9.3f}"
+              f"{data['median'] / previous['median']:>20.3f}x{data['min'] / previous['min']:>10.3f}x")
+    # each repeat ran every contestant back to back: the ratio within a repeat cancels the machine's drift
+    paired = {who: statistics.median(a / b for a, b in zip(data["runs"], previous["runs"])) for who, data in cases.items()}
+    print("paired (median over repeats of the ratio within a repeat): "
+          + ", ".join(f"{who} {ratio:.3f}x" for who, ratio in paired.items() if who != "previous"))
+    if "baseline" in cases:
+        ours_base = statistics.median(a / b for a, b in zip(cases["ours"]["runs"], cases["baseline"]["runs"]))
+        print(f"ours / baseline, paired: {ours_base:.3f}x")
+    print(f"target: ours <= {DURABLE_TARGET}x the previous tool's time")
 
 
 def stats(results: list[Timed]) -> dict:
@@ -273,6 +317,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--big", type=int, default=0, help="also measure status/no-op migrate over this many tenants")
     parser.add_argument("--baseline", type=Path, help="another build's grapevine-migrations, timed from empty beside ours")
+    parser.add_argument("--durable", action="store_true",
+                        help="fsync=on server (as production runs); from empty only, beside the previous tool's way")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     args = parser.parse_args()
     bench = Bench(args)
@@ -284,6 +330,15 @@ def main() -> None:
         conn.close()
         bench.setup_control()
         bench.add_tenants(args.tenants)
+        if args.durable:
+            result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+                      "postgres": version, "tenants": args.tenants, "repeat": args.repeat,
+                      "durable_from_empty": bench.measure_durable()}
+            print_durable(result)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"\nwritten: {args.json}")
+            return
         result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                   "postgres": version, "tenants": args.tenants, "repeat": args.repeat,
                   "cases": summarize(bench.measure())}
@@ -295,6 +350,11 @@ def main() -> None:
         print(f"\nwritten: {args.json}")
     finally:
         if bench.server is not None:
+            if args.durable:  # with fsync on, the shutdown checkpoint can outlast pg_ctl's wait: take it first
+                conn = bench.admin()
+                with conn.cursor() as cur:
+                    cur.execute("CHECKPOINT")
+                conn.close()
             bench.server.stop()
         shutil.rmtree(bench.work, ignore_errors=True)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from .errors import GrapevineError
 from .masking import known_secrets, mask
 
-__all__ = ["MigrationResult", "migrate_database", "migrate_database_async"]
+__all__ = ["MigrationResult", "ProvisionResult", "migrate_database", "migrate_database_async", "provision_database"]
 
 logger = logging.getLogger("grapevine_alembic")
 # A library prints nothing unless its caller configures logging: without a handler of ours,
@@ -49,11 +49,13 @@ class MigrationResult:
 
 def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
-    out_of_order: str | None = None,
+    retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
     version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
 
+    ``retry_window``: seconds a restarting server is retried; ``silence_timeout``: seconds a
+    connection may wait without a sign of life from the server (default: GRAPEVINE_SILENCE_TIMEOUT, else 20).
     ``out_of_order`` (``"apply"`` or ``"refuse"``) decides about files older than the database's version
     that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
     (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
@@ -62,6 +64,8 @@ def migrate_database(
     names in alembic.ini do for the CLI.
     """
     from .database import runner  # lazy: importing the API stays cheap
+    from .database.netbounds import Bounds
+    from .fleet.breakers import Breakers
     from .database.target import Target
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .tool_tables import ToolTables
@@ -71,8 +75,10 @@ def migrate_database(
     except GrapevineError as err:
         raise ValueError(str(err)) from None
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
-    if timeout < 0 or retries < 0:
-        raise ValueError("timeout and retries must not be negative")
+    if timeout < 0 or retries < 0 or retry_window < 0:
+        raise ValueError("timeout, retries and retry_window must not be negative")
+    if silence_timeout is not None and not silence_timeout > 0:
+        raise ValueError("silence_timeout must be greater than 0")
     late = _late_policy(out_of_order, chain.folder)
     notices: list[str] = []
 
@@ -81,13 +87,19 @@ def migrate_database(
         notices.append(line)
         logger.info("%s", line)
 
+    def on_retry(database: str, attempt: int, error: str, delay: float) -> None:
+        logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", database, attempt,
+                       _masked(error.splitlines()[0], spec.password), delay)
+
     def on_warning(line: str) -> None:
         notices.append(line)
         logger.warning("%s", line)
 
     options = runner.RunOptions(
         lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
-        on_warning=on_warning, out_of_order=late,
+        on_warning=on_warning, out_of_order=late, on_retry=on_retry,
+        retry_window_s=float(retry_window), servers=Breakers(),
+        bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None,
     )
     kind = "control" if chain.folder.name == "control" else "tenant"
     result = runner.migrate(Target(kind, spec), chain, options)
@@ -106,15 +118,64 @@ def migrate_database(
     )
 
 
+@dataclass(frozen=True)
+class ProvisionResult:
+    """A new database at head: ``method`` is "template" (a copy) or "chain" (the files applied one by one)."""
+
+    ok: bool
+    version: str | None = None
+    method: str | None = None
+    error: str | None = None
+    notices: tuple[str, ...] = field(default=())
+
+
+def provision_database(
+    url: str, migrations_dir: str | Path, *, timeout: float = 300, maintenance_db: str = "postgres",
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
+) -> ProvisionResult:
+    """Create the database ``url`` names, at the head of ``migrations_dir``, from the server's template.
+
+    The database must not exist (where the role has no CREATEDB right: it must exist, empty,
+    and the chain is applied to it).  ``maintenance_db`` is where the tool connects to create
+    it and to coordinate with other runs; ``version_table`` and ``ledger_table`` as for ``migrate_database``.
+    """
+    from .database import provisioning, runner  # lazy: importing the API stays cheap
+    from .database.target import Target
+    from .settings import DEFAULT_LOCK_KEY, parse_database_url
+    from .tool_tables import ToolTables
+
+    try:
+        tables = ToolTables(version_table=version_table, ledger_table=ledger_table)
+    except GrapevineError as err:
+        raise ValueError(str(err)) from None
+    spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
+    if timeout < 0:
+        raise ValueError("timeout must not be negative")
+    notices: list[str] = []
+
+    def on_notice(database: str, version: str | None, message: str) -> None:
+        line = f"{database} {version or '-'}: {message}"
+        notices.append(line)
+        logger.info("%s", line)
+
+    options = runner.RunOptions(lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), on_notice=on_notice)
+    result = provisioning.provision(Target("tenant", spec), chain, options, maintenance_db=maintenance_db)
+    error = _masked(result.error, spec.password)
+    if error:
+        logger.warning("provisioning %s failed: %s", spec.dbname, error)
+    return ProvisionResult(ok=result.ok, version=result.after, method=result.how, error=error, notices=tuple(notices))
+
+
 async def migrate_database_async(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
-    out_of_order: str | None = None,
+    retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
     version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
         migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
-        out_of_order=out_of_order, version_table=version_table, ledger_table=ledger_table,
+        retry_window=retry_window, silence_timeout=silence_timeout, out_of_order=out_of_order,
+        version_table=version_table, ledger_table=ledger_table,
     )
 
 

@@ -57,6 +57,8 @@ def test_alembic_uses_the_embedded_server_when_the_cli_does_and_dev_url_psql(bar
         assert cursor.fetchone() == ("20250115120000",)
 
     assert project.cli("dev", "tenant", "add", "acme", env=env).stdout.strip() == "created db_acme"
+    at_head = project.cli("status", "--tenant", "acme", env=env)  # provisioned at head: nothing pending
+    assert at_head.returncode == 0, at_head.stdout + at_head.stderr
     again = project.cli("dev", "tenant", "add", "acme", env=env)
     assert again.returncode == 0 and again.stdout.strip() == "db_acme exists (tenant marked provisioned)"
     tenant_url = project.cli("dev", "url", "--tenant", "acme", env=env)

@@ -318,8 +318,9 @@ def test_server_stopped_mid_run(fleet, pg_server, second_server):
     home = [fleet.add(f"h{i}") for i in range(3)]
     away = [fleet.add(f"w{i:02d}", fleet.second_label, create_on=second_server) for i in range(10)]
     fleet.use_chain(SLOW_CHAIN)
+    # a stopped server is waited for during the retry window (restarts), then it is down
     proc = fleet.project.spawn("migrate", "--all-tenants", "--max-parallel-per-server", "1", "--retries", "1",
-                               "--json")
+                               "--retry-window", "2", "--json")
     try:
         deadline = time.monotonic() + 60
         while fleet.version(second_server, away[0]) != SLOW_HEAD:  # the first one is through: stop its server

@@ -128,8 +128,10 @@ def json_option(func):
 def run_options(app: App, **overrides):
     from .report import notice_line, waiting_line  # lazy: --help stays fast
     from ..fleet.breakers import Breakers
+    from ..database.netbounds import bounds_from_environment
     from ..database.runner import RunOptions
 
+    bounds = bounds_from_environment()  # a bad GRAPEVINE_SILENCE_TIMEOUT is a usage error before any connection
     out = app.out()  # the same lines as env.py prints, but through the redacting output
 
     def notice(database, version, message):
@@ -146,7 +148,7 @@ def run_options(app: App, **overrides):
         out.info(f"{database}: attempt {attempt} failed ({first_line}); retrying in {delay:.1f}s")
 
     return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
-                      on_retry=retrying, on_warning=warning, servers=Breakers(), **overrides)
+                      on_retry=retrying, on_warning=warning, servers=Breakers(), bounds=bounds, **overrides)
 
 
 @click.group(

@@ -248,7 +248,9 @@ def _targets_or_error(app: App, selection):
 @target_options
 @click.option("--dry-run", is_flag=True, help="Show exactly what is pending per database; write nothing.")
 @click.option("--retries", default=3, show_default=True, type=click.IntRange(0, 20),
-              help="Re-runs of a database after a transient error (connection, lock timeout, deadlock).")
+              help="Re-runs of a database after a transient error (lock timeout, deadlock, lost answer).")
+@click.option("--retry-window", default=60.0, show_default=True, type=click.FloatRange(0), metavar="SECONDS",
+              help="How long a restarting server (refused, starting up, shutting down, connection lost) is retried.")
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0),
               help="statement_timeout in seconds for every statement, and the longest wait for the migration lock (0 = no limit).")
 @click.option("--lock-timeout", default=5.0, show_default=True, type=click.FloatRange(0),
@@ -265,7 +267,7 @@ def _targets_or_error(app: App, selection):
               help="Stop starting new tenants after this many failures.")
 @json_option
 @pass_app
-def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, timeout,
+def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
             lock_timeout, max_parallel, max_per_server, out_of_order, canary, max_failures, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
@@ -292,7 +294,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
 
     late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
-                          out_of_order=late)
+                          out_of_order=late, retry_window_s=retry_window)
     with interrupts.graceful(out.info) as signals:
         results = _fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
                            max_parallel, max_per_server, label="migrate", canary=canary or 0,

@@ -25,15 +25,18 @@ def dev_tenant():
 @click.argument("tenant_ids", nargs=-1, required=True)
 @pass_app
 def dev_tenant_add(app: App, tenant_ids):
-    """Insert provisioned tenants and create their databases.
+    """Insert provisioned tenants and create their databases at head (copied from the template).
 
     \b
     Example:
       grapevine-migrations dev tenant add acme globex initech
     """
+    from ..database.runner import Chain
     from ..local.devserver import add_tenants  # lazy: --help stays fast
+    from .app import run_options
 
-    for name, created in add_tenants(app.settings(), list(tenant_ids)):
+    chain = Chain(app.project(), "tenant")
+    for name, created in add_tenants(app.settings(), list(tenant_ids), chain, run_options(app)):
         click.echo(f"created {name}" if created else f"{name} exists (tenant marked provisioned)")
 
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import commands, dev, drift_command, schema_commands, setup_commands  # noqa: F401  (registering the commands on `cli`)
+from . import commands, dev, drift_command, provision, schema_commands, setup_commands  # noqa: F401  (registering the commands on `cli`)
 from .app import EXIT_USAGE, _env_secrets, cli
 from ..errors import GrapevineError
 

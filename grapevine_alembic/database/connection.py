@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..errors import DatabaseError
 from ..settings import ConnectionSpec
 from . import interrupts
+from .netbounds import bounds_from_environment, server_settings, with_keepalives
 
 APPLICATION_NAME = "grapevine-migrations"
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -36,6 +37,7 @@ _TRANSIENT_CONNECT_TEXT = (
     "connection reset",
     "ssl syscall error",
     "no connection to the server",
+    "the server stopped answering",  # watchdog.LOST_MARKER: the answer was lost, the connection closed
 )
 
 # Connection failures that say the server itself is not answering (they count against its circuit breaker).
@@ -98,15 +100,22 @@ def is_transient_text(message: str) -> bool:
     return any(marker in lowered for marker in _TRANSIENT_CONNECT_TEXT)
 
 
-def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT):
-    """Connect with psycopg2 in autocommit mode; failures become one masked line."""
+def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT, bounds=None):
+    """Connect with psycopg2 in autocommit mode, keepalives on and watched; failures become one masked line.
+
+    ``bounds`` (``netbounds.Bounds``; default: from the environment) times the watchdog and the
+    server's idle-in-transaction bound (see ``SessionPolicy``).
+    """
     import psycopg2
 
-    kwargs = spec.connect_kwargs()
+    from .watchdog import Watch, WatchedConnection  # psycopg2 is loaded once a connection opens
+
+    bounds = bounds or bounds_from_environment()
+    kwargs = with_keepalives(spec.connect_kwargs())
     kwargs.setdefault("connect_timeout", connect_timeout)
     kwargs.setdefault("application_name", APPLICATION_NAME)
     try:
-        raw = psycopg2.connect(**kwargs)
+        raw = psycopg2.connect(connection_factory=WatchedConnection, **kwargs)
     except psycopg2.Error as err:
         reason = describe_error(err)
         missing = f'database "{spec.dbname}" does not exist' in reason
@@ -119,6 +128,7 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
             reason=reason,
         ) from None
     raw.autocommit = True
+    Watch(raw, kwargs, bounds)
     interrupts.watch(raw)  # a second Ctrl-C cancels what it runs
     return raw
 
@@ -148,10 +158,14 @@ class SessionPolicy:
     lock_timeout_s: float
     lock_key: int | None = None  # the advisory lock this run holds (None: it holds none)
     check_interval: bool = True  # PostgreSQL 14+: client_connection_check_interval
+    server_bounds: tuple[tuple[str, str], ...] = ()  # netbounds.server_settings: idle in transaction, keepalives
 
     @classmethod
     def for_connection(cls, raw, *, statement_timeout_s: float, lock_timeout_s: float, lock_key: int | None = None):
-        return cls(statement_timeout_s, lock_timeout_s, lock_key, raw.server_version >= 140000)
+        watch = getattr(raw, "watch", None)
+        bounds = watch.bounds if watch is not None else bounds_from_environment()
+        return cls(statement_timeout_s, lock_timeout_s, lock_key, raw.server_version >= 140000,
+                   tuple(server_settings(bounds)))
 
     def settings(self) -> list[tuple[str, str]]:
         pairs = [
@@ -162,6 +176,8 @@ class SessionPolicy:
             # the server checks every 2 s that we are still there, so a killed run's
             # half-done transaction is rolled back (and its lock freed) promptly
             pairs.append(("client_connection_check_interval", "2s"))
+        # an abandoned transaction of ours (a silent network) ends on the server, releasing its locks
+        pairs += self.server_bounds
         return pairs
 
     def restore_sql(self) -> str:

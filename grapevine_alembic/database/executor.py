@@ -29,6 +29,7 @@ from typing import Callable
 
 from . import copyrows, pgerror
 from .connection import LOCK_LOST_MARKER, TOOL_SCOPE_SQL, SessionPolicy
+from .durability import ASYNC_COMMIT_SQL, DURABLE_COMMIT_SQL
 from ..errors import MigrationFailed
 from ..files.sqlfile import MigrationFile, Statement
 from ..files.txshape import Unit, split_final
@@ -209,7 +210,10 @@ def _round_trips(steps: list[_Step]) -> list[list[_Step]]:
 class FileRun:
     """Runs the units of one migration file and records it, on one connection."""
 
-    def __init__(self, raw, migration: MigrationFile, journal: Journal, *, run_body: bool = True):
+    def __init__(self, raw, migration: MigrationFile, journal: Journal, *, run_body: bool = True,
+                 durable: bool | None = None):
+        # None: commits as the session does; False: none waits for the WAL flush; True: the record's does
+        self.durable = durable
         self.units = migration.parse().units if run_body else ()  # no body: only the record
         self.raw = raw
         self.migration = migration
@@ -233,7 +237,7 @@ class FileRun:
             if first is not None and (not first.transactional or first.rollback or _wants_fresh_transaction(first)):
                 # DDL takes a snapshot (SET TRANSACTION must come first), and a ROLLBACK would
                 # undo it: then the tables get a transaction of their own
-                self.transaction(None, tail=[], explicit=True)
+                self.transaction(None, tail=self._commit_steps(record=False), explicit=True)
         for unit in units:
             if unit is final:
                 self.transaction(unit, tail=self._record_steps(record_sql), explicit=True)
@@ -282,12 +286,19 @@ class FileRun:
     def unit(self, unit: Unit) -> None:
         """A unit before the file's last transaction: commits (or rolls back) on its own."""
         if unit.transactional:
-            self.transaction(unit, tail=self._lock_check_steps(), explicit=True)
+            self.transaction(unit, tail=self._lock_check_steps() + self._commit_steps(record=False), explicit=True)
         else:
             self.autocommit_statement(unit.statements[0])
 
     def _record_steps(self, record_sql: str) -> list[_Step]:
-        return [_Step(TOOL_SCOPE_SQL), _Step(record_sql, what="recording the version: "), *self._lock_check_steps()]
+        return [_Step(TOOL_SCOPE_SQL), _Step(record_sql, what="recording the version: "), *self._lock_check_steps(),
+                *self._commit_steps(record=True)]
+
+    def _commit_steps(self, *, record: bool) -> list[_Step]:
+        """``synchronous_commit`` for this transaction's COMMIT (see ``durability``)."""
+        if self.durable is None:
+            return []
+        return [_Step(DURABLE_COMMIT_SQL if record and self.durable else ASYNC_COMMIT_SQL)]
 
     def _lock_check_steps(self) -> list[_Step]:
         check = self.journal.policy.lock_check_sql() if self.journal.policy else None
@@ -554,7 +565,8 @@ def _error_position(err) -> int | None:
 
 
 def apply_direct(
-    raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "", *, run_body: bool = True
+    raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "", *, run_body: bool = True,
+    durable: bool | None = None,
 ) -> None:
     """Apply one migration on an autocommit connection, recorded by ``record_sql`` in its last transaction.
 
@@ -563,7 +575,7 @@ def apply_direct(
     """
     journal.current = migration
     started = time.perf_counter()
-    FileRun(raw, migration, journal, run_body=run_body).run_direct(record_sql, setup_sql)
+    FileRun(raw, migration, journal, run_body=run_body, durable=durable).run_direct(record_sql, setup_sql)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
     journal.applied.append(migration.version)
 

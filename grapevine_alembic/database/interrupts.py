@@ -2,9 +2,14 @@
 
 The first signal stops new databases from starting and says so at once (through the ``say`` callback
 the command line hands to ``graceful``: this module imports no output); databases already
-running finish (or roll back) on their own.  A second signal cancels the statements still
-running (psycopg2 ``connection.cancel()``: the server rolls their transaction back).  Either
+running finish (or roll back) on their own, and none is retried.  A second signal cancels the
+statements still running (a cancel request: the server rolls their transaction back).  Either
 way the command still prints its per-database summary and exits 130.
+
+Whatever the network does: after the first signal the watchdog (``watchdog.hurry``) closes a
+connection whose server does not answer its probe (a statement the server shows as running
+still finishes), and a cancel request unanswered within ``CANCEL_TIMEOUT_S`` has its
+connection's socket closed instead, so a silent network never keeps the process alive.
 
 Why a thread of its own: a Python signal handler runs only on the main thread, and only once
 that thread wakes up; while it sleeps in a lock wait (waiting for the workers), a signal the
@@ -20,6 +25,7 @@ import threading
 from contextlib import contextmanager
 
 EXIT_INTERRUPTED = 130
+CANCEL_TIMEOUT_S = 2.0
 SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -47,7 +53,9 @@ class Interrupts:
             self._connections = [c for c in self._connections if not c.closed]
             self._connections.append(connection)
         if self.cancelling:
-            connection.cancel()
+            from . import watchdog
+
+            watchdog.cancel_bounded([connection], CANCEL_TIMEOUT_S)
 
     def wait_for_signals(self) -> None:
         """The signal thread: take each SIGINT/SIGTERM as it comes, until the fan-out is over."""
@@ -58,7 +66,10 @@ class Interrupts:
             self.handle(signal.Signals(signum).name)
 
     def handle(self, name: str) -> None:
+        from . import watchdog  # psycopg2 is loaded only once a signal comes
+
         self.count += 1
+        watchdog.hurry()
         if self.count == 1:
             self.say(f"{name}: not starting any more databases; waiting for the running ones to finish"
                           " (press Ctrl-C again to cancel them)")
@@ -66,11 +77,7 @@ class Interrupts:
         self.say(f"{name}: cancelling the running statements (their transactions roll back)")
         with self._lock:
             running = [c for c in self._connections if not c.closed]
-        for connection in running:
-            try:
-                connection.cancel()
-            except Exception:  # already closed or broken: nothing left to cancel  # noqa: BLE001
-                pass
+        watchdog.cancel_bounded(running, CANCEL_TIMEOUT_S)
 
 
 _active: Interrupts | None = None
@@ -107,6 +114,9 @@ def graceful(say=None):
         yield state
     finally:
         _active = None
+        from . import watchdog
+
+        watchdog.hurry(False)
         state.closing = True
         signal.pthread_kill(taker.ident, signal.SIGINT)  # wakes sigwait; ignored because closing
         taker.join()

@@ -29,6 +29,7 @@ class DatabaseResult:
     seconds: float = 0.0
     skipped: bool = False
     unreachable: str | None = None  # why the server did not answer (counted by its circuit breaker)
+    how: str | None = None  # provision: "template" (a copy) or "chain" (the files applied one by one)
     warnings: list[str] = field(default_factory=list)  # e.g. each file applied out of order
 
     def fail(self, message: str) -> DatabaseResult:

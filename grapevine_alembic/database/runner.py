@@ -12,7 +12,6 @@ retry resumes at the first file not yet applied.
 from __future__ import annotations
 
 import dataclasses
-import random
 import threading
 import time
 import traceback
@@ -26,13 +25,14 @@ from .connection import (
     acquire_lock,
     SessionPolicy,
     describe_error,
-    is_transient_text,
     open_connection,
     sqlalchemy_connection,
 )
 from ..errors import GrapevineError
+from . import durability
 from ..files.tool_table_writes import refuse_tool_table_writes
-from .executor import Journal, NoticeSink, StatementFailed, apply_direct, is_transient_sqlstate
+from . import retrying
+from .executor import Journal, NoticeSink, apply_direct
 from .ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
 from .plan import Plan, make_plan
 from ..settings import Project
@@ -94,6 +94,7 @@ class RunOptions:
     lock_timeout_s: float = 5.0
     connect_timeout_s: int = 10
     retries: int = 3
+    retry_window_s: float = 60.0  # retrying.DEFAULT_RETRY_WINDOW_S: how long a restarting server is waited out
     dry_run: bool = False
     out_of_order: bool = True  # apply late-merged files (late_files.APPLY); False: refuse the database
     debug: bool = False
@@ -101,49 +102,36 @@ class RunOptions:
     on_wait: object = None  # callable(database)
     servers: object = None  # breakers.Breakers: per-server circuit breakers shared by the run
     on_retry: object = None  # callable(database, attempt, error, delay_s): a transient error, retried
+    bounds: object = None  # netbounds.Bounds for the watchdog (None: from GRAPEVINE_SILENCE_TIMEOUT)
+    applied_by: str = "migrate"  # the ledger's applied_by for the files this run applies
     on_warning: object = None  # callable(line): a late-merged file about to be applied out of order
-
-
-def _is_transient(err: BaseException) -> bool:
-    if isinstance(err, StatementFailed):
-        return err.transient
-    if isinstance(err, ConnectionFailed):
-        return err.transient
-    sqlstate = getattr(err, "pgcode", None)
-    if sqlstate:
-        return is_transient_sqlstate(sqlstate)
-    return _is_driver_error(err) and is_transient_text(str(err))
 
 
 def _is_driver_error(err: BaseException) -> bool:
     return type(err).__module__.startswith(("psycopg2", "sqlalchemy"))
 
 
-def _backoff(attempt: int) -> float:
-    return min(0.25 * 2 ** (attempt - 1), 5.0) * (0.75 + random.random() / 2)
-
-
 def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseResult:
-    """Run ``attempt_fn(result)`` and re-run it after transient errors, with jittered backoff."""
+    """Run ``attempt_fn(result)`` and re-run it after transient errors, with jittered backoff (see ``retrying``)."""
     result = DatabaseResult(target)
     started = time.monotonic()
     if target.problem:
         result.seconds = 0.0
         return result.fail(target.problem)
+    budget = retrying.Retries(target, options)
     while True:
         result.attempts += 1
         try:
             attempt_fn(result)
             break
         except Exception as err:  # one database's failure never stops the others
-            transient = _is_transient(err) and not (isinstance(err, ConnectionFailed) and err.missing_database)
-            breakers = options.servers
-            if transient and result.attempts <= options.retries and (not breakers or breakers.may_retry(target, err)):
-                delay = _backoff(result.attempts)
+            delay = budget.delay(err)
+            if delay is not None:
                 if options.on_retry:
                     options.on_retry(target.database, result.attempts, _message(err, False), delay)
-                time.sleep(delay)
+                retrying.sleep(delay)
                 continue
+            breakers = options.servers
             result.missing = isinstance(err, ConnectionFailed) and err.missing_database
             result.unreachable = breakers.gave_up(target, err) if breakers else None
             result.fail(_message(err, options.debug))
@@ -174,7 +162,8 @@ class Session:
         self.raw = None
 
     def __enter__(self) -> Session:
-        self.raw = open_connection(self.target.spec, connect_timeout=self.options.connect_timeout_s)
+        self.raw = open_connection(self.target.spec, connect_timeout=self.options.connect_timeout_s,
+                                   bounds=self.options.bounds)
         if self.options.servers:
             self.options.servers.answered(self.target)
         self.policy = SessionPolicy.for_connection(
@@ -309,23 +298,35 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
         head = result.after = plan.adopt_to
     setup = ";\n".join(setup_sql(state, tables))
     writer = LedgerWriter(chain.files, tables=tables)
-    below_head = [(m, "out-of-order") for m in plan.out_of_order] + [(m, "migrate") for m in plan.rerun]
-    for migration, how in sorted(below_head, key=lambda pair: pair[0].version):
-        apply_direct(session.raw, migration, writer.insert_sql(migration, how), journal, setup)
-        setup = ""
-        result.applied.append(migration.version)
+    how = session.options.applied_by
+    steps = []  # (migration, record SQL, runs its body, moves the head)
+    below_head = [(m, "out-of-order") for m in plan.out_of_order] + [(m, how) for m in plan.rerun]
+    for migration, label in sorted(below_head, key=lambda pair: pair[0].version):
+        steps.append((migration, writer.insert_sql(migration, label), True, False))
     marked = {m.version for m in plan.marked_ahead}
     ahead = sorted((m for m in (*plan.pending, *plan.marked_ahead) if m not in plan.rerun), key=lambda m: m.version)
     for migration in ahead:
         if migration.version in marked:  # recorded by `mark --apply`: the head moves over it, nothing runs
-            apply_direct(session.raw, migration, version_sql(head, migration.version, tables), journal, setup,
-                         run_body=False)
+            steps.append((migration, version_sql(head, migration.version, tables), False, True))
         else:
-            record = writer.insert_sql(migration) + "\n;\n" + version_sql(head, migration.version, tables)
-            apply_direct(session.raw, migration, record, journal, setup)
-            result.applied.append(migration.version)
-        setup = ""
-        head = result.after = migration.version
+            record = writer.insert_sql(migration, how) + "\n;\n" + version_sql(head, migration.version, tables)
+            steps.append((migration, record, True, True))
+        head = migration.version
+    try:
+        for index, (migration, record, run_body, moves_head) in enumerate(steps):
+            # only the last commit waits for the WAL flush, and it makes every earlier one durable
+            apply_direct(session.raw, migration, record, journal, setup, run_body=run_body,
+                         durable=index == len(steps) - 1)
+            setup = ""
+            if run_body:
+                result.applied.append(migration.version)
+            if moves_head:
+                result.after = migration.version
+    except BaseException:
+        if journal.applied:
+            # what committed before the failure is on disk when it is reported
+            durability.flush(session.raw, tables.version)
+        raise
 
 
 def target_flag(target: Target) -> str:

@@ -6,6 +6,11 @@ a tenant that connects resets the count.  After ``TRIP_AFTER`` such tenants in a
 server is down for the rest of the run: its tenants not yet started are skipped with
 ``server HOST:PORT unreachable: <last reason>``, and those waiting to retry give up.
 
+A server restarting (it answered before, or says it is starting or stopping) is not counted
+while its retry window runs (``retrying``): the window is the server's, from its first
+restart-like failure until a connection to it opens again, so a server that never comes back
+costs one window, not one per tenant.
+
 A connect *timeout* is not retried until the server has answered once in this run: a
 server that lets the connect timeout pass is hung or unreachable, not restarting (a
 restart refuses quickly, and that is retried), and each retry would cost the full
@@ -32,6 +37,7 @@ class _Server:
     answered: bool = False
     streak: int = 0  # tenants in a row that could not connect
     down: str | None = None  # the last reason, once the breaker has tripped
+    restarting_since: float | None = None  # its first restart-like failure since it last answered
 
 
 class Breakers:
@@ -54,7 +60,25 @@ class Breakers:
         """A connection to the target's server was opened (or refused by the server itself, e.g. no database)."""
         with self._lock:
             state = self._get(target.server)
-            state.answered, state.streak = True, 0
+            state.answered, state.streak, state.restarting_since = True, 0, None
+
+    def has_answered(self, target) -> bool:
+        """Whether the target's server has answered in this run (a refusal from it now is a restart)."""
+        with self._lock:
+            return self._get(target.server).answered
+
+    def restart_began(self, target, now: float) -> float:
+        """When the server's current restart began (now, if this is its first sign): its retry window's start."""
+        with self._lock:
+            state = self._get(target.server)
+            if state.restarting_since is None:
+                state.restarting_since = now
+            return state.restarting_since
+
+    def went_silent(self, target) -> None:
+        """A connection to the server stopped answering mid-statement: its path is silent until it answers again."""
+        with self._lock:
+            self._get(target.server).answered = False
 
     def may_retry(self, target, err: BaseException) -> bool:
         """Whether a transient failure of this target may be retried, given its server's state."""

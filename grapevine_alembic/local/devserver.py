@@ -92,12 +92,15 @@ def _ensure_database(server, name: str) -> None:
         raw.close()
 
 
-def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bool]]:
-    """Insert provisioned tenants into the control database and create their databases (local only).
+def add_tenants(settings: Settings, tenant_ids: list[str], chain, options) -> list[tuple[str, bool]]:
+    """Insert provisioned tenants into the control database and provision their databases at head (local only).
 
-    Returns (database, created) pairs: ``created`` is False for a database that already existed.
+    Returns (database, created) pairs: ``created`` is False for a database that already existed
+    (it is left as it is).  A database that cannot be provisioned raises, naming it.
     """
-    from psycopg2 import sql
+    from ..database.provisioning import provision as provision_database
+    from ..database.target import Target
+    from ..errors import DatabaseError
 
     if not settings.control.is_local:
         raise ConfigError("dev tenant add works on local servers only")
@@ -108,17 +111,21 @@ def add_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bo
     finally:
         control.close()
     server = open_connection(settings.tenant_server.for_database("postgres"))
-    outcome = []
     try:
         with server.cursor() as cursor:
-            for name in names:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                created = cursor.fetchone() is None
-                if created:
-                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                outcome.append((name, created))
+            cursor.execute("SELECT datname::text FROM pg_database WHERE datname = ANY(%s)", (names,))
+            existing = {row[0] for row in cursor.fetchall()}
     finally:
         server.close()
+    outcome = []
+    for tenant_id, name in zip(tenant_ids, names):
+        if name in existing:
+            outcome.append((name, False))
+            continue
+        result = provision_database(Target("tenant", settings.tenant_spec(tenant_id), tenant_id), chain, options)
+        if not result.ok:
+            raise DatabaseError(f"tenant {tenant_id}: {result.error}")
+        outcome.append((name, True))
     return outcome
 
 

@@ -1,0 +1,43 @@
+"""Tenants the tenants table knows, in any state: the targets of ``provision``.
+
+The provisioning service writes a tenant's row first (state ``provisioning``, say) and then
+asks for its database, so ``provision`` does not require the state ``provisioned`` that
+every other command selects by.  A tenant is placed on the server the tenants query gives it
+(alembic.ini ``tenants_query``, when it lists the tenant already), else on the default one.
+"""
+
+from __future__ import annotations
+
+from ..database.connection import describe_error, open_connection
+from ..database.target import Target
+from ..errors import DatabaseError, UsageError
+from ..settings import Settings, validate_tenant_id
+from .targets import provisioned_tenants
+
+
+def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None = None) -> list[Target]:
+    """One target per distinct id; an id missing from the tenants table is a usage error."""
+    import psycopg2
+
+    wanted = list(dict.fromkeys(tenant_ids))
+    for tenant_id in wanted:
+        validate_tenant_id(tenant_id)  # bad input fails before any connection
+    raw = open_connection(settings.control)
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('tenants') IS NOT NULL")
+            if not cursor.fetchone()[0]:
+                raise DatabaseError(f"the control database {settings.control.dbname} has no tenants table"
+                                    " (run `grapevine-migrations migrate --control` first?)")
+            try:
+                cursor.execute("SELECT id::text FROM tenants WHERE id::text = ANY(%s)", (wanted,))
+            except psycopg2.Error as err:
+                raise DatabaseError(f"reading the tenants table failed: {describe_error(err)}") from None
+            known = {row[0] for row in cursor.fetchall()}
+    finally:
+        raw.close()
+    unknown = [t for t in wanted if t not in known]
+    if unknown:
+        raise UsageError(f"unknown tenant {unknown[0]}: no such id in the tenants table")
+    servers = provisioned_tenants(settings, tenants_query) if tenants_query else {}
+    return [Target("tenant", settings.tenant_spec(t, servers.get(t)), t) for t in wanted]

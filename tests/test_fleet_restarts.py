@@ -1,0 +1,129 @@
+"""A tenant server that restarts mid-run (a fail-over) is waited out: the run completes, exit 0.
+
+The tenants live on an embedded PostgreSQL of this module's own (the session's server keeps the
+control database and every other test's databases); the test stops it during
+``migrate --all-tenants`` for 5 s and for 30 s, then starts it again.  Default options: the
+retry window (60 s) is what carries the run over the outage, not a count of quick attempts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+import pg
+
+FILES = 6
+CHAIN = {"20240101000000_runs.sql": "CREATE TABLE runs (file text);\n"}
+CHAIN.update({
+    f"2024010{i + 1}000000_step{i}.sql": f"BEGIN;\nSELECT pg_sleep(0.3);\nINSERT INTO runs VALUES ('step{i}');\nCOMMIT;\n"
+    for i in range(1, FILES)
+})
+HEAD = max(name.split("_")[0] for name in CHAIN)
+
+
+@pytest.fixture(scope="module")
+def tenant_server(tmp_path_factory, pg_server):
+    """An embedded PostgreSQL for the tenants only, with the suite's superuser and password."""
+    if pg.is_external(pg_server):
+        pytest.skip("stops and starts a server of its own")
+    from grapevine_alembic.local.embedded import LocalPostgres
+
+    server = LocalPostgres(tmp_path_factory.mktemp("restarting") / "data", password=pg.TEST_PASSWORD)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tenants(project, tenant_server):
+    project.migrate_control()
+    project.clear("tenant")
+    for name, sql in CHAIN.items():
+        project.write("tenant", name, sql)
+    ids = [f"r{i}" for i in range(1, 7)]
+    for tenant in ids:
+        project.add_tenant(tenant, create_db=False)
+        pg.create_database(tenant_server, f"db_{tenant}")
+    yield ids
+    if not tenant_server.is_running():
+        tenant_server.start()
+    for tenant in ids:
+        pg.drop_database(tenant_server, f"db_{tenant}")
+
+
+def _version(server, tenant: str) -> str | None:
+    database = f"db_{tenant}"
+    if not pg.query(server, database, "SELECT to_regclass('alembic_version') IS NOT NULL")[0][0]:
+        return None
+    return pg.query(server, database, "SELECT version_num FROM alembic_version")[0][0]
+
+
+def _outage(server, first_tenant: str, seconds: float, log: dict) -> None:
+    """Once the first tenant is past its first file, stop the server for ``seconds``, then start it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if _version(server, first_tenant):
+                break
+        except Exception:  # noqa: BLE001 - its database may be busy being created
+            pass
+        time.sleep(0.05)
+    log["stopping"] = time.monotonic()
+    server.stop()
+    log["stopped"] = time.monotonic()
+    time.sleep(seconds)
+    server.start()
+    log["started"] = time.monotonic()
+
+
+@pytest.mark.parametrize("outage_s", [5, 30])
+def test_run_completes_over_a_server_restart(project, tenants, tenant_server, outage_s, tally):
+    env = {"PG_TENANT_DATABASE_PORT": str(tenant_server.port)}
+    log: dict = {}
+    outage = threading.Thread(target=_outage, args=(tenant_server, tenants[0], outage_s, log))
+    proc = project.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--json", env=env)
+    outage.start()
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        outage.join(timeout=120)
+        if proc.poll() is None:
+            proc.kill()
+    tally("faults injected")
+    assert "stopped" in log and "started" in log, log
+    assert proc.returncode == 0, stdout + stderr
+    doc = json.loads(stdout)
+    assert all(d["ok"] for d in doc["databases"]), stdout
+    assert any(d["attempts"] > 1 for d in doc["databases"]), stdout  # the outage was met, and waited out
+    for tenant in tenants:
+        tally("databases checked")
+        assert _version(tenant_server, tenant) == HEAD
+        runs = pg.query(tenant_server, f"db_{tenant}", "SELECT file, count(*) FROM runs GROUP BY file ORDER BY file")
+        assert runs == [(f"step{i}", 1) for i in range(1, FILES)], runs  # each file exactly once
+
+
+def test_a_server_refusing_past_the_window_fails_its_tenants(project, tenants, tenant_server):
+    """The window is a bound: a server that does not come back fails the run (breaker tripped)."""
+    env = {"PG_TENANT_DATABASE_PORT": str(tenant_server.port)}
+    log: dict = {}
+    outage = threading.Thread(target=_outage, args=(tenant_server, tenants[0], 30, log))
+    proc = project.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--retry-window", "3", "--json", env=env)
+    outage.start()
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+        ended = time.monotonic()
+    finally:
+        outage.join(timeout=120)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stdout + stderr
+    assert ended - log["stopped"] < 25, (ended - log["stopped"], stderr)  # gave up after about 3 s, not 30
+    doc = json.loads(stdout)
+    failed = [d for d in doc["databases"] if not d["ok"]]
+    assert failed and any("refused" in (d["error"] or "") or "unreachable" in (d["error"] or "") for d in failed)
