@@ -82,6 +82,24 @@ def session_server(tmp_path_factory):
         server.stop()
 
 
+def own_server(tmp_path_factory, pg_server, name: str, why: str, **settings):
+    """Yield an embedded PostgreSQL of the test's own (same superuser and password as the suite's).
+
+    For tests that stop, restart or reconfigure a server: the session's shared one must stay up.
+    Skipped with ``why`` where the suite runs against TEST_DATABASE_URL's server.
+    """
+    if is_external(pg_server):
+        pytest.skip(why)
+    from grapevine_alembic.local.embedded import LocalPostgres
+
+    server = LocalPostgres(tmp_path_factory.mktemp(name) / "data", password=TEST_PASSWORD, **settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _maintenance_db(server) -> str:
     """The database to connect to for CREATE/DROP DATABASE."""
     return getattr(server, "maintenance_db", "postgres")

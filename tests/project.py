@@ -58,6 +58,14 @@ class ScratchProject:
         for path in self.migrations(env).glob("*.sql"):
             path.unlink()
 
+    def tenant_chain(self, files: dict[str, str], tenant: str = "acme") -> str:
+        """Replace the tenant chain with ``files`` and add one tenant (control migrated); its database name."""
+        self.migrate_control()
+        self.clear("tenant")
+        for name, sql in files.items():
+            self.write("tenant", name, sql)
+        return self.add_tenant(tenant)
+
     # ---- commands ----
     def run(self, *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120, cwd=None):
         merged = {**self.env, **(env or {})}

@@ -27,16 +27,7 @@ LAZY_WAL = {
 
 @pytest.fixture(scope="module")
 def lazy_server(tmp_path_factory, pg_server):
-    if pg.is_external(pg_server):
-        pytest.skip("needs a local server with a lazy WAL writer")
-    from grapevine_alembic.local.embedded import LocalPostgres
-
-    server = LocalPostgres(tmp_path_factory.mktemp("pg-lazy") / "data", password=pg.TEST_PASSWORD, settings=LAZY_WAL)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from pg.own_server(tmp_path_factory, pg_server, "pg-lazy", "needs a local server with a lazy WAL writer", settings=LAZY_WAL)
 
 
 @pytest.fixture

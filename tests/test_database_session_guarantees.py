@@ -19,14 +19,6 @@ from project import BIN
 ROADS = ["migrate", "alembic"]
 
 
-def _chain(project, files: dict[str, str], tenant: str = "acme") -> str:
-    project.migrate_control()
-    project.clear("tenant")
-    for name, sql in files.items():
-        project.write("tenant", name, sql)
-    return project.add_tenant(tenant)
-
-
 def _run(project, road: str, tenant: str = "acme", *, timeout: str | None = None, lock_timeout: str | None = None,
          retries: str | None = None):
     if road == "migrate":
@@ -68,7 +60,7 @@ def _where(project, database: str, table: str) -> list[str]:
 
 @pytest.mark.parametrize("road", ROADS)
 def test_search_path_set_by_a_file_ends_with_that_file(project, road):
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_app.sql": "CREATE SCHEMA app;\nSET search_path = app, public;\nCREATE TABLE a_t (x int);\n",
         "20250102000000_b.sql": "CREATE TABLE b (x int);\n",
     })
@@ -81,7 +73,7 @@ def test_search_path_set_by_a_file_ends_with_that_file(project, road):
 @pytest.mark.parametrize("road", ROADS)
 @pytest.mark.parametrize("lift", ["SET statement_timeout = 0;", "RESET ALL;", "SELECT set_config('statement_timeout', '0', false);"])
 def test_a_file_cannot_lift_the_timeout_for_the_next_file(project, road, lift):
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_lift.sql": f"{lift}\nCREATE TABLE lifted (x int);\n",
         "20250102000000_slow.sql": "SELECT pg_sleep(3);\n",
     })
@@ -97,7 +89,7 @@ def test_a_file_cannot_lift_the_timeout_for_the_next_file(project, road, lift):
 
 @pytest.mark.parametrize("road", ROADS)
 def test_discard_all_keeps_the_timeouts_and_the_lock(project, road):
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_discard.sql": "DISCARD ALL;\n",
         "20250102000000_slow.sql": "SELECT pg_sleep(3);\n",
     })
@@ -117,7 +109,7 @@ def test_discard_all_keeps_the_timeouts_and_the_lock(project, road):
 
 @pytest.mark.parametrize("road", ROADS)
 def test_a_file_that_releases_the_lock_to_another_run_is_rolled_back(project, road):
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_unlock.sql": "CREATE TABLE stolen (x int);\nSELECT pg_advisory_unlock_all();\nSELECT pg_sleep(2);\n",
     })
     run = _spawn(project, road)
@@ -170,7 +162,7 @@ SAVEPOINT_FILES = {
 @pytest.mark.parametrize("road", ROADS)
 @pytest.mark.parametrize("sql, line, message", SAVEPOINT_FILES.values(), ids=SAVEPOINT_FILES.keys())
 def test_a_files_own_savepoints_do_not_confuse_the_error(project, road, sql, line, message):
-    database = _chain(project, {"20250101000000_sp.sql": sql})
+    database = project.tenant_chain({"20250101000000_sp.sql": sql})
     result = _run(project, road)
     assert result.returncode != 0
     error = _error(result, road)
@@ -184,7 +176,7 @@ def test_a_files_own_savepoints_do_not_confuse_the_error(project, road, sql, lin
 
 @pytest.mark.parametrize("road", ROADS)
 def test_pg_dump_header_then_a_failure_names_the_real_line(project, road):
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_dump.sql": (
             "SELECT pg_catalog.set_config('search_path', '', false);\nSET client_min_messages = warning;\n"
             "CREATE TABLE public.dumped (id int);\nINSERT INTO public.dumped VALUES (1);\n"
@@ -204,7 +196,7 @@ def test_pg_dump_header_then_a_failure_names_the_real_line(project, road):
 
 @pytest.mark.parametrize("road", ROADS)
 def test_no_transaction_block_failing_at_commit_names_file_line_and_what_ran(project, road):
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_deferred.sql": (
             "CREATE TABLE parent (id int PRIMARY KEY);\n"
             "CREATE TABLE child (pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);\n"
@@ -226,7 +218,7 @@ def test_no_transaction_block_failing_at_commit_names_file_line_and_what_ran(pro
 
 
 def test_no_transaction_file_is_not_retried_over_what_committed(project):
-    database = _chain(project, {"20250101000000_locked.sql": "CREATE TABLE locked (x int);\n"})
+    database = project.tenant_chain({"20250101000000_locked.sql": "CREATE TABLE locked (x int);\n"})
     assert project.cli("migrate", "--tenant", "acme").returncode == 0
     project.write("tenant", "20250102000000_notx.sql",
                   "-- grapevine: no-transaction\nCREATE TABLE t1 (x int);\nALTER TABLE locked ADD COLUMN y int;\n")

@@ -15,14 +15,6 @@ from pg import connect, url_for
 ROADS = ["migrate", "alembic"]
 
 
-def _chain(project, files: dict[str, str], tenant: str = "acme") -> str:
-    project.migrate_control()
-    project.clear("tenant")
-    for name, sql in files.items():
-        project.write("tenant", name, sql)
-    return project.add_tenant(tenant)
-
-
 def _run(project, road: str, database: str, tenant: str = "acme"):
     """(exit code, output, versions applied by this run or None when the road does not say)."""
     if road == "migrate":
@@ -63,7 +55,7 @@ _DUMPED = {
 @pytest.mark.parametrize("shape", sorted(_DUMPED))
 def test_set_session_authorization_in_a_file_is_applied_and_recorded(project, dump_role, road, shape):
     role = dump_role["role"]
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_dump.sql": _DUMPED[shape].format(role=role),
         "20250102000000_after.sql": "CREATE TABLE after_dump (x int);\n",
     })
@@ -120,7 +112,7 @@ def _defaults(project, database: str) -> tuple[str, str, str]:
 @pytest.mark.parametrize("road", [*ROADS, "api"])
 @pytest.mark.parametrize("leak", sorted(_LEAKS))
 def test_transaction_characteristics_end_with_the_file_that_set_them(project, road, leak):
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_leak.sql": f"CREATE TABLE first_t (x int);\n{_LEAKS[leak]}\n",
         "20250102000000_capture.sql": _CAPTURE,
         "20250103000000_empty.sql": "-- records its version only\n",
@@ -134,7 +126,7 @@ def test_transaction_characteristics_end_with_the_file_that_set_them(project, ro
 @pytest.mark.parametrize("road", ROADS)
 def test_a_file_with_several_transactions_starts_read_write_after_a_read_only_file(project, road):
     """The next file's earlier units (its own COMMITs) and its last transaction start from the reset too."""
-    database = _chain(project, {
+    database = project.tenant_chain({
         "20250101000000_leak.sql": "SET default_transaction_read_only = on;\n",
         "20250102000000_blocks.sql": f"CREATE TABLE one (x int);\nCOMMIT;\n{_CAPTURE}",
     })

@@ -20,14 +20,6 @@ ALEMBIC_LEFTOVER = (
 FIRST, SECOND = "20250101000000", "20250102000000"
 
 
-def _chain(project, files: dict[str, str], tenant: str = "acme") -> str:
-    project.migrate_control()
-    project.clear("tenant")
-    for name, sql in files.items():
-        project.write("tenant", name, sql)
-    return project.add_tenant(tenant)
-
-
 def _configure(project, **options: str) -> None:
     """Options in alembic.ini's [tenant] section, as a team would add them."""
     ini = project.root / "alembic.ini"
@@ -62,7 +54,7 @@ def _error_lines(result) -> list[str]:
 
 @pytest.mark.parametrize("road", ROADS)
 def test_a_file_creating_alembic_version_is_refused_before_anything_runs(project, road):
-    database = _chain(project, {f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER,
+    database = project.tenant_chain({f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER,
                                 f"{SECOND}_b.sql": "CREATE TABLE b (x int);\n"})
     result = _run(project, road)
     assert result.returncode != 0
@@ -80,7 +72,7 @@ def test_a_write_inside_a_run_of_plain_statements_is_refused(project, road):
     # plain INSERT/UPDATE/DELETE runs are kept unparsed (sqlbatch): the write is the run's third statement
     seed = "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2);\n" \
            "UPDATE schema_migrations SET dirty = false;\nINSERT INTO t VALUES (3);\n"
-    database = _chain(project, {f"{FIRST}_seed.sql": seed})
+    database = project.tenant_chain({f"{FIRST}_seed.sql": seed})
     result = _run(project, road)
     assert result.returncode != 0
     lines = _error_lines(result)
@@ -92,7 +84,7 @@ def test_a_write_inside_a_run_of_plain_statements_is_refused(project, road):
 
 @pytest.mark.parametrize("road", ROADS)
 def test_with_the_version_table_renamed_the_file_applies_and_both_roads_agree(project, road):
-    database = _chain(project, {f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER,
+    database = project.tenant_chain({f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER,
                                 f"{SECOND}_b.sql": "CREATE TABLE b (x int);\n"})
     _configure(project, version_table="grapevine_version")
     result = _run(project, road)
@@ -110,7 +102,7 @@ def test_with_the_version_table_renamed_the_file_applies_and_both_roads_agree(pr
 
 
 def test_mark_and_status_use_the_renamed_tables(project):
-    database = _chain(project, {f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER,
+    database = project.tenant_chain({f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER,
                                 f"{SECOND}_b.sql": "CREATE TABLE IF NOT EXISTS b (x int);\n"})
     _configure(project, version_table="grapevine_version", ledger_table="grapevine_ledger")
     assert _run(project, "migrate").returncode == 0
@@ -126,7 +118,7 @@ def test_mark_and_status_use_the_renamed_tables(project):
 
 @pytest.mark.parametrize("road", ROADS)
 def test_a_file_altering_the_ledger_is_refused(project, road):
-    database = _chain(project, {f"{FIRST}_a.sql": "CREATE TABLE a (x int);\n"})
+    database = project.tenant_chain({f"{FIRST}_a.sql": "CREATE TABLE a (x int);\n"})
     assert _run(project, road).returncode == 0
     project.write("tenant", f"{SECOND}_data_version.sql", "-- golang-migrate habit\nALTER TABLE schema_migrations ADD COLUMN data_version int;\n")
     result = _run(project, road)
@@ -141,7 +133,7 @@ def test_a_file_altering_the_ledger_is_refused(project, road):
 
 @pytest.mark.parametrize("road", ROADS)
 def test_with_the_ledger_renamed_a_golang_migrate_table_is_the_files_own(project, road):
-    database = _chain(project, {
+    database = project.tenant_chain({
         f"{FIRST}_golang.sql": "CREATE TABLE schema_migrations (version bigint NOT NULL, dirty boolean NOT NULL);\n",
         f"{SECOND}_data_version.sql": "ALTER TABLE schema_migrations ADD COLUMN data_version int;\n",
     })
@@ -157,7 +149,7 @@ def test_with_the_ledger_renamed_a_golang_migrate_table_is_the_files_own(project
 
 @pytest.mark.parametrize("road", ROADS)
 def test_the_version_table_may_live_in_a_schema_of_its_own(project, road):
-    database = _chain(project, {f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER})
+    database = project.tenant_chain({f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER})
     project.query(database, "CREATE SCHEMA tool")
     _configure(project, version_table_schema="tool")
     result = _run(project, road)
@@ -168,7 +160,7 @@ def test_the_version_table_may_live_in_a_schema_of_its_own(project, road):
 
 
 def test_the_api_refuses_by_default_and_takes_the_names_as_arguments(project):
-    database = _chain(project, {f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER})
+    database = project.tenant_chain({f"{FIRST}_alembic_leftover.sql": ALEMBIC_LEFTOVER})
     url, folder = url_for(project.server, database), project.migrations("tenant")
     refused = migrate_database(url, folder, retries=0)
     assert not refused.ok and "refused" in refused.error and "version_table" in refused.error
@@ -181,7 +173,7 @@ def test_the_api_refuses_by_default_and_takes_the_names_as_arguments(project):
 
 
 def test_a_malformed_table_name_is_one_configuration_error(project):
-    _chain(project, {f"{FIRST}_a.sql": "CREATE TABLE a (x int);\n"})
+    project.tenant_chain({f"{FIRST}_a.sql": "CREATE TABLE a (x int);\n"})
     _configure(project, ledger_table="my-ledger")
     result = project.cli("migrate", "--tenant", "acme")
     assert result.returncode == 2

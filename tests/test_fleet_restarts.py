@@ -28,16 +28,7 @@ HEAD = max(name.split("_")[0] for name in CHAIN)
 @pytest.fixture(scope="module")
 def tenant_server(tmp_path_factory, pg_server):
     """An embedded PostgreSQL for the tenants only, with the suite's superuser and password."""
-    if pg.is_external(pg_server):
-        pytest.skip("stops and starts a server of its own")
-    from grapevine_alembic.local.embedded import LocalPostgres
-
-    server = LocalPostgres(tmp_path_factory.mktemp("restarting") / "data", password=pg.TEST_PASSWORD)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from pg.own_server(tmp_path_factory, pg_server, "restarting", "stops and starts a server of its own")
 
 
 @pytest.fixture

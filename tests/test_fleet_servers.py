@@ -28,16 +28,7 @@ SLOW_HEAD = "20240102000000"
 @pytest.fixture(scope="module")
 def second_server(tmp_path_factory, pg_server):
     """Another embedded PostgreSQL with the same superuser and password (the same PG_TENANT_* credentials)."""
-    if pg.is_external(pg_server):
-        pytest.skip("needs two local servers")
-    from grapevine_alembic.local.embedded import LocalPostgres
-
-    server = LocalPostgres(tmp_path_factory.mktemp("pg2") / "data", password=pg.TEST_PASSWORD)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from pg.own_server(tmp_path_factory, pg_server, "pg2", "needs two local servers")
 
 
 class Fleet:
