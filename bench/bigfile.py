@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -118,9 +117,11 @@ class BigBench:
 
     def parse_alone(self) -> Timed:
         code = ("from pathlib import Path\n"
-                "try:\n    from grapevine_alembic.files.sqlfile import MigrationFile\n"
-                "except ImportError:  # a build from before the files/ layer\n"
-                "    from grapevine_alembic.sqlfile import MigrationFile\n"
+                "try:\n    from grapevine_alembic.files.migration import MigrationFile\n"
+                "except ImportError:  # a build from before files/sqlfile was split\n"
+                "    try:\n        from grapevine_alembic.files.sqlfile import MigrationFile\n"
+                "    except ImportError:  # a build from before the files/ layer\n"
+                "        from grapevine_alembic.sqlfile import MigrationFile\n"
                 f"MigrationFile('20250101000000', 'seed', Path({str(self.file)!r})).parse()\n")
         return must(timed([self.python, "-c", code], self.env, self.project), "parsing")
 

@@ -22,7 +22,8 @@ from .database.connection import (
     sqlalchemy_connection,
 )
 from .database import late_files
-from .database.executor import Journal, NoticeSink, apply_direct
+from .database.executor import apply_direct
+from .database.journal import Journal, NoticeSink
 from .database.ledger import LedgerWriter, read_state
 from .database.plan import make_plan
 from .errors import GrapevineError, UsageError

@@ -269,8 +269,6 @@ def load_project(config_file: Path | None) -> Project:
         dirs[env] = Path(location.split()[0])
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
-    from .placement import read_logins
-
     logins = read_logins(parser, config_file)
     late = parse_late_policy(parser.get("grapevine", LATE_SETTING, fallback=None), f"{config_file} [grapevine]")
     tables = {env: ToolTables.from_section(dict(parser.items(env)), f"{config_file} [{env}]") for env in ENVIRONMENTS}

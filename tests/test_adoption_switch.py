@@ -98,7 +98,6 @@ def product(tmp_path, installed, pg_server, make_db):
 
 def test_switch_from_the_previous_tool_as_the_readme_says(product, tmp_path):
     section = _section()
-    gm = str(product.installed.bin / "grapevine-migrations")
 
     # 1. install: the fixture installed the wheel; the CLI is the fresh venv's
     assert "pip install grapevine-alembic==0.1.0" in _block(section, "sh")

@@ -105,7 +105,7 @@ def test_an_ordinary_python_alembic_project_is_untouched(tmp_path):
     assert len(list(versions.glob("*_second.py"))) == 1
 
 
-@pytest.mark.parametrize("module", ["grapevine_alembic.cli.main", "grapevine_alembic.database.runner", "grapevine_alembic.files.sqlfile"])
+@pytest.mark.parametrize("module", ["grapevine_alembic.cli.main", "grapevine_alembic.database.runner", "grapevine_alembic.files.discovery"])
 def test_light_modules_do_not_import_alembic_or_sqlalchemy(module):
     code = f"import sys, {module}; print(sorted(m for m in ('alembic', 'sqlalchemy', 'pglast') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -119,7 +119,7 @@ def test_migrate_path_is_the_one_alembic_computes(env, tmp_path):
     from every starting version (the suite's fixture chains and the 40-file benchmark chain)."""
     from grapevine_alembic.database.ledger import DatabaseState
     from grapevine_alembic.database.plan import make_plan
-    from grapevine_alembic.files.sqlfile import discover
+    from grapevine_alembic.files.discovery import discover
 
     sys.path.insert(0, str(REPO / "bench"))
     from chain import write_chain

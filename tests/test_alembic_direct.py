@@ -150,7 +150,7 @@ def test_failing_concurrently_file_records_no_version_and_reruns(project):
     database = project.add_tenant("acme")
     project.clear("tenant")
     project.write("tenant", "20240101000000_t.sql", "CREATE TABLE t (a int);\nINSERT INTO t VALUES (1), (1);\n")
-    idx = project.write(
+    project.write(
         "tenant",
         "20240102000000_idx.sql",
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_plain ON t (a);\nCREATE UNIQUE INDEX CONCURRENTLY t_unique ON t (a);\n",

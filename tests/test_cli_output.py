@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import click
-import pytest
 from terminal import on_terminal
 
 

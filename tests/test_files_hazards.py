@@ -6,7 +6,7 @@ The rules Squawk covers are tested through ``check`` in test_lint_squawk.py.
 import pytest
 
 from grapevine_alembic.files.hazards import Hazard, find_hazards, new_table_spans
-from grapevine_alembic.files.sqlfile import parse_sql
+from grapevine_alembic.files.parsing import parse_sql
 
 
 def codes_and_lines(text: str) -> list[tuple[str, int]]:

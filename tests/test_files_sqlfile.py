@@ -1,4 +1,5 @@
-"""Tests for grapevine_alembic.files.sqlfile: splitting, classification, units, errors and discovery."""
+"""Tests for grapevine_alembic.files (parsing, nontransactional, migration, discovery): splitting,
+classification, units, errors and discovery."""
 
 import hashlib
 import subprocess
@@ -9,16 +10,10 @@ from pathlib import Path
 import pytest
 
 from grapevine_alembic.errors import MigrationFileError
-from grapevine_alembic.files.sqlfile import (
-    Discovery,
-    MigrationFile,
-    ParsedSql,
-    Statement,
-    Unit,
-    discover,
-    is_migration_name,
-    parse_sql,
-)
+from grapevine_alembic.files.discovery import Discovery, discover, is_migration_name
+from grapevine_alembic.files.migration import MigrationFile
+from grapevine_alembic.files.parsing import ParsedSql, Statement, parse_sql
+from grapevine_alembic.files.txshape import Unit
 
 
 def texts_and_lines(parsed: ParsedSql) -> list[tuple[str, int]]:
@@ -518,8 +513,9 @@ def test_missing_file_is_an_error(tmp_path):
         migration.checksum
 
 
-def test_importing_sqlfile_does_not_import_pglast():
-    code = "import sys, grapevine_alembic.files.sqlfile; print('pglast' in sys.modules)"
+def test_importing_the_file_modules_does_not_import_pglast():
+    modules = "grapevine_alembic.files.discovery, grapevine_alembic.files.parsing, grapevine_alembic.files.nontransactional"
+    code = f"import sys, {modules}; print('pglast' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"

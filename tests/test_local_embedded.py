@@ -6,7 +6,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from urllib.parse import quote
 

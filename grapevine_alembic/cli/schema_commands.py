@@ -11,7 +11,7 @@ import click
 
 from .app import EXIT_FAILED, App, cli, pass_app
 from ..errors import UsageError
-from ..files.sqlfile import SCHEMA_FILE_NAME
+from ..files.discovery import SCHEMA_FILE_NAME
 
 ENVS = ("control", "tenant")
 

@@ -35,7 +35,8 @@ from alembic import util
 from alembic.script import Script, ScriptDirectory
 
 from . import executor
-from ..files import sqlfile
+from ..files.discovery import discover
+from ..files.migration import MigrationFile
 from ..files.tool_table_writes import refuse_tool_table_writes
 from ..errors import GrapevineError
 from ..settings import load_dotenv_file, migrations_dir_override
@@ -60,10 +61,10 @@ class SqlScriptDirectory(ScriptDirectory):
         load_dotenv_file(root)  # MIGRATIONS_DIR may come from .env, as for the CLI
         return migrations_dir_override(Path(locations[0]), root)
 
-    def migration_files(self) -> tuple[sqlfile.MigrationFile, ...]:
+    def migration_files(self) -> tuple[MigrationFile, ...]:
         """The folder's migrations, ordered by version; near misses are warned about once."""
         try:
-            found = sqlfile.discover(self.migration_folder())
+            found = discover(self.migration_folder())
         except GrapevineError as err:
             raise util.CommandError(str(err)) from err
         for warning in found.warnings:
@@ -88,7 +89,7 @@ class SqlScriptDirectory(ScriptDirectory):
         )
 
 
-def revision_module(migration: sqlfile.MigrationFile, down_revision: str | None) -> types.ModuleType:
+def revision_module(migration: MigrationFile, down_revision: str | None) -> types.ModuleType:
     """A synthetic module carrying what Alembic reads from a ``.py`` revision file."""
     module = types.ModuleType(f"grapevine_revision_{migration.version}", migration.message)
     module.revision = migration.version

@@ -1,7 +1,7 @@
 """``COPY ... FROM stdin`` with the rows inline in the file, as pg_dump and psql write it.
 
-The executor sends the rows through the COPY protocol (psycopg2's ``copy_expert``), streamed
-from the file in the file's transaction; a bad row's error names its file line, from the
+``send`` streams the rows through the COPY protocol (psycopg2's ``copy_expert``) from the file,
+in the file's transaction; a bad row's error names its file line, from the
 ``COPY t, line N`` that PostgreSQL puts in the error's CONTEXT.
 """
 
@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["READ_BYTES", "failed_line", "offline_text"]
+__all__ = ["READ_BYTES", "failed_line", "offline_text", "send"]
 
 READ_BYTES = 256 * 1024  # per read from the file and message to the server
 
 _CONTEXT_LINE = re.compile(r"\bCOPY [^\n]*?, line (\d+)")
+
+
+def send(cursor, statement) -> None:
+    """COPY ... FROM stdin with the file's inline rows, streamed from the file."""
+    cursor.copy_expert(statement.sql, statement.copy.reader(), size=READ_BYTES)
 
 
 def failed_line(statement, err) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from ..files.sqlfile import MigrationFile
+from ..files.migration import MigrationFile
 from ..tool_tables import DEFAULT_TABLES, LEDGER_COLUMNS, LEDGER_EXTRA_COLUMNS, ToolTables
 from .connection import set_config_sql
 

@@ -17,7 +17,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from .ledger import UNMARKED, DatabaseState
-from ..files.sqlfile import MigrationFile
+from ..files.migration import MigrationFile
 from .lost_head import fixing_command
 
 

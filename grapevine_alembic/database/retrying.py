@@ -20,7 +20,7 @@ import time
 
 from . import interrupts
 from .connection import ConnectionFailed, is_transient_text
-from .executor import StatementFailed, is_transient_sqlstate
+from .failures import StatementFailed, is_transient_sqlstate
 
 DEFAULT_RETRY_WINDOW_S = 60.0
 RESTART_SQLSTATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now

@@ -17,11 +17,11 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from ..files import sqlfile
+from ..files.discovery import discover
+from ..files.migration import MigrationFile
 from . import late_files
 from .connection import (
     ConnectionFailed,
-    LockTimeout,
     acquire_lock,
     SessionPolicy,
     describe_error,
@@ -32,7 +32,8 @@ from ..errors import GrapevineError
 from . import durability
 from ..files.tool_table_writes import refuse_tool_table_writes
 from . import retrying
-from .executor import Journal, NoticeSink, apply_direct
+from .executor import apply_direct
+from .journal import Journal, NoticeSink
 from .ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
 from .plan import Plan, make_plan
 from ..settings import Project
@@ -49,8 +50,8 @@ class Chain:
         self.env = env
         self.folder = folder if folder is not None else project.migration_dir(env)
         self.tables = project.tool_tables(env) if project is not None else tables  # the tool's own tables
-        found = sqlfile.discover(self.folder)
-        self.files: tuple[sqlfile.MigrationFile, ...] = found.files
+        found = discover(self.folder)
+        self.files: tuple[MigrationFile, ...] = found.files
         self.warnings: tuple[str, ...] = found.warnings
         self.blocking: tuple[str, ...] = found.blocking  # near misses that writing commands refuse
         self._script = None
@@ -65,7 +66,7 @@ class Chain:
     def versions(self) -> list[str]:
         return [m.version for m in self.files]
 
-    def get(self, version: str) -> sqlfile.MigrationFile | None:
+    def get(self, version: str) -> MigrationFile | None:
         return next((m for m in self.files if m.version == version), None)
 
     def script(self):

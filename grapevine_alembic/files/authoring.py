@@ -7,7 +7,8 @@ import re
 import unicodedata
 from pathlib import Path
 
-from . import sqlfile
+from .discovery import discover
+from .parsing import TEMPLATE_MARKER
 from ..errors import UsageError
 
 TEMPLATE = """\
@@ -42,10 +43,10 @@ def create_migration(folder: Path, description: str, now: dt.datetime | None = N
     if not folder.is_dir():
         raise UsageError(f"migration folder {folder} does not exist")
     moment = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
-    taken = {m.version for m in sqlfile.discover(folder).files}
+    taken = {m.version for m in discover(folder).files}
     while moment.strftime("%Y%m%d%H%M%S") in taken:  # two files in the same second: the next free one
         moment += dt.timedelta(seconds=1)
     version = moment.strftime("%Y%m%d%H%M%S")
     path = folder / f"{version}_{name}.sql"
-    path.write_text(TEMPLATE.format(description=description.strip().replace("\n", " "), marker=sqlfile.TEMPLATE_MARKER))
+    path.write_text(TEMPLATE.format(description=description.strip().replace("\n", " "), marker=TEMPLATE_MARKER))
     return path

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pglast import ast
 from pglast.enums import AlterTableType, ObjectType
 
-from .sqlfile import ParsedSql
+from .parsing import ParsedSql
 
 __all__ = ["Hazard", "RULES_MOOT_ON_NEW_TABLES", "find_hazards", "new_table_spans"]
 

@@ -57,7 +57,7 @@ class ToolTableWrite:
 
 
 def find_tool_table_writes(statements, tables: ToolTables) -> list[ToolTableWrite]:
-    """Every statement among ``statements`` (``sqlfile.Statement``) that touches the tool's tables."""
+    """Every statement among ``statements`` (``parsing.Statement``) that touches the tool's tables."""
     names = {tables.version_table, tables.ledger_table}
     found = []
     for statement in statements:

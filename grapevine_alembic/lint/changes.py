@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import sqlfile
+from ..files.discovery import is_migration_name
 from ..errors import UsageError
 
 
@@ -47,7 +47,7 @@ def names_at(root: Path, rev: str, folder: Path) -> set[str]:
 
 def newest_version(names: set[str]) -> str | None:
     """The newest migration version among file ``names`` (None if none is a migration)."""
-    return max((name[:14] for name in names if sqlfile.is_migration_name(name)), default=None)
+    return max((name[:14] for name in names if is_migration_name(name)), default=None)
 
 
 def _git(root: Path, *args: str, what: str | None = None) -> str:

@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import sqlfile
+from ..files.discovery import discover
+from ..files.migration import MigrationFile
+from ..files.parsing import ParsedSql
 from ..errors import GrapevineError
 from .findings import Finding
 from ..files.hazards import RULES_MOOT_ON_NEW_TABLES, find_hazards, new_table_spans
@@ -30,7 +32,7 @@ class _Parsed:
     """A migration file that parsed: what the later passes need to know about it."""
 
     env: str
-    parsed: sqlfile.ParsedSql
+    parsed: ParsedSql
     ignores: Ignores
 
 
@@ -76,7 +78,7 @@ def discover_folder(env: str, folder: Path, report: CheckReport, root: Path, *, 
     ``only`` (a ``changes.Changes``) limits the misnamed-file findings to the files it contains.
     """
     try:
-        found = sqlfile.discover(folder)
+        found = discover(folder)
     except GrapevineError as err:
         report.findings.append(Finding("error", env, None, None, "discovery", str(err)))
         return ()
@@ -107,7 +109,7 @@ def _near_miss_name(folder: Path, warning: str) -> str | None:
     return next((name for name in names if warning.startswith(f"ignoring {folder / name}: ")), None)
 
 
-def _check_file(env: str, migration: sqlfile.MigrationFile, report: CheckReport, root: Path, tables) -> None:
+def _check_file(env: str, migration: MigrationFile, report: CheckReport, root: Path, tables) -> None:
     name = _relative(migration.path, root)
     report.judged += 1
     try:
@@ -171,7 +173,7 @@ def add_squawk_findings(report: CheckReport, lint) -> None:
                                        found.message, found.fix, "squawk"))
 
 
-def _moot(code: str, line: int, parsed: sqlfile.ParsedSql) -> bool:
+def _moot(code: str, line: int, parsed: ParsedSql) -> bool:
     """Squawk findings our view of the whole file shows to be harmless."""
     if code == "prefer-robust-stmts" and parsed.transactional:
         return True  # the whole file is one transaction: a failure leaves nothing to re-run around

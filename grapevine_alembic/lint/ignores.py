@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..files.sqlfile import ParsedSql
+from ..files.parsing import ParsedSql
 
 _COMMENT = re.compile(r"^\s*--\s*grapevine-ignore(?P<file>-file)?\s*:\s*(?P<codes>[A-Za-z0-9_, -]+?)\s*$")
 

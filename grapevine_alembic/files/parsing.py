@@ -1,0 +1,216 @@
+"""Parsing a migration file into statements, and grouping them into units to execute.
+
+pglast (PostgreSQL's own parser, a large C extension) is imported only when a file is actually
+parsed, so listing files and computing checksums stay cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import MigrationFileError
+from .nontransactional import non_transactional_reason
+from .sqlbatch import ChunkBuilder, is_plain
+from .sqlstream import CopyData, Piece, Source, pieces
+from .txshape import Note, Unit, shape_units
+
+__all__ = ["TEMPLATE_MARKER", "ParsedSql", "Statement", "parse_source", "parse_sql"]
+
+# The body line of `create`'s template: a file still holding it and no statement was never written.
+TEMPLATE_MARKER = "-- your SQL here"
+
+_DIRECTIVE = re.compile(r"\s*--\s*grapevine\s*:\s*no-transaction\s*", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One top-level SQL statement of a migration file, verbatim."""
+
+    sql: str
+    line: int
+    kind: str
+    transactional: bool
+    # RESET ALL / DISCARD ALL: the session's settings return to the server's defaults, so the
+    # runner puts its own (timeouts) back right after.
+    resets_session: bool = False
+    # The pglast AST node, for analyses such as hazards; not part of the value's identity.
+    node: Any = field(default=None, compare=False, repr=False)
+    copy: CopyData | None = field(default=None, compare=False, repr=False)  # COPY ... FROM stdin's inline rows
+
+
+@dataclass(frozen=True)
+class ParsedSql:
+    """A parsed migration file: its statements and how they are grouped into units to execute."""
+
+    statements: tuple[Statement, ...]
+    units: tuple[Unit, ...]
+    transactional: bool  # no statement needs to run outside a transaction block
+    wrapped: bool  # the file has transaction control of its own
+    no_transaction_directive: bool
+    notes: tuple[Note, ...] = ()  # shapes worth a warning in `check` (see txshape)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_sql(text: str, *, path: Any = None, batch: bool = False) -> ParsedSql:
+    """Split ``text`` into statements with the PostgreSQL parser and group them into units.
+
+    ``batch``: runs of plain statements become one chunk each, as a file's do (else one per statement).
+    """
+    return parse_source(Source(None, text.encode("utf-8")), path=path, batch=batch)
+
+
+def parse_source(source: Source, *, path: Any = None, batch: bool = True) -> ParsedSql:
+    """Parse a file as it is read (see ``sqlstream``); plain statements stay in the file (``sqlbatch``)."""
+    directive = _has_directive(source)
+    written = _statements(source, path, single=directive or not batch)
+    autocommit_file = directive or not all(stmt.transactional for stmt in written)
+    if autocommit_file and any(getattr(stmt, "count", 1) > 1 for stmt in written):
+        written = _statements(source, path, single=True)  # each statement runs on its own: one per chunk
+    kept, units, notes = shape_units(
+        written,
+        autocommit_file=autocommit_file,
+        path=path,
+        control=lambda stmt: _transaction_control(stmt, path),
+        check_outside=lambda stmt: _check_outside_block(stmt, path),
+        check_inside=lambda stmt, line: _check_inside_block(stmt, line, path),
+    )
+    if not kept and _has_template_marker(source):
+        # an empty file from the previous tool is recorded as it was; our own untouched template is a mistake
+        raise MigrationFileError(
+            "is the untouched template from `create`: write the migration, or delete the file", path=path
+        )
+    wrapped = any(stmt.kind == "TransactionStmt" and _transaction_control(stmt, path) for stmt in written)
+    return ParsedSql(tuple(kept), units, not autocommit_file, wrapped, directive, notes)
+
+
+def _statements(source: Source, path: Any, *, single: bool) -> list:
+    """The file's statements in order: parsed ones, and chunks of plain ones; COPY data attached."""
+    written: list = []
+    chunks = ChunkBuilder(source, single=single)
+    for piece in pieces(source, path):
+        if isinstance(piece, CopyData):
+            written[-1] = replace(written[-1], copy=piece)
+            continue
+        if is_plain(piece.text):
+            closed = chunks.add(piece)
+            if closed is not None:
+                written.append(closed)
+            continue
+        closed = chunks.flush()
+        if closed is not None:
+            written.append(closed)
+        if written and _needs_copy_data(written[-1]):
+            raise _copy_without_data(written[-1], path)
+        written.append(_make_statement(piece, path))
+    closed = chunks.flush()
+    if closed is not None:
+        written.append(closed)
+    if written and _needs_copy_data(written[-1]):
+        raise _copy_without_data(written[-1], path)
+    return written
+
+
+def _needs_copy_data(stmt: Any) -> bool:
+    node = stmt.node
+    return stmt.kind == "CopyStmt" and node.is_from and node.filename is None and stmt.copy is None
+
+
+def _copy_without_data(stmt: Statement, path: Any) -> MigrationFileError:
+    return MigrationFileError(
+        "COPY ... FROM stdin needs its rows on the lines after it, ended by a line holding only \\."
+        " (write the command on one line ending with ;, as pg_dump does)",
+        path=path, line=stmt.line,
+    )
+
+
+def _has_directive(source: Source) -> bool:
+    """True when the first line is ``-- grapevine: no-transaction``."""
+    head = next(source.blocks(4096), b"").decode("utf-8", "replace").removeprefix("\ufeff")
+    return _DIRECTIVE.fullmatch(head.split("\n", 1)[0]) is not None
+
+
+def _has_template_marker(source: Source) -> bool:
+    """A file without statements (so: only comments) still holding the body line of `create`'s template."""
+    text = b"".join(source.blocks(1 << 20)).decode("utf-8", "replace")
+    return TEMPLATE_MARKER in text.splitlines()
+
+
+def _make_statement(piece: Piece, path: Any) -> Statement:
+    """A statement parsed on its own (pglast's offsets cost O(non-ASCII characters) per node on a whole file)."""
+    from pglast import parser  # lazy: see the module docstring
+
+    try:
+        node = parser.parse_sql(piece.text)[0].stmt
+    except parser.ParseError as err:  # the block parsed as a whole: only a pglast oddity gets here
+        raise MigrationFileError(str(err.args[0]) if err.args else "syntax error", path=path, line=piece.line) from err
+    reason = non_transactional_reason(node)
+    return Statement(piece.text, piece.line, type(node).__name__, reason is None, _resets_session(node), node)
+
+
+def _resets_session(node: Any) -> bool:
+    kind = type(node).__name__
+    if kind == "DiscardStmt":
+        return node.target.name == "DISCARD_ALL"
+    return kind == "VariableSetStmt" and node.kind.name == "VAR_RESET_ALL"
+
+
+def _transaction_control(stmt: Statement, path: Any) -> tuple[str, bool, bool] | None:
+    """The file's own transaction control as ("begin", has_options, False) or ("end", rollback, chain).
+
+    SAVEPOINT, RELEASE and ROLLBACK TO are ordinary statements inside a transaction (None).
+    Two-phase commands are refused: PostgreSQL refuses them too, inside a transaction block
+    or without ``max_prepared_transactions``, and the tool could not track them.
+    """
+    if stmt.kind != "TransactionStmt":
+        return None
+    from pglast.enums import TransactionStmtKind as Kind
+
+    node = stmt.node
+    if node.kind in (Kind.TRANS_STMT_BEGIN, Kind.TRANS_STMT_START):
+        return ("begin", bool(node.options), False)
+    if node.kind == Kind.TRANS_STMT_COMMIT:
+        return ("end", False, bool(node.chain))
+    if node.kind == Kind.TRANS_STMT_ROLLBACK:
+        return ("end", True, bool(node.chain))
+    label = _TWO_PHASE.get(node.kind.name)
+    if label is not None:
+        message = f"{label} is not allowed in a migration; two-phase transactions cannot be tracked by the migration tool"
+        raise MigrationFileError(message, path=path, line=stmt.line)
+    return None
+
+
+_TWO_PHASE = {
+    "TRANS_STMT_PREPARE": "PREPARE TRANSACTION",
+    "TRANS_STMT_COMMIT_PREPARED": "COMMIT PREPARED",
+    "TRANS_STMT_ROLLBACK_PREPARED": "ROLLBACK PREPARED",
+}
+
+
+def _check_inside_block(stmt: Statement, block_line: int, path: Any) -> None:
+    """PostgreSQL refuses non-transactional statements inside BEGIN/COMMIT: fail early."""
+    if not stmt.transactional:
+        reason = non_transactional_reason(stmt.node)
+        raise MigrationFileError(
+            f"{reason} cannot run inside the BEGIN/COMMIT block that starts on line {block_line}",
+            path=path,
+            line=stmt.line,
+        )
+
+
+def _check_outside_block(stmt: Statement, path: Any) -> None:
+    """Savepoints need a transaction, which autocommit statements do not have."""
+    if stmt.kind == "TransactionStmt":
+        keyword = stmt.sql.split(None, 1)[0].upper()
+        raise MigrationFileError(
+            f"{keyword} only works inside a transaction; in a no-transaction file put it "
+            "inside a BEGIN/COMMIT block",
+            path=path,
+            line=stmt.line,
+        )
