@@ -8,6 +8,7 @@ import click
 
 from .app import (EXIT_FAILED, App, cli, json_option, pass_app, per_server_option, run_options, selection_from,
                   target_options)
+from .common import ENVS, load_chains, targets_or_error
 
 
 @cli.command()
@@ -37,12 +38,11 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     from ..schema import grouping
     from ..schema.drift import drift as drift_one
     from ..schema.scratch import References, server_for
-    from .commands import ENVS, _load_chains, _targets_or_error
 
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard, default_all=True)
-    chains = _load_chains(app, ENVS)
-    targets, discovery_error = _targets_or_error(app, selection)
+    chains = load_chains(app, ENVS)
+    targets, discovery_error = targets_or_error(app, selection)
     options = run_options(app)
     settings = app.settings()
     references = References(chains, {env: server_for(settings, env) for env in ENVS},

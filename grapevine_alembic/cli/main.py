@@ -6,7 +6,20 @@ import sys
 
 import click
 
-from . import commands, dev, drift_command, provision, schema_commands, setup_commands  # noqa: F401  (registering the commands on `cli`)
+from . import (  # noqa: F401  (registering the commands on `cli`)
+    check_command,
+    create_command,
+    dev,
+    drift_command,
+    list_command,
+    mark_command,
+    migrate_command,
+    provision_command,
+    reset_command,
+    schema_commands,
+    setup_commands,
+    status_command,
+)
 from .app import EXIT_USAGE, _env_secrets, cli
 from ..errors import GrapevineError
 

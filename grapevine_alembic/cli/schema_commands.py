@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import click
 
 from .app import EXIT_FAILED, App, cli, pass_app
+from .common import load_chains
 from ..errors import UsageError
 from ..files.discovery import SCHEMA_FILE_NAME
 
@@ -42,9 +43,8 @@ def expected_schema(app: App, env: str) -> str:
     """schema.sql's text for ``env``: its chain applied to a scratch database, read and rendered."""
     from ..schema.render import render
     from ..schema.scratch import build_snapshot, server_for
-    from .commands import _load_chains
 
-    chain = _load_chains(app, [env])[env]
+    chain = load_chains(app, [env])[env]
     head = chain.versions[-1] if chain.versions else None
     with _sigterm_interrupts():
         reference = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key)

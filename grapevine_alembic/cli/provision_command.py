@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import EXIT_FAILED, App, cli, exit_with, json_option, pass_app, per_server_option, run_options
+from .common import load_chains
 
 
 @cli.command()
@@ -30,14 +31,14 @@ def provision(app: App, tenant_ids, timeout, max_parallel, max_per_server, json_
       grapevine-migrations provision --tenant acme
       grapevine-migrations provision --tenant acme --tenant globex --json
     """
+    # lazy: --help stays fast
     from ..database.provisioning import provision as provision_one
     from ..fleet import fleet
     from ..fleet.registered import registered_targets
     from . import views
-    from .commands import _load_chains
 
     out = app.out(json_mode)
-    chain = _load_chains(app, ["tenant"], strict=True)["tenant"]
+    chain = load_chains(app, ["tenant"], strict=True)["tenant"]
     targets = registered_targets(app.settings(), tenant_ids, app.project().tenants_query)
     options = run_options(app, timeout_s=timeout)
     results = fleet.run_targets(targets, lambda t: provision_one(t, chain, options), options=options,
