@@ -80,7 +80,7 @@ def installed(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------
 # Guarantee counters: the reliability suites count what they inject and check; the totals
-# are printed at the end of the run and are the figures in README's Guarantees table.
+# are printed at the end of the run and are the figures in docs/guarantees.md.
 # ---------------------------------------------------------------------------------------
 from collections import Counter  # noqa: E402
 

@@ -18,7 +18,7 @@ class Installed:
     wheel: Path
     sdist: Path
     venv: Path
-    seconds: dict  # "build", "install": how long each took (README, "Switch from the previous tool")
+    seconds: dict  # "build", "install": how long each took (README, "Tests")
 
     @property
     def bin(self) -> Path:

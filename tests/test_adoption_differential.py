@@ -5,7 +5,7 @@ text inside one transaction, then the version row) and this tool, on both roads
 (``grapevine-migrations migrate`` and ``alembic upgrade``), each get a fresh database;
 the schemas (``pg_dump --schema-only``, version tables left out) and the data must be
 identical, with exactly one ledger row.  The shapes come from real migration sets
-(see README, "Coming from the previous tool"), rewritten as minimal files of our own.
+(see docs/previous-tool.md), rewritten as minimal files of our own.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Concurrency, injected faults, drift, ordering and legacy adoption, against the real test PostgreSQL.
 
 Every test checks the databases afterwards: a migration is either wholly applied with its version
-and ledger row, or not at all.  The counters feed README's Guarantees table.
+and ledger row, or not at all.  The counters feed docs/guarantees.md.
 """
 
 from __future__ import annotations

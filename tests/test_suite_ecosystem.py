@@ -66,12 +66,12 @@ def test_mise_keeps_exit_codes(mise_project):
     assert project.run(mise, "migrations", "status", "--tenant", "acme").returncode == 0
 
 
-# ---- plain Alembic, exactly as README shows it ---------------------------------------------------
+# ---- plain Alembic, exactly as docs/alembic.md shows it ------------------------------------------
 
 
 def _readme_alembic_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## For engineers who know Alembic", 1)[1].split("\n## ", 1)[0]
+    text = (REPO / "docs" / "alembic.md").read_text()
+    section = text.split("# For engineers who know Alembic\n", 1)[1].split("\n## ", 1)[0]
     return [line.split("#")[0].strip() for line in section.splitlines() if line.startswith("alembic -c")]
 
 
@@ -268,7 +268,7 @@ def test_version_help_examples_and_completion(project):
     completion = project.run(str(Path(sys.executable).parent / "grapevine-migrations"),
                              env={"_GRAPEVINE_MIGRATIONS_COMPLETE": "bash_source"})
     assert "complete" in completion.stdout and "grapevine-migrations" in completion.stdout
-    assert "_GRAPEVINE_MIGRATIONS_COMPLETE=bash_source" in (REPO / "README.md").read_text()
+    assert "_GRAPEVINE_MIGRATIONS_COMPLETE=bash_source" in (REPO / "docs" / "commands.md").read_text()
 
 
 def test_tenants_file_for_partial_rollouts(project):

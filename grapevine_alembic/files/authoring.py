@@ -18,7 +18,7 @@ TEMPLATE = """\
 -- statement fails, nothing of it is applied. Keep BEGIN/COMMIT around the body.
 -- Statements PostgreSQL refuses inside a transaction (CREATE INDEX CONCURRENTLY,
 -- VACUUM, ...) need a file of their own without BEGIN/COMMIT: it then runs
--- statement by statement (see README, "Non-transactional files").
+-- statement by statement (see docs/writing-migrations.md, "Transactions").
 BEGIN;
 
 {marker}

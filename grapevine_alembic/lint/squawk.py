@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Rules the runner makes moot, and why (README, "CI", says the same).
+# Rules the runner makes moot, and why (docs/ci.md says the same).
 MOOT_RULES = {
     "require-lock-timeout": "every session sets lock_timeout (--lock-timeout, default 5 s)",
     "require-statement-timeout": "every session sets statement_timeout (--timeout, default 300 s)",
