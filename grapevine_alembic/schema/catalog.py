@@ -13,22 +13,24 @@ from ..database.ledger import LEDGER_TABLE, VERSION_TABLE
 
 TOOL_TABLES = (VERSION_TABLE, LEDGER_TABLE)
 
-# The user's namespaces and an extension's members, each computed once per query (InitPlans):
-# no per-row NOT EXISTS, and qualified names from reg* casts rather than joins, which keeps the
-# plan small (planning is most of a cold backend's cost here).
-_USER_NS = ("ARRAY(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema')"
-            " AND nspname NOT LIKE 'pg\\_%')")
-
-
-def _extension_members(catalog: str) -> str:
+# The user's namespaces and the extensions' members, computed once per snapshot in the outer FROM
+# (OFFSET 0: the planner would otherwise copy these subqueries back into every part, and planning,
+# most of a cold backend's cost here, grows with the number of subqueries).  Qualified names come
+# from reg* casts rather than joins, which keeps the plan small too.
+_MEMBER_CATALOGS = ("pg_namespace", "pg_class", "pg_proc", "pg_type")
+_SCOPE = (
+    "(SELECT ARRAY(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND nspname NOT LIKE 'pg\\_%') AS user_ns, "
     # through pg_depend's index on the referenced object: nothing to read when there is no extension
-    return ("ARRAY(SELECT objid FROM pg_catalog.pg_depend WHERE refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
-            " AND refobjid = ANY (ARRAY(SELECT oid FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'))"
-            f" AND deptype = 'e' AND classid = 'pg_catalog.{catalog}'::pg_catalog.regclass)")
+    + ", ".join("ARRAY(SELECT objid FROM pg_catalog.pg_depend WHERE refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
+                f" AND refobjid = ANY (x.extensions) AND deptype = 'e' AND classid = 'pg_catalog.{catalog}'::pg_catalog.regclass)"
+                f" AS members_{catalog}" for catalog in _MEMBER_CATALOGS)
+    + " FROM (SELECT ARRAY(SELECT oid FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql') AS extensions) x OFFSET 0) m"
+)
 
 
 def _mine(namespace: str, oid: str, catalog: str) -> str:
-    return f"{namespace} = ANY ({_USER_NS}) AND NOT {oid} = ANY ({_extension_members(catalog)})"
+    return f"{namespace} = ANY (m.user_ns) AND NOT {oid} = ANY (m.members_{catalog})"
 
 
 _TOOL = ", ".join(f"'{name}'" for name in TOOL_TABLES)
@@ -40,10 +42,11 @@ _COLUMNS = """(SELECT coalesce(json_agg(json_build_object(
     'default', CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
     'generated', CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
     'virtual', a.attgenerated::text = 'v', 'identity', nullif(a.attidentity::text, ''), 'local', a.attislocal,
-    'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid)
+    'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
         THEN a.attcollation::pg_catalog.regcollation::text END)
     ORDER BY a.attnum), '[]')
-  FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)"""
 _NSP = "c.relnamespace::pg_catalog.regnamespace::text"
 _PARTS = {
@@ -137,10 +140,13 @@ LOCATE_SQL = (
 )
 
 
-def snapshot_sql(version_table: str | None = None, ledger_table: str | None = None) -> str:
+def snapshot_sql(version_table: str | None = None, ledger_table: str | None = None, *,
+                 server_version: int = 0) -> str:
     """The one query: the recorded version, and the catalog as JSON text (``{part: [objects sorted by name]}``).
 
-    ``SET LOCAL`` first, in the same round trip: every ``pg_get_*`` then qualifies every name.
+    ``SET LOCAL`` first, in the same round trip: every ``pg_get_*`` then qualifies every name, and
+    no JIT (PostgreSQL 11+): the query's cost estimate is near ``jit_above_cost`` for a few dozen
+    tables, and compiling it would cost far more than running it, on every database.
     The catalog comes back as text, so a database whose text equals its reference's needs no parsing.
     """
     if version_table:
@@ -153,7 +159,8 @@ def snapshot_sql(version_table: str | None = None, ledger_table: str | None = No
         f"'{name}', (SELECT coalesce(json_agg(q.o ORDER BY q.k COLLATE \"C\"), '[]') FROM ({sql}) q)"
         for name, sql in _PARTS.items()
     )
-    return f"SET LOCAL search_path TO '';\nSELECT {version}, json_build_object({parts})::text"
+    settings = "SET LOCAL search_path TO '';\n" + ("SET LOCAL jit = off;\n" if server_version >= 110000 else "")
+    return f"{settings}SELECT {version}, json_build_object({parts})::text FROM {_SCOPE}"
 
 
 def read_snapshot(cursor, *, locate: bool = True) -> tuple[str | None, str]:
@@ -162,5 +169,5 @@ def read_snapshot(cursor, *, locate: bool = True) -> tuple[str | None, str]:
     if locate:
         cursor.execute(LOCATE_SQL, (VERSION_TABLE, LEDGER_TABLE))
         version_table, ledger_table = cursor.fetchone()
-    cursor.execute(snapshot_sql(version_table, ledger_table))
+    cursor.execute(snapshot_sql(version_table, ledger_table, server_version=cursor.connection.server_version))
     return cursor.fetchone()

@@ -30,7 +30,7 @@ def read_live(target: Target, options: RunOptions) -> tuple[str | None, str]:
         with raw.cursor() as cursor:
             cursor.execute(LOCATE_SQL + ", " + setters, (VERSION_TABLE, LEDGER_TABLE, *values))
             version_table, ledger_table, *_ = cursor.fetchone()
-            cursor.execute(snapshot_sql(version_table, ledger_table))
+            cursor.execute(snapshot_sql(version_table, ledger_table, server_version=raw.server_version))
             version, text = cursor.fetchone()
     finally:
         raw.close()
