@@ -78,6 +78,18 @@ def test_older_tenant_is_compared_with_its_own_version(project):
         "1 match; 1 differ:", "  db_old: changed column nullability public.projects.name: NOT NULL -> NULL"]
 
 
+def test_a_database_with_the_previous_tools_ledger_alone_is_read_at_its_ledgers_version(project):
+    # no alembic_version on the search path: drift locates the ledger and reads the version from it
+    _fleet(project, ["ledger", "both"], older=["ledger"])
+    project.query("db_ledger", "DROP TABLE alembic_version; CREATE INDEX idx_tmp ON tasks (title)")
+    result = project.cli("drift", "--tenant", "ledger", "--tenant", "both", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    by_db = {d["database"]: d for d in json.loads(result.stdout)["databases"]}
+    assert by_db["db_ledger"]["version"] == HEAD  # the ledger's newest row
+    assert [(d["change"], d["kind"]) for d in by_db["db_ledger"]["differences"]] == [("extra", "index")]
+    assert by_db["db_both"]["version"] == FUNCTION_HEAD and by_db["db_both"]["drift"] is False
+
+
 def test_clean_fleet_does_not_drift(project):
     _fleet(project, ["c1", "c2", "c3"], older=["c3"])
     result = project.cli("drift")  # control and every tenant

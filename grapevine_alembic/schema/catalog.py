@@ -140,8 +140,18 @@ LOCATE_SQL = (
 )
 
 
+# drift's one round trip: the version read first through the session's own search_path and kept
+# in a transaction-local setting ('=' before it, so that no row reads back as NULL), then returned
+# by the snapshot statement, which runs with an empty search_path.
+_VERSION_SETTING = "grapevine.drift_version"
+STASH_VERSION_SQL = (f"pg_catalog.set_config('{_VERSION_SETTING}', coalesce('=' || (SELECT max(version_num::text)"
+                     f" FROM {VERSION_TABLE}), ''), true)")
+_STASHED_VERSION = (f"(SELECT CASE WHEN s.v <> '' THEN pg_catalog.substr(s.v, 2) END"
+                    f" FROM (SELECT pg_catalog.current_setting('{_VERSION_SETTING}') AS v) s)")
+
+
 def snapshot_sql(version_table: str | None = None, ledger_table: str | None = None, *,
-                 server_version: int = 0) -> str:
+                 server_version: int = 0, stashed_version: bool = False) -> str:
     """The one query: the recorded version, and the catalog as JSON text (``{part: [objects sorted by name]}``).
 
     ``SET LOCAL`` first, in the same round trip: every ``pg_get_*`` then qualifies every name, and
@@ -149,7 +159,9 @@ def snapshot_sql(version_table: str | None = None, ledger_table: str | None = No
     tables, and compiling it would cost far more than running it, on every database.
     The catalog comes back as text, so a database whose text equals its reference's needs no parsing.
     """
-    if version_table:
+    if stashed_version:  # STASH_VERSION_SQL ran earlier in the same transaction
+        version = _STASHED_VERSION
+    elif version_table:
         version = f"(SELECT max(version_num::text) FROM {version_table})"
     elif ledger_table:  # the previous tool's ledger alone: its newest row is the version migrate adopts
         version = f"(SELECT max(version::text) FROM {ledger_table})"

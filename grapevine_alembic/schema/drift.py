@@ -1,8 +1,10 @@
 """One database's drift: read its version and catalog (read-only), compare with its version's reference.
 
-Two round trips after connecting: where the tool's tables are, with the session bounded and
-set read-only (``default_transaction_read_only``: whatever runs on this connection cannot
-write), then the version and the whole catalog as one JSON document.
+One round trip after connecting: the transaction made read-only, the session bounded and set
+read-only (``default_transaction_read_only``), the version read through the session's
+search_path, then the whole catalog as one JSON document.  Where no ``alembic_version`` is on
+the search path (the previous tool's ledger alone, or no ledger), a second try first locates
+the tool's tables.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from ..database.ledger import LEDGER_TABLE, VERSION_TABLE
 from ..database.result import DatabaseResult
 from ..database.runner import RunOptions, with_retries
 from ..database.target import Target
-from .catalog import LOCATE_SQL, snapshot_sql
+from .catalog import LOCATE_SQL, STASH_VERSION_SQL, snapshot_sql
 from .diff import compare
 
 
@@ -27,10 +29,17 @@ def read_live(target: Target, options: RunOptions) -> tuple[str | None, str]:
         policy = SessionPolicy.for_connection(raw, statement_timeout_s=options.timeout_s,
                                               lock_timeout_s=options.lock_timeout_s)
         setters, values = set_config_sql([("default_transaction_read_only", "on"), *policy.settings()])
+        from psycopg2 import errors
+
         with raw.cursor() as cursor:
-            cursor.execute(LOCATE_SQL + ", " + setters, (VERSION_TABLE, LEDGER_TABLE, *values))
-            version_table, ledger_table, *_ = cursor.fetchone()
-            cursor.execute(snapshot_sql(version_table, ledger_table, server_version=raw.server_version))
+            bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {STASH_VERSION_SQL};\n",
+                                     values).decode()
+            try:
+                cursor.execute(bounded + snapshot_sql(stashed_version=True, server_version=raw.server_version))
+            except errors.UndefinedTable:  # no alembic_version on the search path: nothing ran (autocommit)
+                cursor.execute(LOCATE_SQL + ", " + setters, (VERSION_TABLE, LEDGER_TABLE, *values))
+                version_table, ledger_table, *_ = cursor.fetchone()
+                cursor.execute(snapshot_sql(version_table, ledger_table, server_version=raw.server_version))
             version, text = cursor.fetchone()
     finally:
         raw.close()
