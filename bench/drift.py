@@ -8,7 +8,7 @@ databases, so every tenant has the chain's schema and ledger; two of them get an
 hand.  Then, as separate processes, alternately: `drift --all-tenants` and `status --all-tenants`
 (both --max-parallel 10, the default), wall time and the CLI's peak RSS, and each on one tenant
 (drift's fixed cost: building the reference schema in a scratch database); with --baseline, that
-CLI's `drift --all-tenants` too, interleaved (another build's, for before/after).  Then, in a copy of the
+CLI's `drift --all-tenants` too, interleaved, the two taking turns going first (before/after).  Then, in a copy of the
 project with its sample chain and no CONTROL_DATABASE_URL (the embedded server): `schema dump`
 twice (same bytes?) and `schema check` (seconds).
 """
@@ -141,11 +141,11 @@ def main() -> None:
         runs: dict[str, list[Timed]] = {"drift": [], "status": [], "drift_one": [], "status_one": [],
                                         **({"drift_baseline": []} if args.baseline else {})}
         one = ["--tenant", "t0002"]  # the fixed costs: drift's reference build, each command's start
-        for _ in range(args.repeat):
+        for round_no in range(args.repeat):
             runs["status"].append(must(timed([CLI, "status", "--all-tenants"], env, project), "status"))
-            runs["drift"].append(fleet_drift(CLI, env, project))
-            if args.baseline:
-                runs["drift_baseline"].append(fleet_drift(args.baseline, env, project))
+            drifts = [("drift", CLI)] + ([("drift_baseline", args.baseline)] if args.baseline else [])
+            for case, cli in drifts[::-1] if round_no % 2 else drifts:  # the two builds take turns going first
+                runs[case].append(fleet_drift(cli, env, project))
             runs["status_one"].append(must(timed([CLI, "status", *one], env, project), "status one tenant"))
             runs["drift_one"].append(must(timed([CLI, "drift", *one], env, project), "drift one tenant"))
         result["fleet"] = {case: stats(r) for case, r in runs.items()}
