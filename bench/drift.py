@@ -8,9 +8,9 @@ databases, so every tenant has the chain's schema and ledger; two of them get an
 hand.  Then, as separate processes, alternately: `drift --all-tenants` and `status --all-tenants`
 (both --max-parallel 10, the default), wall time and the CLI's peak RSS, and each on one tenant
 (drift's fixed cost: building the reference schema in a scratch database); with --baseline, that
-CLI's `drift --all-tenants` too, interleaved, the two taking turns going first (before/after).  Then, in a copy of the
-project with its sample chain and no CONTROL_DATABASE_URL (the embedded server): `schema dump`
-twice (same bytes?) and `schema check` (seconds).
+CLI's `drift --all-tenants` too, interleaved, the two taking turns going first (before/after).
+Then, in a copy of the project with its sample chain and no CONTROL_DATABASE_URL (the embedded
+server): `schema dump` twice (same bytes?) and `schema check` (seconds); not with --fleet-only.
 """
 
 from __future__ import annotations
