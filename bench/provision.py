@@ -266,8 +266,8 @@ def main() -> None:
                 servers.append(Server(args.durable, work / f"server{index}",
                                       data_parent / f"server{index}" if data_parent else None))
                 benches.append(bench_chain(servers[-1], work, label, make, index))
-            for _ in range(args.repeat):
-                for one_round, _ in benches:
+            for round_index in range(args.repeat):  # each round starts with another chain: no order favours one
+                for one_round, _ in benches[round_index % 3:] + benches[:round_index % 3]:
                     one_round()
             chains = [finish() for _, finish in benches]
         conn = servers[0].admin()
