@@ -267,7 +267,7 @@ def main() -> None:
                                       data_parent / f"server{index}" if data_parent else None))
                 benches.append(bench_chain(servers[-1], work, label, make, index))
             for round_index in range(args.repeat):  # each round starts with another chain: no order favours one
-                for one_round, _ in benches[round_index % 3:] + benches[:round_index % 3]:
+                for one_round, _ in benches[round_index % len(benches):] + benches[:round_index % len(benches)]:
                     one_round()
             chains = [finish() for _, finish in benches]
         conn = servers[0].admin()
