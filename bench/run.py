@@ -99,6 +99,7 @@ class Bench:
             self.server = LocalPostgres(self.work / "pg", settings=settings)
             self.server.start()
             self.url = self.server.url
+        self.standby = None
         self.base = self.url.rsplit("/", 1)[0]
         self.project = self.work / "project"
         self._make_project()
@@ -109,6 +110,14 @@ class Bench:
             "CONTROL_DATABASE_URL": f"{self.base}/bench_control",
         }
         self.tenants: list[str] = []
+
+    def start_standby(self) -> None:
+        from standby import Standby
+
+        self.standby = Standby(self.server, self.work)
+        conn = self.admin()
+        self.standby.start(conn)
+        conn.close()
 
     # ---- set-up ----
     def _make_project(self) -> None:
@@ -220,7 +229,8 @@ class Bench:
 
 def print_durable(result: dict) -> None:
     cases = result["durable_from_empty"]
-    print(f"\nfrom empty with durable commits (fsync, synchronous_commit, full_page_writes on): {result['tenants']}"
+    standby = " and a synchronous standby on the same machine" if result.get("standby") else ""
+    print(f"\nfrom empty with durable commits (fsync, synchronous_commit, full_page_writes on{standby}): {result['tenants']}"
           f" tenants, 40 tenant migrations, {result['repeat']} runs each; {result['machine']['cpus']} CPUs,"
           f" PostgreSQL {result['postgres']}")
     previous = cases["previous"]
@@ -334,6 +344,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another build's grapevine-migrations, timed from empty beside ours")
     parser.add_argument("--durable", action="store_true",
                         help="fsync=on server (as production runs); from empty only, beside the previous tool's way")
+    parser.add_argument("--standby", action="store_true",
+                        help="with --durable: a streaming standby the server waits for at every durable commit")
     parser.add_argument("--explain", action="store_true",
                         help="with --durable: where the time goes (server and client CPU, WAL, flushes, waits, round trips)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
@@ -345,11 +357,13 @@ def main() -> None:
             cur.execute("SHOW server_version")
             version = cur.fetchone()[0]
         conn.close()
+        if args.durable and args.standby and bench.server is not None:
+            bench.start_standby()
         bench.setup_control()
         bench.add_tenants(args.tenants)
         if args.durable:
             result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-                      "postgres": version, "tenants": args.tenants, "repeat": args.repeat,
+                      "postgres": version, "tenants": args.tenants, "repeat": args.repeat, "standby": args.standby,
                       "durable_from_empty": bench.measure_durable()}
             if args.explain:
                 result["profile"] = bench.profile
@@ -373,6 +387,8 @@ def main() -> None:
                 conn = bench.admin()
                 with conn.cursor() as cur:
                     cur.execute("CHECKPOINT")
+                if bench.standby is not None:
+                    bench.standby.stop(conn)
                 conn.close()
             bench.server.stop()
         shutil.rmtree(bench.work, ignore_errors=True)
