@@ -126,7 +126,8 @@ class FileRun:
         if unit.transactional:
             self.transaction(unit, tail=self._lock_check_steps() + self._commit_steps(record=False), explicit=True)
         else:
-            autocommit_statement(self.raw, self.migration, self.journal, self.committed, unit.statements[0])
+            autocommit_statement(self.raw, self.migration, self.journal, self.committed, unit.statements[0],
+                                 async_commit=self.durable is not None)
 
     def _record_steps(self, record_sql: str) -> list[Step]:
         return [Step(TOOL_SCOPE_SQL), Step(record_sql, what="recording the version: "), *self._lock_check_steps(),
