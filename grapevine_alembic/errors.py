@@ -63,3 +63,9 @@ class DuplicateVersion(MigrationFileError):
     """Two files share a version: the project is misconfigured, so it is a usage error (exit 2)."""
 
     exit_code = 2
+
+
+class MissingMigrationDirectory(MigrationFileError):
+    """The folder of an environment's files is missing or not a folder: misconfigured, exit 2."""
+
+    exit_code = 2

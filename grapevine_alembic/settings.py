@@ -46,20 +46,6 @@ class ConnectionSpec:
         kwargs.update(self.options)
         return kwargs
 
-    def sqlalchemy_url(self):
-        """The same spec as a SQLAlchemy URL, built with its URL API (quotes special characters)."""
-        from sqlalchemy.engine import URL
-
-        return URL.create(
-            "postgresql+psycopg2",
-            username=self.user,
-            password=self.password,
-            host=self.host,
-            port=self.port,
-            database=self.dbname,
-            query=dict(self.options),
-        )
-
     @property
     def is_local(self) -> bool:
         """True for loopback hosts and unix sockets: the only servers ``reset`` may touch."""

@@ -46,3 +46,16 @@ def test_a_missing_target_exits_1_with_one_error_line(project, command):
     document = project.cli(*command.split(), "--json") if command == "migrate" else None
     if document is not None:
         assert document.returncode == 1 and json.loads(document.stdout)["exit_code"] == 1
+
+
+@pytest.mark.parametrize("command", ["migrate --all-tenants", "status --all-tenants", "list --tenant"])
+def test_a_missing_migration_folder_is_a_usage_error(behind, command):
+    """A project without migrations/tenant is misconfigured: exit 2, one line naming the folder, nothing run."""
+    import shutil
+
+    folder = behind.migrations("tenant")
+    shutil.rmtree(folder)
+    result = behind.cli(*command.split())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: migration directory {folder} does not exist"], result.stderr
+    assert behind.version("db_acme") is None  # nothing was applied to the tenant

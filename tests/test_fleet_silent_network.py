@@ -92,6 +92,27 @@ class LockProbe(threading.Thread):
             self.error = str(err)
 
 
+class StallRun:
+    """A run of ``proc`` through a stall of db_s1, and a lock probe started as the stall begins."""
+
+    def __init__(self, proc, setup: StallSetup, pg_server, *, timeout: float = 120, **stall):
+        try:
+            self.stalled_at = setup.stall_when_sleeping(**stall)
+            self.reader = LockProbe(pg_server, "db_s1")
+            self.reader.start()
+            self.stdout, self.stderr = proc.communicate(timeout=timeout)
+            self.ended_at = time.monotonic()
+            self.reader.join(timeout=timeout / 2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        self.returncode = proc.returncode
+
+    @property
+    def seconds(self) -> float:
+        return self.ended_at - self.stalled_at
+
+
 @pytest.fixture
 def proxy(pg_server):
     if pg.is_external(pg_server):
@@ -124,18 +145,9 @@ def test_stalled_tenant_fails_in_bounded_time_and_releases_its_locks(project, pr
     """Default options: the issue's case, end to end."""
     setup = StallSetup(project, proxy)
     _start_at_base(project)
-    proc = project.spawn("migrate", "--all-tenants")
-    try:
-        stalled_at = setup.stall_when_sleeping()
-        reader = LockProbe(pg_server, "db_s1")
-        reader.start()
-        stdout, stderr = proc.communicate(timeout=180)
-        ended_at = time.monotonic()
-        reader.join(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, stdout + stderr
+    run = StallRun(project.spawn("migrate", "--all-tenants"), setup, pg_server, timeout=180)
+    stdout, stderr, stalled_at, ended_at, reader = run.stdout, run.stderr, run.stalled_at, run.ended_at, run.reader
+    assert run.returncode == 1, stdout + stderr
     print(f"stall to exit {ended_at - stalled_at:.1f}s, to lock release {(reader.done_at or 0) - stalled_at:.1f}s")
     assert ended_at - stalled_at < BOUND_S, (ended_at - stalled_at, stderr)
     assert reader.error is None and reader.done_at is not None, reader.error
@@ -154,19 +166,11 @@ def test_an_answer_lost_on_a_reachable_server_ends_the_session_and_is_retried(pr
     30 s bound) and the retry applies the file."""
     setup = StallSetup(project, proxy, healthy=1)
     _start_at_base(project)
-    proc = project.spawn("migrate", "--all-tenants")
-    try:
-        stalled_at = setup.stall_when_sleeping(new_connections=False)
-        reader = LockProbe(pg_server, "db_s1")
-        reader.start()
-        stdout, stderr = proc.communicate(timeout=120)
-        reader.join(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stdout + stderr
-    assert "the server finished the statement and waits for us" in stderr, stderr  # the retry's line
-    assert reader.done_at is not None and reader.done_at - stalled_at < 20, (reader.error, reader.done_at)
+    run = StallRun(project.spawn("migrate", "--all-tenants"), setup, pg_server, new_connections=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "the server finished the statement and waits for us" in run.stderr, run.stderr  # the retry's line
+    done_at = run.reader.done_at
+    assert done_at is not None and done_at - run.stalled_at < 20, (run.reader.error, done_at)
     assert project.version("db_s1") == HEAD and setup.columns() == {"id", "x", "y"}
 
 
@@ -230,19 +234,11 @@ def test_alembic_road_fails_a_stalled_database_in_bounded_time(project, proxy, p
         [str(pg_bin("alembic")), "-c", "alembic.ini", "-n", "tenant", "-x", "tenant=s1", "-x", f"server={proxy.label}",
          "upgrade", "head"],
         cwd=project.root, env=_env(project, SMALL_BOUNDS), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stalled_at = setup.stall_when_sleeping()
-        reader = LockProbe(pg_server, "db_s1")
-        reader.start()
-        stdout, stderr = proc.communicate(timeout=120)
-        ended_at = time.monotonic()
-        reader.join(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0 and ended_at - stalled_at < SMALL_BOUND_S, (ended_at - stalled_at, stderr)
-    assert "the server stopped answering" in stderr and "Traceback" not in stderr, stderr
-    assert reader.done_at is not None and reader.done_at - stalled_at < SMALL_BOUND_S, reader.error
+    run = StallRun(proc, setup, pg_server)
+    assert run.returncode != 0 and run.seconds < SMALL_BOUND_S, (run.seconds, run.stderr)
+    assert "the server stopped answering" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    done_at = run.reader.done_at
+    assert done_at is not None and done_at - run.stalled_at < SMALL_BOUND_S, run.reader.error
     assert project.version("db_s1") == BASE and setup.columns() == {"id"}
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DuplicateVersion, MigrationFileError
+from ..errors import DuplicateVersion, MigrationFileError, MissingMigrationDirectory
 from .migration import MigrationFile
 
 __all__ = ["SCHEMA_FILE_NAME", "Discovery", "discover", "is_migration_name"]
@@ -100,9 +100,9 @@ def discover(directory: Path) -> Discovery:
     """List the migration files directly inside ``directory``, sorted by version."""
     directory = Path(directory)
     if not directory.exists():
-        raise MigrationFileError(f"migration directory {directory} does not exist")
+        raise MissingMigrationDirectory(f"migration directory {directory} does not exist")
     if not directory.is_dir():
-        raise MigrationFileError(f"migration directory {directory} is not a directory")
+        raise MissingMigrationDirectory(f"migration directory {directory} is not a directory")
     files: dict[str, MigrationFile] = {}
     warnings: list[str] = []
     blocking: list[str] = []
