@@ -21,6 +21,10 @@ from .steps import Step, line_at
 
 __all__ = ["autocommit_statement"]
 
+# SET, RESET, DISCARD: they commit nothing, and putting the setting back after one of them would
+# undo what the file set
+_SESSION_STATEMENTS = {"VariableSetStmt", "DiscardStmt"}
+
 
 def autocommit_statement(
     raw, migration: MigrationFile, journal: Journal, committed: list[Statement], statement: Statement,
@@ -36,7 +40,7 @@ def autocommit_statement(
         if index:
             invalid_index.drop_invalid_index(cursor, index, journal)
         restore = None
-        if async_commit:
+        if async_commit and statement.kind not in _SESSION_STATEMENTS:
             _execute(cursor, durability.LOWER_SESSION_SQL, migration, statement, committed)
             restore = durability.restore_sql(cursor.fetchone()[0])
         try:
