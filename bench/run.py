@@ -20,7 +20,9 @@ and, with --big N, status and a no-op migrate over N tenants with their peak mem
 With --durable the server runs as production does (fsync, synchronous_commit and full_page_writes
 on) and only the from-empty case is timed: ours, --baseline, the previous tool's way of applying
 (bench/floor.py previous: each file in a transaction with its ledger row, committed) and the
-psycopg2 floor, interleaved; it prints each one's time over the previous tool's.
+psycopg2 floor, interleaved; it prints each one's time over the previous tool's.  With --explain
+as well, each of those runs is profiled (bench/durable_profile.py: server and client CPU, WAL and
+its fsyncs, wait events, round trips per file, server time per statement).
 Every floor is a separate process (bench/floor.py), so process start counts on both sides.
 """
 
@@ -57,8 +59,9 @@ from chain import write_chain  # noqa: E402
 
 
 class Timed:
-    def __init__(self, seconds: float, peak_mb: float, returncode: int, output: str):
+    def __init__(self, seconds: float, peak_mb: float, returncode: int, output: str, cpu: float = 0.0):
         self.seconds, self.peak_mb, self.returncode, self.output = seconds, peak_mb, returncode, output
+        self.cpu = cpu  # the child's user + system CPU seconds
 
 
 def timed(args: list[str], env: dict, cwd: Path) -> Timed:
@@ -70,7 +73,7 @@ def timed(args: list[str], env: dict, cwd: Path) -> Timed:
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
-        return Timed(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read())
+        return Timed(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read(), usage.ru_utime + usage.ru_stime)
 
 
 def must(result: Timed, what: str) -> Timed:
@@ -89,9 +92,14 @@ class Bench:
             from grapevine_alembic.local.embedded import LocalPostgres
 
             settings = DURABLE_SETTINGS if args.durable else None
+            if args.durable and args.explain:
+                from durable_profile import SERVER_SETTINGS
+
+                settings = {**settings, **SERVER_SETTINGS}
             self.server = LocalPostgres(self.work / "pg", settings=settings)
             self.server.start()
             self.url = self.server.url
+        self.standby = None
         self.base = self.url.rsplit("/", 1)[0]
         self.project = self.work / "project"
         self._make_project()
@@ -102,6 +110,14 @@ class Bench:
             "CONTROL_DATABASE_URL": f"{self.base}/bench_control",
         }
         self.tenants: list[str] = []
+
+    def start_standby(self) -> None:
+        from standby import Standby
+
+        self.standby = Standby(self.server, self.work)
+        conn = self.admin()
+        self.standby.start(conn)
+        conn.close()
 
     # ---- set-up ----
     def _make_project(self) -> None:
@@ -196,16 +212,25 @@ class Bench:
                "baseline": lambda: self.baseline("migrate", "--all-tenants", "--max-parallel", "5"),
                "previous": lambda: self.floor("previous", "psycopg2"),
                "psycopg2": lambda: self.floor("apply", "psycopg2")}
+        profiler = None
+        if self.args.explain:  # see durable_profile: CPU, WAL, flushes, waits, round trips per contestant
+            from durable_profile import Profiler
+
+            profiler = Profiler(self, f"db_{self.tenants[0]}")
         for _ in range(self.args.repeat):
             for who in who_all:  # interleaved, so drift on a shared machine hits all alike
                 self.empty_tenants()
-                runs.setdefault(who, []).append(run[who]())
+                runs.setdefault(who, []).append(profiler.run(who, run[who]) if profiler else run[who]())
+        if profiler:
+            self.profile = profiler.report(len(self.tenants), 40)
+            profiler.close()
         return {who: stats(results) for who, results in runs.items()}
 
 
 def print_durable(result: dict) -> None:
     cases = result["durable_from_empty"]
-    print(f"\nfrom empty with durable commits (fsync, synchronous_commit, full_page_writes on): {result['tenants']}"
+    standby = " and a synchronous standby on the same machine" if result.get("standby") else ""
+    print(f"\nfrom empty with durable commits (fsync, synchronous_commit, full_page_writes on{standby}): {result['tenants']}"
           f" tenants, 40 tenant migrations, {result['repeat']} runs each; {result['machine']['cpus']} CPUs,"
           f" PostgreSQL {result['postgres']}")
     previous = cases["previous"]
@@ -319,6 +344,10 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another build's grapevine-migrations, timed from empty beside ours")
     parser.add_argument("--durable", action="store_true",
                         help="fsync=on server (as production runs); from empty only, beside the previous tool's way")
+    parser.add_argument("--standby", action="store_true",
+                        help="with --durable: a streaming standby the server waits for at every durable commit")
+    parser.add_argument("--explain", action="store_true",
+                        help="with --durable: where the time goes (server and client CPU, WAL, flushes, waits, round trips)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     args = parser.parse_args()
     bench = Bench(args)
@@ -328,12 +357,16 @@ def main() -> None:
             cur.execute("SHOW server_version")
             version = cur.fetchone()[0]
         conn.close()
+        if args.durable and args.standby and bench.server is not None:
+            bench.start_standby()
         bench.setup_control()
         bench.add_tenants(args.tenants)
         if args.durable:
             result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-                      "postgres": version, "tenants": args.tenants, "repeat": args.repeat,
+                      "postgres": version, "tenants": args.tenants, "repeat": args.repeat, "standby": args.standby,
                       "durable_from_empty": bench.measure_durable()}
+            if args.explain:
+                result["profile"] = bench.profile
             print_durable(result)
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=2) + "\n")
@@ -354,6 +387,8 @@ def main() -> None:
                 conn = bench.admin()
                 with conn.cursor() as cur:
                     cur.execute("CHECKPOINT")
+                if bench.standby is not None:
+                    bench.standby.stop(conn)
                 conn.close()
             bench.server.stop()
         shutil.rmtree(bench.work, ignore_errors=True)

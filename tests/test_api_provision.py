@@ -41,3 +41,28 @@ def test_provision_database_creates_at_head_then_refuses(project, pg_server):
     assert reference_version == first["version"]
     assert project.ledger(name) == [(v, "provision (template)") for v, _ in project.ledger(reference)]
     assert not pg_server.password or pg_server.password not in run.stdout + run.stderr
+
+
+LOADED = textwrap.dedent(
+    """
+    import json, sys
+    from grapevine_alembic.api import provision_database
+
+    result = provision_database(sys.argv[1], sys.argv[2])
+    print(json.dumps({"ok": result.ok, "method": result.method, "pglast": "pglast" in sys.modules}))
+    """
+)
+
+
+def test_a_copy_of_a_template_at_head_loads_no_sql_parser(project, pg_server):
+    """Copying needs no file parsed: a service provisioning a tenant does not pay for pglast's import (~20 ms)."""
+    runs = []
+    for _ in range(2):  # the first one builds the template (and parses the files); the second only copies it
+        name = pg.unique_db_name()
+        project.make_db.created.append(name)
+        run = subprocess.run([sys.executable, "-c", LOADED, pg.url_for(pg_server, name),
+                              str(project.migrations("tenant"))],
+                             capture_output=True, text=True, timeout=300, cwd=project.root)
+        assert run.returncode == 0, run.stderr
+        runs.append(json.loads(run.stdout))
+    assert runs[1] == {"ok": True, "method": "template", "pglast": False}

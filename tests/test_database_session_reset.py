@@ -134,3 +134,32 @@ def test_a_file_with_several_transactions_starts_read_write_after_a_read_only_fi
     assert code == 0, output
     assert "one" in project.tables(database)
     assert project.query(database, "SELECT read_only FROM modes") == [("off",)]
+
+
+# ---- the reset shares the next file's first round trip: a failure there names the file's line ----
+
+_FAILS_AFTER_RESET = {
+    "replayed": ("CREATE TABLE second_t (x int);\n\nINSERT INTO second_t VALUES (1 / 0);\n", 3, "division by zero"),
+    "error-position": ("CREATE TABLE second_t (x int);\nINSERT INTO second_t (nosuch)\n  VALUES (1);\n", 2, 'nosuch'),
+}
+
+
+@pytest.mark.parametrize("road", [*ROADS, "api"])
+@pytest.mark.parametrize("case", sorted(_FAILS_AFTER_RESET))
+def test_a_file_failing_after_a_reset_names_its_line_and_leaves_nothing(project, road, case):
+    """The first file leaves a search_path without a schema and read-only defaults: the second file's
+    CREATE TABLE only works after the reset, and its failure is named by its own line."""
+    sql, line, message = _FAILS_AFTER_RESET[case]
+    database = project.tenant_chain({
+        "20250101000000_leak.sql": "CREATE TABLE first_t (x int);\nSET search_path = nowhere;\n"
+                                   "SET default_transaction_read_only = on;\n",
+        "20250102000000_fails.sql": sql,
+    })
+    code, output, _ = _run(project, road, database)
+    assert code != 0, output
+    assert f"20250102000000_fails.sql:{line}:" in output, output
+    assert message in output, output
+    assert "read-only" not in output and "no schema" not in output, output
+    tables = project.tables(database)
+    assert "first_t" in tables and "second_t" not in tables
+    assert project.version(database) == "20250101000000"

@@ -179,3 +179,15 @@ def test_a_malformed_table_name_is_one_configuration_error(project):
     assert result.returncode == 2
     assert "ledger_table = 'my-ledger'" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_default_names_are_no_keywords_and_a_keyword_is_still_quoted():
+    """tool_tables skips pglast's keyword list for the default names: that shortcut holds only while none is one."""
+    from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
+
+    from grapevine_alembic.tool_tables import _NO_KEYWORDS, ToolTables
+
+    assert _NO_KEYWORDS and not _NO_KEYWORDS & (RESERVED_KEYWORDS | COL_NAME_KEYWORDS | TYPE_FUNC_NAME_KEYWORDS)
+    assert ToolTables().ledger == "schema_migrations"
+    assert ToolTables(ledger_table="user", version_table="order").ledger == '"user"'
+    assert ToolTables(ledger_table="user", version_table="order").version == '"order"'

@@ -7,7 +7,8 @@ file it reached during the run (never between a file and its ledger row, which c
 together), and once the run reports the database done, all of it is on disk.
 
 ``migrate`` (``runner._apply``) marks each file's transactions ``ASYNC_COMMIT_SQL`` and
-the last file's recording transaction ``DURABLE_COMMIT_SQL``; when a file fails after others
+the last file's recording transaction ``DURABLE_COMMIT_SQL`` (a statement that runs outside a
+transaction commits with the session lowered, ``LOWER_SESSION_SQL``); when a file fails after others
 committed, ``flush`` makes those durable before the failure is reported.
 """
 
@@ -22,6 +23,19 @@ DURABLE_COMMIT_SQL = (
     " WHERE pg_catalog.current_setting('synchronous_commit') = 'off'"
 )
 
+
+# A statement that runs outside any transaction (CREATE INDEX CONCURRENTLY, VACUUM) commits as it
+# runs, with no transaction of the tool's to SET LOCAL in: the session's setting is lowered around
+# it (this reads the value to put back) and restored right after (``restore_sql``).
+LOWER_SESSION_SQL = (
+    "SELECT pg_catalog.current_setting('synchronous_commit'),"
+    " pg_catalog.set_config('synchronous_commit', 'off', false)"
+)
+
+
+def restore_sql(value: str) -> str:
+    """Put the session's ``synchronous_commit`` back to what ``LOWER_SESSION_SQL`` read."""
+    return "SELECT pg_catalog.set_config('synchronous_commit', '" + value.replace("'", "''") + "', false)"
 
 
 def flush(raw, version_table: str) -> bool:

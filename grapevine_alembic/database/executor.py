@@ -57,12 +57,16 @@ class FileRun:
         self._reset_pending = journal.policy is not None and journal.session_used
         journal.session_used = journal.session_used or bool(self.units)
         self._setup: list[Step] = []  # creating the version tables, in the first transaction
+        self._prefix: list[Step] = []  # the session reset, sent ahead of the first transaction's BEGIN
 
     # ---- the direct road: autocommit connection, our own BEGIN/COMMIT ----
     def run_direct(self, record_sql: str, setup_sql: str = "") -> None:
         units = self.units
         _, final = split_final(units)
-        self._reset_session()
+        if units and not units[0].transactional:
+            self._reset_session()  # a statement that runs outside a transaction travels alone
+        else:
+            self._prefix = self._reset_steps()  # rides in the first transaction's round trip
         if setup_sql:
             # The tables exist before the file runs, in its first transaction, so a failure
             # leaves nothing.
@@ -122,7 +126,8 @@ class FileRun:
         if unit.transactional:
             self.transaction(unit, tail=self._lock_check_steps() + self._commit_steps(record=False), explicit=True)
         else:
-            autocommit_statement(self.raw, self.migration, self.journal, self.committed, unit.statements[0])
+            autocommit_statement(self.raw, self.migration, self.journal, self.committed, unit.statements[0],
+                                 async_commit=self.durable is not None)
 
     def _record_steps(self, record_sql: str) -> list[Step]:
         return [Step(TOOL_SCOPE_SQL), Step(record_sql, what="recording the version: "), *self._lock_check_steps(),
@@ -138,11 +143,24 @@ class FileRun:
         check = self.journal.policy.lock_check_sql() if self.journal.policy else None
         return [Step(check, what="checking the migration lock: ")] if check else []
 
+    def _reset_steps(self) -> list[Step]:
+        """The session reset as a transaction of its own, committed before the file's first BEGIN.
+
+        Sent in the same round trip as that BEGIN: the reset's COMMIT ends before BEGIN starts the
+        file's transaction, which then takes its modes from the defaults the reset put back.  It
+        writes nothing, so its commit waits for no WAL flush.
+        """
+        if not self._reset_pending:
+            return []
+        self._reset_pending = False
+        return [Step("BEGIN"), Step(self.journal.policy.reset_sql(), what="resetting the session: "), Step("COMMIT")]
+
     def _reset_session(self, *, end_open: bool = False) -> None:
         """Undo what an earlier file left on the session, before this file's first transaction opens.
 
         BEGIN fixes a transaction's read-only mode and isolation level from the defaults then in
-        force, so the reset is a round trip of its own on the autocommit connection; ``end_open``
+        force, so the reset commits before the file's first BEGIN; here it is a round trip of its own
+        (before a statement that must run alone; ``_reset_steps`` otherwise); ``end_open``
         (the alembic road) first ends the transaction Alembic opened, which has run nothing yet.
         """
         import psycopg2
@@ -166,7 +184,8 @@ class FileRun:
         """
         if explicit:
             open_sql = unit.begin if unit else "BEGIN"
-        steps: list[Step] = [Step(open_sql, line=_first_line_of(unit))] if open_sql else []
+        steps: list[Step] = self._prefix + ([Step(open_sql, line=_first_line_of(unit))] if open_sql else [])
+        self._prefix = []
         steps += self._setup
         self._setup = []
         statements = unit.statements if unit else ()

@@ -16,8 +16,6 @@ from typing import Callable
 
 from . import envcheck
 from .dev_tenants import provision
-from .embedded import LocalPostgres
-from .processes import pid_alive, read_pid
 from ..database.connection import describe_error, open_connection
 from ..errors import ConfigError
 from ..settings import Project, Settings, tenant_database
@@ -31,12 +29,16 @@ def embedded_available() -> bool:
 
 
 def local_server(project: Project):
+    from .embedded import LocalPostgres  # lazy: a configured URL (production) never starts one
+
     return LocalPostgres(project.root / DATA_DIR)
 
 
 def local_server_running(project: Project) -> bool:
     """Whether this project's embedded server is up (``dev up``), read without writing any state:
     a production image's folder may be read-only."""
+    from .processes import pid_alive, read_pid  # lazy: see local_server
+
     data_dir = (project.root / DATA_DIR).resolve()
     pid = read_pid(data_dir / "postmaster.pid")
     return pid is not None and pid_alive(pid, data_dir)
