@@ -8,7 +8,9 @@ reads that backend's CPU time from /proc/<pid>/schedstat (Linux, server on this 
 connecting and after the case's statements.  Medians over --rounds, cases interleaved.
 Cases: status's query; drift's one round trip; the snapshot only parsed (PREPARE); parsed and
 planned (EXPLAIN); one trivial lookup in each of the 16 catalogs the snapshot reads (the floor of
-touching them at all on a cold backend).
+touching them at all on a cold backend); the deparse floor: only the definitions any drift must
+compare (every user column's type and default, every index, constraint and trigger definition and
+function body, through the pg_get_* functions), in one flat statement with no JSON.
 """
 
 from __future__ import annotations
@@ -41,6 +43,23 @@ def cases(server_version: int) -> dict:
     touch = "SELECT " + ", ".join(f"(SELECT 1 FROM pg_catalog.{c} LIMIT 1)" if c in NO_OID
                                   else f"(SELECT 1 FROM pg_catalog.{c} WHERE oid = 1)" for c in CATALOGS)
 
+    user = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+    deparse = (
+        "SET LOCAL search_path TO '';\nSELECT"
+        " (SELECT string_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) || coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), ''), ',')"
+        "  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+        "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        "  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        f"  WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND {user}),"
+        " (SELECT string_agg(pg_catalog.pg_get_indexdef(i.indexrelid), ',') FROM pg_catalog.pg_index i"
+        f"  JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE {user}),"
+        " (SELECT string_agg(pg_catalog.pg_get_constraintdef(k.oid), ',') FROM pg_catalog.pg_constraint k"
+        f"  JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace WHERE {user}),"
+        " (SELECT string_agg(pg_catalog.pg_get_triggerdef(g.oid), ',') FROM pg_catalog.pg_trigger g WHERE NOT g.tgisinternal),"
+        " (SELECT string_agg(pg_catalog.pg_get_functiondef(p.oid), ',') FROM pg_catalog.pg_proc p"
+        f"  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.prokind = 'f' AND {user})"
+    )
+
     def drift(cursor):
         bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {STASH_VERSION_SQL};\n",
                                  values).decode()
@@ -55,6 +74,7 @@ def cases(server_version: int) -> dict:
         "snapshot parsed only (PREPARE)": run(f"{settings};\nPREPARE p AS {body}"),
         "snapshot parsed and planned (EXPLAIN)": run(f"{settings};\nEXPLAIN {body}"),
         "a lookup in each of the 16 catalogs": run(touch),
+        "deparse floor: definitions only, no JSON": run(deparse),
     }
 
 
