@@ -13,7 +13,8 @@ tenants, and times each case several times, each against its floor measured in t
 3. `status --all-tenants` vs the same connection floor;
 4. `mark --DANGEROUS-apply-all --all-tenants --force` vs the same connection floor;
 5. `grapevine-migrations --help` start-up;
-with --baseline, the from-empty case also runs another build of the tool (an older checkout's
+with --baseline, the from-empty case (and the no-op, status and mark cases, each right after
+ours) also runs another build of the tool (an older checkout's
 CLI), interleaved with ours, and prints the per-file cost of both over the floor: before and after
 a change, measured in one run on the same server;
 and, with --big N, status and a no-op migrate over N tenants with their peak memory.
@@ -196,9 +197,11 @@ class Bench:
         for _ in range(repeat):
             for driver in DRIVERS:
                 add("connect_floor", driver, self.floor("connect", driver))
-            add("noop_migrate", "ours", self.ours("migrate", "--all-tenants"))
-            add("status", "ours", self.ours("status", "--all-tenants"))
-            add("mark_apply_all", "ours", self.ours("mark", "--DANGEROUS-apply-all", "--all-tenants", "--force"))
+            for who in ("ours", *baseline):  # the baseline build right after ours, on the same fleet
+                command = self.ours if who == "ours" else self.baseline
+                add("noop_migrate", who, command("migrate", "--all-tenants"))
+                add("status", who, command("status", "--all-tenants"))
+                add("mark_apply_all", who, command("mark", "--DANGEROUS-apply-all", "--all-tenants", "--force"))
         for _ in range(max(repeat, 5)):
             add("help", "ours", self.ours("--help"))
         return runs
@@ -271,6 +274,11 @@ def summarize(runs: dict) -> dict:
             "target": TARGETS[case],
         }
     cases["help"] = {"ours": stats(runs["help"]["ours"]), "target_seconds": 0.3}
+    for case in ("noop_migrate", "status", "mark_apply_all"):
+        if "baseline" in runs[case]:  # each of ours against the baseline's run right after it
+            pairs = [a.seconds / b.seconds for a, b in zip(runs[case]["ours"], runs[case]["baseline"])]
+            cases[case]["baseline"] = {**stats(runs[case]["baseline"]),
+                                       "ours_per_baseline_paired": round(statistics.median(pairs), 3)}
     if "baseline" in runs["from_empty"]:
         empty = cases["from_empty"]
         floor = empty["floors"][empty["floor_driver"]]
@@ -327,6 +335,11 @@ def print_table(result: dict) -> None:
                   f" ({data['ratio_min']:.2f}x min/min)  cost over the floor: {cost:.2f} ms per file")
         print(f"ours / baseline: {ours['median'] / empty['baseline']['median']:.3f} (median),"
               f" {ours['min'] / empty['baseline']['min']:.3f} (min)")
+    for case in ("noop_migrate", "status", "mark_apply_all"):
+        base = result["cases"][case].get("baseline")
+        if base:
+            print(f"{case}, baseline: min {base['min']:.3f} med {base['median']:.3f};"
+                  f" ours / baseline, paired: {base['ours_per_baseline_paired']:.3f}x")
     helpdata = result["cases"]["help"]["ours"]
     print(f"--help start-up: min {helpdata['min']:.3f} s, median {helpdata['median']:.3f} s (target < 0.3 s)")
     if result.get("big"):
