@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from chain import write_chain  # noqa: E402
-from run import CLI, Timed, machine, must, timed  # noqa: E402
+from fleet import stats  # noqa: E402
+from run import CLI, Timed, machine, must, timed, write_result  # noqa: E402
 
 TEMPLATE = "drift_template"
 
@@ -99,12 +98,6 @@ def fleet_drift(cli: str, env: dict, project: Path) -> Timed:
     return drift
 
 
-def stats(results: list[Timed]) -> dict:
-    seconds = [r.seconds for r in results]
-    return {"min": round(min(seconds), 3), "median": round(statistics.median(seconds), 3),
-            "peak_mb": round(max(r.peak_mb for r in results), 1), "exit": sorted({r.returncode for r in results})}
-
-
 def schema_artifact(work: Path) -> dict:
     """schema dump twice and schema check, on the sample chain and the embedded server."""
     project = project_copy(work / "sample", sample_chain=True)
@@ -157,9 +150,7 @@ def main() -> None:
                                              / result["fleet"]["status"]["median"], 2)
         result["schema"] = None if args.fleet_only else schema_artifact(work)
         print_table(result)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwritten: {args.json}")
+        write_result(args.json, result)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -38,7 +38,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests"))
 from faultproxy import FaultProxy  # noqa: E402
-from run import CLI, machine  # noqa: E402
+from run import CLI, machine, write_result  # noqa: E402
 
 QUERY = "SELECT id, server FROM tenants WHERE state = 'provisioned' ORDER BY id"
 STALL_CHAIN = {
@@ -221,9 +221,7 @@ def main() -> None:
         lab.stop()
         shutil.rmtree(work, ignore_errors=True)
     print_table(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten: {args.json}")
+    write_result(args.json, result)
 
 
 def print_table(result: dict) -> None:

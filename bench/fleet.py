@@ -15,7 +15,6 @@ server), migrates them with the 40-file chain of bench/chain.py, then times, as 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -33,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from chain import write_chain  # noqa: E402
-from run import CLI, Timed, machine, must, timed  # noqa: E402
+from run import CLI, Timed, machine, must, timed, write_result  # noqa: E402
 
 QUERY = "SELECT id, server FROM tenants WHERE state = 'provisioned' ORDER BY id"
 FLAGS = ["--max-parallel", "20", "--max-parallel-per-server", "10"]
@@ -167,9 +166,7 @@ def main() -> None:
                 hung.close()
             result["hung"][count] = {"migrate": stats([migrate]), "status": stats([status])}
         print_table(result)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwritten: {args.json}")
+        write_result(args.json, result)
     finally:
         fleet.stop()
         shutil.rmtree(work, ignore_errors=True)

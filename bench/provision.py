@@ -35,7 +35,7 @@ from psycopg2 import sql
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from chain import write_chain  # noqa: E402
-from run import CLI, DURABLE_SETTINGS, REPO, BIN, machine, must, timed  # noqa: E402
+from run import CLI, DURABLE_SETTINGS, REPO, BIN, machine, must, timed, write_result  # noqa: E402
 
 FLAT_TARGET = 1.5  # 300-file chain / sample chain, provision
 VERSUS_TARGET = 0.5  # provision / (create empty + migrate --tenant), sample chain
@@ -279,9 +279,7 @@ def main() -> None:
                   "postgres": version, "repeat": args.repeat, "durable": args.durable, "tmpfs": args.tmpfs,
                   "load_average": [round(load_at_start, 2), round(os.getloadavg()[0], 2)], "chains": chains}
         report(result)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwritten: {args.json}")
+        write_result(args.json, result)
     finally:
         for server in servers:
             if server.local is None:  # a server of somebody else's: leave no copies behind

@@ -302,6 +302,13 @@ def big(bench: Bench, count: int) -> dict:
             "target_peak_mb": 400}
 
 
+def write_result(path: Path, result: dict) -> None:
+    """The figures as JSON, beside the printed table (every bench script writes one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten: {path}")
+
+
 def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
@@ -381,9 +388,7 @@ def main() -> None:
             if args.explain:
                 result["profile"] = bench.profile
             print_durable(result)
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-            print(f"\nwritten: {args.json}")
+            write_result(args.json, result)
             return
         result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                   "postgres": version, "tenants": args.tenants, "repeat": args.repeat,
@@ -391,9 +396,7 @@ def main() -> None:
         if args.big:
             result["big"] = big(bench, args.big)
         print_table(result)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwritten: {args.json}")
+        write_result(args.json, result)
     finally:
         if bench.server is not None:
             if args.durable:  # with fsync on, the shutdown checkpoint can outlast pg_ctl's wait: take it first
