@@ -278,7 +278,10 @@ def summarize(runs: dict) -> dict:
         if "baseline" in runs[case]:  # each of ours against the baseline's run right after it
             pairs = [a.seconds / b.seconds for a, b in zip(runs[case]["ours"], runs[case]["baseline"])]
             cases[case]["baseline"] = {**stats(runs[case]["baseline"]),
-                                       "ours_per_baseline_paired": round(statistics.median(pairs), 3)}
+                                       "ours_per_baseline_paired": round(statistics.median(pairs), 3),
+                                       # the client's own CPU (user + system), where the two builds differ most
+                                       "cpu_median": round(statistics.median(r.cpu for r in runs[case]["baseline"]), 3),
+                                       "ours_cpu_median": round(statistics.median(r.cpu for r in runs[case]["ours"]), 3)}
     if "baseline" in runs["from_empty"]:
         empty = cases["from_empty"]
         floor = empty["floors"][empty["floor_driver"]]
@@ -346,7 +349,8 @@ def print_table(result: dict) -> None:
         base = result["cases"][case].get("baseline")
         if base:
             print(f"{case}, baseline: min {base['min']:.3f} med {base['median']:.3f};"
-                  f" ours / baseline, paired: {base['ours_per_baseline_paired']:.3f}x")
+                  f" ours / baseline, paired: {base['ours_per_baseline_paired']:.3f}x; CLI CPU median: ours"
+                  f" {base['ours_cpu_median']:.3f} s, baseline {base['cpu_median']:.3f} s")
     helpdata = result["cases"]["help"]["ours"]
     print(f"--help start-up: min {helpdata['min']:.3f} s, median {helpdata['median']:.3f} s (target < 0.3 s)")
     if result.get("big"):
