@@ -38,7 +38,7 @@ SERVICE = textwrap.dedent(
         running = False
         await ticker
         print(json.dumps({
-            "result": [applied, total, success], "took": took, "max_gap": max(gaps), "ticks": len(gaps),
+            "result": [applied, total, success], "took": took, "max_gap": max(gaps, default=took), "ticks": len(gaps),
             "names": sorted(n for n in vars(module) if not n.startswith("_")),
             "signature": str(inspect.signature(migrate_database)),
             "coroutine": inspect.iscoroutinefunction(migrate_database),
