@@ -1,6 +1,7 @@
 """Python API for services that migrate a database they just created (tenant provisioning).
 
-A drop-in for the previous tool's call::
+The previous tool's call, with richer results (``grapevine_alembic.service`` is the drop-in with
+its exact names)::
 
     applied, total, ok = await migrate_database_async(url, migrations_dir, timeout=300, retries=1)
 
@@ -210,7 +211,9 @@ def _late_policy(value: str | None, folder: Path) -> bool:
         try:
             config = find_config(start=folder.parent)
         except GrapevineError:
-            return True  # no alembic.ini above the folder: the default
+            config = None
+        if config is None:
+            return True  # no alembic.ini above the folder (the previous tool's layout): the default
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read(config)

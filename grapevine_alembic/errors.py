@@ -8,10 +8,15 @@ from pathlib import Path
 
 
 def project_path(path: Path) -> str:
-    """``path`` relative to the project root (the folder holding alembic.ini), else as given."""
+    """``path`` relative to the project root, else as given.
+
+    The root is found as ``settings.find_config`` finds it: the nearest folder holding alembic.ini
+    or, in the previous tool's layout without one, ``migrations/control`` or ``migrations/tenant``.
+    """
     path = Path(path)
     for folder in path.parents:
-        if (folder / "alembic.ini").is_file():
+        if (folder / "alembic.ini").is_file() or any((folder / "migrations" / env).is_dir()
+                                                     for env in ("control", "tenant")):
             return str(path.relative_to(folder))
     return str(path)
 

@@ -7,6 +7,7 @@ psycopg2 alone, and importing SQLAlchemy costs more than the work itself.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,9 +49,19 @@ class ConnectionSpec:
 
     @property
     def is_local(self) -> bool:
-        """True for loopback hosts and unix sockets: the only servers ``reset`` may touch."""
-        host = self.host or dict(self.options).get("host")
-        return host is None or host.startswith("/") or host in {"localhost", "127.0.0.1", "::1"}
+        """False when the spec names a server off this machine (``reset`` and ``dev tenant add`` refuse it).
+
+        True is not the last word: libpq may still go elsewhere (PGHOST, PGHOSTADDR, a service),
+        so those commands check the connection's peer too (``database.connection.remote_peer``).
+        """
+        options = dict(self.options)
+        host = options.get("hostaddr") or self.host or options.get("host")  # libpq connects to hostaddr if given
+        if host is None or host.startswith(("/", "@")) or host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host.strip("[]")).is_loopback  # all of 127/8 is loopback
+        except ValueError:
+            return False  # a name other than localhost: not looked up, as it is refused anyway
 
     @property
     def server(self) -> str:

@@ -66,6 +66,13 @@ class ScratchProject:
             self.write("tenant", name, sql)
         return self.add_tenant(tenant)
 
+    def without_alembic_ini(self) -> ScratchProject:
+        """The previous tool's layout: only migrations/control and migrations/tenant, no alembic.ini."""
+        for name in ("alembic.ini", "alembic_control", "alembic_tenant"):
+            path = self.root / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return self
+
     # ---- commands ----
     def run(self, *args: str, env: dict | None = None, input: str | None = None, timeout: float = 120, cwd=None):
         merged = {**self.env, **(env or {})}

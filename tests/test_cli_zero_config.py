@@ -8,10 +8,7 @@ import shutil
 
 
 def _without_ini(project):
-    for name in ("alembic.ini", "alembic_control", "alembic_tenant"):
-        path = project.root / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return project
+    return project.without_alembic_ini()
 
 
 def test_every_command_works_without_alembic_ini(project):

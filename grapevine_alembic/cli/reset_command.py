@@ -21,8 +21,9 @@ from ..errors import MissingTarget
 def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, force, max_parallel):
     """Drop ALL data and schema of local databases, so a fresh migrate starts clean.
 
-    Tenants are reset before control.  Only local servers (localhost, 127.0.0.1,
-    ::1, unix socket); any other host is refused, even with --force.
+    Tenants are reset before control.  Only local servers (localhost, 127.x.x.x,
+    ::1, unix socket), judged by where the connection really goes; any other host
+    is refused, even with --force.
 
     \b
     Examples:

@@ -100,6 +100,25 @@ def is_transient_text(message: str) -> bool:
     return any(marker in lowered for marker in _TRANSIENT_CONNECT_TEXT)
 
 
+def remote_peer(raw) -> str | None:
+    """The address libpq really connected to when it is not on this machine; None for loopback or a Unix socket.
+
+    Read from the socket itself: hostaddr, PGHOST, PGHOSTADDR and service files can all send libpq
+    somewhere the URL does not say.
+    """
+    import ipaddress
+    import os
+    import socket
+
+    with socket.socket(fileno=os.dup(raw.fileno())) as sock:  # a copy of the fd: closing it leaves libpq's open
+        if sock.family == socket.AF_UNIX:
+            return None
+        address = sock.getpeername()[0]
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return None if (mapped or ip).is_loopback else address
+
+
 def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT, bounds=None):
     """Connect with psycopg2 in autocommit mode, keepalives on and watched; failures become one masked line.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..tool_tables import DEFAULT_TABLES, ToolTables
+from .connection import ConnectionFailed, open_connection, remote_peer
 from .result import DatabaseResult
 from .runner import RunOptions, Session, with_retries
 from .target import Target
@@ -15,13 +16,35 @@ _USER_SCHEMAS = (
 
 
 def refuse_remote(targets: list[Target]) -> None:
-    """Reset is for local servers only; any other host is refused, with or without --force."""
+    """Reset is for local servers only; any other server is refused, with or without --force.
+
+    A remote host named in the URL is refused without being contacted; otherwise one connection
+    per server says where libpq really goes (``hostaddr``, ``PGHOST``, ``PGHOSTADDR``, a service).
+    """
     for target in targets:
         if not target.spec.is_local:
-            raise UsageError(
-                f"reset refuses {target.database} on {target.spec.host}: only local servers"
-                " (localhost, 127.0.0.1, ::1, unix socket) can be reset"
-            )
+            raise _refused(target, dict(target.spec.options).get("hostaddr") or target.spec.host)
+    checked = set()
+    for target in targets:
+        server = tuple((key, str(value)) for key, value in target.spec.connect_kwargs().items() if key != "dbname")
+        if server in checked:
+            continue
+        checked.add(server)
+        try:
+            raw = open_connection(target.spec)
+        except ConnectionFailed:
+            continue  # its job fails to connect too, and checks the connection it does open
+        try:
+            peer = remote_peer(raw)
+        finally:
+            raw.close()
+        if peer:
+            raise _refused(target, peer)
+
+
+def _refused(target: Target, where: str | None) -> UsageError:
+    return UsageError(f"reset refuses {target.database} on {where}: only local servers"
+                      " (localhost, 127.x.x.x, ::1, unix socket) can be reset")
 
 
 def reset(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_TABLES) -> DatabaseResult:
@@ -29,6 +52,9 @@ def reset(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_TABL
 
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options, tables) as session:
+            peer = remote_peer(session.raw)
+            if peer:  # the connection that would drop, checked again: a name may resolve elsewhere now
+                raise _refused(target, peer)
             session.read(lock=False) if options.dry_run else session.lock_and_read()
             with session.raw.cursor() as cursor:
                 cursor.execute(_USER_SCHEMAS)

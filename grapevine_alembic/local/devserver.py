@@ -16,7 +16,7 @@ from typing import Callable
 
 from . import envcheck
 from .dev_tenants import provision
-from ..database.connection import describe_error, open_connection
+from ..database.connection import describe_error, open_connection, remote_peer
 from ..errors import ConfigError
 from ..settings import Project, Settings, tenant_database
 
@@ -104,21 +104,22 @@ def add_tenants(settings: Settings, tenant_ids: list[str], chain, options) -> li
     from ..database.target import Target
     from ..errors import DatabaseError
 
-    if not settings.control.is_local:
-        raise ConfigError("dev tenant add works on local servers only")
+    for spec in (settings.control, settings.tenant_server):
+        if not spec.is_local:  # a named remote host is refused before any connection
+            raise ConfigError(f"dev tenant add works on local servers only, not {spec.display()}")
     names = [tenant_database(t) for t in tenant_ids]  # validates every id first
-    control = open_connection(settings.control)
+    control = _local_connection(settings.control)
     try:
-        _provision_all(control, tenant_ids)
+        server = _local_connection(settings.tenant_server.for_database("postgres"))
+        try:
+            with server.cursor() as cursor:
+                cursor.execute("SELECT datname::text FROM pg_database WHERE datname = ANY(%s)", (names,))
+                existing = {row[0] for row in cursor.fetchall()}
+        finally:
+            server.close()
+        _provision_all(control, tenant_ids)  # both servers checked before any row is written
     finally:
         control.close()
-    server = open_connection(settings.tenant_server.for_database("postgres"))
-    try:
-        with server.cursor() as cursor:
-            cursor.execute("SELECT datname::text FROM pg_database WHERE datname = ANY(%s)", (names,))
-            existing = {row[0] for row in cursor.fetchall()}
-    finally:
-        server.close()
     outcome = []
     for tenant_id, name in zip(tenant_ids, names):
         if name in existing:
@@ -129,6 +130,16 @@ def add_tenants(settings: Settings, tenant_ids: list[str], chain, options) -> li
             raise DatabaseError(f"tenant {tenant_id}: {result.error}")
         outcome.append((name, True))
     return outcome
+
+
+def _local_connection(spec):
+    """A connection to ``spec``, refused (and closed) unless libpq really reached this machine."""
+    raw = open_connection(spec)
+    peer = remote_peer(raw)
+    if peer:
+        raw.close()
+        raise ConfigError(f"dev tenant add works on local servers only, and {spec.display()} connects to {peer}")
+    return raw
 
 
 def _provision_all(control, tenant_ids: list[str]) -> None:
