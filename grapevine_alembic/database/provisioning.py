@@ -45,6 +45,8 @@ def provision(target: Target, chain: runner.Chain, options: runner.RunOptions, *
     import psycopg2
 
     result = DatabaseResult(target)
+    if target.problem:  # known before connecting: an id or a server it cannot be placed on
+        return result.fail(target.problem)
     started = time.monotonic()
     try:
         _provision(target, chain, options, maintenance_db, result)
