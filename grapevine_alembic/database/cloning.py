@@ -95,11 +95,8 @@ class TemplateState:
     mark: str | None = None  # the database's comment, set once it reached that head
 
     def holds(self, files) -> bool:
+        """Sealed at these files: a copy may be taken (and its ledger is still checked, see provisioning)."""
         return self.exists and self.mark == mark_text(files)
-
-    def behind_on(self, files) -> bool:
-        """It holds a prefix of these files: migrating it forward file by file brings it to head."""
-        return self.exists and any(self.mark == mark_text(files[:n]) for n in range(len(files) + 1))
 
 
 def template_state(raw, name: str) -> TemplateState:
@@ -182,14 +179,21 @@ def seal(raw, template: str, files) -> None:
 
 
 def unseal(raw, template: str) -> None:
-    """Let the tool connect to migrate it.  The old mark stays: a run that stops halfway leaves a
-    template whose ledger says where it is, and the next run carries on from there."""
-    _template_sql(raw, f"ALTER DATABASE {quote_ident(template)} ALLOW_CONNECTIONS true", template)
+    """Let the tool connect to migrate it, its mark removed first: a refresh that fails or stops halfway
+    leaves a template nobody copies, and the next run reads its ledger to see what it holds."""
+    name = quote_ident(template)
+    _template_sql(raw, f"COMMENT ON DATABASE {name} IS NULL;\nALTER DATABASE {name} ALLOW_CONNECTIONS true",
+                  template)
 
 
 def drop_template(raw, template: str) -> None:
     name = quote_ident(template)
     _template_sql(raw, f"ALTER DATABASE {name} IS_TEMPLATE false;\nDROP DATABASE {name}", template)
+
+
+def drop_copy(raw, name: str) -> None:
+    """Drop a database this run has just created (and closed): a copy that did not hold the chain."""
+    _execute(raw, f"DROP DATABASE IF EXISTS {quote_ident(name)}", name)
 
 
 def create_template(raw, template: str) -> None:

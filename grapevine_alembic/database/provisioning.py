@@ -4,9 +4,13 @@ The template (``grapevine_template_tenant``) is an ordinary database migrated fi
 by ``runner.migrate`` (under its migration lock, ledger rows ``provision (template)``) and
 then sealed: no connections allowed, marked with the head and a fingerprint of the files it
 holds (``cloning.mark_text``).  A provision reads that mark from ``pg_database`` on the
-maintenance database, so it never connects to the template it copies.  Where the server
-refuses (no CREATEDB, no right to copy), the chain is applied file by file instead, with a
-notice.  Either way the new database is what ``migrate`` would have made of an empty one.
+maintenance database, so it never connects to the template it copies.  The mark only says
+which template to copy: what it holds is read from its ledger (versions and checksums) every
+time, in the copy, and before it is migrated forward.  A template whose ledger is anything but
+the chain's first files is rebuilt from empty; a copy that is not the whole chain is dropped.
+Where the server refuses (no CREATEDB, no right to copy), the chain is applied file by file
+instead, with a notice.  Either way the new database is what ``migrate`` would have made of an
+empty one, or ``provision`` fails.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import replace
 
 from . import cloning, runner
 from .connection import acquire_lock, describe_error, open_connection
+from .ledger import DatabaseState, read_state
 from ..errors import DatabaseError, GrapevineError
 from .result import DatabaseResult
 from .target import Target
@@ -40,6 +45,8 @@ def provision(target: Target, chain: runner.Chain, options: runner.RunOptions, *
     import psycopg2
 
     result = DatabaseResult(target)
+    if target.problem:  # known before connecting: an id or a server it cannot be placed on
+        return result.fail(target.problem)
     started = time.monotonic()
     try:
         _provision(target, chain, options, maintenance_db, result)
@@ -63,7 +70,7 @@ def _provision(target: Target, chain, options, maintenance_db: str, result: Data
         if found.exists:
             raise cloning.AlreadyExists(f"database {name} already exists; nothing was changed")
         try:
-            _from_template(server, target, chain, options)
+            _copy_that_holds_the_chain(server, target, chain, options)
         except cloning.TemplateRefused as err:
             _notice(options, target, f"cannot use the template ({err}): creating {name} empty and"
                                      f" applying the {len(chain.files)} file(s) one by one")
@@ -73,28 +80,42 @@ def _provision(target: Target, chain, options, maintenance_db: str, result: Data
     finally:
         server.close()
     result.how = "template"
-    _date_the_ledger(target, chain, options)
     result.applied = list(chain.versions)
     result.after = chain.versions[-1] if chain.versions else None
 
 
-def _from_template(server, target: Target, chain, options) -> None:
+def _copy_that_holds_the_chain(server, target: Target, chain, options) -> None:
+    """Copy the template, then check the copy's ledger; a copy of anything but the chain is dropped and
+    the template rebuilt from its ledger, once (a template sealed over a failed refresh by an older release)."""
+    for trust_mark in (True, False):
+        _from_template(server, target, chain, options, trust_mark=trust_mark)
+        if _held_by(target.spec, chain, options, date_the_copy=True) == len(chain.files):
+            return
+        cloning.drop_copy(server, target.database)
+        if trust_mark:
+            _notice(options, target, f"the copy of {template_name(chain.env)} did not hold the chain's files"
+                                     " (versions and checksums): dropped; rebuilding the template from its ledger")
+    raise DatabaseError(f"the copy of {template_name(chain.env)} did not hold the chain's files after a rebuild;"
+                        f" {target.database} was not created")
+
+
+def _from_template(server, target: Target, chain, options, *, trust_mark: bool) -> None:
     """Copy the template under the shared template lock; bring it to head first (alone) when it is behind."""
     template = template_name(chain.env)
     keys = cloning.lock_keys(options.lock_key, template)
     files = chain.files
-    cloning.take(server, keys, shared=True, timeout_s=options.timeout_s)
-    try:
-        ready = cloning.template_state(server, template).holds(files)
-        if ready:
-            cloning.copy_template(server, target.database, template)
-            return
-    finally:
-        cloning.release(server, keys, shared=True)
+    if trust_mark:
+        cloning.take(server, keys, shared=True, timeout_s=options.timeout_s)
+        try:
+            if cloning.template_state(server, template).holds(files):
+                cloning.copy_template(server, target.database, template)
+                return
+        finally:
+            cloning.release(server, keys, shared=True)
     cloning.take(server, keys, shared=False, timeout_s=options.timeout_s)
     try:
         state = cloning.template_state(server, template)
-        if not state.holds(files):  # nobody brought it to head while we waited
+        if not (trust_mark and state.holds(files)):  # nobody brought it to head while we waited
             _refuse_copies_of(chain)
             _to_head(server, target, template, chain, options, state)
         cloning.copy_template(server, target.database, template)
@@ -110,13 +131,15 @@ def _refuse_copies_of(chain) -> None:
 
 
 def _to_head(server, target: Target, template: str, chain, options, state: cloning.TemplateState) -> None:
-    """Migrate the template file by file (from empty when its files changed under it), then seal it."""
-    if state.exists and not state.behind_on(chain.files):
-        cloning.drop_template(server, template)  # a file it holds was edited, removed or merged below its head
-        state = cloning.TemplateState(False)
+    """Migrate the template file by file (from empty when its ledger is not the chain's first files), then seal it."""
     if state.exists:
-        cloning.unseal(server, template)
-    else:
+        cloning.unseal(server, template)  # unmarked from here until sealed: a failure leaves it unusable
+        if _held_by(target.spec.for_database(template), chain, options) is None:
+            _notice(options, target, f"the template {template} holds files the chain does not have (a file edited,"
+                                     " removed or merged below its head, or a refresh that failed): rebuilding it")
+            cloning.drop_template(server, template)
+            state = cloning.TemplateState(False)
+    if not state.exists:
         cloning.create_template(server, template)
     template_options = replace(options, applied_by=TEMPLATE_APPLIED_BY, dry_run=False, out_of_order=False,
                                on_wait=None, servers=None)
@@ -127,14 +150,33 @@ def _to_head(server, target: Target, template: str, chain, options, state: cloni
     cloning.seal(server, template, chain.files)  # its connection is closed: nobody is on the template now
 
 
-def _date_the_ledger(target: Target, chain, options) -> None:
-    """The copied rows say when the template got each file; this database got them now."""
-    raw = open_connection(target.spec, connect_timeout=options.connect_timeout_s)
+def held_files(state: DatabaseState, files) -> int | None:
+    """How many of ``files`` a database holds when its ledger and version are exactly the first n of them
+    (same versions, same checksums); None when it holds anything else, which no forward migration mends."""
+    count = len(state.ledger)
+    prefix = files[:count]
+    if len(prefix) != count:
+        return None
+    for migration in prefix:
+        row = state.ledger.get(migration.version)
+        if row is None or row.checksum != migration.checksum:
+            return None
+    return count if tuple(state.heads) == ((prefix[-1].version,) if prefix else ()) else None
+
+
+def _held_by(spec, chain, options, *, date_the_copy: bool = False) -> int | None:
+    """``held_files`` of the database at ``spec``; a copy that holds the whole chain gets its rows dated now
+    (the copied rows say when the template got each file), under its migration lock."""
+    raw = open_connection(spec, connect_timeout=options.connect_timeout_s)
     try:
-        acquire_lock(raw, options.lock_key, timeout_s=options.timeout_s)  # a migrate beside us waits
+        if date_the_copy:
+            acquire_lock(raw, options.lock_key, timeout_s=options.timeout_s)  # a migrate beside us waits
         with raw.cursor() as cursor:
-            cursor.execute(f"UPDATE {chain.tables.ledger} SET applied_at = now() WHERE applied_by = %s",
-                           (TEMPLATE_APPLIED_BY,))
+            held = held_files(read_state(cursor, tables=chain.tables), chain.files)
+            if date_the_copy and held == len(chain.files):
+                cursor.execute(f"UPDATE {chain.tables.ledger} SET applied_at = now() WHERE applied_by = %s",
+                               (TEMPLATE_APPLIED_BY,))
+            return held
     finally:
         raw.close()
 

@@ -3,7 +3,8 @@
 The provisioning service writes a tenant's row first (state ``provisioning``, say) and then
 asks for its database, so ``provision`` does not require the state ``provisioned`` that
 every other command selects by.  A tenant is placed on the server the tenants query gives it
-(alembic.ini ``tenants_query``, when it lists the tenant already), else on the default one.
+(alembic.ini ``tenants_query``, when it lists the tenant already), else on the server its own
+row gives (the column named as the query's server column), whatever its state.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from ..database.connection import describe_error, open_connection
 from ..database.target import Target
 from ..errors import DatabaseError, UsageError
 from ..settings import Settings, validate_tenant_id
-from .targets import provisioned_tenants
+from .targets import listed_tenants, named_target, unlisted_rows
 
 
 def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None = None) -> list[Target]:
@@ -39,5 +40,8 @@ def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None
     unknown = [t for t in wanted if t not in known]
     if unknown:
         raise UsageError(f"unknown tenant {unknown[0]}: no such id in the tenants table")
-    servers = provisioned_tenants(settings, tenants_query) if tenants_query else {}
-    return [Target("tenant", settings.tenant_spec(t, servers.get(t)), t) for t in wanted]
+    if not tenants_query:  # the default query places every tenant on the default server
+        return [Target("tenant", settings.tenant_spec(t), t) for t in wanted]
+    listed, server_column = listed_tenants(settings, tenants_query)
+    others = unlisted_rows(settings, wanted, listed, server_column)
+    return [named_target(settings, t, listed, others, server_column) for t in wanted]

@@ -6,7 +6,8 @@ another server (``host[:port]``, see placement.py; NULL: the default tenant serv
 Every tenant id is validated before it is used in a database name.  ``--all-tenants`` is
 the provisioned ones; an explicitly named tenant (``--tenant X``) is taken whatever its state,
 as the previous tool and ``alembic -x tenant=X`` do (repairing a failed provisioning), with a
-notice naming the state; an id the tenants table does not have is still an error.
+notice naming the state, on the server its own row gives (the column the query's server column
+is named after); an id the tenants table does not have is still an error.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def default_tenants_query(has_deleted_at: bool) -> str:
 
 def provisioned_tenants(settings: Settings, tenants_query: str | None = None) -> dict[str | None, str | None]:
     """Ask the control database for provisioned tenants: id -> server (None: the default), in query order."""
+    return listed_tenants(settings, tenants_query)[0]
+
+
+def listed_tenants(settings: Settings, tenants_query: str | None = None) -> tuple[dict[str | None, str | None], str | None]:
+    """``provisioned_tenants``, and the name of the query's server column (None: it has none)."""
     import psycopg2
 
     raw = open_connection(settings.control)
@@ -89,8 +95,10 @@ def provisioned_tenants(settings: Settings, tenants_query: str | None = None) ->
                 cursor.execute(tenants_query)
             except psycopg2.Error as err:
                 raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
+            server_column = cursor.description[1].name if len(cursor.description) > 1 else None
             # a NULL id stays None (str() would make it the tenant "None", database db_None)
-            return {(None if row[0] is None else str(row[0])): _server_value(row) for row in cursor.fetchall()}
+            return ({(None if row[0] is None else str(row[0])): _server_value(row) for row in cursor.fetchall()},
+                    server_column)
     finally:
         raw.close()
 
@@ -99,18 +107,31 @@ def _server_value(row: tuple) -> str | None:
     return None if len(row) < 2 or row[1] is None else str(row[1])
 
 
-def tenant_states(settings: Settings, tenant_ids: list[str]) -> dict[str, str]:
-    """State of each given id in the tenants table (absent ids are missing from the result)."""
+@dataclass(frozen=True)
+class TenantRow:
+    """A named tenant the tenants query did not list: its state, and its server as its own row gives it."""
+
+    state: str
+    server: str | None
+    has_server_column: bool  # the row has the column the query's server column is named after
+
+
+def tenant_rows(settings: Settings, tenant_ids: list[str], server_column: str | None) -> dict[str, TenantRow]:
+    """Each given id's row of the tenants table (absent ids are missing from the result).
+
+    Its server comes from the column the tenants query names its server column after, whatever
+    the state: a tenant being provisioned or repaired belongs on its own server too."""
     raw = open_connection(settings.control)
     try:
         with raw.cursor() as cursor:
             cursor.execute(
-                # to_jsonb reads deleted_at only where that column exists
-                "SELECT id::text, CASE WHEN to_jsonb(t) ->> 'deleted_at' IS NOT NULL"
-                " THEN 'deleted' ELSE state END FROM tenants t WHERE id::text = ANY(%s)",
-                (tenant_ids,),
+                # to_jsonb reads deleted_at, and the server column, only where those columns exist
+                "SELECT id::text, CASE WHEN to_jsonb(t) ->> 'deleted_at' IS NOT NULL THEN 'deleted' ELSE state END,"
+                " to_jsonb(t) ->> %s, to_jsonb(t) ? %s FROM tenants t WHERE id::text = ANY(%s)",
+                (server_column or "", server_column or "", tenant_ids),
             )
-            return dict(cursor.fetchall())
+            return {tenant_id: TenantRow(state, server, server_column is None or has)
+                    for tenant_id, state, server, has in cursor.fetchall()}
     finally:
         raw.close()
 
@@ -126,33 +147,45 @@ def resolve(selection: Selection, settings: Settings, tenants_query: str | None 
     targets = [control_target(settings)] if selection.control else []
     if not selection.wants_tenants:
         return targets
-    provisioned = provisioned_tenants(settings, tenants_query)
+    provisioned, server_column = listed_tenants(settings, tenants_query)
     if selection.all_tenants:
-        chosen = list(provisioned)
+        chosen, others = list(provisioned), {}
     else:
-        chosen = _explicit(selection.tenant_ids, provisioned, settings, announce)
+        chosen = list(dict.fromkeys(selection.tenant_ids))
+        others = unlisted_rows(settings, chosen, provisioned, server_column)
+        for tenant_id, row in others.items():
+            if announce:
+                announce(f"notice: tenant {tenant_id} is {row.state}, not {PROVISIONED}:"
+                         f" included because it was named (--all-tenants leaves it out)")
     if selection.shard:
         index, count = selection.shard
         chosen = [t for t in chosen if shard_of(t or "", count) == index]
-    # a named tenant the tenants query did not list is on the default tenant server
-    return targets + [_tenant_target(settings, tenant_id, provisioned.get(tenant_id)) for tenant_id in chosen]
+    return targets + [named_target(settings, t, provisioned, others, server_column) for t in chosen]
 
 
-def _explicit(requested: tuple[str, ...], provisioned: dict[str, str | None], settings: Settings,
-              announce) -> list[str]:
-    chosen = list(dict.fromkeys(requested))
+def unlisted_rows(settings: Settings, chosen: list[str], provisioned: dict, server_column: str | None
+                  ) -> dict[str, TenantRow]:
+    """The rows of the named tenants the tenants query did not list; an id the table does not have is an error."""
     others = [t for t in chosen if t not in provisioned]
-    if not others:
-        return chosen
-    states = tenant_states(settings, others)
-    unknown = [t for t in others if t not in states]
+    rows = tenant_rows(settings, others, server_column) if others else {}
+    unknown = [t for t in others if t not in rows]
     if unknown:
         raise UsageError(f"unknown tenant {unknown[0]}: no such id in the tenants table")
-    for tenant_id in others:
-        if announce:
-            announce(f"notice: tenant {tenant_id} is {states[tenant_id]}, not {PROVISIONED}:"
-                     f" included because it was named (--all-tenants leaves it out)")
-    return chosen
+    return rows
+
+
+def named_target(settings: Settings, tenant_id: str, provisioned: dict, others: dict[str, TenantRow],
+                 server_column: str | None) -> Target:
+    """A tenant listed by the tenants query is on the server it gives; any other, on the server its row gives."""
+    row = others.get(tenant_id)
+    if row is None:
+        return _tenant_target(settings, tenant_id, provisioned.get(tenant_id))
+    if not row.has_server_column:
+        return Target("tenant", settings.tenant_server.for_database(_database_name(settings, tenant_id)), tenant_id,
+                      problem=f"cannot place it: it is {row.state}, so the tenants query does not list it, and the"
+                              f" tenants table has no column {server_column} (the query's server column) to read"
+                              " its server from")
+    return _tenant_target(settings, tenant_id, row.server)
 
 
 def _tenant_target(settings: Settings, tenant_id: str | None, server: str | None = None) -> Target:
@@ -164,10 +197,13 @@ def _tenant_target(settings: Settings, tenant_id: str | None, server: str | None
         return Target("tenant", settings.tenant_spec(tenant_id, server), tenant_id)
     except UsageError as err:
         # A bad id or server stored in the tenants table is that tenant's problem, not the whole run's.
-        try:
-            database = settings.tenant_spec(tenant_id).dbname
-        except UsageError:
-            database = "?"
-        return Target("tenant", settings.tenant_server.for_database(database), tenant_id, problem=str(err),
-                      placement=server)
+        return Target("tenant", settings.tenant_server.for_database(_database_name(settings, tenant_id)), tenant_id,
+                      problem=str(err), placement=server)
+
+
+def _database_name(settings: Settings, tenant_id: str) -> str:
+    try:
+        return settings.tenant_spec(tenant_id).dbname
+    except UsageError:
+        return "?"
 
