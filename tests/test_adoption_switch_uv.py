@@ -151,8 +151,7 @@ def test_switch_a_uv_and_mise_repository_as_the_docs_say(uv_product, tmp_path):
     status = product.run(mise, "migrations", "status", "--tenant", product.globex, env=mise_env)
     assert status.returncode == 0, status.stdout + status.stderr
     assert f"db_{product.globex}" in status.stdout and "pending" in status.stdout, status.stdout
-    password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
-    assert password and password not in status.stdout + status.stderr
+    assert product.server.password not in status.stdout + status.stderr
     init = product.run(mise, "migrations", "init", env=mise_env)
     assert init.returncode == 0 and "wrote alembic.ini" in init.stdout, init.stderr
 
