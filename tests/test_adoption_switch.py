@@ -99,8 +99,8 @@ def product(tmp_path, installed, pg_server, make_db):
 def test_switch_from_the_previous_tool_as_the_readme_says(product, tmp_path):
     section = _section()
 
-    # 1. install: the fixture installed the wheel; the CLI is the fresh venv's
-    assert "pip install grapevine-alembic==0.1.0" in _block(section, "sh")
+    # 1. install: the fixture installed the wheel; the CLI is the fresh venv's (the git form: test_adoption_install.py)
+    assert 'pip install "grapevine-alembic @ git+https://' in _block(section, "sh") and "python -m build" in section
     assert product.cli("--version").stdout.strip().endswith("0.1.0")
 
     # 2. init: the files for `alembic -c`, the .gitignore line, and the two lines to copy

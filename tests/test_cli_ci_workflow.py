@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pg import url_for
+from pg import query, url_for
 from project import BIN, REPO
 
 WORKFLOW = REPO / ".github" / "workflows" / "migrations.yml"
@@ -78,23 +79,94 @@ def test_the_job_summary_is_a_command_of_the_tool():
     assert sorted(p.name for p in (REPO / ".github").iterdir()) == ["workflows"]  # no script to copy
 
 
+def _runs_on(condition: str | None, event: str) -> bool:
+    if condition is None:
+        return True
+    match = re.fullmatch(r"github\.event_name (==|!=) '(\w+)'", condition)
+    assert match, condition  # a condition this runner cannot evaluate
+    return (match[2] == event) == (match[1] == "==")
+
+
+def _rehearse(repo: Path, env: dict, event: str) -> list[tuple[str, subprocess.CompletedProcess]]:
+    """The rehearse job's steps as a runner runs them for `event` (base branch `main`), up to the first
+    that fails; the tool comes from this suite's venv instead of `pip install`."""
+    done = []
+    for step in _workflow()["jobs"]["rehearse"]["steps"]:
+        if "run" not in step or step["run"].startswith("pip install") or not _runs_on(step.get("if"), event):
+            continue
+        step_env = {k: v.replace("${{ github.base_ref }}", "main") for k, v in step.get("env", {}).items()}
+        result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=repo,
+                                env={**env, **step_env}, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=300)
+        done.append((step["run"], result))
+        if result.returncode:
+            break
+    return done
+
+
+def _rehearsal_env(tmp_path: Path, pg_server, make_db) -> dict:
+    (tmp_path / "runner").mkdir()
+    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root"), "CI": "true",
+           "RUNNER_TEMP": str(tmp_path / "runner"), **_workflow()["jobs"]["rehearse"]["env"]}
+    env["CONTROL_DATABASE_URL"] = url_for(pg_server, make_db())  # the service container's role
+    make_db.created.extend(["db_rehearsal-a", "db_rehearsal-b"])  # dropped after the test
+    return env
+
+
 def test_the_rehearsal_passes_on_a_previous_tool_repository(tmp_path, pg_server, make_db):
     repo = tmp_path / "product"
     shutil.copytree(PREVIOUS_TOOL_REPO, repo)
-    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root"),
-           "CI": "true", **_workflow()["jobs"]["rehearse"]["env"]}
-    env["CONTROL_DATABASE_URL"] = url_for(pg_server, make_db())  # the service container's role
-    make_db.created.extend(["db_rehearsal-a", "db_rehearsal-b"])  # dropped after the test
+    env = _rehearsal_env(tmp_path, pg_server, make_db)
     # the switch's schema step (README, "Switch from the previous tool"): schema.sql from the files
     dumped = subprocess.run([str(BIN / "grapevine-migrations"), "schema", "dump"], cwd=repo, env=env,
                             capture_output=True, text=True, timeout=180)
     assert dumped.returncode == 0, dumped.stdout + dumped.stderr
-    commands = [line for line in _runs(_workflow()["jobs"]["rehearse"]) if line.startswith("grapevine-migrations")]
-    assert any(" dev tenant add " in f" {line} " for line in commands)
-    for line in commands:
-        result = subprocess.run(["bash", "-c", line], cwd=repo, env=env, stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, timeout=180)
-        assert result.returncode == 0, (line, result.stdout, result.stderr)
+    done = _rehearse(repo, env, "push")
+    assert any(" dev tenant add " in f" {run} " for run, _ in done) and len(done) == 5
+    for run, result in done:
+        assert result.returncode == 0, (run, result.stdout, result.stderr)
+
+
+def _commit(repo: Path, env: dict, message: str) -> None:
+    dumped = subprocess.run([str(BIN / "grapevine-migrations"), "schema", "dump"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert dumped.returncode == 0, dumped.stdout + dumped.stderr
+    for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", message]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("column, fails", [("plan text NOT NULL", True), ("plan text NOT NULL DEFAULT 'free'", False)])
+def test_a_pull_requests_rehearsal_applies_the_base_chain_first_then_its_files(tmp_path, pg_server, make_db, column, fails):
+    """A new NOT NULL column passes on an empty table and fails on the rows production has: the rehearsal
+    of a pull request upgrades databases at the base branch's head (tenants added), as production is."""
+    origin = tmp_path / "origin"
+    shutil.copytree(PREVIOUS_TOOL_REPO, origin)
+    env = _rehearsal_env(tmp_path, pg_server, make_db)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=origin, check=True, timeout=60)
+    _commit(origin, env, "base")
+    subprocess.run(["git", "checkout", "-q", "-b", "pr"], cwd=origin, check=True, timeout=60)
+    new_file = "20250827000000_tenants_plan.sql"
+    (origin / "migrations" / "control" / new_file).write_text(f"ALTER TABLE tenants ADD COLUMN {column};\n")
+    _commit(origin, env, "the pull request")  # schema dump applies it from scratch: it passes there
+    checkout = tmp_path / "checkout"  # actions/checkout with fetch-depth 0: origin/main is there
+    subprocess.run(["git", "clone", "-q", "--branch", "pr", str(origin), str(checkout)], check=True, timeout=60)
+
+    done = _rehearse(checkout, env, "pull_request")
+    runs = [run for run, _ in done]
+    assert runs[0] == "grapevine-migrations schema check" and "origin/$BASE_REF" in runs[1]
+    failed = [(run, result) for run, result in done if result.returncode]
+    control = env["CONTROL_DATABASE_URL"].rsplit("/", 1)[1]
+    if fails:
+        [(run, result)] = failed
+        assert run == "grapevine-migrations migrate --control", (run, result.stdout, result.stderr)
+        assert new_file in result.stdout + result.stderr and "contains null values" in result.stdout + result.stderr
+        assert query(pg_server, control, "SELECT count(*) FROM tenants") == [(2,)]  # the base's rehearsal tenants
+    else:
+        assert failed == [] and len(done) == 6
+        rows = query(pg_server, control, "SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        assert [v for v, _ in rows][-2:] == ["20250812000000", "20250827000000"]
+        assert rows[-1][1] > rows[-2][1]  # the base chain's run, then the pull request's
+        assert query(pg_server, control, "SELECT DISTINCT plan FROM tenants") == [("free",)]  # rows were there
 
 
 def _summary(path: Path):
