@@ -8,7 +8,6 @@ builds each version at most once per run, shared by every thread of a fan-out.
 
 from __future__ import annotations
 
-import copy
 import json
 import secrets
 import threading
@@ -19,6 +18,7 @@ from ..database import runner
 from ..database.connection import open_connection
 from ..database.target import Target
 from ..errors import GrapevineError
+from ..files.cluster_wide import left_out_notices
 from ..settings import ConnectionSpec, Settings
 from .catalog import read_snapshot
 
@@ -64,19 +64,18 @@ def scratch_database(server: ConnectionSpec):
         admin.close()
 
 
-def chain_up_to(chain, version: str | None):
-    """The same chain, cut after ``version`` (None: no file at all)."""
-    cut = copy.copy(chain)
-    cut.files = tuple(m for m in chain.files if version is not None and m.version <= version)
-    cut._script = None
-    return cut
+def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int, on_notice=None) -> Reference:
+    """The catalog of a fresh database migrated file by file up to ``version``.
 
-
-def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int) -> Reference:
-    """The catalog of a fresh database migrated file by file up to ``version``."""
+    Statements that act on the whole server are left out (``on_notice(line)`` hears of each):
+    the build must change nothing outside its scratch database.
+    """
     if version is not None and chain.get(version) is None:
         raise SchemaBuildError(f"version {version} is not among the {chain.env} migration files")
-    cut = chain_up_to(chain, version)
+    cut = chain.server_free(version)
+    for line in left_out_notices(cut.files, "the scratch build"):
+        if on_notice:
+            on_notice(f"notice: {line}")
     with scratch_database(server) as spec:
         options = runner.RunOptions(lock_key=lock_key, retries=0)
         result = runner.migrate(Target(chain.env, spec), cut, options)
@@ -96,8 +95,8 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
 class References:
     """Reference catalogs by (env, version), each built once per run however many threads ask."""
 
-    def __init__(self, chains: dict, servers: dict, *, lock_key: int):
-        self.chains, self.servers, self.lock_key = chains, servers, lock_key
+    def __init__(self, chains: dict, servers: dict, *, lock_key: int, on_notice=None):
+        self.chains, self.servers, self.lock_key, self.on_notice = chains, servers, lock_key, on_notice
         self._done: dict = {}
         self._locks: dict = {}
         self._guard = threading.Lock()
@@ -110,7 +109,7 @@ class References:
             if key not in self._done:
                 try:
                     self._done[key] = build_snapshot(self.chains[env], version, self.servers[env],
-                                                     lock_key=self.lock_key)
+                                                     lock_key=self.lock_key, on_notice=self.on_notice)
                 except GrapevineError as err:
                     self._done[key] = err  # every database at this version gets the same error, once built
             found = self._done[key]
