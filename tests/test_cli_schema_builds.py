@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import signal
+import time
+
+import pytest
 
 HEAD = "20250301000000"
 
@@ -72,3 +76,58 @@ def test_cluster_wide_statements_are_told_from_database_ones():
     assert [s.sql.strip().rstrip(";") for s, _ in left_out] == server_wide
     assert [s.sql.strip().rstrip(";") for s in parsed.statements] == local
     assert [s.sql.strip().rstrip(";") for u in parsed.units for s in u.statements] == local
+
+
+def _scratch_databases(project) -> list[str]:
+    return [name for (name,) in project.query("postgres", "SELECT datname FROM pg_database ORDER BY 1")
+            if name.startswith("grapevine_scratch_")]
+
+
+def _spawn_slow_build(project, *args):
+    """A build stopped in the middle of its slow file, and the scratch database it created."""
+    project.write("tenant", f"{HEAD}_slow.sql", "SELECT pg_sleep(30);\n")
+    before = set(_scratch_databases(project))
+    process = project.spawn(*args)
+    deadline = time.monotonic() + 60
+    while not set(_scratch_databases(project)) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    created = sorted(set(_scratch_databases(project)) - before)
+    assert created, "the build never created its scratch database"
+    time.sleep(1.0)  # inside pg_sleep
+    return process, created[0]
+
+
+@pytest.mark.parametrize("command", ["dump", "check"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_schema_build_exits_130_with_its_summary_line(project, command, signum):
+    assert project.cli("schema", "dump", "--tenant").returncode == 0
+    process, _ = _spawn_slow_build(project, "schema", command, "--tenant")
+    started = time.monotonic()
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    unfinished = "not written" if command == "dump" else "not checked"
+    assert process.returncode == 130, stdout + stderr
+    assert stdout.splitlines()[-1] == f"migrations/tenant/schema.sql: {unfinished} (interrupted)", stdout + stderr
+    assert "Traceback" not in stderr and "not confirmed" not in stderr, stderr
+    assert time.monotonic() - started < 10
+    assert _scratch_databases(project) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_scratch_database_of_a_killed_run_is_dropped_by_the_next_one(project, signum):
+    running, mine = _spawn_slow_build(project, "schema", "dump", "--tenant")  # a build under way keeps its own
+    try:
+        killed, left = _spawn_slow_build(project, "schema", "dump", "--tenant")
+        killed.send_signal(signum)
+        killed.communicate(timeout=60)
+        assert sorted(_scratch_databases(project)) == sorted([mine, left])  # the killed run could not drop it
+        project.write("tenant", f"{HEAD}_slow.sql", "SELECT 1;\n")
+        again = project.cli("schema", "dump", "--tenant")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"notice: dropped the scratch database {left}, left by a run that was killed" in again.stderr
+        assert _scratch_databases(project) == [mine]
+    finally:
+        running.send_signal(signal.SIGTERM)
+        output = running.communicate(timeout=60)
+    assert running.returncode == 130, output
+    assert _scratch_databases(project) == []

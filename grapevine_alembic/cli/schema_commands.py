@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import signal
 import sys
 from contextlib import contextmanager
 
@@ -27,16 +26,20 @@ def _envs(control: bool, tenant: bool) -> list[str]:
 
 
 @contextmanager
-def _sigterm_interrupts():
-    """SIGTERM stops a build like Ctrl-C does, so the scratch database is still dropped."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+def _interruptible(out, name: str, unfinished: str):
+    """Ctrl-C or SIGTERM cancel the build at once (its scratch database is still dropped) and end the command with
+    exit 130 and one summary line."""
+    from ..database import interrupts  # lazy: --help stays fast
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with interrupts.graceful(out.info, cancel_first=True) as signals:
+        try:
+            yield
+        except Exception:
+            if not signals.stopping:
+                raise  # the build's own failure; else the failure is the cancel's doing
+    if signals.stopping:
+        out.line(f"{name}: {unfinished} (interrupted)")
+        sys.exit(interrupts.EXIT_INTERRUPTED)
 
 
 def expected_schema(app: App, env: str) -> str:
@@ -46,9 +49,8 @@ def expected_schema(app: App, env: str) -> str:
 
     chain = load_chains(app, [env])[env]
     head = chain.versions[-1] if chain.versions else None
-    with _sigterm_interrupts():
-        reference = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key,
-                                   on_notice=app.out().info)
+    reference = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key,
+                               on_notice=app.out().info)
     return render(reference.catalog, env=env, version=head)
 
 
@@ -70,7 +72,8 @@ def dump(app: App, control: bool, tenant: bool):
     out = app.out()
     for env in _envs(control, tenant):
         path = app.project().migration_dir(env) / SCHEMA_FILE_NAME
-        text = expected_schema(app, env)
+        with _interruptible(out, _relative(app, path), "not written"):
+            text = expected_schema(app, env)
         unchanged = path.exists() and path.read_text() == text
         if not unchanged:
             path.write_text(text)
@@ -102,7 +105,8 @@ def check(app: App, control: bool, tenant: bool):
         path = app.project().migration_dir(env) / SCHEMA_FILE_NAME
         name = _relative(app, path)
         committed = path.read_text() if path.exists() else ""
-        expected = expected_schema(app, env)
+        with _interruptible(out, name, "not checked"):
+            expected = expected_schema(app, env)
         if committed == expected:
             out.line(f"{name}: up to date")
             continue

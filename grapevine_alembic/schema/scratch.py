@@ -1,14 +1,16 @@
 """The schema a version should have: the chain applied to a throwaway database, then read.
 
 The scratch database lives on the server the environment's databases live on (so the
-catalog text comes from the same PostgreSQL), is named ``grapevine_scratch_<random>`` and
-is dropped afterwards, also when applying fails or the run is interrupted.  ``References``
+catalog text comes from the same PostgreSQL), is named ``grapevine_scratch_lk<hex>`` and
+is dropped afterwards, also when applying fails or the run is interrupted; one left by a
+killed run is dropped by the next build on that server (see ``scratch_database``).  ``References``
 builds each version at most once per run, shared by every thread of a fan-out.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 from contextlib import contextmanager
@@ -44,25 +46,80 @@ def server_for(settings: Settings, env: str) -> ConnectionSpec:
     return settings.tenant_server.for_database("postgres")
 
 
-@contextmanager
-def scratch_database(server: ConnectionSpec):
-    """A new empty database on ``server`` (its spec is yielded), dropped on the way out whatever happens."""
-    from psycopg2 import sql
+# A build holds a session advisory lock (this class, the name's hex) on its maintenance connection from
+# before CREATE DATABASE until after DROP DATABASE; pg_locks shows it from every database of the server.
+# A scratch database whose lock nobody holds was left by a run that died (SIGKILL, SIGHUP, a lost host).
+_LOCK_CLASS = 0x67767363
+_NAMED = re.compile(SCRATCH_PREFIX + r"lk([0-9a-f]{8})")
+_HELD_SQL = ("SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND classid = %s::oid AND objid = %s::oid"
+             " AND objsubid = 2 AND granted")
 
-    name = SCRATCH_PREFIX + secrets.token_hex(6)
+
+def _lock_key(name: str) -> int:
+    return int(_NAMED.fullmatch(name).group(1), 16) & 0x7FFFFFFF
+
+
+@contextmanager
+def scratch_database(server: ConnectionSpec, on_notice=None):
+    """A new empty database on ``server`` (its spec is yielded), dropped on the way out whatever happens.
+
+    First the scratch databases of runs that died are dropped (``on_notice(line)`` hears of each).
+    """
+    name = SCRATCH_PREFIX + "lk" + secrets.token_hex(4)
     admin = open_connection(server)
     try:
         with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            cursor.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", (_LOCK_CLASS, _lock_key(name)))
+        _drop_stale(admin, on_notice)
+        _create_or_drop(admin, name, create=True)
         try:
             yield server.for_database(name)
         finally:
-            force = " WITH (FORCE)" if admin.server_version >= 130000 else ""
-            with admin.cursor() as cursor:
-                cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
+            _drop_on_the_way_out(admin, server, name)
     finally:
-        admin.close()
+        admin.close()  # releases the lock
 
+
+def _drop_on_the_way_out(admin, server: ConnectionSpec, name: str) -> None:
+    import psycopg2
+
+    try:
+        _create_or_drop(admin, name, create=False)
+    except psycopg2.Error:  # Ctrl-C's cancel request can land on the DROP, or close this connection: once more
+        again = open_connection(server)
+        try:
+            _create_or_drop(again, name, create=False)
+        finally:
+            again.close()
+
+
+def _create_or_drop(admin, name: str, *, create: bool) -> None:
+    from psycopg2 import sql
+
+    force = " WITH (FORCE)" if admin.server_version >= 130000 else ""
+    statement = "CREATE DATABASE {}" if create else "DROP DATABASE IF EXISTS {}" + force
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL(statement).format(sql.Identifier(name)))
+
+
+def _drop_stale(admin, on_notice) -> None:
+    import psycopg2
+
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s ORDER BY 1",
+                       (SCRATCH_PREFIX.replace("_", "\\_") + "%",))
+        names = [name for (name,) in cursor.fetchall() if _NAMED.fullmatch(name)]
+    for name in names:
+        with admin.cursor() as cursor:
+            cursor.execute(_HELD_SQL, (_LOCK_CLASS, _lock_key(name)))
+            if cursor.fetchone():
+                continue  # a build under way
+        try:
+            _create_or_drop(admin, name, create=False)
+        except psycopg2.Error:
+            continue  # another role's, or dropped by someone else meanwhile: not ours to report
+        if on_notice:
+            on_notice(f"notice: dropped the scratch database {name}, left by a run that was killed")
 
 def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int, on_notice=None) -> Reference:
     """The catalog of a fresh database migrated file by file up to ``version``.
@@ -76,7 +133,7 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
     for line in left_out_notices(cut.files, "the scratch build"):
         if on_notice:
             on_notice(f"notice: {line}")
-    with scratch_database(server) as spec:
+    with scratch_database(server, on_notice) as spec:
         options = runner.RunOptions(lock_key=lock_key, retries=0)
         result = runner.migrate(Target(chain.env, spec), cut, options)
         if not result.ok:
