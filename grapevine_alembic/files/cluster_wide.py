@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import MigrationFileError
 from .migration import MigrationFile
 from .parsing import ParsedSql, Statement
 
@@ -108,6 +109,15 @@ class ServerFreeFile(MigrationFile):
         return cls(migration.version, migration.description, migration.path, migration)
 
 def left_out_notices(files, build: str) -> list[str]:
-    """One line per statement left out of ``build`` (e.g. "the scratch build"), in file order."""
-    return [f"{m.path.name} line {statement.line}: {reason} left out of {build}: it acts on the whole server,"
-            " not on one database" for m in files if isinstance(m, ServerFreeFile) for statement, reason in m.left_out]
+    """One line per statement left out of ``build`` (e.g. "the scratch build"), in file order.
+
+    A file that cannot be read or parsed gives none: the build itself fails on it, naming it as it always does."""
+    lines = []
+    for migration in files:
+        try:
+            left_out = migration.left_out if isinstance(migration, ServerFreeFile) else ()
+        except MigrationFileError:
+            continue
+        lines += [f"{migration.path.name} line {statement.line}: {reason} left out of {build}: it acts on the whole"
+                  " server, not on one database" for statement, reason in left_out]
+    return lines
