@@ -50,7 +50,7 @@ def expected_schema(app: App, env: str) -> str:
     chain = load_chains(app, [env])[env]
     head = chain.versions[-1] if chain.versions else None
     reference = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key,
-                               on_notice=app.out().info)
+                               on_notice=app.out().info, complete=True)
     return render(reference.catalog, env=env, version=head)
 
 

@@ -121,9 +121,11 @@ def _drop_stale(admin, on_notice) -> None:
         if on_notice:
             on_notice(f"notice: dropped the scratch database {name}, left by a run that was killed")
 
-def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int, on_notice=None) -> Reference:
+def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int, on_notice=None,
+                   complete: bool = False) -> Reference:
     """The catalog of a fresh database migrated file by file up to ``version``.
 
+    ``complete``: with what only schema.sql needs (see ``catalog.read_snapshot``).
     Statements that act on the whole server are left out (``on_notice(line)`` hears of each):
     the build must change nothing outside its scratch database.
     """
@@ -143,7 +145,7 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
         raw = open_connection(spec)
         try:
             with raw.cursor() as cursor:
-                _, text = read_snapshot(cursor)
+                _, text = read_snapshot(cursor, complete=complete)
         finally:
             raw.close()
     return Reference(text, json.loads(text))
