@@ -149,6 +149,19 @@ _COMMENT_TARGET = f"""CASE d.classoid
         WHEN i.type = 'composite type' THEN 'type' ELSE i.type END) || ' ' || i.identity END"""
 _SEQUENCE_OPTIONS = ("'type', pg_catalog.format_type(s.seqtypid, NULL), 'start', s.seqstart::text, 'increment', s.seqincrement::text,"
                      " 'min', s.seqmin::text, 'max', s.seqmax::text, 'cache', s.seqcache::text, 'cycle', s.seqcycle")
+_ACL_OBJECTS = f"""SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE ' ELSE 'TABLE ' END || c.oid::pg_catalog.regclass::text AS target,
+        NULL::text AS col, c.relacl AS acl, pg_catalog.acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner) AS deflt
+      FROM pg_catalog.pg_class c WHERE c.relacl IS NOT NULL AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {_USER_REL}
+        AND c.relname NOT IN ({_TOOL})
+    UNION ALL SELECT 'TABLE ' || c.oid::pg_catalog.regclass::text, pg_catalog.quote_ident(a.attname), a.attacl, NULL::pg_catalog.aclitem[]
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+      WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped AND {_USER_REL}
+    UNION ALL SELECT 'ROUTINE ' || p.oid::pg_catalog.regprocedure::text, NULL, p.proacl, pg_catalog.acldefault('f', p.proowner)
+      FROM pg_catalog.pg_proc p WHERE p.proacl IS NOT NULL AND {_mine('p.pronamespace', 'p.oid', 'pg_proc')}
+    UNION ALL SELECT 'SCHEMA ' || pg_catalog.quote_ident(n.nspname), NULL, n.nspacl, pg_catalog.acldefault('n', n.nspowner)
+      FROM pg_catalog.pg_namespace n WHERE n.nspacl IS NOT NULL AND {_mine('n.oid', 'n.oid', 'pg_namespace')}
+    UNION ALL SELECT 'TYPE ' || t.oid::pg_catalog.regtype::text, NULL, t.typacl, pg_catalog.acldefault('T', t.typowner)
+      FROM pg_catalog.pg_type t WHERE t.typacl IS NOT NULL AND {_mine('t.typnamespace', 't.oid', 'pg_type')}"""
 _DUMP_PARTS = {
     "comments": f"""SELECT json_build_object('target', t.target, 'text', t.description) AS o, t.target AS k FROM (
       SELECT {_COMMENT_TARGET} AS target, d.description
@@ -230,6 +243,17 @@ _DUMP_PARTS = {
         p.pronamespace::pg_catalog.regnamespace::text || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS k
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_aggregate g ON g.aggfnoid = p.oid
       WHERE {_mine('p.pronamespace', 'p.oid', 'pg_proc')} AND g.aggkind = 'n'""",
+    # grants and revokes against each object's default (acldefault), grantors aside: `--privileges`
+    "privileges": f"""SELECT json_build_object('target', o.target, 'column', o.col, 'privilege', x.privilege_type,
+        'grantee', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END,
+        'grantable', x.is_grantable, 'granted', x.granted) AS o,
+        o.target || coalesce(o.col, '') || x.granted::text || x.grantee::text || x.privilege_type AS k
+      FROM ({_ACL_OBJECTS}) o CROSS JOIN LATERAL (
+        SELECT e.grantee, e.privilege_type, e.is_grantable, true AS granted FROM pg_catalog.aclexplode(o.acl) e
+        WHERE (e.grantee, e.privilege_type, e.is_grantable) NOT IN (SELECT grantee, privilege_type, is_grantable
+            FROM pg_catalog.aclexplode(o.deflt))
+        UNION ALL SELECT e.grantee, e.privilege_type, e.is_grantable, false FROM pg_catalog.aclexplode(o.deflt) e
+        WHERE (e.grantee, e.privilege_type) NOT IN (SELECT grantee, privilege_type FROM pg_catalog.aclexplode(o.acl))) x""",
 }
 
 

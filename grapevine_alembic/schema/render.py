@@ -22,7 +22,7 @@ SET client_min_messages = warning;
 """
 
 
-def render(snapshot: dict, *, env: str, version: str | None) -> str:
+def render(snapshot: dict, *, env: str, version: str | None, privileges: bool = False) -> str:
     blocks: list[str] = []
     for schema in snapshot["schemas"]:
         if schema["name"] != "public":
@@ -50,6 +50,8 @@ def render(snapshot: dict, *, env: str, version: str | None) -> str:
         if trigger["enabled"] == "D":
             blocks.append(f"ALTER TABLE {trigger['table']} DISABLE TRIGGER {trigger['qname']};")
     blocks += details.after_tables(snapshot)
+    if privileges:
+        blocks += _privileges(snapshot.get("privileges", ()))
     return HEADER.format(env=env, version=version or "no version (no files)") + "".join(f"\n{b}\n" for b in blocks)
 
 
@@ -101,6 +103,22 @@ class _TableDetails:
 _REPLICA = {"f": "FULL", "n": "NOTHING"}
 _STORAGE = {"p": "PLAIN", "e": "EXTERNAL", "m": "MAIN", "x": "EXTENDED"}
 _COMPRESSION = {"p": "pglz", "l": "lz4"}
+
+
+def _privileges(entries) -> list[str]:
+    """GRANT and REVOKE against each object's default privileges, revokes first, several privileges in one statement."""
+    grouped: dict = {}
+    for e in entries:
+        key = (e["target"], e["granted"], e["column"] or "", e["grantee"], e["grantable"])
+        grouped.setdefault(key, []).append(e["privilege"])
+    lines = []
+    for (target, granted, column, grantee, grantable), names in sorted(grouped.items()):
+        what = ", ".join(f"{name}({column})" if column else name for name in sorted(names))
+        if granted:
+            lines.append(f"GRANT {what} ON {target} TO {grantee}{' WITH GRANT OPTION' if grantable else ''};")
+        else:
+            lines.append(f"REVOKE {what} ON {target} FROM {grantee};")
+    return lines
 
 
 def _aggregate(a: dict) -> str:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..database import runner
-from ..database.connection import open_connection
+from ..database.connection import describe_error, open_connection
 from ..database.target import Target
 from ..errors import GrapevineError
 from ..files.cluster_wide import left_out_notices
@@ -142,10 +142,14 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
             where = f"up to {version}" if version else ""
             raise SchemaBuildError(f"applying the {chain.env} migrations {where} to a scratch database failed:"
                                    f" {result.error}")
+        import psycopg2
+
         raw = open_connection(spec)
         try:
             with raw.cursor() as cursor:
                 _, text = read_snapshot(cursor, complete=complete)
+        except psycopg2.Error as err:  # one line, not a traceback
+            raise SchemaBuildError(f"reading the scratch database's catalog failed: {describe_error(err)}") from None
         finally:
             raw.close()
     return Reference(text, json.loads(text))
