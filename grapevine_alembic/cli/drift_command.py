@@ -46,7 +46,7 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     options = run_options(app)
     settings = app.settings()
     references = References(chains, {env: server_for(settings, env) for env in ENVS},
-                            lock_key=app.project().lock_key)
+                            lock_key=app.project().lock_key, on_notice=out.info)
     found: dict = {}
     with interrupts.graceful(out.info) as signals, out.progress(len(targets), "drift") as bar:
         results = fleet.run_targets(

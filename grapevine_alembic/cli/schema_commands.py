@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import signal
 import sys
 from contextlib import contextmanager
 
@@ -27,35 +26,40 @@ def _envs(control: bool, tenant: bool) -> list[str]:
 
 
 @contextmanager
-def _sigterm_interrupts():
-    """SIGTERM stops a build like Ctrl-C does, so the scratch database is still dropped."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+def _interruptible(out, name: str, unfinished: str):
+    """Ctrl-C or SIGTERM cancel the build at once (its scratch database is still dropped) and end the command with
+    exit 130 and one summary line."""
+    from ..database import interrupts  # lazy: --help stays fast
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with interrupts.graceful(out.info, cancel_first=True) as signals:
+        try:
+            yield
+        except Exception:
+            if not signals.stopping:
+                raise  # the build's own failure; else the failure is the cancel's doing
+    if signals.stopping:
+        out.line(f"{name}: {unfinished} (interrupted)")
+        sys.exit(interrupts.EXIT_INTERRUPTED)
 
 
-def expected_schema(app: App, env: str) -> str:
+def expected_schema(app: App, env: str, *, privileges: bool = False) -> str:
     """schema.sql's text for ``env``: its chain applied to a scratch database, read and rendered."""
     from ..schema.render import render
     from ..schema.scratch import build_snapshot, server_for
 
     chain = load_chains(app, [env])[env]
     head = chain.versions[-1] if chain.versions else None
-    with _sigterm_interrupts():
-        reference = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key)
-    return render(reference.catalog, env=env, version=head)
+    reference = build_snapshot(chain, head, server_for(app.settings(), env), lock_key=app.project().lock_key,
+                               on_notice=app.out().info, complete=True)
+    return render(reference.catalog, env=env, version=head, privileges=privileges)
 
 
 @schema.command("dump")
 @click.option("--control", is_flag=True, help="migrations/control/schema.sql (both when neither flag is given).")
 @click.option("--tenant", is_flag=True, help="migrations/tenant/schema.sql (both when neither flag is given).")
+@click.option("--privileges", is_flag=True, help="Also the grants and revokes (as pg_dump without --no-privileges).")
 @pass_app
-def dump(app: App, control: bool, tenant: bool):
+def dump(app: App, control: bool, tenant: bool, privileges: bool):
     """Write migrations/<env>/schema.sql from the files applied to a scratch database.
 
     The scratch database is created on the configured server (or the embedded one) and
@@ -69,7 +73,8 @@ def dump(app: App, control: bool, tenant: bool):
     out = app.out()
     for env in _envs(control, tenant):
         path = app.project().migration_dir(env) / SCHEMA_FILE_NAME
-        text = expected_schema(app, env)
+        with _interruptible(out, _relative(app, path), "not written"):
+            text = expected_schema(app, env, privileges=privileges)
         unchanged = path.exists() and path.read_text() == text
         if not unchanged:
             path.write_text(text)
@@ -79,8 +84,9 @@ def dump(app: App, control: bool, tenant: bool):
 @schema.command("check")
 @click.option("--control", is_flag=True, help="Only migrations/control/schema.sql.")
 @click.option("--tenant", is_flag=True, help="Only migrations/tenant/schema.sql.")
+@click.option("--privileges", is_flag=True, help="The committed schema.sql was dumped with --privileges.")
 @pass_app
-def check(app: App, control: bool, tenant: bool):
+def check(app: App, control: bool, tenant: bool, privileges: bool):
     """Fail (exit 1, with a unified diff) when a committed schema.sql is not what the files produce.
 
     Without flags every environment with a schema.sql is checked (at least one must have one).
@@ -101,7 +107,8 @@ def check(app: App, control: bool, tenant: bool):
         path = app.project().migration_dir(env) / SCHEMA_FILE_NAME
         name = _relative(app, path)
         committed = path.read_text() if path.exists() else ""
-        expected = expected_schema(app, env)
+        with _interruptible(out, name, "not checked"):
+            expected = expected_schema(app, env, privileges=privileges)
         if committed == expected:
             out.line(f"{name}: up to date")
             continue
@@ -110,7 +117,7 @@ def check(app: App, control: bool, tenant: bool):
                                     fromfile=f"{name} (committed)", tofile=f"{name} (from the files)")
         sys.stdout.writelines(diff)
         out.line(f"{name}: {'missing' if not path.exists() else 'stale'};"
-                 f" run `grapevine-migrations schema dump --{env}` and commit it")
+                 f" run `grapevine-migrations schema dump --{env}{' --privileges' * privileges}` and commit it")
     if stale:
         sys.exit(EXIT_FAILED)
 

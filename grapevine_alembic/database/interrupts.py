@@ -32,8 +32,9 @@ SIGNALS = {signal.SIGINT, signal.SIGTERM}
 class Interrupts:
     """What the signals have asked for, and the connections a second one cancels."""
 
-    def __init__(self, say=None) -> None:
+    def __init__(self, say=None, *, cancel_first: bool = False) -> None:
         self.say = say or (lambda line: None)  # the CLI hands in its output: this layer prints nothing itself
+        self.cancel_first = cancel_first  # nothing worth finishing (a scratch build): the first signal cancels
         self.count = 0
         self.closing = False
         self._connections: list = []
@@ -68,7 +69,7 @@ class Interrupts:
     def handle(self, name: str) -> None:
         from . import watchdog  # psycopg2 is loaded only once a signal comes
 
-        self.count += 1
+        self.count += 2 if self.cancel_first and not self.count else 1
         watchdog.hurry()
         if self.count == 1:
             self.say(f"{name}: not starting any more databases; waiting for the running ones to finish"
@@ -99,13 +100,13 @@ def cancelling() -> bool:
 
 
 @contextmanager
-def graceful(say=None):
+def graceful(say=None, *, cancel_first: bool = False):
     """Take SIGINT and SIGTERM on a thread of their own for the duration of a fan-out; ``say`` prints a line."""
     global _active
     if threading.current_thread() is not threading.main_thread():
-        yield Interrupts(say)
+        yield Interrupts(say, cancel_first=cancel_first)
         return
-    state = Interrupts(say)
+    state = Interrupts(say, cancel_first=cancel_first)
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads started from here inherit it
     taker = threading.Thread(target=state.wait_for_signals, name="signals", daemon=True)
     _active = state

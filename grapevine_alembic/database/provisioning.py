@@ -23,6 +23,7 @@ from . import cloning, runner
 from .connection import acquire_lock, describe_error, open_connection
 from .ledger import DatabaseState, read_state
 from ..errors import DatabaseError, GrapevineError
+from ..files.cluster_wide import left_out_notices
 from .result import DatabaseResult
 from .target import Target
 
@@ -143,7 +144,11 @@ def _to_head(server, target: Target, template: str, chain, options, state: cloni
         cloning.create_template(server, template)
     template_options = replace(options, applied_by=TEMPLATE_APPLIED_BY, dry_run=False, out_of_order=False,
                                on_wait=None, servers=None)
-    outcome = runner.migrate(Target("tenant", target.spec.for_database(template)), chain, template_options)
+    # the template only stands in for a schema: what acts on the whole server already ran where the chain ran
+    built = chain.server_free()
+    for line in left_out_notices(built.files, f"the template {template}"):
+        _notice(options, target, line)
+    outcome = runner.migrate(Target("tenant", target.spec.for_database(template)), built, template_options)
     if not outcome.ok:
         raise DatabaseError(f"bringing the template {template} to head failed; {target.database} was not"
                             f" created: {outcome.error}")

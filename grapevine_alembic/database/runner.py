@@ -11,12 +11,14 @@ retry resumes at the first file not yet applied.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 import time
 import traceback
 from dataclasses import dataclass
 
+from ..files.cluster_wide import ServerFreeFile
 from ..files.discovery import discover
 from ..files.migration import MigrationFile
 from . import late_files
@@ -68,6 +70,14 @@ class Chain:
 
     def get(self, version: str) -> MigrationFile | None:
         return next((m for m in self.files if m.version == version), None)
+
+    def server_free(self, up_to: str | None = "") -> Chain:
+        """This chain (cut after ``up_to``; None: no file) for a build that only reads a schema (a scratch
+        database, the template): its files leave out what acts on the whole server (see ``cluster_wide``)."""
+        cut = copy.copy(self)
+        cut.files = tuple(ServerFreeFile.of(m) for m in self.files if up_to == "" or (up_to is not None and m.version <= up_to))
+        cut._script, cut._lock = None, threading.Lock()
+        return cut
 
     def script(self):
         """Alembic's ScriptDirectory for this environment, built once and primed before threads share it."""

@@ -1,24 +1,26 @@
 """The schema a version should have: the chain applied to a throwaway database, then read.
 
 The scratch database lives on the server the environment's databases live on (so the
-catalog text comes from the same PostgreSQL), is named ``grapevine_scratch_<random>`` and
-is dropped afterwards, also when applying fails or the run is interrupted.  ``References``
+catalog text comes from the same PostgreSQL), is named ``grapevine_scratch_lk<hex>`` and
+is dropped afterwards, also when applying fails or the run is interrupted; one left by a
+killed run is dropped by the next build on that server (see ``scratch_database``).  ``References``
 builds each version at most once per run, shared by every thread of a fan-out.
 """
 
 from __future__ import annotations
 
-import copy
 import json
+import re
 import secrets
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..database import runner
-from ..database.connection import open_connection
+from ..database.connection import describe_error, open_connection
 from ..database.target import Target
 from ..errors import GrapevineError
+from ..files.cluster_wide import left_out_notices
 from ..settings import ConnectionSpec, Settings
 from .catalog import read_snapshot
 
@@ -44,50 +46,110 @@ def server_for(settings: Settings, env: str) -> ConnectionSpec:
     return settings.tenant_server.for_database("postgres")
 
 
-@contextmanager
-def scratch_database(server: ConnectionSpec):
-    """A new empty database on ``server`` (its spec is yielded), dropped on the way out whatever happens."""
-    from psycopg2 import sql
+# A build holds a session advisory lock (this class, the name's hex) on its maintenance connection from
+# before CREATE DATABASE until after DROP DATABASE; pg_locks shows it from every database of the server.
+# A scratch database whose lock nobody holds was left by a run that died (SIGKILL, SIGHUP, a lost host).
+_LOCK_CLASS = 0x67767363
+_NAMED = re.compile(SCRATCH_PREFIX + r"lk([0-9a-f]{8})")
+_HELD_SQL = ("SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND classid = %s::oid AND objid = %s::oid"
+             " AND objsubid = 2 AND granted")
 
-    name = SCRATCH_PREFIX + secrets.token_hex(6)
+
+def _lock_key(name: str) -> int:
+    return int(_NAMED.fullmatch(name).group(1), 16) & 0x7FFFFFFF
+
+
+@contextmanager
+def scratch_database(server: ConnectionSpec, on_notice=None):
+    """A new empty database on ``server`` (its spec is yielded), dropped on the way out whatever happens.
+
+    First the scratch databases of runs that died are dropped (``on_notice(line)`` hears of each).
+    """
+    name = SCRATCH_PREFIX + "lk" + secrets.token_hex(4)
     admin = open_connection(server)
     try:
         with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            cursor.execute("SELECT pg_catalog.pg_advisory_lock(%s, %s)", (_LOCK_CLASS, _lock_key(name)))
+        _drop_stale(admin, on_notice)
+        _create_or_drop(admin, name, create=True)
         try:
             yield server.for_database(name)
         finally:
-            force = " WITH (FORCE)" if admin.server_version >= 130000 else ""
-            with admin.cursor() as cursor:
-                cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
+            _drop_on_the_way_out(admin, server, name)
     finally:
-        admin.close()
+        admin.close()  # releases the lock
 
 
-def chain_up_to(chain, version: str | None):
-    """The same chain, cut after ``version`` (None: no file at all)."""
-    cut = copy.copy(chain)
-    cut.files = tuple(m for m in chain.files if version is not None and m.version <= version)
-    cut._script = None
-    return cut
+def _drop_on_the_way_out(admin, server: ConnectionSpec, name: str) -> None:
+    import psycopg2
+
+    try:
+        _create_or_drop(admin, name, create=False)
+    except psycopg2.Error:  # Ctrl-C's cancel request can land on the DROP, or close this connection: once more
+        again = open_connection(server)
+        try:
+            _create_or_drop(again, name, create=False)
+        finally:
+            again.close()
 
 
-def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int) -> Reference:
-    """The catalog of a fresh database migrated file by file up to ``version``."""
+def _create_or_drop(admin, name: str, *, create: bool) -> None:
+    from psycopg2 import sql
+
+    force = " WITH (FORCE)" if admin.server_version >= 130000 else ""
+    statement = "CREATE DATABASE {}" if create else "DROP DATABASE IF EXISTS {}" + force
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL(statement).format(sql.Identifier(name)))
+
+
+def _drop_stale(admin, on_notice) -> None:
+    import psycopg2
+
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s ORDER BY 1",
+                       (SCRATCH_PREFIX.replace("_", "\\_") + "%",))
+        names = [name for (name,) in cursor.fetchall() if _NAMED.fullmatch(name)]
+    for name in names:
+        with admin.cursor() as cursor:
+            cursor.execute(_HELD_SQL, (_LOCK_CLASS, _lock_key(name)))
+            if cursor.fetchone():
+                continue  # a build under way
+        try:
+            _create_or_drop(admin, name, create=False)
+        except psycopg2.Error:
+            continue  # another role's, or dropped by someone else meanwhile: not ours to report
+        if on_notice:
+            on_notice(f"notice: dropped the scratch database {name}, left by a run that was killed")
+
+def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_key: int, on_notice=None,
+                   complete: bool = False) -> Reference:
+    """The catalog of a fresh database migrated file by file up to ``version``.
+
+    ``complete``: with what only schema.sql needs (see ``catalog.read_snapshot``).
+    Statements that act on the whole server are left out (``on_notice(line)`` hears of each):
+    the build must change nothing outside its scratch database.
+    """
     if version is not None and chain.get(version) is None:
         raise SchemaBuildError(f"version {version} is not among the {chain.env} migration files")
-    cut = chain_up_to(chain, version)
-    with scratch_database(server) as spec:
+    cut = chain.server_free(version)
+    for line in left_out_notices(cut.files, "the scratch build"):
+        if on_notice:
+            on_notice(f"notice: {line}")
+    with scratch_database(server, on_notice) as spec:
         options = runner.RunOptions(lock_key=lock_key, retries=0)
         result = runner.migrate(Target(chain.env, spec), cut, options)
         if not result.ok:
             where = f"up to {version}" if version else ""
             raise SchemaBuildError(f"applying the {chain.env} migrations {where} to a scratch database failed:"
                                    f" {result.error}")
+        import psycopg2
+
         raw = open_connection(spec)
         try:
             with raw.cursor() as cursor:
-                _, text = read_snapshot(cursor)
+                _, text = read_snapshot(cursor, complete=complete)
+        except psycopg2.Error as err:  # one line, not a traceback
+            raise SchemaBuildError(f"reading the scratch database's catalog failed: {describe_error(err)}") from None
         finally:
             raw.close()
     return Reference(text, json.loads(text))
@@ -96,8 +158,8 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
 class References:
     """Reference catalogs by (env, version), each built once per run however many threads ask."""
 
-    def __init__(self, chains: dict, servers: dict, *, lock_key: int):
-        self.chains, self.servers, self.lock_key = chains, servers, lock_key
+    def __init__(self, chains: dict, servers: dict, *, lock_key: int, on_notice=None):
+        self.chains, self.servers, self.lock_key, self.on_notice = chains, servers, lock_key, on_notice
         self._done: dict = {}
         self._locks: dict = {}
         self._guard = threading.Lock()
@@ -110,7 +172,7 @@ class References:
             if key not in self._done:
                 try:
                     self._done[key] = build_snapshot(self.chains[env], version, self.servers[env],
-                                                     lock_key=self.lock_key)
+                                                     lock_key=self.lock_key, on_notice=self.on_notice)
                 except GrapevineError as err:
                     self._done[key] = err  # every database at this version gets the same error, once built
             found = self._done[key]
