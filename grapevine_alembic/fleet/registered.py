@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from ..database.connection import describe_error, open_connection
 from ..database.target import Target
-from ..errors import DatabaseError, UsageError
+from ..errors import DatabaseError, UnknownTenant
 from ..settings import Settings, validate_tenant_id
-from .targets import provisioned_tenants
+from .targets import close_ids, provisioned_tenants
 
 
 def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None = None) -> list[Target]:
@@ -38,6 +38,6 @@ def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None
         raw.close()
     unknown = [t for t in wanted if t not in known]
     if unknown:
-        raise UsageError(f"unknown tenant {unknown[0]}: no such id in the tenants table")
+        raise UnknownTenant(unknown[0], close_ids(settings, unknown[0]))
     servers = provisioned_tenants(settings, tenants_query) if tenants_query else {}
     return [Target("tenant", settings.tenant_spec(t, servers.get(t)), t) for t in wanted]
