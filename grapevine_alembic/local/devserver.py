@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import envcheck
-from .dev_tenants import provision
+from .dev_tenants import provision, remove_rows
 from ..database.connection import describe_error, open_connection
 from ..errors import ConfigError
 from ..settings import Project, Settings, tenant_database
@@ -132,6 +132,44 @@ def add_tenants(settings: Settings, tenant_ids: list[str], chain, options) -> li
             raise DatabaseError(f"tenant {tenant_id}: {result.error}")
         outcome.append((name, True))
     return outcome
+
+
+def remove_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bool, bool]]:
+    """Drop local tenants' databases and delete their rows: (database, dropped, had a row) each.
+
+    The rows go in one transaction that commits only after every drop, so a refused delete (a row
+    something else references) drops nothing.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    if not (settings.control.is_local and settings.tenant_server.is_local):
+        raise ConfigError("dev tenant remove works on local servers only")
+    ids = list(dict.fromkeys(tenant_ids))
+    names = [tenant_database(t) for t in ids]  # validates every id first
+    control, server = open_connection(settings.control), open_connection(settings.tenant_server.for_database("postgres"))
+    try:
+        server.autocommit = True  # DROP DATABASE runs outside a transaction
+        with server.cursor() as cursor:
+            cursor.execute("SELECT datname::text FROM pg_database WHERE datname = ANY(%s)", (names,))
+            existing = {row[0] for row in cursor.fetchall()}
+        control.autocommit = False
+        try:
+            with control.cursor() as cursor:
+                had_row = remove_rows(cursor, ids, {t for t, name in zip(ids, names) if name in existing})
+        except psycopg2.errors.UndefinedTable:
+            raise ConfigError("the control database has no tenants table: run `migrate --control` first") from None
+        except psycopg2.Error as err:
+            raise ConfigError(f"dev tenant remove: the tenants table refused the delete: {describe_error(err)}") from None
+        with server.cursor() as cursor:
+            for name in names:
+                if name in existing:  # WITH (FORCE): a local psql or GUI session must not block it
+                    cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        control.commit()
+    finally:
+        control.close()
+        server.close()
+    return [(name, name in existing, tenant_id in had_row) for tenant_id, name in zip(ids, names)]
 
 
 def _provision_all(control, tenant_ids: list[str]) -> None:
