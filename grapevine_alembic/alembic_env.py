@@ -78,6 +78,7 @@ def _database_error_line(err: Exception) -> str | None:
 
 
 def _run(context, kind: str) -> None:
+    _refuse_model_commands(context.config, kind)
     project = _project(context.config)
     if context.config.config_file_name:  # the usual env.py logging set-up: "Running upgrade ..." lines
         import logging.config
@@ -212,6 +213,18 @@ def _required_tenant(xargs: dict) -> str:
     if not tenant:
         raise UsageError("the tenant environment needs a tenant: alembic -c alembic.ini -n tenant -x tenant=<id> ...")
     return tenant
+
+
+def _refuse_model_commands(config, kind: str) -> None:
+    """``alembic check`` and ``revision --autogenerate`` compare SQLAlchemy models with a database; there
+    are none here, so say what does the job instead, before anything connects."""
+    command = _command(config)
+    if command == "check":
+        raise UsageError("alembic check compares SQLAlchemy models, and these migrations are .sql files: run"
+                         " `grapevine-migrations check` (the files) or `grapevine-migrations drift` (databases against them)")
+    if command == "revision" and getattr(config.cmd_opts, "autogenerate", False):
+        raise UsageError("--autogenerate needs SQLAlchemy models, and these migrations are .sql files: run"
+                         f" `alembic -c alembic.ini -n {kind} revision -m \"description\"` and write its SQL")
 
 
 def _mutates(config) -> bool:

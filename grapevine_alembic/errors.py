@@ -39,6 +39,14 @@ class MissingTarget(UsageError):
     exit_code = 1
 
 
+class UnknownTenant(UsageError):
+    """A named tenant id that the tenants table does not have; ``close`` holds the ids most like it."""
+
+    def __init__(self, tenant_id: str, close: tuple[str, ...] = ()):
+        super().__init__(f"unknown tenant {tenant_id}: no such id in the tenants table")
+        self.tenant_id, self.close = tenant_id, close
+
+
 class ConfigError(UsageError):
     """Environment, alembic.ini or .env is missing or malformed."""
 

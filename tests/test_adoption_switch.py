@@ -232,4 +232,4 @@ def test_the_wheel_and_sdist_hold_the_templates_and_init_writes_them(installed, 
     assert "left alembic_tenant/env.py as it is (it exists)" in result.stdout
     assert (repo / "alembic_tenant" / "env.py").read_text() == "# ours\n"
     assert (repo / ".gitignore").read_text() == "node_modules/\n.grapevine/\n"
-    assert "note: no migrations/control or migrations/tenant here yet" in result.stdout
+    assert "made migrations/control/" in result.stdout and (repo / "migrations" / "tenant").is_dir()

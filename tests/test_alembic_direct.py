@@ -206,11 +206,41 @@ def test_downgrade_is_refused_and_changes_nothing(project):
     assert "tenants" in project.tables(project.control_db)
 
 
-def test_revision_points_to_create(project):
-    result = project.alembic("-n", "tenant", "revision", "-m", "something")
-    assert result.returncode != 0
-    assert 'grapevine-migrations create tenant "description"' in result.stdout + result.stderr
+def test_alembic_revision_writes_the_next_sql_file_from_creates_template(project):
+    before = set(project.migrations("tenant").iterdir())
+    result = project.alembic("-n", "tenant", "revision", "-m", "add labels")
+    assert result.returncode == 0, result.stderr
+    [written] = set(project.migrations("tenant").iterdir()) - before
+    assert re.fullmatch(r"\d{14}_add_labels\.sql", written.name) and written.name[:14] > max(p.name[:14] for p in before if p.name[0].isdigit())
+    assert f"wrote {written}" in result.stdout
+    created = project.cli("create", "tenant", "add labels")  # the CLI's file, for comparison
+    assert written.read_text() == (project.root / created.stdout.strip()).read_text()
+    (project.root / created.stdout.strip()).unlink()
     assert not list(project.migrations("tenant").glob("*.py"))
+    history = project.alembic("-n", "tenant", "heads")
+    assert history.returncode == 0 and history.stdout.startswith(written.name[:14]), history.stdout + history.stderr
+    written.write_text("BEGIN;\nALTER TABLE projects ADD COLUMN labels text[];\nCOMMIT;\n")
+    project.migrate_control()
+    db = project.add_tenant("acme")
+    upgraded = project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert project.version(db) == written.name[:14]
+    empty = project.alembic("-n", "control", "revision")  # no -m: one line, no file
+    assert empty.returncode != 0 and empty.stdout.startswith("FAILED: the description is empty"), empty.stdout
+    assert "Traceback" not in empty.stderr
+
+
+def test_alembic_check_and_autogenerate_say_what_to_run_instead(project):
+    files = sorted(project.migrations("tenant").iterdir())
+    unset = {"CONTROL_DATABASE_URL": None}  # nothing connects: the answer needs no database
+    for args, instead in ((["check"], "run `grapevine-migrations check` (the files) or `grapevine-migrations drift`"),
+                          (["revision", "--autogenerate", "-m", "x"],
+                           'run `alembic -c alembic.ini -n tenant revision -m "description"` and write its SQL')):
+        result = project.alembic("-n", "tenant", *args, env=unset)
+        assert result.returncode != 0, (args, result.stdout)
+        [line] = (result.stdout + result.stderr).strip().splitlines()  # Alembic prints FAILED on stdout
+        assert line.startswith("FAILED: ") and instead in line, (args, result.stdout, result.stderr)
+        assert sorted(project.migrations("tenant").iterdir()) == files
 
 
 def test_wrong_password_is_one_line_without_the_password(project, pg_server):

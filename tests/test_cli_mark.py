@@ -168,6 +168,22 @@ def test_an_edited_file_has_a_way_forward_that_works_when_pasted(project):
     assert again.returncode == 0 and "nothing to change" in again.stdout
 
 
+def test_accept_edit_warns_that_the_edited_statements_never_ran(project):
+    databases = _setup(project, "acme", "globex")
+    assert project.cli("migrate", "--all-tenants").returncode == 0
+    project.write("tenant", f"{B}_b.sql", "CREATE TABLE b (x int, y int);\n")  # a real change, after the fact
+    accepted = project.cli("mark", "--accept-edit", B, "--all-tenants", "--reason", "y added")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    warning = [line for line in accepted.stderr.splitlines() if line.startswith("warning:")]
+    assert warning == [f"warning: --accept-edit records {B}'s new checksum only: its edited statements never ran on"
+                       " any database, and never will; if the edit changes what the file does, revert it and write a"
+                       " new migration instead"], accepted.stderr
+    for db in databases:  # what the warning says: y exists nowhere
+        assert project.query(db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'b'"
+                                 " AND column_name = 'y'") == [(0,)]
+    assert project.cli("status", "--all-tenants").returncode == 0
+
+
 def test_adopting_a_legacy_ledger_never_records_its_gaps(project):
     """A gap is a file that never ran: if running it fails, it must still look pending."""
     [database] = _setup(project, "old")

@@ -95,3 +95,24 @@ def test_statement_timeout_hints_at_the_flag(project):
     [db] = json.loads(result.stdout)["databases"]
     assert "statement timeout" in db["error"] and "HINT: raise --timeout" in db["error"]
     assert json.loads(result.stdout)["summary"]["retries"] == 0
+
+
+# A statement timeout is blamed on the round trip; its range ends on the last statement's last line,
+# not on the COMMIT (or the line) after it. (file text, the range)
+TIMED_OUT = {
+    "a multi-line statement, then COMMIT": (
+        "BEGIN;\nCREATE TABLE s (id int);\nSELECT pg_sleep(3),\n  1\n  ;\n\n-- done\nCOMMIT;\n", "3-4"),
+    "plain statements folded into a chunk": (
+        "BEGIN;\nCREATE TABLE s (id int);\nINSERT INTO s\n VALUES (1);\nINSERT INTO s SELECT 1 FROM pg_sleep(3)\n  ;\n\nCOMMIT;\n",
+        "3-5"),
+}
+
+
+@pytest.mark.parametrize("sql, lines", TIMED_OUT.values(), ids=TIMED_OUT.keys())
+def test_an_error_range_ends_on_the_statements_last_line(project, sql, lines):
+    _setup(project, sql)
+    where = f"migrations/tenant/20240101000000_bad.sql:{lines}: canceling statement due to statement timeout"
+    cli = project.cli("migrate", "--tenant", "acme", "--timeout", "1", "--retries", "0")
+    assert cli.returncode == 1 and where in cli.stdout, cli.stdout + cli.stderr
+    via_alembic = project.alembic("-n", "tenant", "-x", "tenant=acme", "-x", "timeout=1", "upgrade", "head")
+    assert via_alembic.returncode != 0 and f"FAILED: {where}" in via_alembic.stdout, via_alembic.stdout + via_alembic.stderr

@@ -54,3 +54,17 @@ def test_an_unknown_tenant_is_still_an_error(fleet):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: unknown tenant nobody: no such id in the tenants table"]
     assert fleet.version("db_broken") is None  # nothing was started
+
+
+def test_an_unknown_tenant_suggests_the_closest_ids(fleet):
+    line = "error: unknown tenant {}: no such id in the tenants table"
+    for args in (["migrate", "--tenant", "brokn"], ["status", "--tenant", "brokn"], ["provision", "--tenant", "brokn"],
+                 ["mark", "--apply", HEAD, "--tenant", "brokn", "--force"]):
+        result = fleet.cli(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.strip().splitlines() == [line.format("brokn") + "; did you mean broken?"], args
+    typo = fleet.cli("migrate", "--tenant", "redy", "--json")  # the JSON document carries the same line
+    assert "error: " + json.loads(typo.stdout)["error"] == line.format("redy") + "; did you mean ready?", typo.stdout
+    far = fleet.cli("migrate", "--tenant", "zzzzzz")  # nothing alike: no guess
+    assert far.stderr.strip() == line.format("zzzzzz")
+    assert fleet.version("db_broken") is None and not fleet.query(fleet.control_db, "SELECT 1 FROM pg_database WHERE datname = 'db_brokn'")

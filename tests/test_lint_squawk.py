@@ -304,6 +304,19 @@ def test_suppression_comments(proj, sql, code, lines_left):
     assert [f["line"] for f in doc["findings"] if f["code"] == code] == lines_left
 
 
+def test_an_unknown_code_in_an_ignore_comment_is_an_error(proj):
+    proj.write("20990101000000_typo.sql", "-- grapevine-ignore: adding-serial-colum, prefer-identity\n"
+               "ALTER TABLE users ADD COLUMN n bigserial;\n-- grapevine-ignore-file: no-such-rule, no-transaction\n")
+    doc = proj.check_json()
+    errors = [(f["code"], f["line"], f["fix"]) for f in doc["findings"] if f["level"] == "error"]
+    assert doc["exit"] == 1 and errors == [("ignore-code", 1, "did you mean adding-serial-column?"),
+                                           ("ignore-code", 3, "use the code check printed")], doc["findings"]
+    assert "grapevine-ignore names no-such-rule, which is no warning or note code" in json.dumps(doc["findings"])
+    proj.write("20990101000000_typo.sql", "-- grapevine-ignore: adding-serial-column, prefer-identity\n"
+               "ALTER TABLE users ADD COLUMN n bigserial;\n-- grapevine-ignore-file: require-concurrent-index-creation\n")
+    assert proj.check_json()["exit"] == 0  # ours and Squawk's real rule names are accepted
+
+
 def test_errors_cannot_be_silenced(proj):
     proj.write("20990101000000_typo.sql", "-- grapevine-ignore-file: parse\n-- grapevine-ignore: parse\nCREATE TABEL x (a int);\n")
     doc = proj.check_json()

@@ -82,3 +82,43 @@ def test_a_table_without_state_is_named(project):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: the control database's tenants table has no state column:"
                                      " dev tenant add needs id and state")
+
+
+def test_dev_tenant_remove_drops_the_database_and_the_row(project, pg_server):
+    from pg import database_exists, url_for
+
+    project.migrate_control()
+    acme, globex, orphan = _ids(project, 3)
+    assert _add(project, acme, globex).returncode == 0
+    project.make_db(f"db_{orphan}")  # a database whose row is already gone
+    removed = project.cli("dev", "tenant", "remove", acme, orphan)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.splitlines() == [f"dropped db_{acme} and deleted its tenants row", f"dropped db_{orphan}"]
+    assert not database_exists(pg_server, f"db_{acme}") and not database_exists(pg_server, f"db_{orphan}")
+    assert project.control("SELECT id FROM tenants ORDER BY id") == [(globex,)]
+    status = project.cli("status", "--all-tenants", "--json")  # the fleet no longer has it
+    assert status.returncode == 0 and f"db_{acme}" not in status.stdout, status.stdout + status.stderr
+
+    typo = project.cli("dev", "tenant", "remove", globex + "x")  # unknown: one line with the close id, nothing gone
+    assert typo.returncode == 2 and typo.stderr.strip() == (
+        f"error: unknown tenant {globex}x: no such id in the tenants table; did you mean {globex}?"), typo.stderr
+    assert database_exists(pg_server, f"db_{globex}") and project.control("SELECT count(*) FROM tenants") == [(1,)]
+
+    remote = url_for(pg_server, project.control_db).replace("127.0.0.1", "db.example.com")  # refused before connecting
+    refused = project.cli("dev", "tenant", "remove", globex, env={"CONTROL_DATABASE_URL": remote})
+    assert refused.returncode == 2 and refused.stderr.strip() == "error: dev tenant remove works on local servers only"
+    assert database_exists(pg_server, f"db_{globex}")
+
+
+def test_dev_tenant_remove_drops_nothing_when_the_row_cannot_go(project, pg_server):
+    from pg import database_exists
+
+    project.migrate_control()
+    [acme] = _ids(project, 1)
+    assert _add(project, acme).returncode == 0
+    project.control("CREATE TABLE invoices (tenant_id text REFERENCES tenants (id))")
+    project.control("INSERT INTO invoices VALUES (%s)", (acme,))
+    refused = project.cli("dev", "tenant", "remove", acme)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: dev tenant remove: the tenants table refused"), refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert database_exists(pg_server, f"db_{acme}") and project.control("SELECT count(*) FROM tenants") == [(1,)]

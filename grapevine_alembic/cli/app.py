@@ -33,6 +33,7 @@ class App:
     config_path: str | None
     debug: bool
     embedded: bool = False  # the embedded server asked for: --embedded or a `dev` command
+    read_only: bool = False  # a command that only looks: it never starts the embedded server
     _project: object = None
     _settings: object = None
     output: object = field(default=None)
@@ -53,7 +54,7 @@ class App:
             from ..placement import password_variables
 
             project = self.project()
-            settings = resolve_settings(project, announce=self.out().info, asked=self.embedded)
+            settings = resolve_settings(project, announce=self.out().info, asked=self.embedded, read_only=self.read_only)
             self._settings = replace(settings, server_logins=project.server_logins)
             type(self.out()).password_variables = tuple(password_variables(project.server_logins))
             for secret in [settings.control.password, settings.tenant_server.password,

@@ -44,6 +44,7 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
 
     if json_mode and output_format != "text":
         raise UsageError("--json and --format github exclude each other")
+    app.read_only = True
     out = app.out(json_mode)
     project = app.project()
     report, chains = checking.check_project(project, ENVS, changed_since=changed_since)

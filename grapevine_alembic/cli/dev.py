@@ -40,6 +40,23 @@ def dev_tenant_add(app: App, tenant_ids):
         click.echo(f"created {name}" if created else f"{name} exists (tenant marked provisioned)")
 
 
+@dev_tenant.command("remove")
+@click.argument("tenant_ids", nargs=-1, required=True)
+@pass_app
+def dev_tenant_remove(app: App, tenant_ids):
+    """Drop local tenants' databases and delete their rows from the tenants table.
+
+    \b
+    Example:
+      grapevine-migrations dev tenant remove globex
+    """
+    from ..local.devserver import remove_tenants  # lazy: --help stays fast
+
+    for name, dropped, row in remove_tenants(app.settings(), list(tenant_ids)):
+        what = [part for part, done in ((f"dropped {name}", dropped), ("deleted its tenants row", row)) if done]
+        click.echo(" and ".join(what) if dropped else f"{name} did not exist; deleted its tenants row")
+
+
 def _dev_spec(app: App, tenant: str | None):
     settings = app.settings()
     return settings.tenant_spec(tenant) if tenant else settings.control

@@ -39,6 +39,7 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     from ..schema.drift import drift as drift_one
     from ..schema.scratch import References, server_for
 
+    app.read_only = True
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard, default_all=True)
     chains = load_chains(app, ENVS)

@@ -21,7 +21,7 @@ from . import (  # noqa: F401  (registering the commands on `cli`)
     status_command,
 )
 from .app import EXIT_USAGE, _env_secrets, cli
-from ..errors import GrapevineError
+from ..errors import GrapevineError, UnknownTenant
 
 
 def main(argv=None) -> None:
@@ -48,14 +48,21 @@ def main(argv=None) -> None:
             import traceback
 
             _print_error("".join(traceback.format_exc()).rstrip(), prefix=False)
-        _print_error(str(err))
-        message, code = str(err), err.exit_code
+        message, code = _error_line(err), err.exit_code
+        _print_error(message)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         message, code = "interrupted", 130
     if message is not None and "--json" in args:
         _print_failure_document(args, message, code)
     sys.exit(code or 0)
+
+
+def _error_line(err: GrapevineError) -> str:
+    """The error's one line; a tenant id that looks like a typo gets the ids it may have meant."""
+    if isinstance(err, UnknownTenant) and err.close:
+        return f"{err}; did you mean {' or '.join(err.close)}?"
+    return str(err)
 
 
 def _click_error_line(err: click.ClickException) -> str:

@@ -72,6 +72,10 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
     for env, chain in chains.items():
         _refuse_other_envs_version(app, env, chain, request.version)
         request.validate(chain)
+    if request.mode == marking.ACCEPT_EDIT:  # the edit itself will never run: make sure that is understood
+        out.info(f"warning: --accept-edit records {request.version}'s new checksum only: its edited statements never"
+                 f" ran on any database, and never will; if the edit changes what the file does, revert it and write"
+                 f" a new migration instead")
     if request.mode == marking.APPLY_ALL and not (force or dry_run):
         from ..fleet.targets import resolve  # lazy: --help stays fast
 

@@ -96,6 +96,7 @@ def check(app: App, control: bool, tenant: bool, privileges: bool):
       grapevine-migrations schema check
       grapevine-migrations schema check --tenant
     """
+    app.read_only = True
     out = app.out()
     explicit = control or tenant
     envs = [env for env in _envs(control, tenant)

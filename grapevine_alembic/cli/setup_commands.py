@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -12,31 +13,47 @@ from .app import App, cli, pass_app
 @cli.command()
 @click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
               help="The repository to set up.")
-def init(directory: Path):
-    """Write alembic.ini and the two Alembic env folders into a repository; never overwrite a file.
+@click.option("--tenants-table", is_flag=True,
+              help="Also write a first control migration creating the tenants table (only into an empty chain).")
+def init(directory: Path, tenants_table: bool):
+    """Write alembic.ini, the two Alembic env folders and migrations/{control,tenant}; never overwrite a file.
 
-    The CLI works without them on ./migrations/control and ./migrations/tenant; they are for
-    plain `alembic -c alembic.ini` and for the settings alembic.ini holds.
+    The CLI needs only ./migrations/control and ./migrations/tenant; alembic.ini and the env
+    folders are for plain `alembic -c alembic.ini` and for the settings alembic.ini holds.
 
     \b
-    Example:
+    Examples:
       grapevine-migrations init
+      grapevine-migrations init --tenants-table    (a new repository: its first control file too)
     """
     from importlib.metadata import version
 
     from ..errors import UsageError
-    from ..files.scaffold import next_steps, scaffold
+    from ..files import scaffold as files  # lazy: --help stays fast
+    from ..settings import MIGRATIONS_DIR_VARIABLE
 
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a folder")
-    for step in scaffold(directory):
+    elsewhere = os.environ.get(MIGRATIONS_DIR_VARIABLE, "").strip()  # the chains live there: no folders here
+    if elsewhere and tenants_table:  # refused before anything is written
+        raise UsageError(f"--tenants-table writes into ./migrations/control: unset {MIGRATIONS_DIR_VARIABLE}")
+    for step in files.scaffold(directory):
         if step.path == ".gitignore":
             click.echo("added .grapevine/ to .gitignore" if step.done else ".gitignore already ignores .grapevine/")
         else:
             click.echo(f"wrote {step.path}" if step.done else f"left {step.path} as it is (it exists)")
-    if not any((directory / "migrations" / env).is_dir() for env in ("control", "tenant")):
-        click.echo("note: no migrations/control or migrations/tenant here yet (set MIGRATIONS_DIR if they live elsewhere)")
-    for line in next_steps(version("grapevine-alembic")):
+    if elsewhere:
+        click.echo(f"note: {MIGRATIONS_DIR_VARIABLE} is set, so no migrations/ folders were made here"
+                   " (alembic.ini's version_locations name ./migrations: change them to match)")
+    else:
+        for step in files.migration_folders(directory):
+            if step.done:
+                click.echo(f"made {step.path}")
+        if tenants_table:
+            written = files.tenants_table(directory / "migrations" / "control")
+            click.echo(f"wrote {written.relative_to(directory)}" if written else
+                       "left migrations/control as it is (it has migrations: --tenants-table is for a new chain)")
+    for line in files.next_steps(version("grapevine-alembic")):
         click.echo(line)
 
 

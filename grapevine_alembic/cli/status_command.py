@@ -36,6 +36,7 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
     from ..database import runner
     from . import views
 
+    app.read_only = True
     out = app.out(json_mode)
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard, default_all=True)
     chains = load_chains(app, ENVS)

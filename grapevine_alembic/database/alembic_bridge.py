@@ -35,6 +35,7 @@ from alembic import util
 from alembic.script import Script, ScriptDirectory
 
 from . import executor
+from ..files.authoring import create_migration
 from ..files.discovery import discover
 from ..files.migration import MigrationFile
 from ..files.tool_table_writes import refuse_tool_table_writes
@@ -82,11 +83,19 @@ class SqlScriptDirectory(ScriptDirectory):
             yield Script(revision_module(migration, previous), migration.version, migration.path)
             previous = migration.version
 
-    def generate_revision(self, *args, **kw):
-        env = self.migration_folder().name
-        raise util.CommandError(
-            f"this environment applies plain .sql files; create one with: grapevine-migrations create {env} \"description\""
-        )
+    def generate_revision(self, revid, message, *args, **kw) -> Script:
+        """``alembic revision -m "..."``: the next ``<UTC now>_<slug>.sql`` from ``create``'s template
+        (Alembic's own ``revid`` is ignored: the timestamp is the version)."""
+        folder = self.migration_folder()
+        try:
+            path = create_migration(folder, message or "")
+        except GrapevineError as err:
+            raise util.CommandError(str(err)) from err
+        print(f"wrote {path}: write its SQL between BEGIN and COMMIT")
+        files = self.migration_files()
+        previous = [m.version for m in files if m.version < path.name[:14]]
+        [migration] = [m for m in files if m.path == path]
+        return Script(revision_module(migration, previous[-1] if previous else None), migration.version, path)
 
 
 def revision_module(migration: MigrationFile, down_revision: str | None) -> types.ModuleType:

@@ -9,7 +9,7 @@ from . import pgerror
 from .connection import LOCK_LOST_MARKER, is_transient_text
 from .journal import Journal
 from .ledger import VERSION_CHECK_MARKER
-from .steps import Step, line_of
+from .steps import Step, last_line_of, line_of
 
 __all__ = ["TIMING_SQLSTATES", "StatementFailed", "already", "is_transient_sqlstate", "transaction_failure"]
 
@@ -109,7 +109,7 @@ def transaction_failure(
             " file's last transaction was committed" + already(committed)
         )
     if isinstance(failed, tuple):
-        first, last = line_of(failed[0]), line_of(failed[1])
+        first, last = line_of(failed[0]), last_line_of(failed[1])
         where = f"{first}-{last}" if first is not None and last is not None and first != last else first
         return StatementFailed(migration, where, err, list(committed))
     return StatementFailed(migration, line or line_of(failed), err, list(committed), what=failed.what)

@@ -83,13 +83,23 @@ def join(trip: list[Step]) -> tuple[str, list[int]]:
 
 
 def span(trip: list[Step]) -> tuple[Step, Step]:
-    """A failure that cannot be pinned to one step: the round trip's first and last file lines."""
+    """A failure that cannot be pinned to one step: the round trip's first and last file statements
+    (the tool's COMMIT after the last one is no statement of the range)."""
     placed = [s for s in trip if s.statement is not None or s.line is not None] or trip
-    return (placed[0], placed[-1])
+    statements = [s for s in placed if s.statement is not None]
+    return (placed[0], statements[-1] if statements else placed[-1])
 
 
 def line_of(step: Step) -> int | None:
     return step.statement.line if step.statement is not None else step.line
+
+
+def last_line_of(step: Step) -> int | None:
+    """The line of a step's last token: where a range that ends on it ends."""
+    statement = step.statement
+    if statement is None:
+        return step.line
+    return getattr(statement, "last_line", None) or statement.line + statement.sql.rstrip().count("\n")
 
 
 def line_at(step: Step, offset: int) -> int | None:

@@ -26,6 +26,16 @@ BEGIN;
 COMMIT;
 """
 
+# `init --tenants-table`: the control table the default tenants query reads (id, state, deleted_at)
+TENANTS_TABLE = """\
+CREATE TABLE tenants (
+    id          text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{1,60}$'),
+    state       text NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'provisioned', 'suspended', 'deleted')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    deleted_at  timestamptz
+);"""
+
 
 def slug(description: str) -> str:
     """Lower-case words joined by ``_``: "Add user preferences!" -> "add_user_preferences".
@@ -36,7 +46,8 @@ def slug(description: str) -> str:
     return "_".join(re.findall(r"[a-z0-9]+", ascii_text.lower()))
 
 
-def create_migration(folder: Path, description: str, now: dt.datetime | None = None) -> Path:
+def create_migration(folder: Path, description: str, now: dt.datetime | None = None, body: str = TEMPLATE_MARKER) -> Path:
+    """Write the next ``<UTC now>_<slug>.sql`` in ``folder``; ``body`` stands where the template's marker is."""
     name = slug(description)
     if not name:
         raise UsageError("the description is empty: say what the migration does, e.g. \"add user preferences\"")
@@ -48,5 +59,5 @@ def create_migration(folder: Path, description: str, now: dt.datetime | None = N
         moment += dt.timedelta(seconds=1)
     version = moment.strftime("%Y%m%d%H%M%S")
     path = folder / f"{version}_{name}.sql"
-    path.write_text(TEMPLATE.format(description=description.strip().replace("\n", " "), marker=TEMPLATE_MARKER))
+    path.write_text(TEMPLATE.format(description=description.strip().replace("\n", " "), marker=body))
     return path

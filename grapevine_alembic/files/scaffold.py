@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .authoring import TENANTS_TABLE, create_migration
+from .discovery import discover
+
 TEMPLATES = ("alembic.ini", "alembic_control/env.py", "alembic_tenant/env.py")
+FOLDERS = ("migrations/control", "migrations/tenant")  # what alembic.ini's version_locations name
 IGNORED = ".grapevine/"  # the embedded server's data and state
 
 
@@ -41,6 +45,23 @@ def scaffold(root: Path) -> list[Step]:
         steps.append(Step(name, True))
     steps.append(Step(".gitignore", _ignore_local_data(root / ".gitignore")))
     return steps
+
+
+def migration_folders(root: Path) -> list[Step]:
+    """Create the two chains' folders that are missing, so ``create`` works right after ``init``."""
+    steps = []
+    for name in FOLDERS:
+        exists = (root / name).is_dir()
+        (root / name).mkdir(parents=True, exist_ok=True)
+        steps.append(Step(name + "/", not exists))
+    return steps
+
+
+def tenants_table(control: Path) -> Path | None:
+    """A first control file creating ``tenants``; None (nothing written) when the chain has a file already."""
+    if discover(control).files:
+        return None
+    return create_migration(control, "create tenants", body=TENANTS_TABLE)
 
 
 def _ignore_local_data(gitignore: Path) -> bool:

@@ -35,7 +35,7 @@ class Chunk:
     start: int
     end: int
     line: int  # the first statement's line
-    last_line: int  # the last statement's line
+    last_line: int  # the last statement's last line (where its last token is)
     count: int
 
     # what the executor and the analyses read of a statement
@@ -71,10 +71,11 @@ class ChunkBuilder:
         done = None
         if self._open is not None and (self.single or piece.end - self._open[0] > CHUNK_BYTES):
             done = self.flush()
+        last_line = piece.line + piece.text.rstrip().count("\n")  # a range ends on the statement, not after it
         if self._open is None:
-            self._open = [piece.start, piece.end, piece.line, piece.line, 1]
+            self._open = [piece.start, piece.end, piece.line, last_line, 1]
         else:
-            self._open[1], self._open[3], self._open[4] = piece.end, piece.line, self._open[4] + 1
+            self._open[1], self._open[3], self._open[4] = piece.end, last_line, self._open[4] + 1
         return done
 
     def flush(self) -> Chunk | None:

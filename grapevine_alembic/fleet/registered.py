@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from ..database.connection import describe_error, open_connection
 from ..database.target import Target
-from ..errors import DatabaseError, UsageError
+from ..errors import DatabaseError, UnknownTenant
 from ..settings import Settings, validate_tenant_id
-from .targets import listed_tenants, named_target, unlisted_rows
+from .targets import close_ids, listed_tenants, named_target, unlisted_rows
 
 
 def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None = None) -> list[Target]:
@@ -39,7 +39,7 @@ def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None
         raw.close()
     unknown = [t for t in wanted if t not in known]
     if unknown:
-        raise UsageError(f"unknown tenant {unknown[0]}: no such id in the tenants table")
+        raise UnknownTenant(unknown[0], close_ids(settings, unknown[0]))
     if not tenants_query:  # the default query places every tenant on the default server
         return [Target("tenant", settings.tenant_spec(t), t) for t in wanted]
     listed, server_column = listed_tenants(settings, tenants_query)

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 
 from ..database.connection import describe_error, open_connection
-from ..errors import DatabaseError, UsageError
+from ..errors import DatabaseError, UnknownTenant, UsageError
 from ..settings import Settings, validate_tenant_id
 from ..database.target import Target
 
@@ -136,6 +136,20 @@ def tenant_rows(settings: Settings, tenant_ids: list[str], server_column: str | 
         raw.close()
 
 
+def close_ids(settings: Settings, tenant_id: str) -> tuple[str, ...]:
+    """The tenants table's ids most like ``tenant_id`` (a typo's candidates), best first; read only on that error."""
+    import difflib
+
+    raw = open_connection(settings.control)
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT id::text FROM tenants WHERE id IS NOT NULL")
+            ids = [row[0] for row in cursor.fetchall()]
+    finally:
+        raw.close()
+    return tuple(difflib.get_close_matches(tenant_id, ids, n=3))
+
+
 def resolve(selection: Selection, settings: Settings, tenants_query: str | None = None, *,
             announce=None) -> list[Target]:
     """Targets for a selection: control first, then tenants in id order.
@@ -170,7 +184,7 @@ def unlisted_rows(settings: Settings, chosen: list[str], provisioned: dict, serv
     rows = tenant_rows(settings, others, server_column) if others else {}
     unknown = [t for t in others if t not in rows]
     if unknown:
-        raise UsageError(f"unknown tenant {unknown[0]}: no such id in the tenants table")
+        raise UnknownTenant(unknown[0], close_ids(settings, unknown[0]))
     return rows
 
 

@@ -10,6 +10,7 @@ a branch adds or edits are judged (``changes``).
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from .findings import Finding
 from ..files.hazards import RULES_MOOT_ON_NEW_TABLES, find_hazards, new_table_spans
 from ..files.tool_table_writes import CODE as TOOL_TABLE_CODE
 from ..files.tool_table_writes import find_tool_table_writes
-from .ignores import Ignores, read_ignores
+from .ignores import OUR_CODES, Ignores, read_ignores
 from . import squawk
 from .changes import changed_files, names_at, newest_version
 from .squawk import Lint
@@ -67,6 +68,7 @@ def check_project(project, envs: tuple[str, ...], *, changed_since: str | None =
         if changes is not None:
             history_findings(env, project.migration_dir(env), chains[env], changes, root, report)
     add_squawk_findings(report, squawk)
+    vet_ignore_codes(report)
     apply_ignores(report)
     sort_findings(report, envs)
     return report, chains
@@ -207,6 +209,24 @@ def history_findings(env: str, folder: Path, files, changes, root: Path, report:
                 "databases already past it would never run it",
                 f"rename it with a timestamp after {newest}",
             ))
+
+
+def vet_ignore_codes(report: CheckReport) -> None:
+    """An error for each code in a ``grapevine-ignore`` comment that no check has: it would silence nothing.
+
+    A code that is not ours is asked of Squawk; when Squawk cannot tell (not installed), it is let be.
+    """
+    named = {code for checked in report._parsed.values() for _, code in checked.ignores.named} - OUR_CODES
+    unknown = squawk.unknown_rules(named, report.squawk.get("binary")) if named else set()
+    for name, checked in report._parsed.items():
+        for line, code in checked.ignores.named:
+            if code in (unknown or ()):
+                close = difflib.get_close_matches(code, sorted(OUR_CODES), n=1)
+                report.findings.append(Finding(
+                    "error", checked.env, name, line, "ignore-code",
+                    f"grapevine-ignore names {code}, which is no warning or note code of check or Squawk:"
+                    " it silences nothing", f"did you mean {close[0]}?" if close else "use the code check printed",
+                ))
 
 
 def apply_ignores(report: CheckReport) -> None:

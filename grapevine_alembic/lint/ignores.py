@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 
 from ..files.parsing import ParsedSql
 
+# Every warning and note code of ours (a misspelt code in a comment would otherwise silence nothing, quietly).
+OUR_CODES = frozenset({
+    "begin-without-commit", "commit-without-begin", "nested-begin", "rollback-in-file", "several-transactions",
+    "statements-after-commit", "empty-file", "adding-serial-column", "file-name-characters", "no-transaction",
+    "squawk-parse", "out-of-order",
+})
 _COMMENT = re.compile(r"^\s*--\s*grapevine-ignore(?P<file>-file)?\s*:\s*(?P<codes>[A-Za-z0-9_, -]+?)\s*$")
 
 
@@ -23,6 +29,7 @@ class Ignores:
 
     whole_file: set[str] = field(default_factory=set)
     spans: list[tuple[int, int, frozenset[str]]] = field(default_factory=list)  # first, last line, codes
+    named: list[tuple[int, str]] = field(default_factory=list)  # (comment line, code) as written, to vet
 
     def covers(self, code: str, line: int | None) -> bool:
         if code in self.whole_file:
@@ -41,6 +48,7 @@ def read_ignores(text: str, parsed: ParsedSql) -> Ignores:
         if match is None:
             continue
         codes = frozenset(code.strip() for code in match["codes"].split(",") if code.strip())
+        ignores.named += [(number, code) for code in sorted(codes)]
         if match["file"]:
             ignores.whole_file |= codes
             continue

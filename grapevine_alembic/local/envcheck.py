@@ -79,3 +79,11 @@ def missing_url_message(env: Mapping[str, str], available: bool) -> str:
         return base
     return (f"{CONTROL_URL} is not set (set it in the environment or in .env); not on a terminal, the embedded"
             f" local server runs only when asked: `grapevine-migrations dev up` or {EMBEDDED_VARIABLE}=1")
+
+
+def not_running_message(env: Mapping[str, str]) -> str:
+    """The one line for a read-only command with no URL and no embedded server running (in CI: the URL)."""
+    if env.get("CI"):
+        return missing_url_message(env, True)
+    return (f"{CONTROL_URL} is not set and the embedded local server is not running; a read-only command never"
+            f" starts it: run `grapevine-migrations dev up` first, or set {CONTROL_URL}")
