@@ -106,7 +106,7 @@ def test_statements_are_split_verbatim_with_lines(text, expected):
 
 
 def test_large_non_ascii_file_parses_in_linear_time():
-    # Parsing the whole file at once in pglast is quadratic in non-ASCII characters (~30 s here).
+    # Mapping the parser's byte offsets to characters naively is quadratic in non-ASCII characters (~30 s here).
     text = "".join(f"-- {i}: ünïcødé;\nINSERT INTO t VALUES ({i}, 'héllo 😀');\n" for i in range(12000))
     started = time.monotonic()
     parsed = parse_sql(text)
@@ -115,7 +115,7 @@ def test_large_non_ascii_file_parses_in_linear_time():
     assert texts_and_lines(parsed)[-1] == ("INSERT INTO t VALUES (11999, 'héllo 😀')", 24000)
 
 
-def test_statement_kind_is_the_pglast_node_name():
+def test_statement_kind_is_the_postgresql_node_name():
     parsed = parse_sql("CREATE TABLE a (id int);\nCREATE INDEX i ON a (id);\nDO $$ BEGIN END $$;")
     assert [stmt.kind for stmt in parsed.statements] == ["CreateStmt", "IndexStmt", "DoStmt"]
 
@@ -513,9 +513,9 @@ def test_missing_file_is_an_error(tmp_path):
         migration.checksum
 
 
-def test_importing_the_file_modules_does_not_import_pglast():
+def test_importing_the_file_modules_does_not_import_the_parser():
     modules = "grapevine_alembic.files.discovery, grapevine_alembic.files.parsing, grapevine_alembic.files.nontransactional"
-    code = f"import sys, {modules}; print('pglast' in sys.modules)"
+    code = f"import sys, {modules}; print('postgast' in sys.modules or 'google.protobuf' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"

@@ -1,4 +1,4 @@
-"""Which statements PostgreSQL refuses to run inside a transaction block, read from pglast's nodes.
+"""Which statements PostgreSQL refuses to run inside a transaction block, read from the parse tree (``pgparser``).
 
 A file holding one runs it outside a transaction (see ``txshape``); ``parsing`` also names the
 statement when a file puts it inside BEGIN/COMMIT.
@@ -107,7 +107,7 @@ def _defelem_is_true(option: Any) -> bool:
         return True
     kind = type(value).__name__
     if kind == "Integer":
-        return value.ival != 0
+        return (value.ival or 0) != 0  # 0 is left out of the tree
     if kind == "Boolean":
         return bool(value.boolval)
     if kind == "String":
