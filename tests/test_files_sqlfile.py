@@ -158,6 +158,9 @@ NON_TRANSACTIONAL = [
     "DROP SUBSCRIPTION s",
     "ALTER SUBSCRIPTION s REFRESH PUBLICATION",
     "DISCARD ALL",
+    "DO $$ BEGIN INSERT INTO t VALUES (1); COMMIT; END $$",
+    "DO LANGUAGE plpgsql $x$ BEGIN FOR i IN 1..3 LOOP UPDATE t SET a = i; ROLLBACK; END LOOP; END $x$",
+    "DO $$ BEGIN IF true THEN COMMIT AND CHAIN; END IF; END $$",
 ]
 
 TRANSACTIONAL = [
@@ -182,6 +185,9 @@ TRANSACTIONAL = [
     "DISCARD TEMP",
     "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
     "DO $$ BEGIN PERFORM 1; END $$",
+    "DO $$ BEGIN RAISE NOTICE 'COMMIT; ROLLBACK'; END $$",  # in a string: no transaction ends
+    "DO $$ BEGIN EXECUTE 'SELECT 1'; EXCEPTION WHEN others THEN NULL; END $$",
+    "DO LANGUAGE sql $$ COMMIT $$",  # not PL/pgSQL: PostgreSQL judges it when it runs
     "CREATE SCHEMA s",
     "CREATE EXTENSION IF NOT EXISTS pgcrypto",
     "CREATE MATERIALIZED VIEW mv AS SELECT 1",
@@ -360,6 +366,10 @@ NON_TRANSACTIONAL_IN_BLOCK = {
         "CREATE INDEX CONCURRENTLY cannot run inside the BEGIN/COMMIT block that starts on line 2",
     ),
     "vacuum": ("BEGIN;\nVACUUM;\nCOMMIT;", 2, "VACUUM cannot run inside the BEGIN/COMMIT block that starts on line 1"),
+    "committing do block": (
+        "BEGIN;\nDO $$ BEGIN COMMIT; END $$;\nCOMMIT;", 2,
+        "DO block that runs COMMIT or ROLLBACK cannot run inside the BEGIN/COMMIT block that starts on line 1",
+    ),
     "wrapped whole file": (
         "BEGIN;\nCREATE TABLE t (x int);\n\nDROP INDEX CONCURRENTLY i;\nCOMMIT;",
         4,
