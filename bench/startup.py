@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
-HEAVY = ("sqlalchemy", "alembic", "psycopg2", "pglast", "rich")
+HEAVY = ("sqlalchemy", "alembic", "psycopg2", "postgast", "rich")
 PROBE = ("import json, sys; sys.argv = ['grapevine-migrations', '--help']\n"
          "from grapevine_alembic.cli.main import main\n"
          "try:\n    main()\nexcept SystemExit:\n    pass\n"

@@ -135,7 +135,7 @@ def _qualified(schema: str | None, name: str) -> str:
 
 
 # The default names are no keywords (tests/test_database_tool_tables.py checks): they need no
-# keyword list, whose import loads all of pglast (about 20 ms), which `provision` needs for nothing else.
+# keyword test, which loads the parser (about 20 ms), which `provision` needs for nothing else.
 _NO_KEYWORDS = frozenset({DEFAULT_VERSION_TABLE, DEFAULT_VERSION_TABLE + "_pkc", DEFAULT_LEDGER_TABLE})
 
 
@@ -144,10 +144,19 @@ def _quoted(identifier: str) -> str:
     ``user``), so the SQL --sql prints reads as written by hand."""
     if identifier in _NO_KEYWORDS:
         return identifier
-    from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
+    return f'"{identifier}"' if _is_keyword(identifier) else identifier
 
-    needs = identifier in RESERVED_KEYWORDS or identifier in COL_NAME_KEYWORDS or identifier in TYPE_FUNC_NAME_KEYWORDS
-    return f'"{identifier}"' if needs else identifier
+
+def _is_keyword(identifier: str) -> bool:
+    """A keyword PostgreSQL does not take as a plain name everywhere (reserved, column name, type or function).
+
+    The one use of the parser's binding outside files/pgparser: the root may not import files/.
+    """
+    import postgast  # lazy: see _NO_KEYWORDS
+
+    tokens = postgast.scan(identifier).tokens
+    kind = postgast.pg_query_pb2.KeywordKind.Name(tokens[0].keyword_kind) if len(tokens) == 1 else "NO_KEYWORD"
+    return kind not in ("NO_KEYWORD", "UNRESERVED_KEYWORD")
 
 
 DEFAULT_TABLES = ToolTables()

@@ -107,7 +107,7 @@ def test_an_ordinary_python_alembic_project_is_untouched(tmp_path):
 
 @pytest.mark.parametrize("module", ["grapevine_alembic.cli.main", "grapevine_alembic.database.runner", "grapevine_alembic.files.discovery"])
 def test_light_modules_do_not_import_alembic_or_sqlalchemy(module):
-    code = f"import sys, {module}; print(sorted(m for m in ('alembic', 'sqlalchemy', 'pglast') if m in sys.modules))"
+    code = f"import sys, {module}; print(sorted(m for m in ('alembic', 'sqlalchemy', 'postgast') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -51,13 +51,13 @@ LOADED = textwrap.dedent(
     from grapevine_alembic.api import provision_database
 
     result = provision_database(sys.argv[1], sys.argv[2])
-    print(json.dumps({"ok": result.ok, "method": result.method, "pglast": "pglast" in sys.modules}))
+    print(json.dumps({"ok": result.ok, "method": result.method, "parser": "postgast" in sys.modules}))
     """
 )
 
 
 def test_a_copy_of_a_template_at_head_loads_no_sql_parser(project, pg_server):
-    """Copying needs no file parsed: a service provisioning a tenant does not pay for pglast's import (~20 ms)."""
+    """Copying needs no file parsed: a service provisioning a tenant does not pay for the parser's import (~20 ms)."""
     runs = []
     for _ in range(2):  # the first one builds the template (and parses the files); the second only copies it
         name = pg.unique_db_name()
@@ -67,7 +67,7 @@ def test_a_copy_of_a_template_at_head_loads_no_sql_parser(project, pg_server):
                              capture_output=True, text=True, timeout=300, cwd=project.root)
         assert run.returncode == 0, run.stderr
         runs.append(json.loads(run.stdout))
-    assert runs[1] == {"ok": True, "method": "template", "pglast": False}
+    assert runs[1] == {"ok": True, "method": "template", "parser": False}
 
 
 API_PROGRAM = textwrap.dedent(

@@ -106,7 +106,7 @@ def test_statements_are_split_verbatim_with_lines(text, expected):
 
 
 def test_large_non_ascii_file_parses_in_linear_time():
-    # Parsing the whole file at once in pglast is quadratic in non-ASCII characters (~30 s here).
+    # Mapping the parser's byte offsets to characters naively is quadratic in non-ASCII characters (~30 s here).
     text = "".join(f"-- {i}: ünïcødé;\nINSERT INTO t VALUES ({i}, 'héllo 😀');\n" for i in range(12000))
     started = time.monotonic()
     parsed = parse_sql(text)
@@ -115,7 +115,7 @@ def test_large_non_ascii_file_parses_in_linear_time():
     assert texts_and_lines(parsed)[-1] == ("INSERT INTO t VALUES (11999, 'héllo 😀')", 24000)
 
 
-def test_statement_kind_is_the_pglast_node_name():
+def test_statement_kind_is_the_postgresql_node_name():
     parsed = parse_sql("CREATE TABLE a (id int);\nCREATE INDEX i ON a (id);\nDO $$ BEGIN END $$;")
     assert [stmt.kind for stmt in parsed.statements] == ["CreateStmt", "IndexStmt", "DoStmt"]
 
@@ -158,6 +158,9 @@ NON_TRANSACTIONAL = [
     "DROP SUBSCRIPTION s",
     "ALTER SUBSCRIPTION s REFRESH PUBLICATION",
     "DISCARD ALL",
+    "DO $$ BEGIN INSERT INTO t VALUES (1); COMMIT; END $$",
+    "DO LANGUAGE plpgsql $x$ BEGIN FOR i IN 1..3 LOOP UPDATE t SET a = i; ROLLBACK; END LOOP; END $x$",
+    "DO $$ BEGIN IF true THEN COMMIT AND CHAIN; END IF; END $$",
 ]
 
 TRANSACTIONAL = [
@@ -182,6 +185,9 @@ TRANSACTIONAL = [
     "DISCARD TEMP",
     "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
     "DO $$ BEGIN PERFORM 1; END $$",
+    "DO $$ BEGIN RAISE NOTICE 'COMMIT; ROLLBACK'; END $$",  # in a string: no transaction ends
+    "DO $$ BEGIN EXECUTE 'SELECT 1'; EXCEPTION WHEN others THEN NULL; END $$",
+    "DO LANGUAGE sql $$ COMMIT $$",  # not PL/pgSQL: PostgreSQL judges it when it runs
     "CREATE SCHEMA s",
     "CREATE EXTENSION IF NOT EXISTS pgcrypto",
     "CREATE MATERIALIZED VIEW mv AS SELECT 1",
@@ -360,6 +366,10 @@ NON_TRANSACTIONAL_IN_BLOCK = {
         "CREATE INDEX CONCURRENTLY cannot run inside the BEGIN/COMMIT block that starts on line 2",
     ),
     "vacuum": ("BEGIN;\nVACUUM;\nCOMMIT;", 2, "VACUUM cannot run inside the BEGIN/COMMIT block that starts on line 1"),
+    "committing do block": (
+        "BEGIN;\nDO $$ BEGIN COMMIT; END $$;\nCOMMIT;", 2,
+        "DO block that runs COMMIT or ROLLBACK cannot run inside the BEGIN/COMMIT block that starts on line 1",
+    ),
     "wrapped whole file": (
         "BEGIN;\nCREATE TABLE t (x int);\n\nDROP INDEX CONCURRENTLY i;\nCOMMIT;",
         4,
@@ -513,9 +523,9 @@ def test_missing_file_is_an_error(tmp_path):
         migration.checksum
 
 
-def test_importing_the_file_modules_does_not_import_pglast():
+def test_importing_the_file_modules_does_not_import_the_parser():
     modules = "grapevine_alembic.files.discovery, grapevine_alembic.files.parsing, grapevine_alembic.files.nontransactional"
-    code = f"import sys, {modules}; print('pglast' in sys.modules)"
+    code = f"import sys, {modules}; print('postgast' in sys.modules or 'google.protobuf' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"

@@ -40,7 +40,7 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
       grapevine-migrations check --strict --changed-since origin/main --format github
       grapevine-migrations check --against-db
     """
-    from ..lint import checking  # lazy: pglast; --help stays fast
+    from ..lint import checking  # lazy: the parser; --help stays fast
 
     if json_mode and output_format != "text":
         raise UsageError("--json and --format github exclude each other")

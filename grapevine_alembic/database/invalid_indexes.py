@@ -15,7 +15,6 @@ the index is looked up there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import MigrationFailed
 
@@ -50,7 +49,7 @@ class ConcurrentIndex:
 
     table: str  # the statement's relation as SQL text, resolved like the statement resolves it
     name: str | None  # None: PostgreSQL picks the name
-    node: Any  # the statement's IndexStmt
+    probe: str  # the statement without CONCURRENTLY or TABLESPACE, on the temporary probe table
 
 
 def concurrent_index(statement) -> ConcurrentIndex | None:
@@ -58,13 +57,10 @@ def concurrent_index(statement) -> ConcurrentIndex | None:
     node = statement.node
     if statement.kind != "IndexStmt" or node is None or not getattr(node, "concurrent", False):
         return None
-    from pglast import ast
-    from pglast.stream import RawStream
+    from ..files import pgparser
 
-    relation = node.relation
-    table = ast.RangeVar(catalogname=relation.catalogname, schemaname=relation.schemaname,
-                         relname=relation.relname, inh=True, relpersistence="p")  # without ONLY
-    return ConcurrentIndex(RawStream()(table), node.idxname or None, node)
+    table, probe = pgparser.index_probe(statement.sql, schema="pg_temp", table=_PROBE_TABLE)  # table without ONLY
+    return ConcurrentIndex(table, node.idxname or None, probe)
 
 
 def drop_invalid_index(cursor, index: ConcurrentIndex, journal) -> None:
@@ -98,22 +94,14 @@ def _named_state(cursor, index: ConcurrentIndex):
 
 def _unnamed_leftovers(cursor, index: ConcurrentIndex, journal) -> list[str]:
     """INVALID indexes on the table with exactly the definition this statement builds."""
-    import copy
-
     import psycopg2
-    from pglast import ast
-    from pglast.stream import RawStream
 
-    probe = copy.deepcopy(index.node)
-    probe.concurrent = False
-    probe.tableSpace = None
-    probe.relation = ast.RangeVar(schemaname="pg_temp", relname=_PROBE_TABLE, inh=True, relpersistence="t")
     # The statement's text may hold '%': only the matching query goes through parameter binding.
     matching = cursor.mogrify(_MATCHING_INVALID, (index.table,)).decode()
     try:
         cursor.execute(
             f"BEGIN;\nCREATE TEMP TABLE {_PROBE_TABLE} (LIKE {index.table}) ON COMMIT DROP;\n"
-            f"{RawStream()(probe)};\n{matching}"
+            f"{index.probe};\n{matching}"
         )
         return [row[0] for row in cursor.fetchall()]
     except psycopg2.errors.UndefinedTable:

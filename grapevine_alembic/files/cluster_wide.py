@@ -1,4 +1,4 @@
-"""Statements that act on the whole server rather than on the database they run in, read from pglast's nodes.
+"""Statements that act on the whole server rather than on the database they run in, read from the parse tree's nodes.
 
 Roles (and their settings, passwords and memberships), tablespaces, ``ALTER SYSTEM``, other
 databases, subscriptions and grants on server parameters live in the cluster's shared catalogs
@@ -56,12 +56,7 @@ def cluster_wide_reason(node: Any) -> str | None:
     if kind not in _ON_OBJECT:
         return None
     field, label = _ON_OBJECT[kind]
-    value = getattr(node, field, None)
-    name = getattr(value, "name", None)
-    if name is None and value is not None:
-        from pglast.enums import ObjectType  # lazy: parsing loaded pglast already
-
-        name = ObjectType(value).name
+    name = getattr(node, field, None)  # the enum's name (OBJECT_ROLE, ...), or None
     shared = _SHARED_OBJECTS.get(name or "")
     return label.format(shared.upper()) if shared else None
 

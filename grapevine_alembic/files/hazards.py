@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from pglast import ast
-from pglast.enums import AlterTableType, ObjectType
+from typing import Any
 
 from .parsing import ParsedSql
 
@@ -63,7 +62,7 @@ def find_hazards(parsed: ParsedSql) -> list[Hazard]:
     hazards: list[Hazard] = []
     for stmt in parsed.statements:
         node = stmt.node
-        if isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_TABLE:
+        if _kind(node) == "AlterTableStmt" and node.objtype == "OBJECT_TABLE":
             if not _is_created(node.relation, created):
                 for column in _added_columns(node):
                     if _is_serial(column):
@@ -82,7 +81,11 @@ def new_table_spans(parsed: ParsedSql) -> list[tuple[int, int]]:
     return spans
 
 
-def _serial_hazard(line: int, column: ast.ColumnDef, table: str) -> Hazard:
+def _kind(node: Any) -> str:
+    return type(node).__name__  # pgparser.Node: PostgreSQL's node type
+
+
+def _serial_hazard(line: int, column: Any, table: str) -> Hazard:
     return Hazard(
         line,
         "adding-serial-column",
@@ -92,21 +95,21 @@ def _serial_hazard(line: int, column: ast.ColumnDef, table: str) -> Hazard:
     )
 
 
-def _added_columns(node: ast.AlterTableStmt) -> Iterator[ast.ColumnDef]:
+def _added_columns(node: Any) -> Iterator[Any]:
     for cmd in node.cmds or ():
-        if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(cmd.def_, ast.ColumnDef):
+        if cmd.subtype == "AT_AddColumn" and _kind(cmd.def_) == "ColumnDef":
             yield cmd.def_
 
 
-def _is_serial(column: ast.ColumnDef) -> bool:
+def _is_serial(column: Any) -> bool:
     """True for serial pseudo-types, which mean "int DEFAULT nextval(...)"."""
     names = column.typeName.names if column.typeName is not None else ()
     return len(names) == 1 and names[0].sval in _SERIAL_TYPES
 
 
-def _target_relation(node: object) -> ast.RangeVar | None:
-    """The table an index, ALTER TABLE or RENAME statement works on."""
-    if isinstance(node, ast.IndexStmt | ast.AlterTableStmt | ast.RenameStmt):
+def _target_relation(node: Any) -> Any:
+    """The table (a RangeVar) an index, ALTER TABLE or RENAME statement works on."""
+    if _kind(node) in ("IndexStmt", "AlterTableStmt", "RenameStmt"):
         return node.relation
     return None
 
@@ -119,24 +122,25 @@ def _tables_created(parsed: ParsedSql) -> set[_TableName]:
     return {_range_var_name(rv) for rv in _created_range_vars(stmt.node for stmt in parsed.statements)}
 
 
-def _created_range_vars(nodes: Iterable[object]) -> Iterator[ast.RangeVar]:
+def _created_range_vars(nodes: Iterable[Any]) -> Iterator[Any]:
     """Yield the relation of every statement that creates a table-like relation."""
     for node in nodes:
-        if isinstance(node, ast.CreateStmt):
+        kind = _kind(node)
+        if kind == "CreateStmt":
             yield node.relation
-        elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
+        elif kind == "CreateTableAsStmt" and node.into is not None:
             yield node.into.rel
-        elif isinstance(node, ast.SelectStmt) and node.intoClause is not None:
+        elif kind == "SelectStmt" and node.intoClause is not None:
             yield node.intoClause.rel  # SELECT ... INTO new_table
 
 
-def _range_var_name(rv: ast.RangeVar) -> _TableName:
+def _range_var_name(rv: Any) -> _TableName:
     """The comparable (schema, name) of a relation reference."""
-    # pglast already folds unquoted identifiers to lower case and keeps quoted ones as written.
+    # the parser already folds unquoted identifiers to lower case and keeps quoted ones as written.
     return (rv.schemaname or None, rv.relname)
 
 
-def _is_created(rv: ast.RangeVar | None, created: set[_TableName]) -> bool:
+def _is_created(rv: Any, created: set[_TableName]) -> bool:
     """True when ``rv`` names a created table; a missing schema on either side matches any schema."""
     if rv is None:
         return False
@@ -147,6 +151,6 @@ def _is_created(rv: ast.RangeVar | None, created: set[_TableName]) -> bool:
     )
 
 
-def _display(rv: ast.RangeVar) -> str:
+def _display(rv: Any) -> str:
     """The table name as a user would write it in a message."""
     return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else rv.relname

@@ -1,4 +1,4 @@
-"""Which statements PostgreSQL refuses to run inside a transaction block, read from pglast's nodes.
+"""Which statements PostgreSQL refuses to run inside a transaction block, read from the parse tree (``pgparser``).
 
 A file holding one runs it outside a transaction (see ``txshape``); ``parsing`` also names the
 statement when a file puts it inside BEGIN/COMMIT.
@@ -83,6 +83,17 @@ def _alter_table_reason(node: Any) -> str | None:
     return None
 
 
+def _do_reason(node: Any) -> str | None:
+    """A PL/pgSQL DO block whose body runs COMMIT or ROLLBACK: in a transaction block PostgreSQL
+    refuses it (invalid transaction termination); psql runs it in autocommit, and so do we."""
+    from . import pgparser  # the module only: the parser itself loads when a body is parsed
+
+    options = {option.defname: getattr(option.arg, "sval", None) for option in node.args or ()}
+    if (options.get("language") or "plpgsql").lower() != "plpgsql" or not options.get("as"):
+        return None
+    return "DO block that runs COMMIT or ROLLBACK" if pgparser.plpgsql_ends_transaction(options["as"]) else None
+
+
 def _discard_reason(node: Any) -> str | None:
     """DISCARD ALL (DISCARD PLANS/SEQUENCES/TEMP are transactional)."""
     return "DISCARD ALL" if node.target.name == "DISCARD_ALL" else None
@@ -97,6 +108,7 @@ _CONDITIONALLY_NON_TRANSACTIONAL: dict[str, Callable[[Any], str | None]] = {
     "AlterDatabaseStmt": _alter_database_reason,
     "AlterTableStmt": _alter_table_reason,
     "DiscardStmt": _discard_reason,
+    "DoStmt": _do_reason,
 }
 
 
@@ -107,7 +119,7 @@ def _defelem_is_true(option: Any) -> bool:
         return True
     kind = type(value).__name__
     if kind == "Integer":
-        return value.ival != 0
+        return (value.ival or 0) != 0  # 0 is left out of the tree
     if kind == "Boolean":
         return bool(value.boolval)
     if kind == "String":

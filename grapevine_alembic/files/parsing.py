@@ -1,7 +1,7 @@
 """Parsing a migration file into statements, and grouping them into units to execute.
 
-pglast (PostgreSQL's own parser, a large C extension) is imported only when a file is actually
-parsed, so listing files and computing checksums stay cheap.
+PostgreSQL's own parser (``pgparser``) is loaded only when a file is actually parsed, so listing
+files and computing checksums stay cheap.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Statement:
     # RESET ALL / DISCARD ALL: the session's settings return to the server's defaults, so the
     # runner puts its own (timeouts) back right after.
     resets_session: bool = False
-    # The pglast AST node, for analyses such as hazards; not part of the value's identity.
+    # The parse tree's node (pgparser.Node), for analyses such as hazards; not part of the value's identity.
     node: Any = field(default=None, compare=False, repr=False)
     copy: CopyData | None = field(default=None, compare=False, repr=False)  # COPY ... FROM stdin's inline rows
 
@@ -143,13 +143,13 @@ def _has_template_marker(source: Source) -> bool:
 
 
 def _make_statement(piece: Piece, path: Any) -> Statement:
-    """A statement parsed on its own (pglast's offsets cost O(non-ASCII characters) per node on a whole file)."""
-    from pglast import parser  # lazy: see the module docstring
+    """A statement parsed on its own (its tree only: parsing a whole file at once would hold every tree)."""
+    from . import pgparser  # lazy: see the module docstring
 
     try:
-        node = parser.parse_sql(piece.text)[0].stmt
-    except parser.ParseError as err:  # the block parsed as a whole: only a pglast oddity gets here
-        raise MigrationFileError(str(err.args[0]) if err.args else "syntax error", path=path, line=piece.line) from err
+        node = pgparser.parse_one(piece.text)
+    except pgparser.ParseError as err:  # the block parsed as a whole: only a parser oddity gets here
+        raise MigrationFileError(err.message, path=path, line=piece.line) from err
     reason = non_transactional_reason(node)
     return Statement(piece.text, piece.line, type(node).__name__, reason is None, _resets_session(node), node)
 
@@ -170,16 +170,14 @@ def _transaction_control(stmt: Statement, path: Any) -> tuple[str, bool, bool] |
     """
     if stmt.kind != "TransactionStmt":
         return None
-    from pglast.enums import TransactionStmtKind as Kind
-
     node = stmt.node
-    if node.kind in (Kind.TRANS_STMT_BEGIN, Kind.TRANS_STMT_START):
+    if node.kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
         return ("begin", bool(node.options), False)
-    if node.kind == Kind.TRANS_STMT_COMMIT:
+    if node.kind == "TRANS_STMT_COMMIT":
         return ("end", False, bool(node.chain))
-    if node.kind == Kind.TRANS_STMT_ROLLBACK:
+    if node.kind == "TRANS_STMT_ROLLBACK":
         return ("end", True, bool(node.chain))
-    label = _TWO_PHASE.get(node.kind.name)
+    label = _TWO_PHASE.get(node.kind)
     if label is not None:
         message = f"{label} is not allowed in a migration; two-phase transactions cannot be tracked by the migration tool"
         raise MigrationFileError(message, path=path, line=stmt.line)

@@ -1,6 +1,6 @@
 """A migration file split into statements as it is read, one bounded block at a time.
 
-PostgreSQL's own parser (pglast's ``split``) finds the statements of each block of about
+PostgreSQL's own parser (``pgparser.split``) finds the statements of each block of about
 1 MiB; the block's last statement may be cut, so it is carried into the next block.  A block
 that fails to parse only because it was cut (an unterminated quote, "end of input", an error
 on its last line) is grown with the next one; any other error is the file's error.  Memory
@@ -164,7 +164,7 @@ class _Cursor:
 
 def pieces(source: Source, path: Any = None, *, block_size: int = BLOCK_BYTES) -> Iterator[Piece | CopyData]:
     """The statements of ``source`` in order, each followed by its ``CopyData`` when it is COPY FROM STDIN."""
-    from pglast import parser  # lazy: a large C extension, not needed to list files
+    from . import pgparser  # lazy: not needed to list files
 
     blocks = _Blocks(source, path, block_size)
     buf, line, byte = blocks.next(), 1, blocks.bom
@@ -178,9 +178,9 @@ def pieces(source: Source, path: Any = None, *, block_size: int = BLOCK_BYTES) -
         text = buf[:copy.end()] if copy else buf
         final = blocks.eof and copy is None
         try:
-            slices = parser.split(_parseable(text), with_parser=True, only_slices=True)
-        except parser.ParseError as err:
-            location = err.args[1] if len(err.args) > 1 else None
+            slices = pgparser.split(_parseable(text))
+        except pgparser.ParseError as err:
+            location = err.location
             if copy is not None and _maybe_cut(err, text, location):
                 search = copy.end()  # that COPY line sits inside a string, comment or body: not a command
                 continue
@@ -245,18 +245,18 @@ def _copy_data(source: Source, path: Any, blocks: _Blocks, buf: str, line: int, 
 
 
 def _is_copy_from_stdin(sql: str) -> bool:
-    from pglast import parser
+    from . import pgparser
 
     try:
-        node = parser.parse_sql(sql)[0].stmt
-    except parser.ParseError:
+        node = pgparser.parse_one(sql)
+    except pgparser.ParseError:
         return False
     return type(node).__name__ == "CopyStmt" and node.is_from and node.filename is None and not node.query
 
 
-def _maybe_cut(err: Exception, text: str, location: int | None) -> bool:
+def _maybe_cut(err: Any, text: str, location: int | None) -> bool:
     """Whether a parse error may come from where the block was cut rather than from the file."""
-    message = str(err.args[0]) if err.args else ""
+    message = err.message
     if "unterminated" in message or "end of input" in message or location is None:
         return True
     return location >= text.rfind("\n", 0, len(text.rstrip()))  # on the block's last line
@@ -274,8 +274,8 @@ def _parseable(text: str) -> str:
 def _ascii(text: str) -> str:
     """``text`` with every non-ASCII character as ``x``: the same statements at the same indexes.
 
-    pglast converts each statement's byte offsets to character indexes in O(non-ASCII characters
-    before it), quadratic on a block of non-ASCII text; outside strings and comments a non-ASCII
+    The parser reports byte offsets; turning them into character indexes costs O(characters before
+    each statement), quadratic on a block of non-ASCII text; outside strings and comments a non-ASCII
     character can only be part of an identifier, as ``x`` is.
     """
     return text if text.isascii() else text.encode("ascii", "grapevine-ascii").decode("ascii")
@@ -286,22 +286,21 @@ codecs.register_error("grapevine-ascii", lambda err: ("x" * (err.end - err.start
 
 def _file_error(text: str, first_line: int, path: Any) -> MigrationFileError:
     """The parse error of the text as written (the message quotes it, non-ASCII characters included)."""
-    from pglast import parser
+    from . import pgparser
 
     try:
-        parser.split(_PSQL_RESTRICT.sub("--", text), with_parser=True, only_slices=True)
+        pgparser.split(_PSQL_RESTRICT.sub("--", text))
         message, location = "syntax error", None  # not reached: the text failed as ASCII too
-    except parser.ParseError as err:
-        message = str(err.args[0]) if err.args else "syntax error"
-        location = err.args[1] if len(err.args) > 1 else None
+    except pgparser.ParseError as err:
+        message, location = err.message, err.location
     return MigrationFileError(message, path=path, line=_error_line(text, location, first_line))
 
 
 def _error_line(text: str, location: int | None, first_line: int) -> int | None:
-    """Line of a pglast ParseError (its location is a 0-based character index)."""
+    """Line of a pgparser.ParseError (its location is a 0-based character index)."""
     if location is not None:
         return first_line + text.count("\n", 0, location)
-    # pglast reports no index for errors past the last character: blame the last line.
+    # the parser reports no index for errors past the last character: blame the last line.
     return first_line + text.rstrip().count("\n")
 
 

@@ -4,7 +4,7 @@ The version table and the ledger are the tool's bookkeeping: a file that creates
 ``alembic_version`` (as an Alembic or golang-migrate project's first file may) leaves two
 heads behind, and one that alters ``schema_migrations`` changes the ledger under the tool.
 Such a file is refused before anything of it runs, on both roads; ``check`` reports the same
-finding.  Read from PostgreSQL's own parse tree (pglast), never by matching text, so writable
+finding.  Read from PostgreSQL's own parse tree (``pgparser``), never by matching text, so writable
 CTEs (``WITH x AS (INSERT INTO ...)``) count and comments or strings do not.  What the parser
 cannot see (dynamic SQL in ``DO``/``EXECUTE``, functions) is not caught.
 """
@@ -137,16 +137,9 @@ def _range_var(verb: str, relation: Any) -> Iterator[tuple[str, str | None, str]
 
 def _walk(node: Any) -> Iterator[Any]:
     """Every AST node below ``node`` (itself included), depth first."""
-    from pglast import ast
+    from . import pgparser
 
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, ast.Node):
-            yield item
-            stack.extend(getattr(item, name, None) for name in type(item).__slots__)
+    return pgparser.walk(node)
 
 
 def _kind_name(value: Any) -> str:
@@ -154,9 +147,9 @@ def _kind_name(value: Any) -> str:
 
 
 def _parse_one(sql: str) -> Any:
-    from pglast import parse_sql
+    from . import pgparser
 
-    return parse_sql(sql)[0].stmt
+    return pgparser.parse_one(sql)
 
 
 def _first_line(sql: str) -> str:
