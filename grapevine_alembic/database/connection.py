@@ -23,6 +23,16 @@ from .netbounds import bounds_from_environment, server_settings, with_keepalives
 APPLICATION_NAME = "grapevine-migrations"
 DEFAULT_CONNECT_TIMEOUT = 10
 
+# SQLSTATE 53300 (too_many_connections) in each of its texts: every slot the server, the role or
+# the database allows is taken.  Slots free as other sessions end, so these are waited out
+# within the retry window (``retrying``).
+_SLOTS_TAKEN_TEXT = (
+    "too many clients",
+    "too many connections for role",
+    "too many connections for database",
+    "remaining connection slots are reserved",
+)
+
 # libpq reports connection failures without a SQLSTATE; these texts mark the ones worth a retry.
 _TRANSIENT_CONNECT_TEXT = (
     "connection refused",
@@ -38,6 +48,7 @@ _TRANSIENT_CONNECT_TEXT = (
     "ssl syscall error",
     "no connection to the server",
     "the server stopped answering",  # watchdog.LOST_MARKER: the answer was lost, the connection closed
+    *_SLOTS_TAKEN_TEXT,
 )
 
 # Connection failures that say the server itself is not answering (they count against its circuit breaker).
@@ -70,6 +81,11 @@ class ConnectionFailed(DatabaseError):
     def unreachable(self) -> bool:
         """The server did not answer at all (refused, timed out, full, starting or stopping)."""
         return self.reason is not None and any(marker in self.reason.lower() for marker in _UNREACHABLE_TEXT)
+
+    @property
+    def slots_taken(self) -> bool:
+        """Refused for want of a connection slot (53300): the server's, the role's or the database's."""
+        return self.reason is not None and any(marker in self.reason.lower() for marker in _SLOTS_TAKEN_TEXT)
 
     @property
     def timed_out(self) -> bool:
