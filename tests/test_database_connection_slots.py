@@ -101,3 +101,61 @@ def test_slots_taken_past_the_retry_window_fail_with_one_line(limited):
     assert took >= 3, f"gave up after {took:.1f}s, inside the 3 s window"
     assert took < 30, f"{took:.1f}s for a 3 s window"
     assert project.version("db_acme") is None
+
+
+# GRAPEVINE_SILENCE_TIMEOUT=4: the watchdog asks about a round trip once it has waited 1 s
+QUICK_WATCHDOG = {"GRAPEVINE_SILENCE_TIMEOUT": "4"}
+SLOW = ("20250101000000_slow.sql", "SELECT pg_sleep(2.5);\n")
+# counts the watchdog's sessions on this database for up to 0.7 s (below the 1 s that gets it asked about)
+COUNT_WATCHDOGS = ("20250102000000_count.sql", """\
+CREATE TABLE watchdog_sessions AS SELECT -1::bigint AS n;
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '0.7 s';
+BEGIN
+  LOOP
+    PERFORM pg_stat_clear_snapshot();
+    UPDATE watchdog_sessions SET n = (SELECT count(*) FROM pg_stat_activity
+      WHERE application_name = 'grapevine-migrations watchdog' AND datname = current_database());
+    EXIT WHEN (SELECT n FROM watchdog_sessions) = 0 OR clock_timestamp() > deadline;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+""")
+
+
+def test_the_watchdog_holds_no_connection_slot_once_the_slow_statement_ended(project):
+    database = project.tenant_chain(dict([SLOW, COUNT_WATCHDOGS]))
+    child = project.spawn("migrate", "--tenant", "acme", env=QUICK_WATCHDOG)
+    try:
+        deadline = time.monotonic() + 30
+        while not project.query("postgres", "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name"
+                                " = 'grapevine-migrations watchdog'", (database,)):
+            assert child.poll() is None and time.monotonic() < deadline, "the watchdog never asked about pg_sleep"
+            time.sleep(0.05)
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, stdout + stderr
+    assert project.query(database, "SELECT n FROM watchdog_sessions") == [(0,)], "the watchdog kept its connection"
+
+
+def test_a_role_with_no_slot_to_spare_for_the_watchdog_runs_a_slow_file(project):
+    """CONNECTION LIMIT 1: the run's own connection takes the role's only slot; the probe is refused."""
+    role, password = f"slots_{secrets.token_hex(4)}", secrets.token_hex(12)
+    project.query("postgres", f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT 1")
+    try:
+        project.migrate_control()
+        project.clear("tenant")
+        project.write("tenant", *SLOW)
+        project.add_tenant("acme", create_db=False)
+        project.query("postgres", f"CREATE DATABASE db_acme OWNER {role}")
+        project.make_db.created.append("db_acme")
+        env = {**QUICK_WATCHDOG, "PG_TENANT_DATABASE_ADMIN_USERNAME": role, "PG_TENANT_DATABASE_ADMIN_PASSWORD": password}
+        result = project.cli("migrate", "--tenant", "acme", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert project.version("db_acme") == "20250101000000"
+    finally:
+        pg.drop_database(project.server, "db_acme")
+        project.query("postgres", f"DROP ROLE {role}")

@@ -11,8 +11,13 @@ answer bounded by ``probe_timeout_s``), what our backend is doing:
 * gone (the pid we saw before has no session any more): lost.
 * no answer at all (the second connection hangs or is refused, like ours): silence; lost once
   nothing has answered for ``silence_s``, at once after Ctrl-C/SIGTERM (``hurry``).
-* any answer that does not show our backend (too many clients, no permission): the server is
-  alive; never cut on that.
+* any answer that does not show our backend (no slot left for the probe, 53300; no permission):
+  the server is alive; never cut on that.
+
+The probe's connection is opened only once a round trip has waited ``probe_after_s`` and closed
+as soon as that round trip ends: no slot of a role's or database's ``CONNECTION LIMIT`` is held
+for the watchdog between slow statements, and a run whose role has no slot to spare loses
+nothing (a refusal for want of a slot is an answer).
 
 Lost: the backend is terminated when the server can be reached (its locks go at once), the
 socket is shut down (the waiting ``execute`` returns), and the round trip raises ``AnswerLost``,
@@ -168,6 +173,7 @@ class Watch:
 
     def end(self) -> None:
         self.busy_since = None
+        self._wake.set()  # the thread lets go of its probe connection now
 
     def stop(self) -> None:
         self._stopped.set()
@@ -199,6 +205,9 @@ class Watch:
                         self._watch(self.trip)
                     except Exception:  # noqa: BLE001 - a watchdog that dies would leave the wait unbounded
                         self._stopped.wait(self.bounds.probe_timeout_s)
+                    # the probe's connection lives only while a slow round trip does: it takes a slot
+                    # of the role's (and database's) connection limit from the run and its neighbours
+                    self._probe.close()
                     continue
                 self._wake.wait(min(max(wait, 0.05), 0.5))
                 self._wake.clear()
@@ -239,7 +248,11 @@ class Watch:
                 pause = 0.5  # the probe itself took its timeout
             else:  # the server answered without showing our backend: alive, never cut on that
                 heard = now
-            if self._stopped.wait(pause if not _hurry.is_set() else min(pause, 0.5)):
+            self._wake.clear()
+            if not self._still_waiting(trip):
+                return
+            self._wake.wait(pause if not _hurry.is_set() else min(pause, 0.5))  # end() and stop() wake it
+            if self._stopped.is_set():
                 return
 
     def _lose(self, reason: str, *, terminate: bool = False) -> None:
