@@ -95,3 +95,59 @@ def test_statement_timeout_hints_at_the_flag(project):
     [db] = json.loads(result.stdout)["databases"]
     assert "statement timeout" in db["error"] and "HINT: raise --timeout" in db["error"]
     assert json.loads(result.stdout)["summary"]["retries"] == 0
+
+
+@pytest.mark.parametrize("road", ["grapevine-migrations", "alembic"])
+def test_a_lock_timeout_names_the_session_that_blocked_it(project, road):
+    import psycopg2
+
+    database = project.tenant_chain({"20250101000000_accounts.sql": "CREATE TABLE accounts (id int);\n"})
+    assert project.cli("migrate", "--tenant", "acme").returncode == 0
+    project.write("tenant", "20250102000000_nickname.sql", "ALTER TABLE accounts ADD COLUMN nickname text;\n")
+    server = project.server
+    holder = psycopg2.connect(host=server.host, port=server.port, user=server.superuser, password=server.password,
+                              dbname=database, application_name="reporting-job")
+    try:
+        with holder.cursor() as cursor:  # idle in transaction, holding ACCESS SHARE on accounts
+            cursor.execute("SELECT count(*) FROM accounts\n  WHERE id > 0")
+        pid = holder.info.backend_pid
+        if road == "alembic":
+            result = project.alembic("-n", "tenant", "-x", "tenant=acme", "-x", "lock_timeout=1", "upgrade", "head")
+        else:
+            result = project.cli("migrate", "--tenant", "acme", "--lock-timeout", "1", "--retries", "0")
+    finally:
+        holder.rollback()
+        holder.close()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "canceling statement due to lock timeout" in output, output
+    assert f"blocked by pid {pid} (reporting-job, idle in transaction): SELECT count(*) FROM accounts\n" in output, output
+    assert project.version(database) == "20250101000000"
+
+
+@pytest.mark.parametrize("road", ["grapevine-migrations", "alembic"])
+def test_waiting_too_long_for_the_migration_lock_names_the_session_holding_it(project, road):
+    import psycopg2
+
+    from grapevine_alembic.settings import DEFAULT_LOCK_KEY
+
+    database = project.tenant_chain({"20250101000000_accounts.sql": "CREATE TABLE accounts (id int);\n"})
+    server = project.server
+    holder = psycopg2.connect(host=server.host, port=server.port, user=server.superuser, password=server.password,
+                              dbname=database, application_name="stuck-deploy")
+    holder.autocommit = True
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT pg_advisory_lock({DEFAULT_LOCK_KEY})")
+        pid = holder.info.backend_pid
+        if road == "alembic":
+            result = project.alembic("-n", "tenant", "-x", "tenant=acme", "-x", "timeout=1", "upgrade", "head")
+        else:
+            result = project.cli("migrate", "--tenant", "acme", "--timeout", "1", "--retries", "0")
+    finally:
+        holder.close()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert (f"another migration run holds the lock on {database} for more than 1s (held by pid {pid}"
+            f" (stuck-deploy, idle): SELECT pg_advisory_lock({DEFAULT_LOCK_KEY}))") in output, output
+    assert project.version(database) is None

@@ -180,6 +180,8 @@ class SessionPolicy:
     def for_connection(cls, raw, *, statement_timeout_s: float, lock_timeout_s: float, lock_key: int | None = None):
         watch = getattr(raw, "watch", None)
         bounds = watch.bounds if watch is not None else bounds_from_environment()
+        if watch is not None:
+            watch.lock_timeout_s = lock_timeout_s  # it samples a lock wait within that, to name the blocker
         return cls(statement_timeout_s, lock_timeout_s, lock_key, raw.server_version >= 140000,
                    tuple(server_settings(bounds)))
 
@@ -258,11 +260,28 @@ def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
         if interrupts.cancelling():
             raise LockTimeout(f"cancelled while waiting for another migration run's lock on {raw.info.dbname}")
         if time.monotonic() + delay > deadline:
+            held_by = _lock_holder(raw, key)
             raise LockTimeout(
                 f"another migration run holds the lock on {raw.info.dbname} for more than {timeout_s:g}s"
+                + (f" (held by {held_by})" if held_by else "")
             )
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def _lock_holder(raw, key: int) -> str | None:
+    """The session holding the advisory lock ``key`` (pg_advisory_lock(bigint): classid, objid, 1)."""
+    from .watchdog import BLOCKER_SQL
+
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {BLOCKER_SQL} FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity b USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+            " AND l.classid = ((%s::bigint >> 32) & 4294967295)::oid AND l.objid = (%s::bigint & 4294967295)::oid",
+            (key, key),
+        )
+        return cursor.fetchone()[0]
 
 
 def release_lock(raw, key: int) -> None:

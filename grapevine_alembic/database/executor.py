@@ -224,9 +224,11 @@ class FileRun:
         try:
             cursor.execute(text)
         except psycopg2.Error as err:
+            blocked_by = getattr(getattr(self.raw, "watch", None), "blockers", None)  # before the next round trip
             failed, line = locate(self.raw, self.journal, trip, starts, steps, err)
             rollback(self.raw)
-            raise transaction_failure(self.migration, self.journal, self.committed, failed, line, err) from err
+            raise transaction_failure(self.migration, self.journal, self.committed, failed, line, err,
+                                      blocked_by if err.pgcode == "55P03" else None) from err
 
 
 def _first_line_of(unit: Unit | None) -> int | None:

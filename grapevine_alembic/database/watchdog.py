@@ -19,6 +19,10 @@ as soon as that round trip ends: no slot of a role's or database's ``CONNECTION 
 for the watchdog between slow statements, and a run whose role has no slot to spare loses
 nothing (a refusal for want of a slot is an answer).
 
+While the session has a ``lock_timeout``, the first question comes after half of it, and again at
+that interval: a backend waiting for a lock is answered with who blocks it (``pg_blocking_pids``),
+which a lock-timeout error then names (``blockers``).
+
 Lost: the backend is terminated when the server can be reached (its locks go at once), the
 socket is shut down (the waiting ``execute`` returns), and the round trip raises ``AnswerLost``,
 a connection error that retries and breakers treat as transient.
@@ -147,6 +151,8 @@ class Watch:
         self.lost: str | None = None
         self.trip = 0
         self.busy_since: float | None = None
+        self.lock_timeout_s = 0.0  # the session's lock_timeout (SessionPolicy): a lock wait is sampled within it
+        self.blockers: str | None = None  # who blocked this round trip's lock wait, when the probe saw one
         self._seen_pid = False  # the pid was once in pg_stat_activity: "gone" then means gone
         self._probe = _Probe(connect_kwargs, bounds.probe_timeout_s)
         self._stopped = threading.Event()
@@ -169,6 +175,7 @@ class Watch:
 
     def begin(self) -> None:
         self.trip += 1
+        self.blockers = None
         self.busy_since = time.monotonic()
 
     def end(self) -> None:
@@ -215,7 +222,13 @@ class Watch:
             self._probe.close()
 
     def _patience(self) -> float:
-        return 1.0 if _hurry.is_set() else self.bounds.probe_after_s
+        if _hurry.is_set():
+            return 1.0
+        if self.lock_timeout_s > 0:
+            # a lock wait ends in an error after lock_timeout: asked at least twice within it, the
+            # probe sees it and who blocks it (pg_blocking_pids), for the error to name them
+            return max(0.2, min(self.bounds.probe_after_s, self.lock_timeout_s / 2))
+        return self.bounds.probe_after_s
 
     def _still_waiting(self, trip: int) -> bool:
         return self.trip == trip and self.busy_since is not None and not self._stopped.is_set()
@@ -232,6 +245,8 @@ class Watch:
             pause = self.bounds.probe_timeout_s
             if kind == "active":
                 self._seen_pid, heard, idle_seen = True, now, None
+                self.blockers = self._probe.blockers or self.blockers
+                pause = min(pause, self._patience())
             elif kind == "idle":
                 self._seen_pid, heard = True, now
                 if idle_seen == detail:
@@ -261,6 +276,21 @@ class Watch:
         self.close_socket(reason)
 
 
+# A session as an error names the one that blocked it: pid, application_name, state and the first
+# line of its query (at most 200 characters); ``b`` is its pg_stat_activity row (in SQL with parameters).
+BLOCKER_SQL = ("string_agg(format('pid %%s (%%s, %%s): %%s', b.pid, coalesce(nullif(b.application_name, ''), '-'),"
+               " coalesce(b.state, '?'), left(split_part(b.query, E'\\n', 1), 200)), '; ')")
+
+# Our backend's state and, while it waits for a lock, each session blocking it (pg_blocking_pids).
+_ASK_SQL = f"""
+SELECT a.state, a.state_change,
+       CASE WHEN a.wait_event_type = 'Lock' THEN
+         (SELECT {BLOCKER_SQL}
+            FROM pg_catalog.pg_stat_activity b WHERE b.pid = ANY (pg_catalog.pg_blocking_pids(a.pid)))
+       END
+  FROM pg_catalog.pg_stat_activity a WHERE a.pid = %s"""
+
+
 class _Probe:
     """The watchdog's own connection, asynchronous so every answer is waited for with a bound."""
 
@@ -271,12 +301,15 @@ class _Probe:
         self.kwargs = with_keepalives(kwargs)
         self.timeout_s = timeout_s
         self.connection = None
+        self.blockers: str | None = None
 
     def ask(self, pid: int, *, hurried: bool = False) -> tuple[str, object]:
-        """("active"|"idle"|"gone"|"silent"|"answered", state_change); ``hurried``: a shorter bound."""
+        """("active"|"idle"|"gone"|"silent"|"answered", state_change); ``hurried``: a shorter bound.
+
+        A backend waiting for a lock also leaves who blocks it in ``blockers``."""
+        self.blockers = None
         try:
-            row = self._query("SELECT state, state_change FROM pg_catalog.pg_stat_activity WHERE pid = %s", (pid,),
-                              timeout_s=min(self.timeout_s, HURRIED_PROBE_TIMEOUT_S) if hurried else None)
+            row = self._query(_ASK_SQL, (pid,), timeout_s=min(self.timeout_s, HURRIED_PROBE_TIMEOUT_S) if hurried else None)
         except TimeoutError:
             self.close()
             return "silent", None
@@ -286,7 +319,7 @@ class _Probe:
             return ("answered" if spoke else "silent"), None
         if row is None:
             return "gone", None
-        state, changed = row
+        state, changed, self.blockers = row
         if state in ("active", "fastpath function call"):
             return "active", changed
         if state in ("idle", "idle in transaction", "idle in transaction (aborted)"):
