@@ -97,27 +97,36 @@ def test_statement_timeout_hints_at_the_flag(project):
     assert json.loads(result.stdout)["summary"]["retries"] == 0
 
 
-@pytest.mark.parametrize("road", ["grapevine-migrations", "alembic"])
-def test_a_lock_timeout_names_the_session_that_blocked_it(project, road):
+def _migrate_beside(project, road: str, session: tuple[str, str, bool], timeout: tuple[str, str]):
+    """``migrate --tenant acme`` or ``alembic upgrade head`` with ``timeout`` (name, seconds) set, while a real
+    second session (application_name, sql, stays in its transaction) holds what it took; (result, its pid)."""
     import psycopg2
 
+    application_name, sql, in_transaction = session
+    server = project.server
+    holder = psycopg2.connect(host=server.host, port=server.port, user=server.superuser, password=server.password,
+                              dbname="db_acme", application_name=application_name)
+    holder.autocommit = not in_transaction
+    pid = holder.info.backend_pid
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(sql)
+        name, seconds = timeout
+        if road == "alembic":
+            return project.alembic("-n", "tenant", "-x", "tenant=acme", "-x", f"{name}={seconds}", "upgrade", "head"), pid
+        return project.cli("migrate", "--tenant", "acme", "--" + name.replace("_", "-"), seconds, "--retries", "0"), pid
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("road", ["grapevine-migrations", "alembic"])
+def test_a_lock_timeout_names_the_session_that_blocked_it(project, road):
     database = project.tenant_chain({"20250101000000_accounts.sql": "CREATE TABLE accounts (id int);\n"})
     assert project.cli("migrate", "--tenant", "acme").returncode == 0
     project.write("tenant", "20250102000000_nickname.sql", "ALTER TABLE accounts ADD COLUMN nickname text;\n")
-    server = project.server
-    holder = psycopg2.connect(host=server.host, port=server.port, user=server.superuser, password=server.password,
-                              dbname=database, application_name="reporting-job")
-    try:
-        with holder.cursor() as cursor:  # idle in transaction, holding ACCESS SHARE on accounts
-            cursor.execute("SELECT count(*) FROM accounts\n  WHERE id > 0")
-        pid = holder.info.backend_pid
-        if road == "alembic":
-            result = project.alembic("-n", "tenant", "-x", "tenant=acme", "-x", "lock_timeout=1", "upgrade", "head")
-        else:
-            result = project.cli("migrate", "--tenant", "acme", "--lock-timeout", "1", "--retries", "0")
-    finally:
-        holder.rollback()
-        holder.close()
+    # idle in transaction, holding ACCESS SHARE on accounts
+    reader = ("reporting-job", "SELECT count(*) FROM accounts\n  WHERE id > 0", True)
+    result, pid = _migrate_beside(project, road, reader, ("lock_timeout", "1"))
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "canceling statement due to lock timeout" in output, output
@@ -127,25 +136,11 @@ def test_a_lock_timeout_names_the_session_that_blocked_it(project, road):
 
 @pytest.mark.parametrize("road", ["grapevine-migrations", "alembic"])
 def test_waiting_too_long_for_the_migration_lock_names_the_session_holding_it(project, road):
-    import psycopg2
-
     from grapevine_alembic.settings import DEFAULT_LOCK_KEY
 
     database = project.tenant_chain({"20250101000000_accounts.sql": "CREATE TABLE accounts (id int);\n"})
-    server = project.server
-    holder = psycopg2.connect(host=server.host, port=server.port, user=server.superuser, password=server.password,
-                              dbname=database, application_name="stuck-deploy")
-    holder.autocommit = True
-    try:
-        with holder.cursor() as cursor:
-            cursor.execute(f"SELECT pg_advisory_lock({DEFAULT_LOCK_KEY})")
-        pid = holder.info.backend_pid
-        if road == "alembic":
-            result = project.alembic("-n", "tenant", "-x", "tenant=acme", "-x", "timeout=1", "upgrade", "head")
-        else:
-            result = project.cli("migrate", "--tenant", "acme", "--timeout", "1", "--retries", "0")
-    finally:
-        holder.close()
+    stuck = ("stuck-deploy", f"SELECT pg_advisory_lock({DEFAULT_LOCK_KEY})", False)
+    result, pid = _migrate_beside(project, road, stuck, ("timeout", "1"))
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert (f"another migration run holds the lock on {database} for more than 1s (held by pid {pid}"
