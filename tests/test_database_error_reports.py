@@ -116,3 +116,54 @@ def test_an_error_range_ends_on_the_statements_last_line(project, sql, lines):
     assert cli.returncode == 1 and where in cli.stdout, cli.stdout + cli.stderr
     via_alembic = project.alembic("-n", "tenant", "-x", "tenant=acme", "-x", "timeout=1", "upgrade", "head")
     assert via_alembic.returncode != 0 and f"FAILED: {where}" in via_alembic.stdout, via_alembic.stdout + via_alembic.stderr
+
+
+def _migrate_beside(project, road: str, session: tuple[str, str, bool], timeout: tuple[str, str]):
+    """``migrate --tenant acme`` or ``alembic upgrade head`` with ``timeout`` (name, seconds) set, while a real
+    second session (application_name, sql, stays in its transaction) holds what it took; (result, its pid)."""
+    import psycopg2
+
+    application_name, sql, in_transaction = session
+    server = project.server
+    holder = psycopg2.connect(host=server.host, port=server.port, user=server.superuser, password=server.password,
+                              dbname="db_acme", application_name=application_name)
+    holder.autocommit = not in_transaction
+    pid = holder.info.backend_pid
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(sql)
+        name, seconds = timeout
+        if road == "alembic":
+            return project.alembic("-n", "tenant", "-x", "tenant=acme", "-x", f"{name}={seconds}", "upgrade", "head"), pid
+        return project.cli("migrate", "--tenant", "acme", "--" + name.replace("_", "-"), seconds, "--retries", "0"), pid
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("road", ["grapevine-migrations", "alembic"])
+def test_a_lock_timeout_names_the_session_that_blocked_it(project, road):
+    database = project.tenant_chain({"20250101000000_accounts.sql": "CREATE TABLE accounts (id int);\n"})
+    assert project.cli("migrate", "--tenant", "acme").returncode == 0
+    project.write("tenant", "20250102000000_nickname.sql", "ALTER TABLE accounts ADD COLUMN nickname text;\n")
+    # idle in transaction, holding ACCESS SHARE on accounts
+    reader = ("reporting-job", "SELECT count(*) FROM accounts\n  WHERE id > 0", True)
+    result, pid = _migrate_beside(project, road, reader, ("lock_timeout", "1"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "canceling statement due to lock timeout" in output, output
+    assert f"blocked by pid {pid} (reporting-job, idle in transaction): SELECT count(*) FROM accounts\n" in output, output
+    assert project.version(database) == "20250101000000"
+
+
+@pytest.mark.parametrize("road", ["grapevine-migrations", "alembic"])
+def test_waiting_too_long_for_the_migration_lock_names_the_session_holding_it(project, road):
+    from grapevine_alembic.settings import DEFAULT_LOCK_KEY
+
+    database = project.tenant_chain({"20250101000000_accounts.sql": "CREATE TABLE accounts (id int);\n"})
+    stuck = ("stuck-deploy", f"SELECT pg_advisory_lock({DEFAULT_LOCK_KEY})", False)
+    result, pid = _migrate_beside(project, road, stuck, ("timeout", "1"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert (f"another migration run holds the lock on {database} for more than 1s (held by pid {pid}"
+            f" (stuck-deploy, idle): SELECT pg_advisory_lock({DEFAULT_LOCK_KEY}))") in output, output
+    assert project.version(database) is None

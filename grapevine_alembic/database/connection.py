@@ -23,6 +23,16 @@ from .netbounds import bounds_from_environment, server_settings, with_keepalives
 APPLICATION_NAME = "grapevine-migrations"
 DEFAULT_CONNECT_TIMEOUT = 10
 
+# SQLSTATE 53300 (too_many_connections) in each of its texts: every slot the server, the role or
+# the database allows is taken.  Slots free as other sessions end, so these are waited out
+# within the retry window (``retrying``).
+_SLOTS_TAKEN_TEXT = (
+    "too many clients",
+    "too many connections for role",
+    "too many connections for database",
+    "remaining connection slots are reserved",
+)
+
 # libpq reports connection failures without a SQLSTATE; these texts mark the ones worth a retry.
 _TRANSIENT_CONNECT_TEXT = (
     "connection refused",
@@ -38,6 +48,7 @@ _TRANSIENT_CONNECT_TEXT = (
     "ssl syscall error",
     "no connection to the server",
     "the server stopped answering",  # watchdog.LOST_MARKER: the answer was lost, the connection closed
+    *_SLOTS_TAKEN_TEXT,
 )
 
 # Connection failures that say the server itself is not answering (they count against its circuit breaker).
@@ -70,6 +81,11 @@ class ConnectionFailed(DatabaseError):
     def unreachable(self) -> bool:
         """The server did not answer at all (refused, timed out, full, starting or stopping)."""
         return self.reason is not None and any(marker in self.reason.lower() for marker in _UNREACHABLE_TEXT)
+
+    @property
+    def slots_taken(self) -> bool:
+        """Refused for want of a connection slot (53300): the server's, the role's or the database's."""
+        return self.reason is not None and any(marker in self.reason.lower() for marker in _SLOTS_TAKEN_TEXT)
 
     @property
     def timed_out(self) -> bool:
@@ -183,6 +199,8 @@ class SessionPolicy:
     def for_connection(cls, raw, *, statement_timeout_s: float, lock_timeout_s: float, lock_key: int | None = None):
         watch = getattr(raw, "watch", None)
         bounds = watch.bounds if watch is not None else bounds_from_environment()
+        if watch is not None:
+            watch.lock_timeout_s = lock_timeout_s  # it samples a lock wait within that, to name the blocker
         return cls(statement_timeout_s, lock_timeout_s, lock_key, raw.server_version >= 140000,
                    tuple(server_settings(bounds)))
 
@@ -261,11 +279,28 @@ def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:
         if interrupts.cancelling():
             raise LockTimeout(f"cancelled while waiting for another migration run's lock on {raw.info.dbname}")
         if time.monotonic() + delay > deadline:
+            held_by = _lock_holder(raw, key)
             raise LockTimeout(
                 f"another migration run holds the lock on {raw.info.dbname} for more than {timeout_s:g}s"
+                + (f" (held by {held_by})" if held_by else "")
             )
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def _lock_holder(raw, key: int) -> str | None:
+    """The session holding the advisory lock ``key`` (pg_advisory_lock(bigint): classid, objid, 1)."""
+    from .watchdog import BLOCKER_SQL
+
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {BLOCKER_SQL} FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity b USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+            " AND l.classid = ((%s::bigint >> 32) & 4294967295)::oid AND l.objid = (%s::bigint & 4294967295)::oid",
+            (key, key),
+        )
+        return cursor.fetchone()[0]
 
 
 def release_lock(raw, key: int) -> None:

@@ -45,13 +45,16 @@ def flush(raw, version_table: str) -> bool:
     unchanged (``version_table`` as the SQL names it; the run holds the migration lock, so
     nobody else writes it).
     """
-    import psycopg2
+    import psycopg2.extensions
 
     if raw is None or raw.closed:
         return False
+    # a transaction still open is one the tool did not end (an interrupted file): it goes first,
+    # else this BEGIN would only warn and the COMMIT below commit half a file
+    open_one = raw.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE
     try:
         with raw.cursor() as cursor:
-            cursor.execute(f"BEGIN;\n{DURABLE_COMMIT_SQL};\n"
+            cursor.execute(("ROLLBACK;\n" if open_one else "") + f"BEGIN;\n{DURABLE_COMMIT_SQL};\n"
                            f"UPDATE {version_table} SET version_num = version_num;\nCOMMIT")
         return True
     except psycopg2.Error:

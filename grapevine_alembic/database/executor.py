@@ -28,14 +28,14 @@ from .connection import TOOL_SCOPE_SQL
 from .durability import ASYNC_COMMIT_SQL, DURABLE_COMMIT_SQL
 from .failures import StatementFailed, transaction_failure
 from .journal import Journal
-from .locate import locate, rollback
+from .locate import abandon, locate, rollback
 from .offline import emit_offline
 from .steps import Step, join, round_trips, statement_steps
 from ..files.migration import MigrationFile
 from ..files.parsing import Statement
 from ..files.txshape import Unit, split_final
 
-__all__ = ["FileRun", "apply_direct", "apply_migration"]
+__all__ = ["FileRun", "apply_direct", "apply_migration", "refuse_unencodable"]
 
 
 # --------------------------------------------------------------------------- one file
@@ -197,9 +197,15 @@ class FileRun:
             if explicit:
                 line = unit.end_line if unit and unit.end_line else (statements[-1].line if statements else None)
                 steps.append(Step("COMMIT", what="at COMMIT: ", line=line))
-        with self.raw.cursor() as cursor:
-            for trip in round_trips(steps):
-                self._send(cursor, trip, steps)
+        try:
+            with self.raw.cursor() as cursor:
+                for trip in round_trips(steps):
+                    self._send(cursor, trip, steps)
+        except BaseException:
+            # a driver error was rolled back in _send; anything else (a signal handler's exception,
+            # Ctrl-C) may have come between two round trips: nothing of the file may commit later
+            abandon(self.raw)
+            raise
         if explicit and not (unit is not None and unit.rollback):
             self.committed.extend(statements)
 
@@ -218,9 +224,11 @@ class FileRun:
         try:
             cursor.execute(text)
         except psycopg2.Error as err:
+            blocked_by = getattr(getattr(self.raw, "watch", None), "blockers", None)  # before the next round trip
             failed, line = locate(self.raw, self.journal, trip, starts, steps, err)
             rollback(self.raw)
-            raise transaction_failure(self.migration, self.journal, self.committed, failed, line, err) from err
+            raise transaction_failure(self.migration, self.journal, self.committed, failed, line, err,
+                                      blocked_by if err.pgcode == "55P03" else None) from err
 
 
 def _first_line_of(unit: Unit | None) -> int | None:
@@ -237,6 +245,22 @@ def _wants_fresh_transaction(unit: Unit) -> bool:
 # --------------------------------------------------------------------------- entry points
 
 
+def refuse_unencodable(raw, migrations) -> None:
+    """Text the connection's encoding cannot carry fails before anything of its file runs.
+
+    psycopg2 encodes each round trip as it sends it: a ``€`` bound for a LATIN1 or SQL_ASCII
+    database would otherwise raise in the middle of the file's transaction.
+    """
+    import psycopg2.extensions
+
+    codec = psycopg2.extensions.encodings.get(raw.encoding)
+    if codec is None or codec == "utf_8":
+        return
+    for migration in migrations:
+        migration.refuse_unencodable(codec, raw.info.parameter_status("client_encoding") or raw.encoding)
+
+
+
 def apply_direct(
     raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "", *, run_body: bool = True,
     durable: bool | None = None,
@@ -247,6 +271,8 @@ def apply_direct(
     transaction, so a first migration that fails leaves nothing at all behind.
     """
     journal.current = migration
+    if run_body:
+        refuse_unencodable(raw, [migration])
     started = time.perf_counter()
     FileRun(raw, migration, journal, run_body=run_body, durable=durable).run_direct(record_sql, setup_sql)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
@@ -265,6 +291,8 @@ def apply_migration(context, migration: MigrationFile, journal: Journal | None =
     marked = migration.version in journal.marked_ahead  # `mark --apply`: the head moves, nothing runs
     record = journal.ledger_sql(migration) if journal.ledger_sql and not marked else None
     raw = context.connection.connection.dbapi_connection  # executes text verbatim, no parameter parsing
+    if not marked:
+        refuse_unencodable(raw, [migration])
     setup, journal.ledger_setup_sql = journal.ledger_setup_sql, ""
     FileRun(raw, migration, journal, run_body=not marked).run_in_open_transaction(context, record, setup)
     if record or marked:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import MigrationFailed
 from ..files.migration import MigrationFile
 from ..files.parsing import Statement
@@ -44,6 +46,7 @@ class StatementFailed(MigrationFailed):
         already_committed: list[Statement],
         *,
         what: str = "",
+        blocked_by: str | None = None,
     ):
         self.migration = migration
         self.line = line
@@ -59,7 +62,10 @@ class StatementFailed(MigrationFailed):
                 " the version was not recorded, so the next run starts this file again)"
             )
         # PostgreSQL's DETAIL and HINT (or ours, for timeouts) on lines of their own
-        super().__init__(message + pgerror.explain(pgerror.explanation(error)))
+        explained = pgerror.explanation(error)
+        if blocked_by:  # seen by the watchdog while the statement waited (pg_blocking_pids)
+            explained = replace(explained, detail="; ".join(filter(None, (explained.detail, f"blocked by {blocked_by}"))))
+        super().__init__(message + pgerror.explain(explained))
 
     @property
     def transient(self) -> bool:
@@ -90,7 +96,7 @@ def already(committed: list[Statement]) -> str:
 
 def transaction_failure(
     migration: MigrationFile, journal: Journal, committed: list[Statement], failed: Step | tuple[Step, Step],
-    line: int | None, err,
+    line: int | None, err, blocked_by: str | None = None,
 ) -> Exception:
     """The error for a failed transaction: ``failed`` is the step (or the round trip's first and last) it failed on."""
     text = str(err)
@@ -111,5 +117,6 @@ def transaction_failure(
     if isinstance(failed, tuple):
         first, last = line_of(failed[0]), last_line_of(failed[1])
         where = f"{first}-{last}" if first is not None and last is not None and first != last else first
-        return StatementFailed(migration, where, err, list(committed))
-    return StatementFailed(migration, line or line_of(failed), err, list(committed), what=failed.what)
+        return StatementFailed(migration, where, err, list(committed), blocked_by=blocked_by)
+    return StatementFailed(migration, line or line_of(failed), err, list(committed), what=failed.what,
+                           blocked_by=blocked_by)

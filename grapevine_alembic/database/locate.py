@@ -14,7 +14,7 @@ from .failures import TIMING_SQLSTATES
 from .journal import Journal
 from .steps import Step, line_at, span
 
-__all__ = ["error_position", "locate", "rollback"]
+__all__ = ["abandon", "error_position", "locate", "rollback"]
 
 
 def locate(raw, journal: Journal, trip, starts, steps, err) -> tuple[Step | tuple[Step, Step], int | None]:
@@ -87,6 +87,21 @@ def rollback(raw) -> None:
     if not raw.closed and raw.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
         with raw.cursor() as cursor:
             cursor.execute("ROLLBACK")
+
+
+def abandon(raw) -> None:
+    """After anything but a driver error inside a transaction: roll it back, or close the connection.
+
+    Never commit it: the interruption (a signal handler's exception, Ctrl-C, text the client
+    encoding cannot hold) may have come between two round trips of one file.  When the
+    connection cannot even roll back, closing it makes the server roll back instead.
+    """
+    import psycopg2
+
+    try:
+        rollback(raw)
+    except (psycopg2.Error, OSError):
+        raw.close()
 
 
 def error_position(err) -> int | None:

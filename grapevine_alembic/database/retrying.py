@@ -5,7 +5,10 @@ system is starting up / shutting down / in recovery", an admin shutdown ``57P01`
 lost mid-file before its commit) is waited out: retried with backoff for as long as the retry
 window (``--retry-window``, default 60 s) since that database's first such failure, whatever
 the number of attempts (with a circuit breaker, the window is the server's: see ``breakers``).  Every other transient error (a lock timeout, a deadlock, a connect
-timeout, an answer lost on a silent network, too many clients) has ``--retries`` attempts.
+timeout, an answer lost on a silent network) has ``--retries`` attempts.  A connection refused
+for want of a slot (53300: too many clients, or too many connections for the role or the
+database, or only reserved slots left) is waited for within the retry window too, as other
+sessions end.
 
 A refusal counts as a restart only from a server that answered before in this run or that
 says it is starting or stopping: a server refusing from the start is dead or misplaced, and its
@@ -89,6 +92,7 @@ class Retries:
         self.options = options
         self.counted = 0  # attempts spent from --retries
         self.restarting_since: float | None = None  # the first restart-like failure
+        self.slots_taken_since: float | None = None  # the first refusal for want of a connection slot
         self.waits = 0
 
     def delay(self, err: BaseException) -> float | None:
@@ -103,6 +107,13 @@ class Retries:
         if breakers and "the server stopped answering" in _text(err):
             breakers.went_silent(self.target)  # a connect timeout next is this silence again: not retried
         now = time.monotonic()
+        if isinstance(err, ConnectionFailed) and err.slots_taken:
+            # a slot frees when another session ends: waited for like a restart, within the window
+            self.slots_taken_since = self.slots_taken_since or now
+            if now - self.slots_taken_since >= self.options.retry_window_s:
+                return None
+            self.waits += 1
+            return backoff(self.waits)
         restart = is_restart(err) and (
             server_says_restarting(err) or not isinstance(err, ConnectionFailed)  # lost mid-file: it answered
             or breakers is None or breakers.has_answered(self.target)

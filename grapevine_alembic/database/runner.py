@@ -34,7 +34,7 @@ from ..errors import GrapevineError
 from . import durability
 from ..files.tool_table_writes import refuse_tool_table_writes
 from . import retrying
-from .executor import apply_direct
+from .executor import apply_direct, refuse_unencodable
 from .journal import Journal, NoticeSink
 from .ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
 from .plan import Plan, make_plan
@@ -302,6 +302,7 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     for migration in (*plan.out_of_order, *plan.pending):
         migration.parse()  # a broken file fails the database before anything is written to it
         refuse_tool_table_writes(migration, tables)  # so does one that would write the tool's tables
+    refuse_unencodable(session.raw, (*plan.out_of_order, *plan.pending))  # and text the database cannot hold
     journal = session.journal()
     head = plan.head
     if plan.adopt_to:

@@ -11,8 +11,17 @@ answer bounded by ``probe_timeout_s``), what our backend is doing:
 * gone (the pid we saw before has no session any more): lost.
 * no answer at all (the second connection hangs or is refused, like ours): silence; lost once
   nothing has answered for ``silence_s``, at once after Ctrl-C/SIGTERM (``hurry``).
-* any answer that does not show our backend (too many clients, no permission): the server is
-  alive; never cut on that.
+* any answer that does not show our backend (no slot left for the probe, 53300; no permission):
+  the server is alive; never cut on that.
+
+The probe's connection is opened only once a round trip has waited ``probe_after_s`` and closed
+as soon as that round trip ends: no slot of a role's or database's ``CONNECTION LIMIT`` is held
+for the watchdog between slow statements, and a run whose role has no slot to spare loses
+nothing (a refusal for want of a slot is an answer).
+
+While the session has a ``lock_timeout``, the first question comes after half of it, and again at
+that interval: a backend waiting for a lock is answered with who blocks it (``pg_blocking_pids``),
+which a lock-timeout error then names (``blockers``).
 
 Lost: the backend is terminated when the server can be reached (its locks go at once), the
 socket is shut down (the waiting ``execute`` returns), and the round trip raises ``AnswerLost``,
@@ -142,6 +151,8 @@ class Watch:
         self.lost: str | None = None
         self.trip = 0
         self.busy_since: float | None = None
+        self.lock_timeout_s = 0.0  # the session's lock_timeout (SessionPolicy): a lock wait is sampled within it
+        self.blockers: str | None = None  # who blocked this round trip's lock wait, when the probe saw one
         self._seen_pid = False  # the pid was once in pg_stat_activity: "gone" then means gone
         self._probe = _Probe(connect_kwargs, bounds.probe_timeout_s)
         self._stopped = threading.Event()
@@ -164,10 +175,12 @@ class Watch:
 
     def begin(self) -> None:
         self.trip += 1
+        self.blockers = None
         self.busy_since = time.monotonic()
 
     def end(self) -> None:
         self.busy_since = None
+        self._wake.set()  # the thread lets go of its probe connection now
 
     def stop(self) -> None:
         self._stopped.set()
@@ -199,6 +212,9 @@ class Watch:
                         self._watch(self.trip)
                     except Exception:  # noqa: BLE001 - a watchdog that dies would leave the wait unbounded
                         self._stopped.wait(self.bounds.probe_timeout_s)
+                    # the probe's connection lives only while a slow round trip does: it takes a slot
+                    # of the role's (and database's) connection limit from the run and its neighbours
+                    self._probe.close()
                     continue
                 self._wake.wait(min(max(wait, 0.05), 0.5))
                 self._wake.clear()
@@ -206,7 +222,13 @@ class Watch:
             self._probe.close()
 
     def _patience(self) -> float:
-        return 1.0 if _hurry.is_set() else self.bounds.probe_after_s
+        if _hurry.is_set():
+            return 1.0
+        if self.lock_timeout_s > 0:
+            # a lock wait ends in an error after lock_timeout: asked at least twice within it, the
+            # probe sees it and who blocks it (pg_blocking_pids), for the error to name them
+            return max(0.2, min(self.bounds.probe_after_s, self.lock_timeout_s / 2))
+        return self.bounds.probe_after_s
 
     def _still_waiting(self, trip: int) -> bool:
         return self.trip == trip and self.busy_since is not None and not self._stopped.is_set()
@@ -223,6 +245,8 @@ class Watch:
             pause = self.bounds.probe_timeout_s
             if kind == "active":
                 self._seen_pid, heard, idle_seen = True, now, None
+                self.blockers = self._probe.blockers or self.blockers
+                pause = min(pause, self._patience())
             elif kind == "idle":
                 self._seen_pid, heard = True, now
                 if idle_seen == detail:
@@ -239,13 +263,32 @@ class Watch:
                 pause = 0.5  # the probe itself took its timeout
             else:  # the server answered without showing our backend: alive, never cut on that
                 heard = now
-            if self._stopped.wait(pause if not _hurry.is_set() else min(pause, 0.5)):
+            self._wake.clear()
+            if not self._still_waiting(trip):
+                return
+            self._wake.wait(pause if not _hurry.is_set() else min(pause, 0.5))  # end() and stop() wake it
+            if self._stopped.is_set():
                 return
 
     def _lose(self, reason: str, *, terminate: bool = False) -> None:
         if terminate:
             self._probe.terminate(self.pid)  # the server frees the session's locks now, not at its timeout
         self.close_socket(reason)
+
+
+# A session as an error names the one that blocked it: pid, application_name, state and the first
+# line of its query (at most 200 characters); ``b`` is its pg_stat_activity row (in SQL with parameters).
+BLOCKER_SQL = ("string_agg(format('pid %%s (%%s, %%s): %%s', b.pid, coalesce(nullif(b.application_name, ''), '-'),"
+               " coalesce(b.state, '?'), left(split_part(b.query, E'\\n', 1), 200)), '; ')")
+
+# Our backend's state and, while it waits for a lock, each session blocking it (pg_blocking_pids).
+_ASK_SQL = f"""
+SELECT a.state, a.state_change,
+       CASE WHEN a.wait_event_type = 'Lock' THEN
+         (SELECT {BLOCKER_SQL}
+            FROM pg_catalog.pg_stat_activity b WHERE b.pid = ANY (pg_catalog.pg_blocking_pids(a.pid)))
+       END
+  FROM pg_catalog.pg_stat_activity a WHERE a.pid = %s"""
 
 
 class _Probe:
@@ -258,12 +301,15 @@ class _Probe:
         self.kwargs = with_keepalives(kwargs)
         self.timeout_s = timeout_s
         self.connection = None
+        self.blockers: str | None = None
 
     def ask(self, pid: int, *, hurried: bool = False) -> tuple[str, object]:
-        """("active"|"idle"|"gone"|"silent"|"answered", state_change); ``hurried``: a shorter bound."""
+        """("active"|"idle"|"gone"|"silent"|"answered", state_change); ``hurried``: a shorter bound.
+
+        A backend waiting for a lock also leaves who blocks it in ``blockers``."""
+        self.blockers = None
         try:
-            row = self._query("SELECT state, state_change FROM pg_catalog.pg_stat_activity WHERE pid = %s", (pid,),
-                              timeout_s=min(self.timeout_s, HURRIED_PROBE_TIMEOUT_S) if hurried else None)
+            row = self._query(_ASK_SQL, (pid,), timeout_s=min(self.timeout_s, HURRIED_PROBE_TIMEOUT_S) if hurried else None)
         except TimeoutError:
             self.close()
             return "silent", None
@@ -273,7 +319,7 @@ class _Probe:
             return ("answered" if spoke else "silent"), None
         if row is None:
             return "gone", None
-        state, changed = row
+        state, changed, self.blockers = row
         if state in ("active", "fastpath function call"):
             return "active", changed
         if state in ("idle", "idle in transaction", "idle in transaction (aborted)"):

@@ -69,6 +69,29 @@ class MigrationFile:
         """Parse the file once and return the cached result."""
         return self._cached("_parsed", self._parse)
 
+    def refuse_unencodable(self, codec: str, encoding: str) -> None:
+        """Raise one line naming ``file:line`` at the first character ``codec`` cannot encode.
+
+        What the file sends (statements, COPY rows), checked before any of it runs: the driver
+        would otherwise fail between two round trips of the file's transaction.  ``encoding`` is
+        how the message names the database's encoding.
+        """
+        if self.read_bytes().isascii():
+            return  # every encoding PostgreSQL offers a client holds ASCII
+        for statement in self.parse().statements:
+            pieces = [(statement.sql, statement.line)]
+            if statement.copy is not None:
+                pieces.append((statement.copy.reader().read().decode("utf-8"), statement.copy.line))
+            for text, line in pieces:
+                try:
+                    text.encode(codec)
+                except UnicodeEncodeError as err:
+                    char = text[err.start]
+                    raise MigrationFileError(
+                        f"{char!r} (U+{ord(char):04X}) cannot be stored in this database's encoding ({encoding}):"
+                        " nothing of the file ran",
+                        path=self.path, line=line + text.count("\n", 0, err.start)) from None
+
     def _parse(self) -> ParsedSql:
         try:
             return parse_source(Source(self.path), path=self.path)
