@@ -22,10 +22,6 @@ from .connection import set_config_sql
 
 # applied_by of a version a person unmarked below the head (``mark --unapply``): migrate re-runs it
 UNMARKED = "unmarked"
-# The default names; schema/ (drift, schema dump) still reads these, not an environment's
-# configured ones (tool_tables.ToolTables)
-VERSION_TABLE = DEFAULT_TABLES.version_table
-LEDGER_TABLE = DEFAULT_TABLES.ledger_table
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
         raw = open_connection(spec)
         try:
             with raw.cursor() as cursor:
-                _, text = read_snapshot(cursor)
+                _, text = read_snapshot(cursor, tables=chain.tables)
         finally:
             raw.close()
     return Reference(text, json.loads(text))
