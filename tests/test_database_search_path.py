@@ -106,3 +106,9 @@ def test_a_search_path_with_a_missing_first_schema_still_migrates(project, login
     result = project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
     assert result.returncode == 0, result.stdout + result.stderr
     assert {"items", "orders"} <= project.tables(database)
+
+
+def test_drift_refuses_a_database_whose_search_path_no_longer_reaches_the_tools_tables(project, login):
+    # read as unmigrated, every table of the database would be reported as drift
+    database, env, fix = _changed_database(project, login, "database")
+    _refusal(project.cli("drift", "--tenant", "acme", env=env), database, fix)

@@ -2,9 +2,9 @@
 
 One round trip after connecting: the transaction made read-only, the session bounded and set
 read-only (``default_transaction_read_only``), the version read through the session's
-search_path, then the whole catalog as one JSON document.  Where no ``alembic_version`` is on
-the search path (the previous tool's ledger alone, or no ledger), a second try first locates
-the tool's tables.
+search_path, then the whole catalog as one JSON document.  Where no version table is on the
+search path (the previous tool's ledger alone, or no ledger), a second try first locates the
+tool's tables, and refuses a database whose search_path changed since they were created.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from ..database.connection import SessionPolicy, open_connection, set_config_sql
+from ..database.ledger import check_placement
 from ..database.result import DatabaseResult
 from ..database.runner import RunOptions, with_retries
 from ..database.target import Target
@@ -42,6 +43,7 @@ def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_
             except errors.UndefinedTable:  # no version table on the search path: nothing ran (autocommit)
                 cursor.execute(LOCATE_SQL + ", " + setters, (tables.version, tables.ledger, *values))
                 version_table, ledger_table, *_ = cursor.fetchone()
+                check_placement(cursor, tables)  # not in another schema, out of the search_path's reach
                 cursor.execute(snapshot_sql(version_table, ledger_table, server_version=raw.server_version,
                                             tables=tables))
             version, text = cursor.fetchone()
