@@ -112,3 +112,24 @@ def test_drift_refuses_a_database_whose_search_path_no_longer_reaches_the_tools_
     # read as unmigrated, every table of the database would be reported as drift
     database, env, fix = _changed_database(project, login, "database")
     _refusal(project.cli("drift", "--tenant", "acme", env=env), database, fix)
+
+
+@pytest.mark.parametrize("road", ["migrate", "alembic"])
+def test_naming_the_tables_schema_keeps_a_new_search_path_on_purpose(project, login, road):
+    database, env, _ = _changed_database(project, login, "database")
+    refused = project.cli("status", "--tenant", "acme", env=env)
+    pins = "version_table_schema = public and ledger_table_schema = public in alembic.ini"
+    assert f"or, if the new search_path is meant, name the tables' schema: {pins}" in refused.stdout + refused.stderr
+    ini = project.root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[tenant]\n", "[tenant]\nversion_table_schema = public\n"
+                                                         "ledger_table_schema = public\n", 1))
+    # as the suite's login (ALTER DATABASE sets its search_path too): the test's role creates nothing
+    if road == "migrate":
+        result = project.cli("migrate", "--tenant", "acme")
+    else:
+        result = project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the tables found in public, nothing applied twice; the new file follows the new search_path
+    assert project.query(database, "SELECT version_num FROM public.alembic_version") == [(THIRD,)]
+    assert [t for t, in project.query(database, "SELECT tablename FROM pg_tables WHERE schemaname = 'app'")] == ["extra"]
+    assert project.tables(database) == {"items", "orders", "alembic_version", "schema_migrations"}

@@ -161,13 +161,22 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=(), tables: 
 
 def check_placement(cursor, tables: ToolTables = DEFAULT_TABLES) -> None:
     """Refuse a database whose search_path changed since the tool's tables were created (see
-    ``ToolTables.misplaced``): also for a command that reads no state of its own (``alembic current``)."""
+    ``ToolTables.misplaced``): also for a command that reads no state of its own (``alembic current``).
+
+    A table the search_path no longer reaches is always refused.  One it still reaches outside
+    ``current_schema()`` only where a search_path setting of the database or role says so: a file
+    may create the schema ``"$user"`` names, and the next files then create theirs there, as
+    PostgreSQL's default search_path means.
+    """
     if not tables.unpinned:
         return  # both named with their schema: found there whatever the search_path
-    cursor.execute("SELECT " + tables.misplaced)
-    misplaced = cursor.fetchone()[0]
+    reached = " AND ".join(f"{tables.regclass(which)} IS NOT NULL" for _, which in tables.unpinned)
+    cursor.execute(f"SELECT {tables.misplaced}, {reached}")
+    misplaced, reached = cursor.fetchone()
     if misplaced:
-        raise moved_search_path(cursor, misplaced)
+        refusal = moved_search_path(cursor, misplaced, tables, reached=reached)
+        if refusal is not None:
+            raise refusal
 
 
 # Where the session's search_path comes from, strongest first (a role's setting in this database,
@@ -185,16 +194,24 @@ _SEARCH_PATH_SOURCES = r"""SELECT pg_catalog.current_setting('search_path'), pg_
   ORDER BY s.setrole <> 0 AND s.setdatabase <> 0 DESC, s.setrole <> 0 DESC)"""
 
 
-def moved_search_path(cursor, schemas: str) -> DatabaseError:
-    """The one line refusing a database whose tool tables lie outside the session's search_path."""
+def moved_search_path(cursor, schemas: str, tables: ToolTables, *, reached: bool) -> DatabaseError | None:
+    """The one line refusing a database whose tool tables lie outside the session's search_path
+    (None: they are still reached and no setting moved the search_path)."""
     cursor.execute(_SEARCH_PATH_SOURCES)
     search_path, current, database, statements = cursor.fetchone()
+    if reached and not statements:
+        return None
     fix = ("; ".join(statements) if statements
            else "remove search_path from the connection's options (PGOPTIONS, or options= in the URL)")
+    meant = ""
+    if "," not in schemas:  # or keep the new search_path for the files, and the tables where they are
+        pins = " and ".join(f"{which}_table_schema = {schemas}"
+                            for _, which in tables.unpinned)
+        meant = f", or, if the new search_path is meant, name the tables' schema: {pins} in alembic.ini"
     return DatabaseError(
         f"the search_path changed after migrations ran on {database}: the tool's tables are in schema {schemas}"
         f" but search_path = {search_path} now puts new tables in {current or 'no schema'}, so the database would"
-        f" read as unmigrated or its files would run into another schema; put it back ({fix}) and run again"
+        f" read as unmigrated or its files would run into another schema; put it back ({fix}) and run again{meant}"
     )
 
 
