@@ -35,7 +35,7 @@ NO_OID = {"pg_depend", "pg_sequence", "pg_inherits", "pg_attribute", "pg_index",
 
 def cases(server_version: int) -> dict:
     from grapevine_alembic.database.connection import set_config_sql
-    from grapevine_alembic.schema.catalog import STASH_VERSION_SQL, snapshot_sql
+    from grapevine_alembic.schema.catalog import snapshot_sql, stash_version_sql
 
     setters, values = set_config_sql([("default_transaction_read_only", "on"), ("statement_timeout", "60000ms")])
     snapshot = snapshot_sql("public.alembic_version", "public.schema_migrations", server_version=server_version)
@@ -61,7 +61,7 @@ def cases(server_version: int) -> dict:
     )
 
     def drift(cursor):
-        bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {STASH_VERSION_SQL};\n",
+        bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {stash_version_sql()};\n",
                                  values).decode()
         cursor.execute(bounded + snapshot_sql(stashed_version=True, server_version=server_version))
 

@@ -24,7 +24,7 @@ from .database.connection import (
 from .database import late_files
 from .database.executor import apply_direct
 from .database.journal import Journal, NoticeSink
-from .database.ledger import LedgerWriter, read_state
+from .database.ledger import LedgerWriter, check_placement, read_state
 from .database.plan import make_plan
 from .errors import GrapevineError, UsageError
 from .files.tool_table_writes import refuse_tool_table_writes
@@ -118,7 +118,10 @@ def _run_online(context, project, spec, journal, writer, xargs) -> None:
         journal.policy = SessionPolicy.for_connection(
             raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout, lock_key=project.lock_key if mutates else None
         )
-        if mutates:
+        if not mutates:  # a writing command checks with its state read (_refuse_legacy)
+            with raw.cursor() as cursor:
+                check_placement(cursor, journal.tables)
+        else:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
             state = _refuse_legacy(raw, spec.dbname, journal.tables)
             writer.prepare(raw, journal)

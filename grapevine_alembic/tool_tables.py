@@ -77,6 +77,44 @@ class ToolTables:
         """``to_regclass('...')`` of the version table or the ledger (``which``: "version" or "ledger")."""
         return f"to_regclass('{getattr(self, which)}')"
 
+    @property
+    def unpinned(self) -> list[tuple[str, str]]:
+        """(table, "version" or "ledger") of the tables configured without a schema."""
+        return [(table, which) for table, schema, which in ((self.version_table, self.version_schema, "version"),
+                                                             (self.ledger_table, self.ledger_schema, "ledger"))
+                if schema is None]
+
+    @property
+    def placed(self) -> str:
+        """A boolean, cheap enough for every state read (no catalog scan): false when a table named
+        without a schema resolves to one outside ``current_schema()`` (see ``misplaced``)."""
+        return " AND ".join(
+            f"coalesce({self.regclass(which)} = pg_catalog.to_regclass(pg_catalog.quote_ident("
+            f"pg_catalog.current_schema()) || '.{_quoted(table)}'), {self.regclass(which)} IS NULL)"
+            for table, which in self.unpinned) or "true"
+
+    @property
+    def misplaced(self) -> str:
+        """A scalar: the schemas holding a tool table that names no schema but is not where the
+        session's search_path creates tables (``current_schema()``), else NULL.
+
+        Both tables were created in ``current_schema()`` by name, and the files ran with the same
+        search_path; a table found elsewhere means the search_path changed since
+        (``ALTER DATABASE/ROLE ... SET search_path``): a table the search_path no longer reaches would
+        read as a fresh database, and one it still reaches would let files run into another schema.
+        """
+        unpinned = self.unpinned
+        # the table the name resolves to, or any of that name when it resolves to none (the IN list
+        # first: pg_class's index on relname, not a scan of every relation)
+        names = ", ".join(f"'{table}'" for table, _ in unpinned)
+        found = " OR ".join(f"(c.relname = '{table}' AND coalesce(c.oid = {self.regclass(which)}, true))"
+                            for table, which in unpinned)
+        return ("(SELECT pg_catalog.string_agg(DISTINCT n.nspname, ', ') FROM pg_catalog.pg_class c"
+                " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                f" WHERE c.relname IN ({names}) AND ({found}) AND c.relkind IN ('r', 'p')"
+                " AND n.nspname IS DISTINCT FROM pg_catalog.current_schema()"
+                " AND n.nspname <> 'information_schema' AND pg_catalog.left(n.nspname, 3) <> 'pg_')")
+
     # ---- DDL ----
     @property
     def version_ddl(self) -> str:

@@ -190,3 +190,27 @@ def test_the_default_names_are_no_keywords_and_a_keyword_is_still_quoted():
     assert ToolTables().ledger == "schema_migrations"
     assert ToolTables(ledger_table="user", version_table="order").ledger == '"user"'
     assert ToolTables(ledger_table="user", version_table="order").version == '"order"'
+
+
+def test_drift_and_the_schema_dump_use_the_renamed_tables(project):
+    # the team's golang-migrate table is its own: drift sees it, and never the tool's renamed tables
+    database = project.tenant_chain({
+        f"{FIRST}_golang.sql": "CREATE TABLE schema_migrations (version bigint NOT NULL, dirty boolean NOT NULL);\n",
+        f"{SECOND}_b.sql": "CREATE TABLE b (x int);\n",
+    })
+    _configure(project, version_table="grapevine_version", ledger_table="grapevine_ledger")
+    assert _run(project, "migrate").returncode == 0
+    clean = project.cli("drift", "--tenant", "acme", "--json")
+    [doc] = json.loads(clean.stdout)["databases"]
+    assert (clean.returncode, doc["version"], doc["drift"]) == (0, SECOND, False), clean.stdout + clean.stderr
+
+    project.query(database, "ALTER TABLE schema_migrations ADD COLUMN note text;"
+                            " ALTER TABLE grapevine_ledger ADD COLUMN x text; CREATE INDEX ON grapevine_version (version_num)")
+    changed = project.cli("drift", "--tenant", "acme")
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert changed.stdout.splitlines() == ["0 match; 1 differ:", "  db_acme: extra column public.schema_migrations.note (text)"]
+
+    dump = project.cli("schema", "dump", "--tenant")
+    assert dump.returncode == 0, dump.stdout + dump.stderr
+    text = (project.migrations("tenant") / "schema.sql").read_text()
+    assert "CREATE TABLE public.schema_migrations" in text and "grapevine_" not in text

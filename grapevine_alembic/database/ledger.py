@@ -15,16 +15,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from ..errors import DatabaseError
 from ..files.migration import MigrationFile
 from ..tool_tables import DEFAULT_TABLES, LEDGER_COLUMNS, LEDGER_EXTRA_COLUMNS, ToolTables
 from .connection import set_config_sql
 
 # applied_by of a version a person unmarked below the head (``mark --unapply``): migrate re-runs it
 UNMARKED = "unmarked"
-# The default names; schema/ (drift, schema dump) still reads these, not an environment's
-# configured ones (tool_tables.ToolTables)
-VERSION_TABLE = DEFAULT_TABLES.version_table
-LEDGER_TABLE = DEFAULT_TABLES.ledger_table
 
 
 @dataclass(frozen=True)
@@ -125,7 +122,7 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=(), tables: 
 
     ``settings`` (name, value) pairs are applied with ``set_config`` in the first round trip.
     """
-    columns = f"{tables.regclass('version')} IS NOT NULL, {tables.regclass('ledger')} IS NOT NULL"
+    columns = f"{tables.regclass('version')} IS NOT NULL, {tables.regclass('ledger')} IS NOT NULL, {tables.placed}"
     params: list = []
     if try_lock_key is not None:
         columns += ", pg_try_advisory_lock(%s)"
@@ -135,7 +132,9 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=(), tables: 
         columns += ", " + setters
         params += values
     cursor.execute("SELECT " + columns, params or None)
-    has_version, has_ledger, *rest = cursor.fetchone()
+    has_version, has_ledger, placed, *rest = cursor.fetchone()
+    if not placed or not (has_version and has_ledger):  # a table missing here may lie in another schema
+        check_placement(cursor, tables)
     locked = rest[0] if try_lock_key is not None else None
     if not (has_version or has_ledger):
         return DatabaseState(locked=locked)
@@ -158,6 +157,62 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=(), tables: 
     ledger = _ledger_rows(row.pop(0)) if has_ledger else {}
     columns = frozenset(row.pop(0) or ()) if has_ledger else frozenset()
     return DatabaseState(has_version, heads, has_ledger, columns, ledger, locked)
+
+
+def check_placement(cursor, tables: ToolTables = DEFAULT_TABLES) -> None:
+    """Refuse a database whose search_path changed since the tool's tables were created (see
+    ``ToolTables.misplaced``): also for a command that reads no state of its own (``alembic current``).
+
+    A table the search_path no longer reaches is always refused.  One it still reaches outside
+    ``current_schema()`` only where a search_path setting of the database or role says so: a file
+    may create the schema ``"$user"`` names, and the next files then create theirs there, as
+    PostgreSQL's default search_path means.
+    """
+    if not tables.unpinned:
+        return  # both named with their schema: found there whatever the search_path
+    reached = " AND ".join(f"{tables.regclass(which)} IS NOT NULL" for _, which in tables.unpinned)
+    cursor.execute(f"SELECT {tables.misplaced}, {reached}")
+    misplaced, reached = cursor.fetchone()
+    if misplaced:
+        refusal = moved_search_path(cursor, misplaced, tables, reached=reached)
+        if refusal is not None:
+            raise refusal
+
+
+# Where the session's search_path comes from, strongest first (a role's setting in this database,
+# then the role's, then the database's), as the statements that put it back.
+_SEARCH_PATH_SOURCES = r"""SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_schema(),
+  pg_catalog.current_database(), ARRAY(
+  SELECT CASE WHEN s.setrole <> 0 AND s.setdatabase <> 0
+              THEN pg_catalog.format('ALTER ROLE %I IN DATABASE %I RESET search_path', session_user, d.datname)
+              WHEN s.setrole <> 0 THEN pg_catalog.format('ALTER ROLE %I RESET search_path', session_user)
+              ELSE pg_catalog.format('ALTER DATABASE %I RESET search_path', d.datname) END
+  FROM pg_catalog.pg_db_role_setting s LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+  WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
+    AND s.setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
+    AND EXISTS (SELECT FROM pg_catalog.unnest(s.setconfig) c WHERE c LIKE 'search\_path=%')
+  ORDER BY s.setrole <> 0 AND s.setdatabase <> 0 DESC, s.setrole <> 0 DESC)"""
+
+
+def moved_search_path(cursor, schemas: str, tables: ToolTables, *, reached: bool) -> DatabaseError | None:
+    """The one line refusing a database whose tool tables lie outside the session's search_path
+    (None: they are still reached and no setting moved the search_path)."""
+    cursor.execute(_SEARCH_PATH_SOURCES)
+    search_path, current, database, statements = cursor.fetchone()
+    if reached and not statements:
+        return None
+    fix = ("; ".join(statements) if statements
+           else "remove search_path from the connection's options (PGOPTIONS, or options= in the URL)")
+    meant = ""
+    if "," not in schemas:  # or keep the new search_path for the files, and the tables where they are
+        pins = " and ".join(f"{which}_table_schema = {schemas}"
+                            for _, which in tables.unpinned)
+        meant = f", or, if the new search_path is meant, name the tables' schema: {pins} in alembic.ini"
+    return DatabaseError(
+        f"the search_path changed after migrations ran on {database}: the tool's tables are in schema {schemas}"
+        f" but search_path = {search_path} now puts new tables in {current or 'no schema'}, so the database would"
+        f" read as unmigrated or its files would run into another schema; put it back ({fix}) and run again{meant}"
+    )
 
 
 # The steady state, read as plain rows in one statement (ToolTables.plain_state): on a fresh server

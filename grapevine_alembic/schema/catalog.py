@@ -9,9 +9,7 @@ way on every database.  Left out: system schemas, objects that belong to an exte
 
 from __future__ import annotations
 
-from ..database.ledger import LEDGER_TABLE, VERSION_TABLE
-
-TOOL_TABLES = (VERSION_TABLE, LEDGER_TABLE)
+from ..tool_tables import DEFAULT_TABLES, ToolTables
 
 # The user's namespaces and the extensions' members, computed once per snapshot in the outer FROM
 # (OFFSET 0: the planner would otherwise copy these subqueries back into every part, and planning,
@@ -33,7 +31,8 @@ def _mine(namespace: str, oid: str, catalog: str) -> str:
     return f"{namespace} = ANY (m.user_ns) AND NOT {oid} = ANY (m.members_{catalog})"
 
 
-_TOOL = ", ".join(f"'{name}'" for name in TOOL_TABLES)
+# The tool's two tables, by their configured names (snapshot_sql puts them in for this marker)
+_TOOL = "__grapevine_tool_tables__"
 _USER_REL = _mine("c.relnamespace", "c.oid", "pg_class")
 
 _COLUMNS = """(SELECT coalesce(json_agg(json_build_object(
@@ -271,22 +270,28 @@ LOCATE_SQL = (
 # in a transaction-local setting ('=' before it, so that no row reads back as NULL), then returned
 # by the snapshot statement, which runs with an empty search_path.
 _VERSION_SETTING = "grapevine.drift_version"
-STASH_VERSION_SQL = (f"pg_catalog.set_config('{_VERSION_SETTING}', coalesce('=' || (SELECT max(version_num::text)"
-                     f" FROM {VERSION_TABLE}), ''), true)")
+
+
+def stash_version_sql(tables: ToolTables = DEFAULT_TABLES) -> str:
+    return (f"pg_catalog.set_config('{_VERSION_SETTING}', coalesce('=' || (SELECT max(version_num::text)"
+            f" FROM {tables.version}), ''), true)")
+
+
 _STASHED_VERSION = (f"(SELECT CASE WHEN s.v <> '' THEN pg_catalog.substr(s.v, 2) END"
                     f" FROM (SELECT pg_catalog.current_setting('{_VERSION_SETTING}') AS v) s)")
 
 
-def snapshot_sql(version_table: str | None = None, ledger_table: str | None = None, *,
-                 server_version: int = 0, stashed_version: bool = False, complete: bool = False) -> str:
+def snapshot_sql(version_table: str | None = None, ledger_table: str | None = None, *, server_version: int = 0,
+                 stashed_version: bool = False, complete: bool = False, tables: ToolTables = DEFAULT_TABLES) -> str:
     """The one query: the recorded version, and the catalog as JSON text (``{part: [objects sorted by name]}``).
 
     ``SET LOCAL`` first, in the same round trip: every ``pg_get_*`` then qualifies every name, and
     no JIT (PostgreSQL 11+): the query's cost estimate is near ``jit_above_cost`` for a few dozen
     tables, and compiling it would cost far more than running it, on every database.
     The catalog comes back as text, so a database whose text equals its reference's needs no parsing.
+    The tool's own tables (``tables``' names, in any schema) are left out.
     """
-    if stashed_version:  # STASH_VERSION_SQL ran earlier in the same transaction
+    if stashed_version:  # stash_version_sql ran earlier in the same transaction
         version = _STASHED_VERSION
     elif version_table:
         version = f"(SELECT max(version_num::text) FROM {version_table})"
@@ -302,17 +307,19 @@ def snapshot_sql(version_table: str | None = None, ledger_table: str | None = No
         for name, sql in chosen.items()
     )
     settings = "SET LOCAL search_path TO '';\n" + ("SET LOCAL jit = off;\n" if server_version >= 110000 else "")
-    return f"{settings}SELECT {version}, json_build_object({parts})::text FROM {_SCOPE}"
+    tool = f"'{tables.version_table}', '{tables.ledger_table}'"
+    return f"{settings}SELECT {version}, json_build_object({parts.replace(_TOOL, tool)})::text FROM {_SCOPE}"
 
 
-def read_snapshot(cursor, *, locate: bool = True, complete: bool = False) -> tuple[str | None, str]:
+def read_snapshot(cursor, *, locate: bool = True, complete: bool = False,
+                  tables: ToolTables = DEFAULT_TABLES) -> tuple[str | None, str]:
     """(recorded version, catalog JSON text) of the cursor's database: two round trips, one with ``locate=False``.
 
     ``complete``: also what only schema.sql needs (comments, policies, ...: ``_DUMP_PARTS``)."""
     version_table = ledger_table = None
     if locate:
-        cursor.execute(LOCATE_SQL, (VERSION_TABLE, LEDGER_TABLE))
+        cursor.execute(LOCATE_SQL, (tables.version, tables.ledger))
         version_table, ledger_table = cursor.fetchone()
     cursor.execute(snapshot_sql(version_table, ledger_table, server_version=cursor.connection.server_version,
-                                complete=complete))
+                                complete=complete, tables=tables))
     return cursor.fetchone()

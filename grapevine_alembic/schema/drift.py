@@ -2,9 +2,9 @@
 
 One round trip after connecting: the transaction made read-only, the session bounded and set
 read-only (``default_transaction_read_only``), the version read through the session's
-search_path, then the whole catalog as one JSON document.  Where no ``alembic_version`` is on
-the search path (the previous tool's ledger alone, or no ledger), a second try first locates
-the tool's tables.
+search_path, then the whole catalog as one JSON document.  Where no version table is on the
+search path (the previous tool's ledger alone, or no ledger), a second try first locates the
+tool's tables, and refuses a database whose search_path changed since they were created.
 """
 
 from __future__ import annotations
@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 
 from ..database.connection import SessionPolicy, open_connection, set_config_sql
-from ..database.ledger import LEDGER_TABLE, VERSION_TABLE
+from ..database.ledger import check_placement
 from ..database.result import DatabaseResult
 from ..database.runner import RunOptions, with_retries
 from ..database.target import Target
-from .catalog import LOCATE_SQL, STASH_VERSION_SQL, snapshot_sql
+from ..tool_tables import DEFAULT_TABLES, ToolTables
+from .catalog import LOCATE_SQL, snapshot_sql, stash_version_sql
 from .diff import compare
 
 
-def read_live(target: Target, options: RunOptions) -> tuple[str | None, str]:
-    """(recorded version, catalog JSON text) of a database, on a read-only session of its own."""
+def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_TABLES) -> tuple[str | None, str]:
+    """(recorded version, catalog JSON text) of a database, on a read-only session of its own;
+    ``tables``: the environment's names of the tool's tables."""
     raw = open_connection(target.spec, connect_timeout=options.connect_timeout_s)
     try:
         if options.servers:
@@ -32,14 +34,18 @@ def read_live(target: Target, options: RunOptions) -> tuple[str | None, str]:
         from psycopg2 import errors
 
         with raw.cursor() as cursor:
-            bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {STASH_VERSION_SQL};\n",
-                                     values).decode()
+            bounded = cursor.mogrify(
+                f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {stash_version_sql(tables)};\n", values
+            ).decode()
             try:
-                cursor.execute(bounded + snapshot_sql(stashed_version=True, server_version=raw.server_version))
-            except errors.UndefinedTable:  # no alembic_version on the search path: nothing ran (autocommit)
-                cursor.execute(LOCATE_SQL + ", " + setters, (VERSION_TABLE, LEDGER_TABLE, *values))
+                cursor.execute(bounded + snapshot_sql(stashed_version=True, server_version=raw.server_version,
+                                                      tables=tables))
+            except errors.UndefinedTable:  # no version table on the search path: nothing ran (autocommit)
+                cursor.execute(LOCATE_SQL + ", " + setters, (tables.version, tables.ledger, *values))
                 version_table, ledger_table, *_ = cursor.fetchone()
-                cursor.execute(snapshot_sql(version_table, ledger_table, server_version=raw.server_version))
+                check_placement(cursor, tables)  # not in another schema, out of the search_path's reach
+                cursor.execute(snapshot_sql(version_table, ledger_table, server_version=raw.server_version,
+                                            tables=tables))
             version, text = cursor.fetchone()
     finally:
         raw.close()
@@ -50,7 +56,7 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
     """Compare one database with the reference of its version; its differences go to ``found[database]``."""
 
     def attempt(result: DatabaseResult) -> None:
-        version, live = read_live(target, options)
+        version, live = read_live(target, options, references.chains[target.kind].tables)
         result.before = result.after = version
         expected = references.get(target.kind, version)
         if live == expected.text:  # the same bytes: nothing differs, owners and grants included

@@ -147,7 +147,7 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
         raw = open_connection(spec)
         try:
             with raw.cursor() as cursor:
-                _, text = read_snapshot(cursor, complete=complete)
+                _, text = read_snapshot(cursor, complete=complete, tables=chain.tables)
         except psycopg2.Error as err:  # one line, not a traceback
             raise SchemaBuildError(f"reading the scratch database's catalog failed: {describe_error(err)}") from None
         finally:
