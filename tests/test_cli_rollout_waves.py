@@ -69,6 +69,15 @@ def test_a_wave_with_a_failure_stops_the_rollout_without_a_budget(project):
     assert "halted in wave 1: wave failed, 3 tenant(s) not started" in result.stderr
 
 
+def test_tenants_after_the_last_wave_are_left_alone_without_rest(project):
+    ids = _fleet(project, 4)
+    result = project.cli("migrate", "--all-tenants", "--waves", "1,25%", "--json")
+    assert result.returncode == 0, result.stderr
+    assert _states(result.stdout) == {"w01": "ok", "w02": "ok", "w03": "skipped", "w04": "skipped"}
+    assert "waves done: 2 tenant(s) after the last wave not started (end --waves with rest" in result.stderr
+    assert "halted" not in result.stderr and project.version(f"db_{ids[3]}") is None
+
+
 def test_wave_pause_waits_between_waves(project):
     _fleet(project, 2)
     result = project.cli("migrate", "--all-tenants", "--waves", "1,rest", "--wave-pause", "1.5")
