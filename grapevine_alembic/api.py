@@ -174,8 +174,8 @@ def migrate_fleet(
     if max_parallel < 1 or timeout < 0 or retries < 0 or wave_pause < 0 or canary < 0:
         raise ValueError("max_parallel must be at least 1; timeout, retries, wave_pause and canary not negative")
     try:
-        sizes = rollout.parse_waves(waves) if waves is not None else ()
-        budget = rollout.parse_budget(max_failures)
+        sizes = rollout.parse_waves(waves, "waves") if waves is not None else ()
+        budget = rollout.parse_budget(max_failures, "max_failures")
         folder = Path(project_dir).resolve()
         config = find_config(start=folder)
         project = load_project(config) if config is not None else default_project(folder)

@@ -51,6 +51,7 @@ def test_migrate_fleet_canary_and_percentage_budget(project):
     ({"waves": "2,rest", "canary": 2}, "canary=N is a first wave of N"),
 ])
 def test_migrate_fleet_bad_rollout_values_raise_before_any_change(project, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         migrate_fleet(project.root, control_url=_url(project), **kwargs)
+    assert "--" not in str(raised.value)  # named as the API's arguments, not the CLI's flags
     assert project.version(project.control_db) is None

@@ -51,36 +51,37 @@ class WaveSize:
         return left
 
 
-def parse_waves(text: str) -> tuple[WaveSize, ...]:
-    """``5,10%,rest``: counts (>= 1), percentages (0 < P <= 100) and, last only, ``rest``."""
+def parse_waves(text: str, name: str = "--waves") -> tuple[WaveSize, ...]:
+    """``5,10%,rest``: counts (>= 1), percentages (0 < P <= 100) and, last only, ``rest``; ``name`` is
+    what the caller calls the value in its errors (the API: its argument's name)."""
     parts = [part.strip() for part in str(text).split(",")]
     sizes = []
     for number, part in enumerate(parts, 1):
         if part.lower() == REST:
             if number != len(parts):
-                raise UsageError(f"--waves {text}: rest can only be the last wave")
+                raise UsageError(f"{name} {text}: rest can only be the last wave")
             sizes.append(WaveSize())
         elif part.endswith("%"):
-            percent = _number(part[:-1], text)
+            percent = _number(part[:-1], text, name)
             if not 0 < percent <= 100:
-                raise UsageError(f"--waves {text}: a percentage must be above 0% and at most 100% (got {part})")
+                raise UsageError(f"{name} {text}: a percentage must be above 0% and at most 100% (got {part})")
             sizes.append(WaveSize(percent=percent))
         else:
-            count = _number(part, text)
+            count = _number(part, text, name)
             if count.denominator != 1 or count < 1:
-                raise UsageError(f"--waves {text}: a wave size is a whole number of tenants (at least 1),"
+                raise UsageError(f"{name} {text}: a wave size is a whole number of tenants (at least 1),"
                                  f" a percentage or rest (got {part!r})")
             sizes.append(WaveSize(count=int(count)))
     return tuple(sizes)
 
 
-def _number(part: str, text: str) -> Fraction:
+def _number(part: str, text: str, name: str) -> Fraction:
     try:
         if not part or not part.replace(".", "", 1).isdigit():
             raise ValueError(part)
         return Fraction(part)  # exact: 10% of 30 is 3, not 3.0000000000000004 rounded up to 4
     except ValueError:
-        raise UsageError(f"--waves {text}: a wave size is a count, a percentage (10%) or rest"
+        raise UsageError(f"{name} {text}: a wave size is a count, a percentage (10%) or rest"
                          f" (got {part!r})") from None
 
 
@@ -98,7 +99,7 @@ class Budget:
         return failures >= self.limit
 
 
-def parse_budget(value) -> Budget | None:
+def parse_budget(value, name: str = "--max-failures") -> Budget | None:
     """``K`` (a count, at least 1) or ``P%`` (0 <= P < 100, of the tenants started so far); None: no budget."""
     if value is None:
         return None
@@ -110,11 +111,11 @@ def parse_budget(value) -> Budget | None:
             raise ValueError(text)
         limit = Fraction(digits)
     except ValueError:
-        raise UsageError(f"--max-failures takes a count or a percentage, for example 3 or 5% (got {text!r})") from None
+        raise UsageError(f"{name} takes a count or a percentage, for example 3 or 5% (got {text!r})") from None
     if percent and not limit < 100:
-        raise UsageError(f"--max-failures {text}: a percentage must be below 100%")
+        raise UsageError(f"{name} {text}: a percentage must be below 100%")
     if not percent and (limit.denominator != 1 or limit < 1):
-        raise UsageError(f"--max-failures {text}: a count must be a whole number, at least 1")
+        raise UsageError(f"{name} {text}: a count must be a whole number, at least 1")
     return Budget(limit, percent, text)
 
 
