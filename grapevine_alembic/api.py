@@ -24,7 +24,8 @@ from pathlib import Path
 from .errors import GrapevineError
 from .masking import known_secrets, mask
 
-__all__ = ["MigrationResult", "ProvisionResult", "migrate_database", "migrate_database_async", "provision_database"]
+__all__ = ["FleetDatabase", "FleetResult", "MigrationResult", "ProvisionResult", "migrate_database",
+           "migrate_database_async", "migrate_fleet", "provision_database"]
 
 logger = logging.getLogger("grapevine_alembic")
 # A library prints nothing unless its caller configures logging: without a handler of ours,
@@ -118,6 +119,102 @@ def migrate_database(
         applied_versions=applied,
     )
 
+
+
+@dataclass(frozen=True)
+class FleetDatabase:
+    """One database of a fleet rollout: ``wave`` is its wave (None for control); ``skipped``: never started."""
+
+    database: str
+    tenant: str | None
+    wave: int | None
+    ok: bool
+    skipped: bool
+    applied: tuple[str, ...] = ()
+    version: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FleetResult:
+    """A rollout: ``halted`` with its ``reason`` ("budget", "wave failed", "canary failed", "control failed")
+    and the ``wave`` it stopped in; ``waves`` are the planned wave sizes; ``error``: no rollout could start."""
+
+    ok: bool
+    databases: tuple[FleetDatabase, ...] = ()
+    waves: tuple[int, ...] = ()
+    halted: bool = False
+    reason: str | None = None
+    wave: int | None = None
+    error: str | None = None
+
+
+def migrate_fleet(
+    project_dir: str | Path, *, control_url: str | None = None, control: bool = True, tenants: list[str] | None = None,
+    waves: str | None = None, canary: int = 0, max_failures: int | str | None = None, wave_pause: float = 0,
+    max_parallel: int = 5, timeout: float = 300, retries: int = 3,
+) -> FleetResult:
+    """``grapevine-migrations migrate [--control] --all-tenants`` (or ``--tenant`` for each of ``tenants``),
+    with the same rollout: control first, then ``waves`` ("5,10%,rest"), ``canary`` and the
+    ``max_failures`` budget (3 or "5%") halting it.  ``project_dir`` holds alembic.ini (or the
+    ``migrations/`` folders); ``control_url`` defaults to CONTROL_DATABASE_URL, and the tenant server
+    to the PG_TENANT_DATABASE_* variables, as for the CLI.
+    """
+    import os  # lazy: importing the API stays cheap
+    from dataclasses import replace
+
+    from .database import runner
+    from .fleet import rollout
+    from .fleet.breakers import Breakers
+    from .fleet.targets import Selection, control_target, resolve
+    from .settings import Settings, default_project, find_config, load_project
+
+    if canary and waves:
+        raise ValueError("canary=N is a first wave of N: give waves instead of both")
+    if max_parallel < 1 or timeout < 0 or retries < 0 or wave_pause < 0 or canary < 0:
+        raise ValueError("max_parallel must be at least 1; timeout, retries, wave_pause and canary not negative")
+    try:
+        sizes = rollout.parse_waves(waves, "waves") if waves is not None else ()
+        budget = rollout.parse_budget(max_failures, "max_failures")
+        folder = Path(project_dir).resolve()
+        config = find_config(start=folder)
+        project = load_project(config) if config is not None else default_project(folder)
+        env = {**os.environ, **({"CONTROL_DATABASE_URL": control_url} if control_url else {})}
+        settings = replace(Settings.from_environment(env), server_logins=project.server_logins)
+        chains = {kind: runner.Chain(project, kind) for kind in ("control", "tenant")}
+    except GrapevineError as err:
+        raise ValueError(_masked(str(err))) from None
+    blocking = [name for chain in chains.values() for name in chain.blocking]
+    if blocking:  # as the CLI: nothing is written while a file looks like a migration but is not one
+        raise ValueError(f"a file looks like a migration but is not one: {blocking[0]}")
+    secrets = (settings.control.password, settings.tenant_server.password)
+
+    def on_notice(database: str, version: str | None, message: str) -> None:
+        logger.info("%s %s: %s", database, version or "-", message)
+
+    options = runner.RunOptions(lock_key=project.lock_key, timeout_s=float(timeout), retries=retries,
+                                on_notice=on_notice, servers=Breakers())
+    selection = Selection(all_tenants=tenants is None, tenant_ids=tuple(tenants or ()))
+    try:
+        done = rollout.roll_out(
+            control_target(settings) if control else None,
+            lambda: resolve(selection, settings, project.tenants_query),
+            lambda t: runner.migrate(t, chains[t.kind], options),
+            options=options, max_parallel=max_parallel, waves=sizes, canary=canary, budget=budget,
+            wave_pause=float(wave_pause), peek=lambda t: runner.status(t, chains[t.kind], options),
+        )
+    except GrapevineError as err:
+        return FleetResult(ok=False, error=_masked(str(err), *secrets))
+    databases = tuple(
+        FleetDatabase(r.target.spec.dbname, r.target.tenant_id, wave, r.ok, r.skipped, tuple(r.applied), r.after,
+                      _masked(r.error, *secrets))
+        for r, wave in zip(done.results, done.waves)
+    )
+    halt = done.halt
+    halted = halt is not None and halt.reason != rollout.INTERRUPTED
+    return FleetResult(ok=all(d.ok for d in databases), databases=databases,
+                       waves=tuple(w.size for w in done.plan.waves) if done.plan else (),
+                       halted=halted, reason=halt.reason if halt else None, wave=halt.wave if halt else None)
 
 @dataclass(frozen=True)
 class ProvisionResult:
@@ -226,5 +323,5 @@ def _late_policy(value: str | None, folder: Path) -> bool:
         raise ValueError(str(err)) from None
 
 
-def _masked(text: str | None, password: str | None) -> str | None:
-    return mask(text, {password, *known_secrets()} - {None}) if text else text
+def _masked(text: str | None, *passwords: str | None) -> str | None:
+    return mask(text, {*passwords, *known_secrets()} - {None}) if text else text

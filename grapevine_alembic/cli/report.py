@@ -147,6 +147,8 @@ class Progress:
         if self.bar:
             self.bar.advance(self.task)
 
+    __call__ = advance  # the bar is the callable a fan-out advances per result
+
 
 # ---- result documents ------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
-"""The fan-out of the commands that write (``migrate``, ``mark``): control alone first, then its tenants,
-a staged rollout's stop explained, and the exit code of a run that Ctrl-C may have cut short."""
+"""The fan-out of the commands that write (``migrate``, ``mark``) as a person sees it: the rollout
+itself (control first, waves, the budget, the halt) is ``fleet.rollout``; this module words its
+values (the wave lines, why it stopped, the command that resumes) and picks the exit code."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import replace
 
 from .app import EXIT_FAILED, EXIT_OK, App
@@ -18,76 +21,64 @@ def run_exit_code(results, signals) -> int:
 
 
 def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server: int | None, *, label: str,
-            canary: int = 0, max_failures=None, peek=None):
-    """Control alone first, then the tenants it lists, in parallel (interleaved over their servers).
+            canary: int = 0, max_failures=None, peek=None, waves=(), wave_pause: float = 0.0):
+    """Control alone first, then the tenants it lists, in waves (see ``fleet.rollout``); the results.
 
     Every job runs on a worker thread, so the main thread stays free to handle Ctrl-C
     (see ``interrupts``); databases never started come back as ``skipped``, with the version
-    ``peek`` reads for them when a staged rollout (not Ctrl-C) stopped.
+    ``peek`` reads for them when a halt (not Ctrl-C) stopped the rollout.
     """
     # lazy: --help stays fast
-    from ..fleet import fanout, fleet
     from ..database import interrupts
-    from ..database.result import DatabaseResult
+    from ..fleet import rollout as fleet_rollout
     from ..fleet.targets import control_target, resolve
 
     out = app.out()
     settings = app.settings()
-    results = []
 
-    def skipped(target):
-        return DatabaseResult(target, ok=True, skipped=True)
-
-    if selection.control:
-        results += fanout.run_all([control_target(settings)], job, max_parallel=1, skipped=skipped,
-                                  should_stop=interrupts.stopping)
-        if not results[0].ok and selection.wants_tenants:
-            out.info("control failed: tenants were not started")
-            return results
-    if selection.wants_tenants:
-        tenants = resolve(replace(selection, control=False), settings, app.project().tenants_query,
-                          announce=out.info)
-        if not tenants:
+    def tenants():
+        found = resolve(replace(selection, control=False), settings, app.project().tenants_query, announce=out.info)
+        if not found:
             out.info("no tenants: the control database's tenants table lists none provisioned")
-        with out.progress(len(tenants), label) as bar:
-            tenant_results = fleet.run_targets(
-                tenants, job, options=options, max_parallel=max_parallel, max_per_server=max_per_server,
-                failed=lambda r: not r.ok, skipped=skipped, on_result=bar.advance,
-                stop_after_failures=max_failures, canary=canary, should_stop=interrupts.stopping,
-            )
-        results += tenant_results
-        _say_why_skipped(out, tenant_results, canary=canary, max_failures=max_failures)
-        if peek is not None and not interrupts.stopping():
-            _read_skipped(tenant_results, peek, max_parallel)
-    return results
+        return found
+
+    def on_wave(wave, plan):
+        out.info(f"wave {wave.number} of {len(plan.waves)}: {wave.size} tenant(s)")
+
+    outcome = fleet_rollout.roll_out(
+        control_target(settings) if selection.control else None, tenants if selection.wants_tenants else None, job,
+        options=options, max_parallel=max_parallel, max_per_server=max_per_server, waves=waves, canary=canary,
+        budget=max_failures, wave_pause=wave_pause, should_stop=interrupts.stopping, peek=peek,
+        progress=lambda total: out.progress(total, label), on_wave=on_wave if waves else None,
+        on_pause=lambda seconds, wave: out.info(f"pausing {seconds:g}s before wave {wave.number} (Ctrl-C stops here)"),
+    )
+    _say_why_stopped(out, outcome)
+    return outcome.results
 
 
-def _read_skipped(results, peek, max_parallel: int) -> None:
-    """Where the tenants a stopped rollout never started stand, so the summary shows their real version."""
-    from ..fleet import fanout  # lazy: --help stays fast
+def _say_why_stopped(out, outcome) -> None:
+    """One line for a rollout that stopped early (why, how many tenants were never started), then how to resume."""
+    from ..fleet import rollout as fleet_rollout  # lazy: --help stays fast
 
-    skipped = [r for r in results if r.skipped and r.ok]  # not those whose server was given up on
-    if not skipped:
+    halt = outcome.halt
+    if halt is None:
+        if outcome.unplanned:
+            out.info(f"waves done: {outcome.unplanned} tenant(s) after the last wave not started"
+                     " (end --waves with rest to include them)")
         return
-    for result, seen in zip(skipped, fanout.run_all([r.target for r in skipped], peek, max_parallel=max_parallel)):
-        if seen.ok:
-            result.plan, result.before, result.after = seen.plan, seen.before, seen.after
-
-
-def _say_why_skipped(out, results, *, canary: int, max_failures) -> None:
-    """One line for a staged rollout that stopped: why, and how many tenants were never started."""
-    from ..database import interrupts  # lazy: --help stays fast
-
-    not_started = sum(r.skipped for r in results)
-    if not not_started:
+    if halt.reason == fleet_rollout.CONTROL_FAILED:
+        out.info("control failed: tenants were not started")
         return
-    failed = sum(not r.ok for r in results)
-    if interrupts.stopping():
-        reason = "interrupted"
-    elif canary and any(not r.ok for r in results[:canary]):
-        reason = "canary failed"
-    elif max_failures is not None and failed >= max_failures:
-        reason = f"{failed} failure(s) reached --max-failures {max_failures}"
+    if halt.reason == fleet_rollout.INTERRUPTED:
+        out.info(f"interrupted, {halt.not_started} tenant(s) not started")
+        return
+    where = f" in wave {halt.wave}" if len(outcome.plan.waves) > 1 else ""
+    if halt.reason == fleet_rollout.BUDGET:
+        budget = halt.budget
+        why = (f"{halt.failures} failure(s) of {halt.started} tenant(s) started exceeded --max-failures {budget.text}"
+               if budget.percent else f"{halt.failures} failure(s) reached --max-failures {budget.text}")
     else:
-        reason = "stopped"
-    out.info(f"{reason}, {not_started} tenant(s) not started")
+        why = halt.reason
+    out.info(f"halted{where}: {why}, {halt.not_started} tenant(s) not started")
+    # Until a rollout record exists, resuming is running the same command again: done tenants are no-ops.
+    out.info(f"resume: grapevine-migrations {shlex.join(sys.argv[1:])}")

@@ -5,8 +5,9 @@ releases the GIL), and one process pays the start-up once.  Each job owns its
 connection (and, for stamps, its own Alembic MigrationContext); nothing here touches
 Alembic's module-global proxies.
 A job never raises (the runner turns failures into results), so one tenant's
-failure never stops the others; ``stop_after_failures``, ``canary`` and
-``should_stop`` stop *starting* new jobs, and jobs already running finish cleanly.
+failure never stops the others; ``halt`` (a failure budget), a wave that ``next_wave`` does
+not let follow, and ``should_stop`` stop *starting* new jobs; jobs already running finish cleanly.
+``waves`` (lists of item indices, run one after the other) stage the run; items in no wave never start.
 With ``group`` (a tenant's server), free slots go round-robin over the groups that
 are below ``max_per_group`` (a number, or a function of the group read before every
 start), so one slow server never holds the others' tenants.
@@ -58,34 +59,40 @@ def run_all(
     failed: Callable[[R], bool] = lambda result: False,
     skipped: Callable[[T], R] | None = None,
     on_result: Callable[[R], None] | None = None,
-    stop_after_failures: int | None = None,
-    canary: int = 0,
+    waves: Sequence[Sequence[int]] | None = None,
+    halt: Callable[[int, int], bool] | None = None,
+    next_wave: Callable[[int, int], bool] | None = None,
     group: Callable[[T], Hashable] | None = None,
     max_per_group: int | Callable[[Hashable], int] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[R]:
-    """Results in the order of ``items``; items never started get ``skipped(item)``."""
+    """Results in the order of ``items``; items never started get ``skipped(item)``.
+
+    ``halt(failures, started)`` is asked after each result; once it says True nothing more starts.
+    ``next_wave(finished_wave, failures)`` runs between two waves (it may wait) and says whether
+    the next one starts.
+    """
     results: dict[int, R] = {}
-    failures = 0
+    failures = started = 0
+    halted = False
 
     def record(index: int, result: R) -> None:
-        nonlocal failures
+        nonlocal failures, halted
         results[index] = result
         failures += bool(failed(result))
+        halted = halted or (halt is not None and halt(failures, started))  # sticky: more starts would dilute a ratio
         if on_result is not None:
             on_result(result)
 
     def stopping() -> bool:
-        if stop_after_failures is not None and failures >= stop_after_failures:
-            return True
-        return should_stop is not None and should_stop()
+        return halted or (should_stop is not None and should_stop())
 
     order = list(enumerate(items))
-    waves = [order[:canary], order[canary:]] if canary else [order]
+    staged = [[order[i] for i in wave] for wave in waves] if waves is not None else [order]
     with ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix="db") as pool:
-        for wave_number, wave in enumerate(waves):
-            if canary and wave_number == 1 and failures:
-                break  # a canary failed: leave the rest untouched
+        for wave_number, wave in enumerate(staged):
+            if wave_number and (stopping() or (next_wave is not None and not next_wave(wave_number - 1, failures))):
+                break  # leave the later waves untouched
             queue = _RoundRobin(wave, group, max_per_group)
             running: dict[Future, tuple[Hashable, int]] = {}
             while queue or running:
@@ -94,6 +101,7 @@ def run_all(
                     if picked is None:
                         break
                     key, index, item = picked
+                    started += 1
                     running[pool.submit(job, item)] = (key, index)
                 if not running:
                     break

@@ -1,0 +1,57 @@
+"""The Python API runs a rollout as the CLI does: control first, waves, the budget's halt, as values."""
+
+from __future__ import annotations
+
+import pytest
+from test_cli_rollout_waves import _fleet
+
+from grapevine_alembic.api import migrate_fleet
+
+
+def _url(project) -> str:
+    return project.env["CONTROL_DATABASE_URL"]
+
+
+def test_migrate_fleet_runs_waves_and_halts_on_the_budget_mid_wave(project, pg_server, capsys):
+    ids = _fleet(project, 7, failing=("w03", "w05"))
+    result = migrate_fleet(project.root, control_url=_url(project), waves="2,rest", max_failures=2, max_parallel=1,
+                           retries=0)
+    assert (result.ok, result.halted, result.reason, result.wave) == (False, True, "budget", 2)
+    assert result.waves == (2, 5)
+    states = {d.tenant: ("skipped" if d.skipped else ("ok" if d.ok else "failed"), d.wave) for d in result.databases}
+    assert states == {None: ("ok", None), "w01": ("ok", 1), "w02": ("ok", 1), "w03": ("failed", 2), "w04": ("ok", 2),
+                      "w05": ("failed", 2), "w06": ("skipped", 2), "w07": ("skipped", 2)}
+    failed = next(d for d in result.databases if d.tenant == "w03")
+    assert "marked" in failed.error and pg_server.password not in failed.error
+    assert capsys.readouterr() == ("", "")  # the API prints nothing, and no command to paste
+    for tenant_id in ("w03", "w05"):
+        project.query(f"db_{tenant_id}", "DROP TABLE fail_here")
+    again = migrate_fleet(project.root, control_url=_url(project), waves="2,rest", max_failures=2)
+    assert again.ok and not again.halted
+    assert [d.applied for d in again.databases if d.tenant] == [(), (), ("20240101000000",), (), ("20240101000000",),
+                                                                ("20240101000000",), ("20240101000000",)]
+    assert all(project.version(f"db_{t}") == "20240101000000" for t in ids)
+
+
+def test_migrate_fleet_canary_and_percentage_budget(project):
+    _fleet(project, 6, failing=("w01",))
+    canary = migrate_fleet(project.root, control_url=_url(project), canary=2, max_failures=3)  # the canary must pass whole
+    assert (canary.halted, canary.reason, canary.wave) == (True, "canary failed", 1)
+    assert [d.tenant for d in canary.databases if d.skipped] == ["w03", "w04", "w05", "w06"]
+    budget = migrate_fleet(project.root, control_url=_url(project), control=False, max_failures="10%",
+                           max_parallel=1)
+    assert (budget.halted, budget.reason) == (True, "budget")  # 1 failure of 1 started exceeds 10%
+    assert [d.tenant for d in budget.databases if not d.skipped] == ["w01"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"waves": "rest,2"}, "rest can only be the last wave"),
+    ({"waves": "0"}, "a wave size is a whole number"),
+    ({"max_failures": "100%"}, "a percentage must be below 100%"),
+    ({"waves": "2,rest", "canary": 2}, "canary=N is a first wave of N"),
+])
+def test_migrate_fleet_bad_rollout_values_raise_before_any_change(project, kwargs, message):
+    with pytest.raises(ValueError, match=message) as raised:
+        migrate_fleet(project.root, control_url=_url(project), **kwargs)
+    assert "--" not in str(raised.value)  # named as the API's arguments, not the CLI's flags
+    assert project.version(project.control_db) is None
