@@ -34,7 +34,7 @@ NO_OID = {"pg_depend", "pg_sequence", "pg_inherits", "pg_attribute", "pg_index",
 
 
 def cases(server_version: int) -> dict:
-    from grapevine_alembic.database.connection import set_config_sql
+    from grapevine_alembic.database.session.connection import set_config_sql
     from grapevine_alembic.schema.catalog import snapshot_sql, stash_version_sql
 
     setters, values = set_config_sql([("default_transaction_read_only", "on"), ("statement_timeout", "60000ms")])

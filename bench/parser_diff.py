@@ -46,7 +46,10 @@ def _summary(pkg_name: str, path: Path, text: bytes) -> object:
     writes = importlib.import_module(f"{pkg_name}.files.tool_table_writes")
     tool_tables = importlib.import_module(f"{pkg_name}.tool_tables")
     errors = importlib.import_module(f"{pkg_name}.errors")
-    indexes = importlib.import_module(f"{pkg_name}.database.invalid_indexes")
+    try:  # database/ was split into rooms after the parser changed
+        indexes = importlib.import_module(f"{pkg_name}.database.apply.invalid_indexes")
+    except ModuleNotFoundError:
+        indexes = importlib.import_module(f"{pkg_name}.database.invalid_indexes")
     try:
         parsed = parsing.parse_source(sqlstream.Source(None, text), path=path)
     except errors.MigrationFileError as err:

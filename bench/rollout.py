@@ -104,7 +104,7 @@ class Bench:
 
 def in_process(bench: Bench, env: dict, max_parallel: int) -> dict:
     """The rollout through ``roll_out`` with a timing job: the failure's moment and what started after it."""
-    from grapevine_alembic.database import runner
+    from grapevine_alembic.database.jobs import runner
     from grapevine_alembic.fleet import rollout
     from grapevine_alembic.fleet.breakers import Breakers
     from grapevine_alembic.fleet.targets import Selection, resolve

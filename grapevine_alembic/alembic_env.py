@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .cli.report import notice_line, waiting_line, write_line
-from .database.connection import (
+from .database.session.connection import (
     SessionPolicy,
     acquire_lock,
     configure_session,
@@ -21,11 +21,11 @@ from .database.connection import (
     open_connection,
     sqlalchemy_connection,
 )
-from .database import late_files
-from .database.executor import apply_direct
-from .database.journal import Journal, NoticeSink
-from .database.ledger import LedgerWriter, check_placement, read_state
-from .database.plan import make_plan
+from .database.state import late_files
+from .database.apply.executor import apply_direct
+from .database.apply.journal import Journal, NoticeSink
+from .database.state.ledger import LedgerWriter, check_placement, read_state
+from .database.state.plan import make_plan
 from .errors import GrapevineError, UsageError
 from .files.tool_table_writes import refuse_tool_table_writes
 from .local.devserver import resolve_settings

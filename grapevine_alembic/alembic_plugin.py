@@ -7,7 +7,7 @@ module must stay cheap and must not import Alembic's top-level package again.
 
 import sys
 
-_BRIDGE = "grapevine_alembic.database.alembic_bridge"
+_BRIDGE = "grapevine_alembic.database.jobs.alembic_bridge"
 
 
 def setup(plugin) -> None:
@@ -15,6 +15,6 @@ def setup(plugin) -> None:
     if bridge is not None and not hasattr(bridge, "install"):
         # The bridge itself is importing Alembic right now; it installs itself when it finishes.
         return
-    from .database.alembic_bridge import install  # lazy: the bridge imports Alembic, which is importing us
+    from .database.jobs.alembic_bridge import install  # lazy: the bridge imports Alembic, which is importing us
 
     install()

@@ -65,10 +65,10 @@ def migrate_database(
     ``version_table`` and ``ledger_table`` name the tool's two tables, as the options of the same
     names in alembic.ini do for the CLI.
     """
-    from .database import runner  # lazy: importing the API stays cheap
-    from .database.netbounds import Bounds
+    from .database.jobs import runner  # lazy: importing the API stays cheap
+    from .database.session.netbounds import Bounds
     from .fleet.breakers import Breakers
-    from .database.target import Target
+    from .database.state.target import Target
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .tool_tables import ToolTables
 
@@ -163,7 +163,7 @@ def migrate_fleet(
     import os  # lazy: importing the API stays cheap
     from dataclasses import replace
 
-    from .database import runner
+    from .database.jobs import runner
     from .fleet import rollout
     from .fleet.breakers import Breakers
     from .fleet.targets import Selection, control_target, resolve
@@ -237,8 +237,8 @@ def provision_database(
     and the chain is applied to it).  ``maintenance_db`` is where the tool connects to create
     it and to coordinate with other runs; ``version_table`` and ``ledger_table`` as for ``migrate_database``.
     """
-    from .database import provisioning, runner  # lazy: importing the API stays cheap
-    from .database.target import Target
+    from .database.jobs import provisioning, runner  # lazy: importing the API stays cheap
+    from .database.state.target import Target
     from .settings import DEFAULT_LOCK_KEY, parse_database_url
     from .tool_tables import ToolTables
 
@@ -300,7 +300,7 @@ def _late_policy(value: str | None, folder: Path) -> bool:
     """True to apply late-merged files: the argument, else the project's alembic.ini setting, else apply."""
     import configparser
 
-    from .database import late_files  # lazy, as runner above
+    from .database.state import late_files  # lazy, as runner above
     from .settings import find_config
 
     where = "out_of_order"

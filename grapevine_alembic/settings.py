@@ -52,7 +52,7 @@ class ConnectionSpec:
         """False when the spec names a server off this machine (``reset`` and ``dev tenant add`` refuse it).
 
         True is not the last word: libpq may still go elsewhere (PGHOST, PGHOSTADDR, a service),
-        so those commands check the connection's peer too (``database.connection.remote_peer``).
+        so those commands check the connection's peer too (``database.session.connection.remote_peer``).
         """
         options = dict(self.options)
         host = options.get("hostaddr") or self.host or options.get("host")  # libpq connects to hostaddr if given
@@ -160,7 +160,7 @@ class Project:
     tenants_query: str | None
     lock_key: int
     server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
-    out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see database/late_files.py)
+    out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see database/state/late_files.py)
     tables: dict = field(default_factory=dict, hash=False)  # env -> tool_tables.ToolTables
 
     def migration_dir(self, env: str) -> Path:
@@ -193,7 +193,7 @@ def migrations_dir_override(folder: Path, root: Path) -> Path:
     return (base / Path(folder).name).resolve()
 
 
-LATE_APPLY, LATE_REFUSE = "apply", "refuse"  # what to do with late-merged files (database/late_files.py)
+LATE_APPLY, LATE_REFUSE = "apply", "refuse"  # what to do with late-merged files (database/state/late_files.py)
 LATE_SETTING = "out_of_order"
 
 

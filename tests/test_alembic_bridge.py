@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionMap
 
-from grapevine_alembic.database import alembic_bridge
+from grapevine_alembic.database.jobs import alembic_bridge
 
 REPO = Path(__file__).resolve().parent.parent
 ALEMBIC = Path(sys.executable).parent / "alembic"
@@ -105,7 +105,7 @@ def test_an_ordinary_python_alembic_project_is_untouched(tmp_path):
     assert len(list(versions.glob("*_second.py"))) == 1
 
 
-@pytest.mark.parametrize("module", ["grapevine_alembic.cli.main", "grapevine_alembic.database.runner", "grapevine_alembic.files.discovery"])
+@pytest.mark.parametrize("module", ["grapevine_alembic.cli.main", "grapevine_alembic.database.jobs.runner", "grapevine_alembic.files.discovery"])
 def test_light_modules_do_not_import_alembic_or_sqlalchemy(module):
     code = f"import sys, {module}; print(sorted(m for m in ('alembic', 'sqlalchemy', 'postgast') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -117,8 +117,8 @@ def test_light_modules_do_not_import_alembic_or_sqlalchemy(module):
 def test_migrate_path_is_the_one_alembic_computes(env, tmp_path):
     """`migrate` moves the version table along plan.pending; Alembic's own planner must agree
     from every starting version (the suite's fixture chains and the 40-file benchmark chain)."""
-    from grapevine_alembic.database.ledger import DatabaseState
-    from grapevine_alembic.database.plan import make_plan
+    from grapevine_alembic.database.state.ledger import DatabaseState
+    from grapevine_alembic.database.state.plan import make_plan
     from grapevine_alembic.files.discovery import discover
 
     sys.path.insert(0, str(REPO / "bench"))

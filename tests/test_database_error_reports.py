@@ -9,7 +9,7 @@ import json
 import pytest
 from terminal import on_terminal
 
-from grapevine_alembic.database.pgerror import LOCK_TIMEOUT_HINT, explanation, line_of_position
+from grapevine_alembic.database.apply.pgerror import LOCK_TIMEOUT_HINT, explanation, line_of_position
 
 
 class FakeDiag:  # the shape of psycopg2's Diagnostics: plain attributes, no database behind it

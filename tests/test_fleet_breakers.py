@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from grapevine_alembic.fleet.breakers import Breakers
-from grapevine_alembic.database.connection import ConnectionFailed
+from grapevine_alembic.database.session.connection import ConnectionFailed
 from grapevine_alembic.placement import BadServer, parse_server
 from grapevine_alembic.settings import ConnectionSpec
-from grapevine_alembic.database.target import Target
+from grapevine_alembic.database.state.target import Target
 
 SPEC = ConnectionSpec("127.0.0.9", 5433, "u", None, "db_a")
 

@@ -33,6 +33,12 @@ MAY_NOT = {
 }
 
 
+# Rooms inside a layer, in the order their imports run: a room may import the rooms before it only.
+ROOMS = {"database": ("session", "state", "apply", "jobs")}
+# Only the entry point of cli/ imports the command modules (each registers itself on the group).
+COMMANDS, COMMANDS_IMPORTED_BY = "cli.commands", {"cli.main"}
+
+
 def modules(root: Path) -> dict[str, tuple[Path, bool]]:
     """Dotted name (without the package's own name) -> (file, is a package's __init__)."""
     found = {}
@@ -135,12 +141,55 @@ def forbidden(graph: dict[str, set[str]]) -> list[str]:
     return wrong
 
 
+def against_room_order(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that run backwards between the rooms of one layer, or into cli's commands from elsewhere."""
+    wrong = []
+
+    def room(module: str) -> tuple[str, int] | None:
+        parts = module.split(".")
+        order = ROOMS.get(parts[0])
+        return (parts[0], order.index(parts[1])) if order and len(parts) > 2 and parts[1] in order else None
+
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            here, there = room(module), room(target)
+            if here and there and here[0] == there[0] and there[1] > here[1]:
+                wrong.append(f"{module} imports {target}, a later room")
+            if target.startswith(COMMANDS + ".") and not module.startswith(COMMANDS) and module not in COMMANDS_IMPORTED_BY:
+                wrong.append(f"{module} imports the command module {target}")
+    return wrong
+
+
 def test_the_package_has_no_import_cycle():
     assert cycles(imports(PACKAGE)) == []
 
 
 def test_no_layer_imports_one_it_may_not():
     assert forbidden(imports(PACKAGE)) == []
+
+
+def test_rooms_import_one_way():
+    assert against_room_order(imports(PACKAGE)) == []
+
+
+def test_every_room_is_named_in_the_rules():
+    for layer, rooms in ROOMS.items():
+        found = {p.name for p in (PACKAGE / layer).iterdir() if (p / "__init__.py").exists()}
+        assert found == set(rooms)
+        assert not [p for p in (PACKAGE / layer).glob("*.py") if p.name != "__init__.py"], f"{layer}/ holds only rooms"
+
+
+def test_a_backward_import_between_rooms_is_seen(tmp_path):
+    root = _package(tmp_path, {
+        "database/session/connection.py": "def later():\n    from ..jobs import runner\n",
+        "database/jobs/runner.py": "from ..session.connection import later\n",
+        "cli/views.py": "from .commands import migrate_command\n",
+        "cli/commands/migrate_command.py": "",
+    })
+    assert against_room_order(imports(root)) == [
+        "cli.views imports the command module cli.commands.migrate_command",
+        "database.session.connection imports database.jobs.runner, a later room",
+    ]
 
 
 def test_every_root_module_and_sub_package_has_a_place_in_the_rules():

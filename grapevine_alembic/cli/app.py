@@ -129,8 +129,8 @@ def json_option(func):
 def run_options(app: App, **overrides):
     from .report import notice_line, waiting_line  # lazy: --help stays fast
     from ..fleet.breakers import Breakers
-    from ..database.netbounds import bounds_from_environment
-    from ..database.runner import RunOptions
+    from ..database.session.netbounds import bounds_from_environment
+    from ..database.jobs.runner import RunOptions
 
     bounds = bounds_from_environment()  # a bad GRAPEVINE_SILENCE_TIMEOUT is a usage error before any connection
     out = app.out()  # the same lines as env.py prints, but through the redacting output

@@ -15,7 +15,7 @@ ENVS = ("control", "tenant")
 
 def load_chains(app: App, envs, *, strict: bool = False) -> dict:
     """The migration chains; near-miss file names warn, or (``strict``, for commands that write) fail."""
-    from ..database.runner import Chain  # lazy: --help stays fast
+    from ..database.jobs.runner import Chain  # lazy: --help stays fast
 
     chains = {env: Chain(app.project(), env) for env in envs}
     for chain in chains.values():

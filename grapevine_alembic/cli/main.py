@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import (  # noqa: F401  (registering the commands on `cli`)
+from .commands import (  # noqa: F401  (registering the commands on `cli`)
     check_command,
     create_command,
     dev,

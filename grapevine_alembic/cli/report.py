@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from typing import Iterable
 
-from ..database.result import DatabaseResult
+from ..database.state.result import DatabaseResult
 from ..masking import known_secrets, mask
 
 

@@ -13,7 +13,7 @@ from .app import EXIT_FAILED, EXIT_OK, App
 
 def run_exit_code(results, signals) -> int:
     """130 after Ctrl-C (the summary was still printed), 1 if a database failed, else 0."""
-    from ..database.interrupts import EXIT_INTERRUPTED  # lazy: --help stays fast
+    from ..database.session.interrupts import EXIT_INTERRUPTED  # lazy: --help stays fast
 
     if signals.stopping:
         return EXIT_INTERRUPTED
@@ -29,7 +29,7 @@ def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server
     ``peek`` reads for them when a halt (not Ctrl-C) stopped the rollout.
     """
     # lazy: --help stays fast
-    from ..database import interrupts
+    from ..database.session import interrupts
     from ..fleet import rollout as fleet_rollout
     from ..fleet.targets import control_target, resolve
 

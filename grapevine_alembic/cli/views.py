@@ -12,9 +12,9 @@ from .report import (
     summary_json,
     version_counts,
 )
-from ..database.result import DatabaseResult
-from ..database.lost_head import fixing_command
-from ..database.runner import target_flag, with_target
+from ..database.state.result import DatabaseResult
+from ..database.state.lost_head import fixing_command
+from ..database.jobs.runner import target_flag, with_target
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 

@@ -26,8 +26,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from ..database.connection import ConnectionFailed
-from ..database.result import DatabaseResult
+from ..database.session.connection import ConnectionFailed
+from ..database.state.result import DatabaseResult
 
 TRIP_AFTER = 3
 

@@ -9,8 +9,8 @@ row gives (the column named as the query's server column), whatever its state.
 
 from __future__ import annotations
 
-from ..database.connection import describe_error, open_connection
-from ..database.target import Target
+from ..database.session.connection import describe_error, open_connection
+from ..database.state.target import Target
 from ..errors import DatabaseError, UnknownTenant
 from ..settings import Settings, validate_tenant_id
 from .targets import close_ids, listed_tenants, named_target, unlisted_rows

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Sequence
 
-from ..database.result import DatabaseResult
+from ..database.state.result import DatabaseResult
 from ..errors import UsageError
 from . import fanout, fleet
 

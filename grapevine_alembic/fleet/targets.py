@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ..database.connection import describe_error, open_connection
+from ..database.session.connection import describe_error, open_connection
 from ..errors import DatabaseError, UnknownTenant, UsageError
 from ..settings import Settings, validate_tenant_id
-from ..database.target import Target
+from ..database.state.target import Target
 
 PROVISIONED = "provisioned"
 

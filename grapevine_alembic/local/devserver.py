@@ -16,7 +16,7 @@ from typing import Callable
 
 from . import envcheck
 from .dev_tenants import provision, remove_rows
-from ..database.connection import describe_error, open_connection, remote_peer
+from ..database.session.connection import describe_error, open_connection, remote_peer
 from ..errors import ConfigError
 from ..settings import Project, Settings, tenant_database
 
@@ -103,8 +103,8 @@ def add_tenants(settings: Settings, tenant_ids: list[str], chain, options) -> li
     Returns (database, created) pairs: ``created`` is False for a database that already existed
     (it is left as it is).  A database that cannot be provisioned raises, naming it.
     """
-    from ..database.provisioning import provision as provision_database
-    from ..database.target import Target
+    from ..database.jobs.provisioning import provision as provision_database
+    from ..database.state.target import Target
     from ..errors import DatabaseError
 
     names = [tenant_database(t) for t in tenant_ids]  # validates every id first

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 
-from ..database.connection import SessionPolicy, open_connection, set_config_sql
-from ..database.ledger import check_placement
-from ..database.result import DatabaseResult
-from ..database.runner import RunOptions, with_retries
-from ..database.target import Target
+from ..database.session.connection import SessionPolicy, open_connection, set_config_sql
+from ..database.state.ledger import check_placement
+from ..database.state.result import DatabaseResult
+from ..database.jobs.runner import RunOptions, with_retries
+from ..database.state.target import Target
 from ..tool_tables import DEFAULT_TABLES, ToolTables
 from .catalog import LOCATE_SQL, snapshot_sql, stash_version_sql
 from .diff import compare

@@ -16,9 +16,9 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..database import runner
-from ..database.connection import describe_error, open_connection
-from ..database.target import Target
+from ..database.jobs import runner
+from ..database.session.connection import describe_error, open_connection
+from ..database.state.target import Target
 from ..errors import GrapevineError
 from ..files.cluster_wide import left_out_notices
 from ..settings import ConnectionSpec, Settings

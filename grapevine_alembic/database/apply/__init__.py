@@ -1,0 +1,1 @@
+"""Applying one parsed file to one connection: transactions, round trips, errors, durability."""

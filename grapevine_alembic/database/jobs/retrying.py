@@ -1,0 +1,141 @@
+"""Whether, and when, one database's failed attempt is run again.
+
+Two budgets.  A server that is restarting or failing over (connection refused, "the database
+system is starting up / shutting down / in recovery", an admin shutdown ``57P01``, a connection
+lost mid-file before its commit) is waited out: retried with backoff for as long as the retry
+window (``--retry-window``, default 60 s) since that database's first such failure, whatever
+the number of attempts (with a circuit breaker, the window is the server's: see ``breakers``).  Every other transient error (a lock timeout, a deadlock, a connect
+timeout, an answer lost on a silent network) has ``--retries`` attempts.  A connection refused
+for want of a slot (53300: too many clients, or too many connections for the role or the
+database, or only reserved slots left) is waited for within the retry window too, as other
+sessions end.
+
+A refusal counts as a restart only from a server that answered before in this run or that
+says it is starting or stopping: a server refusing from the start is dead or misplaced, and its
+circuit breaker (``breakers``) should learn it quickly.  Nothing is retried once a file partly
+committed (the error is then not transient) or once Ctrl-C/SIGTERM asked the run to stop.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from ..session import interrupts
+from ..session.connection import ConnectionFailed, is_transient_text
+from ..apply.failures import StatementFailed, is_transient_sqlstate
+
+DEFAULT_RETRY_WINDOW_S = 60.0
+RESTART_SQLSTATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
+# libpq's words (no SQLSTATE) for a server going away or not back yet
+_RESTART_TEXT = (
+    "connection refused",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+    "server closed the connection unexpectedly",
+    "terminating connection",
+    "connection reset",
+    "no connection to the server",
+    "ssl syscall error",
+)
+# ... of which these come from the server itself: it is there, starting or stopping
+_SERVER_SAYS = ("the database system is", "terminating connection")
+
+
+def is_transient(err: BaseException) -> bool:
+    if isinstance(err, (StatementFailed, ConnectionFailed)):
+        return err.transient
+    sqlstate = getattr(err, "pgcode", None)
+    if sqlstate:
+        return is_transient_sqlstate(sqlstate)
+    return _is_driver_error(err) and is_transient_text(str(err))
+
+
+def _is_driver_error(err: BaseException) -> bool:
+    return type(err).__module__.startswith(("psycopg2", "sqlalchemy"))
+
+
+def _text(err: BaseException) -> str:
+    if isinstance(err, StatementFailed):
+        return err.pg_message.lower()
+    if isinstance(err, ConnectionFailed):
+        return (err.reason or str(err)).lower()
+    return str(getattr(err, "orig", None) or err).lower()
+
+
+def is_restart(err: BaseException) -> bool:
+    """The server is going away or coming back (not: a lost answer, a timeout, a full server)."""
+    sqlstate = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+    if sqlstate:
+        return sqlstate in RESTART_SQLSTATES
+    text = _text(err)
+    return "the server stopped answering" not in text and any(marker in text for marker in _RESTART_TEXT)
+
+
+def server_says_restarting(err: BaseException) -> bool:
+    sqlstate = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+    return sqlstate in RESTART_SQLSTATES or any(marker in _text(err) for marker in _SERVER_SAYS)
+
+
+def backoff(attempt: int) -> float:
+    return min(0.25 * 2 ** (attempt - 1), 5.0) * (0.75 + random.random() / 2)
+
+
+class Retries:
+    """The retry budget of one database in one run."""
+
+    def __init__(self, target, options):
+        self.target = target
+        self.options = options
+        self.counted = 0  # attempts spent from --retries
+        self.restarting_since: float | None = None  # the first restart-like failure
+        self.slots_taken_since: float | None = None  # the first refusal for want of a connection slot
+        self.waits = 0
+
+    def delay(self, err: BaseException) -> float | None:
+        """Seconds to wait before the next attempt, or None: give up with ``err``."""
+        if interrupts.stopping() or not is_transient(err):
+            return None
+        if isinstance(err, ConnectionFailed) and err.missing_database:
+            return None
+        breakers = self.options.servers
+        if breakers and not breakers.may_retry(self.target, err):
+            return None
+        if breakers and "the server stopped answering" in _text(err):
+            breakers.went_silent(self.target)  # a connect timeout next is this silence again: not retried
+        now = time.monotonic()
+        if isinstance(err, ConnectionFailed) and err.slots_taken:
+            # a slot frees when another session ends: waited for like a restart, within the window
+            self.slots_taken_since = self.slots_taken_since or now
+            if now - self.slots_taken_since >= self.options.retry_window_s:
+                return None
+            self.waits += 1
+            return backoff(self.waits)
+        restart = is_restart(err) and (
+            server_says_restarting(err) or not isinstance(err, ConnectionFailed)  # lost mid-file: it answered
+            or breakers is None or breakers.has_answered(self.target)
+        )
+        if restart:
+            self.restarting_since = self.restarting_since or now
+            since = breakers.restart_began(self.target, now) if breakers else self.restarting_since
+            if now - since >= self.options.retry_window_s:
+                return None
+        else:
+            self.counted += 1
+            if self.counted > self.options.retries:
+                return None
+        self.waits += 1
+        return backoff(self.waits)
+
+
+def sleep(seconds: float) -> None:
+    """Wait before a retry, but not past a Ctrl-C/SIGTERM (the caller then gives up)."""
+    deadline = time.monotonic() + seconds
+    while not interrupts.stopping():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.2))
