@@ -37,15 +37,18 @@ def _untimed(text: str) -> str:
 
 def test_in_process_commands_leave_the_test_process_as_they_found_it(project):
     (project.root / ".env").write_text("GRAPEVINE_FROM_DOTENV=1\nthis line is garbage\n")
-    before = (dict(os.environ), os.getcwd(), list(sys.path), signal.getsignal(signal.SIGINT), sys.stdin, sys.stdout,
-              sys.stderr, signal.getsignal(signal.SIGTERM), list(logging.getLogger().handlers), logging.getLogger().level)
+    before = _process_state()
     migrated = project.cli("migrate", "--control")
     upgraded = project.alembic("-n", "control", "upgrade", "head")  # env.py runs logging.config.fileConfig
     assert migrated.returncode == 0 and upgraded.returncode == 0, migrated.stderr + upgraded.stderr
     assert "warning: .env:" in migrated.stderr  # the .env was read (and its garbage line reported) ...
-    after = (dict(os.environ), os.getcwd(), list(sys.path), signal.getsignal(signal.SIGINT), sys.stdin, sys.stdout,
-             sys.stderr, signal.getsignal(signal.SIGTERM), list(logging.getLogger().handlers), logging.getLogger().level)
-    assert after == before  # ... yet no variable, folder, path, stream, handler or log level stayed behind
+    assert _process_state() == before  # ... yet no variable, folder, path, stream, handler or log level stayed behind
+
+
+def _process_state() -> tuple:
+    root = logging.getLogger()
+    return (dict(os.environ), os.getcwd(), list(sys.path), sys.stdin, sys.stdout, sys.stderr,
+            signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), list(root.handlers), root.level)
 
 
 def test_in_process_stdin_is_never_a_terminal(project):
