@@ -1,7 +1,8 @@
 """A scratch project for ``check`` alone: alembic.ini, both env folders, no database at all.
 
-``check`` never connects (without ``--against-db``), so these tests run the CLI as a
-subprocess with no ``CONTROL_DATABASE_URL`` and look at its output and exit code.
+``check`` never connects (without ``--against-db``), so these tests run the CLI (in this process,
+isolated like a child: tests/inprocess.py) with no ``CONTROL_DATABASE_URL`` and look at its output
+and exit code.
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ class CheckProject:
         return path
 
     def cli(self, *args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        import inprocess  # lazy: collecting the suite does not import the product
+
         merged = {k: v for k, v in {**self.env, **(env or {})}.items() if v is not None}
-        return subprocess.run([str(BIN / "grapevine-migrations"), *args], cwd=cwd or self.root, env=merged,
-                              capture_output=True, text=True, timeout=120)
+        if os.environ.get("GRAPEVINE_TESTS_SUBPROCESS"):  # the old way, to compare or bisect
+            return subprocess.run([str(BIN / "grapevine-migrations"), *args], cwd=cwd or self.root, env=merged,
+                                  capture_output=True, text=True, timeout=120)
+        return inprocess.run("grapevine-migrations", list(args), env=merged, cwd=cwd or self.root)
 
     def check_json(self, *args: str, env: dict | None = None) -> dict:
         result = self.cli("check", "--json", *args, env=env)

@@ -95,6 +95,25 @@ def tally():
     return add
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist each worker counts its own tests: hand the counts to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        from installed_package import TIMINGS
+
+        output["guarantees"], output["timings"] = dict(GUARANTEES), dict(TIMINGS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The controller adds up what each worker counted (pytest-xdist's hook)."""
+    from installed_package import TIMINGS
+
+    output = getattr(node, "workeroutput", {})
+    GUARANTEES.update(output.get("guarantees", {}))
+    TIMINGS.update(output.get("timings", {}))
+
+
 def pytest_terminal_summary(terminalreporter):
     from installed_package import TIMINGS
 

@@ -64,10 +64,12 @@ def test_alembic_uses_the_embedded_server_when_the_cli_does_and_dev_url_psql(bar
     tenant_url = project.cli("dev", "url", "--tenant", "acme", env=env)
     assert tenant_url.stdout.strip().endswith("/db_acme")
 
-    psql = project.cli("dev", "psql", "--tenant", "acme", "-At", "-c", "select current_database()", env=env)
+    # psql inherits the process's own stdout and stderr: a real process to capture them
+    psql = project.cli("dev", "psql", "--tenant", "acme", "-At", "-c", "select current_database()", env=env,
+                       subprocess=True)
     assert psql.returncode == 0, psql.stderr
     assert psql.stdout.strip() == "db_acme"
-    failing = project.cli("dev", "psql", "-c", "select nope", env=env)
+    failing = project.cli("dev", "psql", "-c", "select nope", env=env, subprocess=True)
     assert failing.returncode != 0 and "nope" in failing.stderr
 
 

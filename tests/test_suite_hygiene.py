@@ -73,8 +73,31 @@ def test_the_suite_ignores_the_projects_own_migrations(tmp_path, local_only):
               "tests/test_cli_commands.py::test_status_exit_codes_pending_then_up_to_date",
               "tests/test_alembic_bridge.py::test_migrate_path_is_the_one_alembic_computes"]
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'bt'}", *subset],
+        [sys.executable, "-m", "pytest", "-q", "-n0", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'bt'}", *subset],
         cwd=copy, env=_child_env(), capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:]
     assert " passed" in run.stdout and "deselected" not in run.stdout
+
+
+def test_the_suite_runs_on_workers_adds_up_their_counts_and_prints_its_ten_slowest_tests(tmp_path):
+    """The README's command as configured in pyproject.toml: xdist workers, each worker's guarantee counts
+    added up at the end, and the ten slowest tests printed on every run."""
+    (tmp_path / "tests").mkdir()
+    for name in ("conftest.py", "pg.py", "project.py", "server_guard.py", "installed_package.py"):
+        shutil.copy(TESTS / name, tmp_path / "tests" / name)
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    for part in "abc":  # three files: whole files go to the workers
+        (tmp_path / "tests" / f"test_counted_{part}.py").write_text(
+            "import pytest\n\n"
+            "@pytest.mark.parametrize('n', range(4))\n"
+            "def test_counted(tally, n):\n"
+            "    tally('kills')\n"
+        )
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'bt'}"],
+                         cwd=tmp_path, env={**_child_env(), "CI": "true"}, stdin=subprocess.DEVNULL,  # as .ci/run
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "12 passed" in run.stdout and "slowest 10 durations" in run.stdout, run.stdout[-3000:]
+    assert " workers [12 items]" in run.stdout, run.stdout[-3000:]  # spread over pytest-xdist workers
+    assert "kills: 12" in run.stdout, run.stdout[-3000:]  # every worker's count, not the controller's zero

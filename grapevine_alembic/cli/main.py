@@ -30,6 +30,9 @@ def main(argv=None) -> None:
     With ``--json`` a failure still prints one document on stdout (``ok: false`` and the error),
     so a CI step that reads it never gets an empty file.
     """
+    report = sys.modules.get(f"{__package__}.report")
+    if report is not None:  # not loaded yet: no earlier command's state to forget (and --help stays fast)
+        report.Output.new_command()
     args = _global_options_first(list(argv if argv is not None else sys.argv[1:]))
     debug = "--debug" in args
     message = None

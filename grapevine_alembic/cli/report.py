@@ -68,6 +68,13 @@ class Output:
             self.add_secret(secret)
         self.interactive = sys.stdout.isatty() and not os.environ.get("CI")
 
+    @staticmethod
+    def new_command() -> None:
+        """Forget the previous command's secrets and documents: main() may run twice in one process."""
+        Output.secrets = set()
+        Output.password_variables = ()
+        Output.documents_printed = 0
+
     def add_secret(self, secret: str | None) -> None:
         if secret and len(secret) >= 3:
             Output.secrets.add(secret)
