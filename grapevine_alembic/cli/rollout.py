@@ -42,14 +42,24 @@ def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server
             out.info("no tenants: the control database's tenants table lists none provisioned")
         return found
 
+    shown = {"wave": "", "bar": None}  # the first wave starts before the bar exists
+
     def on_wave(wave, plan):
         out.info(f"wave {wave.number} of {len(plan.waves)}: {wave.size} tenant(s)")
+        shown["wave"] = f"wave {wave.number} of {len(plan.waves)}"
+        if shown["bar"] is not None:
+            shown["bar"].wave = shown["wave"]
+
+    def progress(total):
+        shown["bar"] = bar = out.progress(total, label)
+        bar.wave = shown["wave"]
+        return bar
 
     outcome = fleet_rollout.roll_out(
         control_target(settings) if selection.control else None, tenants if selection.wants_tenants else None, job,
         options=options, max_parallel=max_parallel, max_per_server=max_per_server, waves=waves, canary=canary,
         budget=max_failures, wave_pause=wave_pause, should_stop=interrupts.stopping, peek=peek,
-        progress=lambda total: out.progress(total, label), on_wave=on_wave if waves else None,
+        progress=progress, on_wave=on_wave if waves else None,
         on_pause=lambda seconds, wave: out.info(f"pausing {seconds:g}s before wave {wave.number} (Ctrl-C stops here)"),
     )
     _say_why_stopped(out, outcome)
