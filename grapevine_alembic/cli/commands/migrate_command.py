@@ -52,11 +52,13 @@ from ...errors import MissingTarget, UsageError
               help="Write the run's metrics in Prometheus's text format to PATH, every 10 s and at the end.")
 @click.option("--pushgateway", default=None, metavar="URL",
               help="Push the same metrics to a Prometheus Pushgateway (job grapevine_migrate).")
+@click.option("--events", "events_file", default=None, metavar="FILE",
+              help="Append one JSON line per database start and finish to FILE as they happen (tail -f it).")
 @json_option
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
             lock_timeout, max_parallel, max_per_server, out_of_order, canary, waves, wave_pause, max_failures,
-            metrics_file, pushgateway, json_mode):
+            metrics_file, pushgateway, events_file, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -92,6 +94,10 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
 
         metrics.check_destinations(metrics_file, pushgateway)
         watchers.append(metrics.RunMetrics(metrics_file, pushgateway, out.info))
+    if events_file:
+        from ..events import EventLog  # lazy: --help stays fast
+
+        watchers.append(EventLog(events_file, out.redact))
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
     from ...database.state.late_files import APPLY  # lazy: --help stays fast
