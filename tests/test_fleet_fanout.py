@@ -78,3 +78,21 @@ def test_should_stop_stops_starting_and_the_rest_is_skipped():
                       should_stop=lambda: len(done) >= 3)
     assert done == ["a0", "a1", "a2"]
     assert results == ["a0", "a1", "a2"] + [f"skipped a{i}" for i in range(3, 10)]
+
+
+def test_on_start_runs_on_the_worker_just_before_its_job_and_never_for_an_unstarted_item():
+    heard = []
+
+    def on_start(index, item):
+        heard.append(("start", index, item, threading.current_thread().name))
+
+    def job(item):
+        heard.append(("job", item, threading.current_thread().name))
+        return item
+
+    results = run_all(["x", "y", "z"], job, max_parallel=1, on_start=on_start, waves=[[0], [1]],
+                      skipped=lambda item: f"skipped {item}")
+    assert results == ["x", "y", "skipped z"]
+    assert [entry[:3] for entry in heard] == [("start", 0, "x"), ("job", "x", heard[0][3]), ("start", 1, "y"),
+                                               ("job", "y", heard[2][3])]
+    assert all(entry[-1].startswith("db") for entry in heard)  # the pool's thread, not the caller's

@@ -17,6 +17,7 @@ from typing import Iterable
 
 from ..database.state.result import DatabaseResult
 from ..masking import known_secrets, mask
+from .progress import Progress
 
 
 # Parallel tenants print notices from their own threads: one lock and one write per line, so
@@ -115,9 +116,9 @@ class Output:
         for row in [headers, *rows]:
             self.line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
-    def progress(self, total: int, label: str):
-        """A progress bar on a terminal, nothing otherwise; returns a callable to advance it."""
-        return Progress(self, total, label)
+    def progress(self, total: int, label: str) -> Progress:
+        """A live bar at a terminal, a plain line every few seconds otherwise; a callable to advance it."""
+        return Progress(self.info, total, label, interactive=self.interactive)
 
 
 def _cell_style(cell: str) -> str:
@@ -127,34 +128,6 @@ def _cell_style(cell: str) -> str:
     if "pending" in cell or "out of order" in cell or cell == "skipped":
         return "yellow"
     return ""
-
-
-class Progress:
-    def __init__(self, output: Output, total: int, label: str):
-        self.bar = None
-        if output.interactive and total > 1:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TimeElapsedColumn
-
-            self.bar = RichProgress(
-                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                transient=True,
-            )
-            self.task = self.bar.add_task(label, total=total)
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
-
-    def advance(self, _result=None) -> None:
-        if self.bar:
-            self.bar.advance(self.task)
-
-    __call__ = advance  # the bar is the callable a fan-out advances per result
 
 
 # ---- result documents ------------------------------------------------------------------------

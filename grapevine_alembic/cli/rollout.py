@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from contextlib import ExitStack
 from dataclasses import replace
 
 from .app import EXIT_FAILED, EXIT_OK, App
@@ -21,12 +22,14 @@ def run_exit_code(results, signals) -> int:
 
 
 def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server: int | None, *, label: str,
-            canary: int = 0, max_failures=None, peek=None, waves=(), wave_pause: float = 0.0):
+            canary: int = 0, max_failures=None, peek=None, waves=(), wave_pause: float = 0.0, watchers=()):
     """Control alone first, then the tenants it lists, in waves (see ``fleet.rollout``); the results.
 
     Every job runs on a worker thread, so the main thread stays free to handle Ctrl-C
     (see ``interrupts``); databases never started come back as ``skipped``, with the version
-    ``peek`` reads for them when a halt (not Ctrl-C) stopped the rollout.
+    ``peek`` reads for them when a halt (not Ctrl-C) stopped the rollout.  Each of ``watchers`` (a
+    context manager: ``cli.metrics``, ``cli.events``) hears every ``start(target, wave)`` and
+    ``finish(result, wave)``, and ``done(results)`` once the rollout is over.
     """
     # lazy: --help stays fast
     from ..database.session import interrupts
@@ -42,16 +45,41 @@ def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server
             out.info("no tenants: the control database's tenants table lists none provisioned")
         return found
 
+    shown = {"wave": "", "bar": None}  # the first wave starts before the bar exists
+
     def on_wave(wave, plan):
         out.info(f"wave {wave.number} of {len(plan.waves)}: {wave.size} tenant(s)")
+        shown["wave"] = f"wave {wave.number} of {len(plan.waves)}"
+        if shown["bar"] is not None:
+            shown["bar"].wave = shown["wave"]
 
-    outcome = fleet_rollout.roll_out(
-        control_target(settings) if selection.control else None, tenants if selection.wants_tenants else None, job,
-        options=options, max_parallel=max_parallel, max_per_server=max_per_server, waves=waves, canary=canary,
-        budget=max_failures, wave_pause=wave_pause, should_stop=interrupts.stopping, peek=peek,
-        progress=lambda total: out.progress(total, label), on_wave=on_wave if waves else None,
-        on_pause=lambda seconds, wave: out.info(f"pausing {seconds:g}s before wave {wave.number} (Ctrl-C stops here)"),
-    )
+    def progress(total):
+        shown["bar"] = bar = out.progress(total, label)
+        bar.wave = shown["wave"]
+        return bar
+
+    def on_start(target, wave):
+        for watcher in watchers:
+            watcher.start(target, wave)
+
+    def on_finish(result, wave):
+        for watcher in watchers:
+            watcher.finish(result, wave)
+
+    with ExitStack() as stack:
+        for watcher in watchers:
+            stack.enter_context(watcher)
+        outcome = fleet_rollout.roll_out(
+            control_target(settings) if selection.control else None, tenants if selection.wants_tenants else None,
+            job, options=options, max_parallel=max_parallel, max_per_server=max_per_server, waves=waves,
+            canary=canary, budget=max_failures, wave_pause=wave_pause, should_stop=interrupts.stopping, peek=peek,
+            progress=progress, on_wave=on_wave if waves else None, on_start=on_start if watchers else None,
+            on_finish=on_finish if watchers else None,
+            on_pause=lambda seconds, wave: out.info(f"pausing {seconds:g}s before wave {wave.number}"
+                                                    " (Ctrl-C stops here)"),
+        )
+        for watcher in watchers:
+            watcher.done(outcome.results)
     _say_why_stopped(out, outcome)
     return outcome.results
 

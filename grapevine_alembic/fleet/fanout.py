@@ -59,6 +59,7 @@ def run_all(
     failed: Callable[[R], bool] = lambda result: False,
     skipped: Callable[[T], R] | None = None,
     on_result: Callable[[R], None] | None = None,
+    on_start: Callable[[int, T], None] | None = None,
     waves: Sequence[Sequence[int]] | None = None,
     halt: Callable[[int, int], bool] | None = None,
     next_wave: Callable[[int, int], bool] | None = None,
@@ -70,7 +71,7 @@ def run_all(
 
     ``halt(failures, started)`` is asked after each result; once it says True nothing more starts.
     ``next_wave(finished_wave, failures)`` runs between two waves (it may wait) and says whether
-    the next one starts.
+    the next one starts.  ``on_start(index, item)`` runs on the worker thread just before the job.
     """
     results: dict[int, R] = {}
     failures = started = 0
@@ -87,6 +88,10 @@ def run_all(
     def stopping() -> bool:
         return halted or (should_stop is not None and should_stop())
 
+    def started_job(index: int, item: T) -> R:
+        on_start(index, item)
+        return job(item)
+
     order = list(enumerate(items))
     staged = [[order[i] for i in wave] for wave in waves] if waves is not None else [order]
     with ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix="db") as pool:
@@ -102,7 +107,8 @@ def run_all(
                         break
                     key, index, item = picked
                     started += 1
-                    running[pool.submit(job, item)] = (key, index)
+                    future = pool.submit(started_job, index, item) if on_start else pool.submit(job, item)
+                    running[future] = (key, index)
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -194,19 +194,33 @@ class Rollout:
 def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, options, max_parallel: int,
              max_per_server: int | None = None, waves: Sequence[WaveSize] = (), canary: int = 0,
              budget: Budget | None = None, wave_pause: float = 0.0, should_stop: Callable[[], bool] = lambda: False,
-             peek: Callable | None = None, progress=None, on_wave=None, on_pause=None) -> Rollout:
+             peek: Callable | None = None, progress=None, on_wave=None, on_pause=None, on_start=None,
+             on_finish=None) -> Rollout:
     """Run ``job`` on ``control`` (a Target, or None) alone, then on ``tenants()`` wave by wave.
 
     ``progress(total)`` is a context manager giving a callable advanced per result; ``on_wave(wave, plan)``
     hears of each wave as it starts and ``on_pause(seconds, wave)`` of each pause before one.
     ``peek`` reads the state of the tenants a halt left unstarted, so a summary shows their real version.
+    ``on_start(target, wave)`` hears of each database as its job starts (on the worker thread) and
+    ``on_finish(result, wave)`` as it ends (wave None for control); neither for a tenant never started.
     """
     def skipped(target):
         return DatabaseResult(target, ok=True, skipped=True)
 
+    def finished(wave_of):
+        # the fan-out reports only the jobs it started: tenants a halt left unstarted get no finish
+        def hear(result):
+            if on_finish is not None:
+                on_finish(result, wave_of(result))
+        return hear
+
+    def starting(wave_of):
+        return (lambda index, target: on_start(target, wave_of(index))) if on_start is not None else None
+
     rollout = Rollout()
     if control is not None:
-        rollout.results += fanout.run_all([control], job, max_parallel=1, skipped=skipped, should_stop=should_stop)
+        rollout.results += fanout.run_all([control], job, max_parallel=1, skipped=skipped, should_stop=should_stop,
+                                          on_start=starting(lambda _: None), on_result=finished(lambda _: None))
         rollout.waves.append(None)
         if not rollout.results[0].ok and tenants is not None:
             rollout.halt = Halt(CONTROL_FAILED, None, 1, 0, 0)
@@ -239,10 +253,18 @@ def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, opti
 
     if on_wave is not None and the_plan.waves:
         on_wave(the_plan.waves[0], the_plan)
+    wave_by_target = {id(target): the_plan.wave_of(index) for index, target in enumerate(targets)}
+    hear = finished(lambda result: wave_by_target.get(id(result.target)))
     with (progress(len(targets)) if progress is not None else nullcontext(None)) as advance:
+        def on_result(result):
+            hear(result)
+            if advance is not None:
+                advance(result)
+
         tenant_results = fleet.run_targets(
             targets, job, options=options, max_parallel=max_parallel, max_per_server=max_per_server,
-            failed=lambda r: not r.ok, skipped=skipped, on_result=advance, should_stop=should_stop,
+            failed=lambda r: not r.ok, skipped=skipped, on_result=on_result, should_stop=should_stop,
+            on_start=starting(the_plan.wave_of),
             waves=[wave.indices for wave in the_plan.waves], halt=halt if budget is not None else None,
             next_wave=next_wave,
         )

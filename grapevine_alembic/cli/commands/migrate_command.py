@@ -48,11 +48,17 @@ from ...errors import MissingTarget, UsageError
 @click.option("--max-failures", default=None, metavar="K|P%",
               help="Halt (start no more tenants) at the K-th failure, or once failures exceed P% of the tenants"
                    " started so far.")
+@click.option("--metrics-file", default=None, metavar="PATH",
+              help="Write the run's metrics in Prometheus's text format to PATH, every 10 s and at the end.")
+@click.option("--pushgateway", default=None, metavar="URL",
+              help="Push the same metrics to a Prometheus Pushgateway (job grapevine_migrate).")
+@click.option("--events", "events_file", default=None, metavar="FILE",
+              help="Append one JSON line per database start and finish to FILE as they happen (tail -f it).")
 @json_option
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
             lock_timeout, max_parallel, max_per_server, out_of_order, canary, waves, wave_pause, max_failures,
-            json_mode):
+            metrics_file, pushgateway, events_file, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -82,6 +88,16 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     if wave_pause and not (waves or canary):
         raise UsageError("--wave-pause waits between waves: use it with --waves or --canary")
     sizes, budget = (parse_waves(waves) if waves is not None else ()), parse_budget(max_failures)
+    watchers = []
+    if metrics_file or pushgateway:
+        from .. import metrics  # lazy: --help stays fast
+
+        metrics.check_destinations(metrics_file, pushgateway)
+        watchers.append(metrics.RunMetrics(metrics_file, pushgateway, out.info))
+    if events_file:
+        from ..events import EventLog  # lazy: --help stays fast
+
+        watchers.append(EventLog(events_file, out.redact))
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
     from ...database.state.late_files import APPLY  # lazy: --help stays fast
@@ -93,7 +109,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
         results = fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
                           max_parallel, max_per_server, label="migrate", canary=canary or 0,
                           max_failures=budget, waves=sizes, wave_pause=wave_pause,
-                          peek=lambda t: runner.status(t, chains[t.kind], options))
+                          peek=lambda t: runner.status(t, chains[t.kind], options), watchers=watchers)
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
