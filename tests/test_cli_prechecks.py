@@ -68,6 +68,26 @@ def test_a_false_precheck_fails_the_database_and_nothing_of_the_file_runs(projec
     assert project.version("db_p2") == VERSION and project.ledger("db_p2")[0][0] == VERSION
 
 
+def test_prechecks_guard_a_no_transaction_file_on_both_roads(project):
+    project.migrate_control()
+    project.clear("tenant")
+    project.write("tenant", f"{VERSION}_concurrently.sql", "-- grapevine: no-transaction\n" + GUARDED.replace(
+        "CREATE TABLE stamp (id int);\n", "CREATE TABLE stamp (id int);\nCREATE INDEX CONCURRENTLY stamp_id ON stamp (id);\n"))
+    for tenant_id in ("n1", "n2", "n3", "n4"):
+        project.query(project.add_tenant(tenant_id), READ_ONLY_OR_RAISE)
+    for tenant_id in ("n2", "n4"):
+        project.query(f"db_{tenant_id}", "CREATE TABLE fail_here ()")
+    runs = {tenant_id: project.cli("migrate", "--tenant", tenant_id) for tenant_id in ("n1", "n2")}
+    runs |= {t: project.alembic("-n", "tenant", "-x", f"tenant={t}", "upgrade", "head") for t in ("n3", "n4")}
+    for tenant_id in ("n1", "n3"):
+        assert runs[tenant_id].returncode == 0, runs[tenant_id].stdout + runs[tenant_id].stderr
+        assert project.query(f"db_{tenant_id}", "SELECT count(*) FROM pg_indexes WHERE indexname = 'stamp_id'") == [(1,)]
+    for tenant_id in ("n2", "n4"):
+        out = runs[tenant_id].stdout + runs[tenant_id].stderr
+        assert runs[tenant_id].returncode != 0 and 'precheck "no_marker" failed (false)' in out, out
+        _untouched(project, f"db_{tenant_id}")
+
+
 def test_a_precheck_failure_counts_toward_the_failure_budget(project):
     ids = [f"b{i}" for i in range(1, 6)]
     _fleet(project, ids, failing=["b2"])
