@@ -16,7 +16,8 @@ the marker in one tenant of the second wave (its middle one). Then:
    version once.
 
 ``--precheck``: the last file fails through a ``-- grapevine: precheck`` SELECT instead of its body.
-``--verify``: every CLI rollout also runs with ``--verify`` (the full one's time then includes it).
+``--verify``: every CLI rollout also runs with ``--verify``, and the full one runs once more without it
+on a fourth fleet, for the ratio.
 """
 
 from __future__ import annotations
@@ -172,6 +173,12 @@ def main() -> None:
         if full.returncode:
             raise SystemExit(f"the clean rollout failed:\n{full.output[-3000:]}")
         result["cli_full_seconds"] = round(full.seconds, 3)
+        if args.verify:  # the same full rollout without --verify, in the same run, for its cost
+            plain = [flag for flag in flags if flag != "--verify"]
+            bare = timed([CLI, "migrate", "--all-tenants", *plain], bench.fleet("bare", marked=False), bench.project)
+            if bare.returncode:
+                raise SystemExit(f"the clean rollout without --verify failed:\n{bare.output[-3000:]}")
+            result["cli_full_unverified_seconds"] = round(bare.seconds, 3)
         result["in_process"] = in_process(bench, bench.fleet("timed", marked=True), args.max_parallel)
         bench.mark("halting", False)  # fix the data, then resume
         resumed = timed([CLI, *shlex.split(resume.group(1))], env, bench.project)
@@ -193,6 +200,10 @@ def print_table(result: dict) -> None:
     print(f"CLI: halted in wave {cli['wave']} after {cli['seconds']:.2f} s ({cli['not_started']} not started);"
           f" the full rollout takes {result['cli_full_seconds']:.2f} s"
           f" (ratio {cli['seconds'] / result['cli_full_seconds']:.2f})")
+    if "cli_full_unverified_seconds" in result:
+        bare = result["cli_full_unverified_seconds"]
+        print(f"without --verify the full rollout takes {bare:.2f} s (--verify / without:"
+              f" {result['cli_full_seconds'] / bare:.2f})")
     print(f"in-process: failure at {inner['seconds_to_failure']:.2f} s, halt {inner['seconds_failure_to_halt']:.3f} s"
           f" later; started after the failure {inner['started_after_the_failure']}, while the failing tenant ran"
           f" {inner['started_while_the_failing_tenant_ran']}; {inner['tenants_started']} started in all")
