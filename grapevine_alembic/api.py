@@ -152,13 +152,14 @@ class FleetResult:
 def migrate_fleet(
     project_dir: str | Path, *, control_url: str | None = None, control: bool = True, tenants: list[str] | None = None,
     waves: str | None = None, canary: int = 0, max_failures: int | str | None = None, wave_pause: float = 0,
-    max_parallel: int = 5, timeout: float = 300, retries: int = 3,
+    max_parallel: int = 5, timeout: float = 300, retries: int = 3, verify: bool = False,
 ) -> FleetResult:
     """``grapevine-migrations migrate [--control] --all-tenants`` (or ``--tenant`` for each of ``tenants``),
     with the same rollout: control first, then ``waves`` ("5,10%,rest"), ``canary`` and the
     ``max_failures`` budget (3 or "5%") halting it.  ``project_dir`` holds alembic.ini (or the
     ``migrations/`` folders); ``control_url`` defaults to CONTROL_DATABASE_URL, and the tenant server
-    to the PG_TENANT_DATABASE_* variables, as for the CLI.
+    to the PG_TENANT_DATABASE_* variables, as for the CLI.  ``verify``: each database, once migrated, is
+    compared with the schema its version should have (``--verify``); one that differs fails.
     """
     import os  # lazy: importing the API stays cheap
     from dataclasses import replace
@@ -195,11 +196,26 @@ def migrate_fleet(
     options = runner.RunOptions(lock_key=project.lock_key, timeout_s=float(timeout), retries=retries,
                                 on_notice=on_notice, servers=Breakers())
     selection = Selection(all_tenants=tenants is None, tenant_ids=tuple(tenants or ()))
+    references = None
+    if verify:
+        from .schema.scratch import References, server_for
+
+        references = References(chains, {kind: server_for(settings, kind) for kind in chains},
+                                lock_key=project.lock_key, on_notice=lambda line: logger.info("%s", line))
+
+    def job(target):
+        result = runner.migrate(target, chains[target.kind], options)
+        if references is None:
+            return result
+        from .schema.drift import verify as compared  # then the comparison with its version's schema
+
+        return compared(result, references, options)
+
     try:
         done = rollout.roll_out(
             control_target(settings) if control else None,
             lambda: resolve(selection, settings, project.tenants_query),
-            lambda t: runner.migrate(t, chains[t.kind], options),
+            job,
             options=options, max_parallel=max_parallel, waves=sizes, canary=canary, budget=budget,
             wave_pause=float(wave_pause), peek=lambda t: runner.status(t, chains[t.kind], options),
         )

@@ -97,11 +97,17 @@ class ServerFreeFile(MigrationFile):
         return self._split()[1]
 
     def _split(self):
-        return self._cached("_server_free", lambda: without_cluster_wide((self.source or super(ServerFreeFile, self)).parse()))
+        return self._cached("_server_free", lambda: without_cluster_wide(_without_prechecks(
+            (self.source or super(ServerFreeFile, self)).parse())))
 
     @classmethod
     def of(cls, migration: MigrationFile) -> ServerFreeFile:
         return cls(migration.version, migration.description, migration.path, migration)
+
+def _without_prechecks(parsed: ParsedSql) -> ParsedSql:
+    """A build that only reads a schema starts from an empty database: there is no data to check."""
+    return replace(parsed, prechecks=()) if parsed.prechecks else parsed
+
 
 def left_out_notices(files, build: str) -> list[str]:
     """One line per statement left out of ``build`` (e.g. "the scratch build"), in file order.

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import MigrationFileError
 from .nontransactional import non_transactional_reason
+from .prechecks import Precheck, directive_lines, take_prechecks
 from .sqlbatch import ChunkBuilder, is_plain
 from .sqlstream import CopyData, Piece, Source, pieces
 from .txshape import Note, Unit, shape_units
@@ -53,6 +54,8 @@ class ParsedSql:
     wrapped: bool  # the file has transaction control of its own
     no_transaction_directive: bool
     notes: tuple[Note, ...] = ()  # shapes worth a warning in `check` (see txshape)
+    # `-- grapevine: precheck` SELECTs, taken out of the statements: they run first, read-only
+    prechecks: tuple[Precheck, ...] = ()
 
 
 # --------------------------------------------------------------------------- parsing
@@ -73,6 +76,7 @@ def parse_source(source: Source, *, path: Any = None, batch: bool = True) -> Par
     autocommit_file = directive or not all(stmt.transactional for stmt in written)
     if autocommit_file and any(getattr(stmt, "count", 1) > 1 for stmt in written):
         written = _statements(source, path, single=True)  # each statement runs on its own: one per chunk
+    prechecks, written = take_prechecks(written, directive_lines(source), path)
     kept, units, notes = shape_units(
         written,
         autocommit_file=autocommit_file,
@@ -87,7 +91,7 @@ def parse_source(source: Source, *, path: Any = None, batch: bool = True) -> Par
             "is the untouched template from `create`: write the migration, or delete the file", path=path
         )
     wrapped = any(stmt.kind == "TransactionStmt" and _transaction_control(stmt, path) for stmt in written)
-    return ParsedSql(tuple(kept), units, not autocommit_file, wrapped, directive, notes)
+    return ParsedSql(tuple(kept), units, not autocommit_file, wrapped, directive, notes, prechecks)
 
 
 def _statements(source: Source, path: Any, *, single: bool) -> list:

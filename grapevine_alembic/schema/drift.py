@@ -65,3 +65,22 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
             found[target.database] = compare(expected.catalog, json.loads(live), privileges=privileges)
 
     return with_retries(target, options, attempt)
+
+
+def verify(result: DatabaseResult, references, options: RunOptions) -> DatabaseResult:
+    """``--verify``: a database the run migrated (or found at head) compared with its version's reference.
+
+    A difference fails it, naming each difference, so it counts toward a rollout's failure budget as any
+    failure does; so does a comparison that could not be made.  Failed and skipped databases are left as they are.
+    """
+    if not result.ok or result.skipped:
+        return result
+    found: dict = {}
+    checked = drift(result.target, references, options, found)
+    if not checked.ok:
+        return result.fail(f"verify: {checked.error}")
+    differences = found[result.target.database]
+    if differences:
+        listed = "; ".join(difference.text() for difference in differences)
+        result.fail(f"verify: the schema differs from what {checked.after or 'no version'} should have: {listed}")
+    return result

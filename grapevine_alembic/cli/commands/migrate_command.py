@@ -54,11 +54,14 @@ from ...errors import MissingTarget, UsageError
               help="Push the same metrics to a Prometheus Pushgateway (job grapevine_migrate).")
 @click.option("--events", "events_file", default=None, metavar="FILE",
               help="Append one JSON line per database start and finish to FILE as they happen (tail -f it).")
+@click.option("--verify", is_flag=True,
+              help="Compare each database, once migrated, with the schema its version should have (as drift does);"
+                   " one that differs fails, naming its differences, and counts toward --max-failures.")
 @json_option
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
             lock_timeout, max_parallel, max_per_server, out_of_order, canary, waves, wave_pause, max_failures,
-            metrics_file, pushgateway, events_file, json_mode):
+            metrics_file, pushgateway, events_file, verify, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -85,6 +88,8 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
         raise UsageError(f"{staging[0]} stages a rollout over tenants: use it with --all-tenants or --tenant")
     if canary and waves:
         raise UsageError("--canary N is a first wave of N: give it as --waves N,... instead of both")
+    if verify and dry_run:
+        raise UsageError("--verify compares the schema a run leaves: it cannot be combined with --dry-run")
     if wave_pause and not (waves or canary):
         raise UsageError("--wave-pause waits between waves: use it with --waves or --canary")
     sizes, budget = (parse_waves(waves) if waves is not None else ()), parse_budget(max_failures)
@@ -105,8 +110,9 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=late, retry_window_s=retry_window)
+    job = _verified(app, chains, options, out) if verify else (lambda t: runner.migrate(t, chains[t.kind], options))
     with interrupts.graceful(out.info) as signals:
-        results = fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
+        results = fan_out(app, selection, job, options,
                           max_parallel, max_per_server, label="migrate", canary=canary or 0,
                           max_failures=budget, waves=sizes, wave_pause=wave_pause,
                           peek=lambda t: runner.status(t, chains[t.kind], options), watchers=watchers)
@@ -117,3 +123,17 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     else:
         views.print_migrate_summary(out, results)
     exit_with(run_exit_code(results, signals))
+
+
+def _verified(app: App, chains, options, out):
+    """The migrate job followed, on the same worker, by the comparison with the version's schema (``--verify``):
+    a tenant that differs fails inside its wave, so the budget sees it at once and the next wave waits for it."""
+    # lazy: --help stays fast
+    from ...database.jobs import runner
+    from ...schema.drift import verify
+    from ...schema.scratch import References, server_for
+
+    settings = app.settings()
+    references = References(chains, {env: server_for(settings, env) for env in chains},
+                            lock_key=app.project().lock_key, on_notice=out.info)
+    return lambda t: verify(runner.migrate(t, chains[t.kind], options), references, options)

@@ -14,7 +14,8 @@ DBAPI cursor without parameters, so ``%``, ``:name`` and ``?`` are never read as
 parameters.
 
 Each transaction goes to the server in as few round trips as the file allows (see
-``steps``).  When a round trip fails, ``locate`` names the statement and line, from
+``steps``).  Before anything of a file runs, its prechecks do, read-only (``prechecks``).
+When a round trip fails, ``locate`` names the statement and line, from
 PostgreSQL's error position or by replaying the transaction.
 """
 
@@ -30,6 +31,7 @@ from .failures import StatementFailed, transaction_failure
 from .journal import Journal
 from .locate import abandon, locate, rollback
 from .offline import emit_offline
+from .prechecks import run_prechecks
 from .steps import Step, join, round_trips, statement_steps
 from ...files.migration import MigrationFile
 from ...files.parsing import Statement
@@ -261,6 +263,11 @@ def refuse_unencodable(raw, migrations) -> None:
 
 
 
+def _precheck_reset(journal: Journal) -> str | None:
+    """An earlier file ran on this session: its prechecks see the tool's session state, not what that file left."""
+    return journal.policy.reset_sql() if journal.policy is not None and journal.session_used else None
+
+
 def apply_direct(
     raw, migration: MigrationFile, record_sql: str, journal: Journal, setup_sql: str = "", *, run_body: bool = True,
     durable: bool | None = None,
@@ -271,9 +278,10 @@ def apply_direct(
     transaction, so a first migration that fails leaves nothing at all behind.
     """
     journal.current = migration
+    started = time.perf_counter()
     if run_body:
         refuse_unencodable(raw, [migration])
-    started = time.perf_counter()
+        run_prechecks(raw, migration, reset_sql=_precheck_reset(journal))
     FileRun(raw, migration, journal, run_body=run_body, durable=durable).run_direct(record_sql, setup_sql)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
     journal.applied.append(migration.version)
@@ -293,6 +301,7 @@ def apply_migration(context, migration: MigrationFile, journal: Journal | None =
     raw = context.connection.connection.dbapi_connection  # executes text verbatim, no parameter parsing
     if not marked:
         refuse_unencodable(raw, [migration])
+        run_prechecks(raw, migration, reset_sql=_precheck_reset(journal), savepoint=True)  # Alembic's transaction is open
     setup, journal.ledger_setup_sql = journal.ledger_setup_sql, ""
     FileRun(raw, migration, journal, run_body=not marked).run_in_open_transaction(context, record, setup)
     if record or marked:

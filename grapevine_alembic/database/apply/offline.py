@@ -15,6 +15,8 @@ def emit_offline(context, migration: MigrationFile, parsed: ParsedSql) -> None:
     """``--sql`` mode: the statements, with COMMIT/BEGIN around what runs outside Alembic's transaction."""
     out = context.impl.static_output
     out(f"-- {migration.path.name}")
+    for check in parsed.prechecks:  # as written: whoever runs the script sees the answers
+        out(f"-- grapevine: precheck\n{check.sql};")
     earlier, final = split_final(parsed.units)
     if earlier:
         with context.autocommit_block():

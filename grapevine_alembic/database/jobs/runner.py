@@ -35,6 +35,7 @@ from ..apply import durability
 from ...files.tool_table_writes import refuse_tool_table_writes
 from . import retrying
 from ..apply.executor import apply_direct, refuse_unencodable
+from ..apply.prechecks import dry_run_prechecks
 from ..apply.journal import Journal, NoticeSink
 from ..state.ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
 from ..state.plan import Plan, make_plan
@@ -263,6 +264,11 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                 return
             if options.dry_run:
                 _validate_pending(plan, options, chain)
+                # the prechecks too, read-only: the databases that would fail them fail here
+                failure, notes = dry_run_prechecks(session.raw, target.database, _to_apply(plan, options))
+                result.warnings += notes
+                if failure:
+                    result.fail(failure)
                 return
             if plan.up_to_date:
                 return
@@ -283,9 +289,13 @@ def _warn_late(plan: Plan, target: Target, options: RunOptions, result: Database
 
 def _validate_pending(plan: Plan, options: RunOptions, chain: Chain) -> None:
     """``--dry-run``: parse every file the real run would apply, so it fails exactly where migrate would."""
-    for migration in (*(plan.out_of_order if options.out_of_order else ()), *plan.pending):
+    for migration in _to_apply(plan, options):
         migration.parse()
         refuse_tool_table_writes(migration, chain.tables)
+
+
+def _to_apply(plan: Plan, options: RunOptions) -> tuple[MigrationFile, ...]:
+    return (*(plan.out_of_order if options.out_of_order else ()), *plan.pending)
 
 
 def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, result: DatabaseResult) -> None:
