@@ -19,6 +19,8 @@ from ..common import load_chains
 from ..rollout import fan_out, run_exit_code
 from ...errors import MissingTarget, UsageError
 
+LATEST = "latest"  # --resume without an id
+
 
 @cli.command()
 @target_options
@@ -48,11 +50,14 @@ from ...errors import MissingTarget, UsageError
 @click.option("--max-failures", default=None, metavar="K|P%",
               help="Halt (start no more tenants) at the K-th failure, or once failures exceed P% of the tenants"
                    " started so far.")
+@click.option("--resume", default=None, is_flag=False, flag_value=LATEST, metavar="[ID]",
+              help="Continue a recorded rollout (default: the latest not done) with its own targets, options and"
+                   " waves: tenants done are left alone, failed ones retried, the rest run. See `rollouts`.")
 @json_option
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
             lock_timeout, max_parallel, max_per_server, out_of_order, canary, waves, wave_pause, max_failures,
-            json_mode):
+            resume, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -62,14 +67,64 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
       grapevine-migrations migrate --all-tenants --max-parallel 10 --canary 5
       grapevine-migrations migrate --all-tenants --waves 5,10%,rest --max-failures 2
       grapevine-migrations migrate --all-tenants --shard 2/4 --json
+      grapevine-migrations migrate --resume
     """
     # lazy: --help stays fast
     from ...database.session import interrupts
     from ...database.jobs import runner
     from ...fleet.rollout import parse_budget, parse_waves
+    from ...fleet.targets import Selection
     from .. import views
 
     out = app.out(json_mode)
+    recorder = None
+    if resume is not None:
+        given = [flag for flag, value in (
+            ("--control", control), ("--all-tenants", all_tenants), ("--tenant", tenant_ids),
+            ("--tenants-file", tenants_file), ("--shard", shard), ("--canary", canary), ("--waves", waves),
+            ("--wave-pause", wave_pause), ("--max-failures", max_failures), ("--dry-run", dry_run)) if value]
+        if given:
+            raise UsageError(f"--resume continues a recorded rollout with its own targets and options: drop {given[0]}")
+        recorder = _resumed(app, resume)
+        recorded = recorder.resumed.options
+        selection = Selection(recorded["control"], False, recorder.resumed.tenants)
+        max_failures, wave_pause, max_parallel, max_per_server = (
+            recorded["max_failures"], recorded["wave_pause"], recorded["max_parallel"], recorded["max_per_server"])
+        retries, retry_window, timeout, lock_timeout, out_of_order = (
+            recorded["retries"], recorded["retry_window"], recorded["timeout"], recorded["lock_timeout"],
+            recorded["out_of_order"])
+    else:
+        selection = _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause,
+                               max_failures)
+    sizes, budget = (parse_waves(waves) if waves is not None else ()), parse_budget(max_failures)
+    envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
+    chains = load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
+    from ...database.state.late_files import APPLY  # lazy: --help stays fast
+
+    late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
+    options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
+                          out_of_order=late, retry_window_s=retry_window)
+    if recorder is None and selection.wants_tenants and not dry_run:
+        recorder = _recorder(app, chains, selection, dict(
+            waves=waves, canary=canary, max_failures=max_failures, wave_pause=wave_pause, max_parallel=max_parallel,
+            max_per_server=max_per_server, retries=retries, retry_window=retry_window, timeout=timeout,
+            lock_timeout=lock_timeout, out_of_order=out_of_order))
+    with interrupts.graceful(out.info) as signals:
+        results = fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
+                          max_parallel, max_per_server, label="migrate", canary=canary or 0,
+                          max_failures=budget, waves=sizes, wave_pause=wave_pause,
+                          peek=lambda t: runner.status(t, chains[t.kind], options), recorder=recorder,
+                          tenants=(lambda: []) if recorder and recorder.resumed and not selection.tenant_ids else None)
+    if json_mode:
+        out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
+    elif dry_run:
+        views.print_dry_run(out, results)
+    else:
+        views.print_migrate_summary(out, results)
+    exit_with(run_exit_code(results, signals))
+
+
+def _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause, max_failures):
     selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
     if selection.empty:
         raise MissingTarget("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
@@ -81,23 +136,29 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
         raise UsageError("--canary N is a first wave of N: give it as --waves N,... instead of both")
     if wave_pause and not (waves or canary):
         raise UsageError("--wave-pause waits between waves: use it with --waves or --canary")
-    sizes, budget = (parse_waves(waves) if waves is not None else ()), parse_budget(max_failures)
-    envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
-    chains = load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
-    from ...database.state.late_files import APPLY  # lazy: --help stays fast
+    return selection
 
-    late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
-    options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
-                          out_of_order=late, retry_window_s=retry_window)
-    with interrupts.graceful(out.info) as signals:
-        results = fan_out(app, selection, lambda t: runner.migrate(t, chains[t.kind], options), options,
-                          max_parallel, max_per_server, label="migrate", canary=canary or 0,
-                          max_failures=budget, waves=sizes, wave_pause=wave_pause,
-                          peek=lambda t: runner.status(t, chains[t.kind], options))
-    if json_mode:
-        out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
-    elif dry_run:
-        views.print_dry_run(out, results)
-    else:
-        views.print_migrate_summary(out, results)
-    exit_with(run_exit_code(results, signals))
+
+def _recorder(app: App, chains: dict, selection, options: dict):
+    """A new rollout's record: its targets, options and the heads it goes to."""
+    import shlex
+    import sys
+
+    from ...fleet.record import Recorder  # lazy: --help stays fast
+
+    options["control"] = selection.control
+    options["targets"] = ("all tenants" if selection.all_tenants else f"{len(selection.tenant_ids)} named tenant(s)") + (
+        f", shard {selection.shard[0]}/{selection.shard[1]}" if selection.shard else "")
+    heads = {kind: (chain.versions[-1] if chain.versions else None) for kind, chain in chains.items()}
+    out = app.out()
+    return Recorder.start(app.settings().control, app.project().tool_tables("control"), options=options, heads=heads,
+                          command=shlex.join(["grapevine-migrations", *sys.argv[1:]]), secrets=out.secrets)
+
+
+def _resumed(app: App, resume: str):
+    from ...fleet.record import Recorder  # lazy: --help stays fast
+
+    if resume != LATEST and not resume.isdigit():
+        raise UsageError(f"--resume takes a rollout id (see `grapevine-migrations rollouts`), not {resume!r}")
+    return Recorder.resume(app.settings().control, app.project().tool_tables("control"),
+                           None if resume == LATEST else int(resume))
