@@ -90,6 +90,12 @@ class ToolTables:
     def rollout_tenants(self) -> str:
         return _quoted(self.rollout_table + "_tenants")
 
+    @property
+    def own_names(self) -> tuple[str, ...]:
+        """Every relation the tool creates under these names (``drift`` and ``schema dump`` leave them out)."""
+        return (self.version_table, self.ledger_table, self.rollout_table, self.rollout_table + "_tenants",
+                self.rollout_table + "_id_seq")
+
     def regclass(self, which: str) -> str:
         """``to_regclass('...')`` of the version table or the ledger (``which``: "version" or "ledger")."""
         return f"to_regclass('{getattr(self, which)}')"

@@ -168,7 +168,7 @@ def _while_held(project) -> dict:
     return running
 
 
-def test_the_rollout_table_name_is_configurable(project):
+def test_the_rollout_table_name_is_configurable_and_not_drift(project):
     _fleet(project, 2)
     ini = project.root / "alembic.ini"
     ini.write_text(ini.read_text().replace("[control]\n", "[control]\nrollout_table = release_log\n", 1))
@@ -177,3 +177,5 @@ def test_the_rollout_table_name_is_configurable(project):
     assert {"release_log", "release_log_tenants"} <= project.tables(project.control_db)
     assert "grapevine_rollouts" not in project.tables(project.control_db)
     assert [r["tenants"]["done"] for r in _rollouts(project)] == [2]
+    drift = project.cli("drift", "--control")  # the record's tables are the tool's, not the schema's
+    assert drift.returncode == 0, drift.stdout + drift.stderr
