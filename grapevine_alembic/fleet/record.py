@@ -101,9 +101,9 @@ class Recorder:
         raw = _open(spec)
         try:
             with raw.cursor() as cursor:
-                cursor.execute(_ddl(tables))
-                cursor.execute(
-                    f"WITH r AS (INSERT INTO {tables.rollouts} (state, started_by, host, pid, command, heads, options)"
+                cursor.execute(  # one round trip: the tables on first use, the row, its lock
+                    f"{_ddl(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
+                    " (state, started_by, host, pid, command, heads, options)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id)"
                     f" SELECT id, pg_catalog.pg_advisory_lock({_LOCK_CLASS}, id::int4) IS NULL FROM r",
                     (RUNNING, _user(), socket.gethostname(), os.getpid(), mask(command, [s for s in secrets if s]),
@@ -151,24 +151,26 @@ class Recorder:
         self._wave = {t: plan.wave_of(i) for i, t in enumerate(ids) if plan.wave_of(i) is not None}
         r, t = self.tables.rollouts, self.tables.rollout_tenants
         with self._mutex, self.raw.cursor() as cursor:
-            cursor.execute(f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0)")
-            try:
-                cursor.execute(f"SELECT r.id, r.pid, r.host FROM {r} r WHERE r.state = '{RUNNING}' AND r.id <> %s"
+            try:  # under the lock every start takes, so of two rollouts one always sees the other's tenants
+                cursor.execute(f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
+                               f" SELECT r.id, r.pid, r.host FROM {r} r WHERE r.state = '{RUNNING}' AND r.id <> %s"
                                f" AND {_live('r')} AND EXISTS (SELECT 1 FROM {t} x WHERE x.rollout_id = r.id"
                                " AND x.tenant_id = ANY(%s)) ORDER BY r.id LIMIT 1", (self.id, ids))
                 other = cursor.fetchone()
                 if other is not None:
                     raise Conflict(f"rollout {other[0]} (pid {other[1]} on {other[2]}) is running over some of"
                                    " these tenants: wait for it, or resume it when it stops")
-                if self.resumed is None:
+                if self.resumed is None:  # the tenants, the waves and the commit in one round trip
                     chosen = list(self._wave)
+                    gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
                     cursor.execute(f"INSERT INTO {t} (rollout_id, tenant_id, position, wave)"
                                    " SELECT %s, u.tenant, u.position, u.wave"
-                                   " FROM unnest(%s::text[], %s::int[], %s::int[]) AS u(tenant, position, wave)",
-                                   (self.id, chosen, list(range(len(chosen))), [self._wave[c] for c in chosen]))
-                    gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
-                    cursor.execute(f"UPDATE {r} SET waves = %s WHERE id = %s", (json.dumps(gates), self.id))
-                cursor.execute("COMMIT")
+                                   " FROM unnest(%s::text[], %s::int[], %s::int[]) AS u(tenant, position, wave);"
+                                   f" UPDATE {r} SET waves = %s WHERE id = %s; COMMIT",
+                                   (self.id, chosen, list(range(len(chosen))), [self._wave[c] for c in chosen],
+                                    json.dumps(gates), self.id))
+                else:
+                    cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
@@ -178,9 +180,9 @@ class Recorder:
         if tenant not in self._wave or (result.skipped and result.ok):  # unplanned, or never started
             return
         with self._mutex:
+            error = mask(result.error, self._secrets) if result.error else None
             self._pending.append((tenant, OK if result.ok else FAILED, max(result.attempts, 1),
-                                  round(result.seconds * 1000), mask(result.error, self._secrets) if result.error else None,
-                                  result.after))
+                                  round(result.seconds * 1000), error, result.after))
             if len(self._pending) >= _FLUSH_ROWS or time.monotonic() - self._flushed >= _FLUSH_S:
                 self._flush()
 
