@@ -204,10 +204,15 @@ def migrate_fleet(
             control, tenants, max_parallel = recorded["control"], list(recorder.resumed.tenants), recorded["max_parallel"]
             timeout, retries, wave_pause = recorded["timeout"], recorded["retries"], recorded["wave_pause"]
             budget, sizes, canary = rollout.parse_budget(recorded["max_failures"]), (), 0
+            if not recorder.resumed.planned:  # control failed before its tenants were known: plan them afresh
+                tenants = None if recorded["selection"]["all_tenants"] else recorded["selection"]["tenant_ids"]
+                sizes = rollout.parse_waves(recorded["waves"]) if recorded["waves"] else ()
+                canary = recorded["canary"]
         else:
             recorder = record.Recorder.start(settings.control, tables, heads={
                 kind: (chain.versions[-1] if chain.versions else None) for kind, chain in chains.items()}, options=dict(
                 control=control, targets="all tenants" if tenants is None else f"{len(tenants)} named tenant(s)",
+                selection={"all_tenants": tenants is None, "tenant_ids": list(tenants or ()), "shard": None},
                 waves=waves, canary=canary, max_failures=None if max_failures is None else str(max_failures),
                 wave_pause=wave_pause, max_parallel=max_parallel, max_per_server=None, retries=retries,
                 retry_window=60.0, timeout=timeout, lock_timeout=5.0, out_of_order=None),

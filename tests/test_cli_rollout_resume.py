@@ -179,3 +179,22 @@ def test_the_rollout_table_name_is_configurable_and_not_drift(project):
     assert [r["tenants"]["done"] for r in _rollouts(project)] == [2]
     drift = project.cli("drift", "--control")  # the record's tables are the tool's, not the schema's
     assert drift.returncode == 0, drift.stdout + drift.stderr
+
+
+def test_a_rollout_halted_by_control_resumes_over_its_tenants_in_its_waves(project):
+    ids = _fleet(project, 3)
+    project.write("control", "20990101000000_picky.sql", STAMPED)  # fails while control has the marker
+    project.control("CREATE TABLE fail_here ()")
+    halted = project.cli("migrate", "--control", "--all-tenants", "--waves", "1,rest")
+    assert halted.returncode == 1 and "control failed: tenants were not started" in halted.stderr
+    [stopped] = _rollouts(project)
+    assert (stopped["state"], stopped["halt"], stopped["tenants"]) == (
+        "halted", "control failed", {"done": 0, "failed": 0, "pending": 0})
+    project.control("DROP TABLE fail_here")
+    resumed = project.cli("migrate", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.findall(r"wave (\d) of 2: (\d) tenant", resumed.stderr) == [("1", "1"), ("2", "2")]
+    done = _show(project, stopped["id"])
+    assert done["state"] == "done" and _outcomes(done) == {"w01": (1, "done", 1), "w02": (2, "done", 1),
+                                                           "w03": (2, "done", 1)}
+    _ledger_once(project, ids)

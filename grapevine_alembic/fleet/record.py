@@ -70,6 +70,7 @@ class Resumed:
     tenants: tuple[str, ...]
     waves: tuple[int, ...]  # per tenant: its recorded wave
     gates: dict  # wave number -> [gated, canary]
+    planned: bool = True  # False: it stopped before its tenants were known (control failed), so plan afresh
 
     def planner(self, targets: list) -> fleet_rollout.Plan:
         """The recorded waves over what is left of them (their numbers kept)."""
@@ -138,7 +139,8 @@ class Recorder:
                 left = cursor.fetchall()
                 cursor.execute(f"UPDATE {tables.rollouts} SET state = '{RUNNING}', ended_at = NULL, halt = NULL,"
                                " pid = %s, host = %s WHERE id = %s", (os.getpid(), socket.gethostname(), found))
-            resumed = Resumed(found, options, tuple(t for t, _ in left), tuple(w for _, w in left), waves or {})
+            resumed = Resumed(found, options, tuple(t for t, _ in left), tuple(w for _, w in left), waves or {},
+                              planned=waves is not None)
             return cls(raw, tables, found, resumed)
         except BaseException:
             raw.close()
@@ -160,7 +162,7 @@ class Recorder:
                 if other is not None:
                     raise Conflict(f"rollout {other[0]} (pid {other[1]} on {other[2]}) is running over some of"
                                    " these tenants: wait for it, or resume it when it stops")
-                if self.resumed is None:  # the tenants, the waves and the commit in one round trip
+                if self.resumed is None or not self.resumed.planned:  # tenants, waves and commit: one round trip
                     chosen = list(self._wave)
                     gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
                     cursor.execute(f"INSERT INTO {t} (rollout_id, tenant_id, position, wave)"
@@ -238,7 +240,8 @@ class Recorder:
 
 def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.Rollout:
     """``fleet/rollout.roll_out`` with its record kept (and a resumed rollout's waves)."""
-    planner = recorder.resumed.planner if recorder.resumed is not None else None
+    resumed = recorder.resumed
+    planner = resumed.planner if resumed is not None and resumed.planned else None
     try:
         outcome = fleet_rollout.roll_out(control, tenants, job, planner=planner, on_plan=recorder.planned,
                                          on_result=recorder.result, **kw)

@@ -87,7 +87,13 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
             raise UsageError(f"--resume continues a recorded rollout with its own targets and options: drop {given[0]}")
         recorder = _resumed(app, resume)
         recorded = recorder.resumed.options
-        selection = Selection(recorded["control"], False, recorder.resumed.tenants)
+        if recorder.resumed.planned:
+            selection = Selection(recorded["control"], False, recorder.resumed.tenants)
+        else:  # it stopped before its tenants were known: select and plan them as it would have
+            chosen = recorded["selection"]
+            selection = Selection(recorded["control"], chosen["all_tenants"], tuple(chosen["tenant_ids"]),
+                                  tuple(chosen["shard"]) if chosen["shard"] else None)
+            waves, canary = recorded["waves"], recorded["canary"]
         max_failures, wave_pause, max_parallel, max_per_server = (
             recorded["max_failures"], recorded["wave_pause"], recorded["max_parallel"], recorded["max_per_server"])
         retries, retry_window, timeout, lock_timeout, out_of_order = (
@@ -114,7 +120,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
                           max_parallel, max_per_server, label="migrate", canary=canary or 0,
                           max_failures=budget, waves=sizes, wave_pause=wave_pause,
                           peek=lambda t: runner.status(t, chains[t.kind], options), recorder=recorder,
-                          tenants=(lambda: []) if recorder and recorder.resumed and not selection.tenant_ids else None)
+                          tenants=(lambda: []) if _nothing_left(recorder) else None)
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
@@ -147,12 +153,20 @@ def _recorder(app: App, chains: dict, selection, options: dict):
     from ...fleet.record import Recorder  # lazy: --help stays fast
 
     options["control"] = selection.control
+    options["selection"] = {"all_tenants": selection.all_tenants, "tenant_ids": list(selection.tenant_ids),
+                            "shard": list(selection.shard) if selection.shard else None}
     options["targets"] = ("all tenants" if selection.all_tenants else f"{len(selection.tenant_ids)} named tenant(s)") + (
         f", shard {selection.shard[0]}/{selection.shard[1]}" if selection.shard else "")
     heads = {kind: (chain.versions[-1] if chain.versions else None) for kind, chain in chains.items()}
     out = app.out()
     return Recorder.start(app.settings().control, app.project().tool_tables("control"), options=options, heads=heads,
                           command=shlex.join(["grapevine-migrations", *sys.argv[1:]]), secrets=out.secrets)
+
+
+def _nothing_left(recorder) -> bool:
+    """A resumed rollout whose planned tenants are all done (control alone may run again)."""
+    resumed = recorder.resumed if recorder is not None else None
+    return resumed is not None and resumed.planned and not resumed.tenants
 
 
 def _resumed(app: App, resume: str):
