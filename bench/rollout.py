@@ -12,8 +12,11 @@ the marker in one tenant of the second wave (its middle one). Then:
 2. the same rollout in-process (``fleet.rollout.roll_out`` with a job that notes when each tenant
    starts and ends) on a third fleet: seconds from the failure to the halt (the call's return) and how
    many tenants started after the failing tenant's result came back (0 by design) or while it ran;
-3. the `resume:` command after dropping the marker: exit 0, and every tenant's ledger holds each
-   version once.
+3. the `resume:` command (`migrate --resume ID`, from the rollout record) after dropping the marker:
+   exit 0, how many tenants it ran (only those not done), and every tenant's ledger holds each version once;
+4. the record's cost on a no-op rollout over the whole fleet, in-process and interleaved: the same
+   ``roll_out`` of ``runner.migrate`` with the record (``fleet.record.roll_out``) and without it, the
+   median of ``--rounds`` each; the ratio should be at most 1.05.
 
 ``--precheck``: the last file fails through a ``-- grapevine: precheck`` SELECT instead of its body.
 ``--verify``: every CLI rollout also runs with ``--verify``, and the full one runs once more without it
@@ -23,6 +26,7 @@ on a fourth fleet, for the ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import secrets
 import shlex
@@ -147,12 +151,54 @@ def in_process(bench: Bench, env: dict, max_parallel: int) -> dict:
     }
 
 
+def noop_overhead(bench: Bench, env: dict, max_parallel: int, rounds: int) -> dict:
+    """A no-op rollout (every tenant at head) with and without its record, interleaved: median seconds each."""
+    import statistics
+
+    from grapevine_alembic.database.jobs import runner
+    from grapevine_alembic.fleet import record, rollout
+    from grapevine_alembic.fleet.breakers import Breakers
+    from grapevine_alembic.fleet.targets import Selection, resolve
+    from grapevine_alembic.settings import Settings, find_config, load_project
+
+    project = load_project(find_config(start=bench.project))
+    settings = Settings.from_environment(env)
+    chain = runner.Chain(project, "tenant")
+    tables = project.tool_tables("control")
+
+    def once(recorded: bool) -> float:
+        options = runner.RunOptions(lock_key=project.lock_key, servers=Breakers())
+        args = (None, lambda: resolve(Selection(all_tenants=True), settings, project.tenants_query),
+                lambda t: runner.migrate(t, chain, options))
+        started = time.perf_counter()
+        if recorded:  # the record's connection, DDL check, rows and batches are all inside the timing
+            recorder = record.Recorder.start(settings.control, tables, options={"bench": True}, heads={},
+                                             command="bench/rollout.py")
+            done = record.roll_out(recorder, *args, options=options, max_parallel=max_parallel)
+        else:
+            done = rollout.roll_out(*args, options=options, max_parallel=max_parallel)
+        seconds = time.perf_counter() - started
+        if not all(r.ok and not r.applied for r in done.results):
+            raise SystemExit("the no-op rollout applied or failed something")
+        return seconds
+
+    once(True)  # warm both paths (the record's tables exist already after the CLI runs)
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for recorded in (False, True):  # interleaved, so drift on a shared machine hits both alike
+            timings[recorded].append(once(recorded))
+    without, with_record = statistics.median(timings[False]), statistics.median(timings[True])
+    return {"rounds": rounds, "without_seconds": round(without, 3), "with_seconds": round(with_record, 3),
+            "ratio": round(with_record / without, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--max-parallel", type=int, default=5)
     parser.add_argument("--precheck", action="store_true", help="the failure is a precheck's false answer")
     parser.add_argument("--verify", action="store_true", help="the CLI rollouts run with --verify")
+    parser.add_argument("--rounds", type=int, default=5, help="no-op rollouts timed each way")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "rollout.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="grapevine-rollout-"))
@@ -181,11 +227,15 @@ def main() -> None:
             result["cli_full_unverified_seconds"] = round(bare.seconds, 3)
         result["in_process"] = in_process(bench, bench.fleet("timed", marked=True), args.max_parallel)
         bench.mark("halting", False)  # fix the data, then resume
-        resumed = timed([CLI, *shlex.split(resume.group(1))], env, bench.project)
+        resumed = timed([CLI, *shlex.split(resume.group(1)), "--json"], env, bench.project)
         counts = bench.ledger_counts("halting")
-        result["resume"] = {"exit": resumed.returncode, "seconds": round(resumed.seconds, 3),
+        ran = json.loads(resumed.output[resumed.output.index("{"):resumed.output.rindex("}") + 1])["databases"]
+        result["resume"] = {"command": resume.group(1), "exit": resumed.returncode,
+                            "seconds": round(resumed.seconds, 3),
+                            "tenants_run": sum(1 for d in ran if d["tenant"]),
                             "nothing_applied_twice": all(rows == distinct for rows, distinct in counts)
                             and len(counts) == 1}
+        result["noop_record_overhead"] = noop_overhead(bench, env, args.max_parallel, args.rounds)
         print_table(result)
         write_result(args.json, result)
     finally:
@@ -207,8 +257,11 @@ def print_table(result: dict) -> None:
     print(f"in-process: failure at {inner['seconds_to_failure']:.2f} s, halt {inner['seconds_failure_to_halt']:.3f} s"
           f" later; started after the failure {inner['started_after_the_failure']}, while the failing tenant ran"
           f" {inner['started_while_the_failing_tenant_ran']}; {inner['tenants_started']} started in all")
-    print(f"resume: exit {resume['exit']} in {resume['seconds']:.2f} s; nothing applied twice:"
-          f" {resume['nothing_applied_twice']}")
+    print(f"resume ({resume['command']}): exit {resume['exit']} in {resume['seconds']:.2f} s, {resume['tenants_run']}"
+          f" tenant(s) run; nothing applied twice: {resume['nothing_applied_twice']}")
+    noop = result["noop_record_overhead"]
+    print(f"no-op rollout over {result['tenants']} tenants, median of {noop['rounds']} interleaved: without the record"
+          f" {noop['without_seconds']:.3f} s, with it {noop['with_seconds']:.3f} s (ratio {noop['ratio']:.3f})")
 
 
 if __name__ == "__main__":

@@ -138,7 +138,8 @@ class FleetDatabase:
 @dataclass(frozen=True)
 class FleetResult:
     """A rollout: ``halted`` with its ``reason`` ("budget", "wave failed", "canary failed", "control failed")
-    and the ``wave`` it stopped in; ``waves`` are the planned wave sizes; ``error``: no rollout could start."""
+    and the ``wave`` it stopped in; ``waves`` are the planned wave sizes; ``error``: no rollout could start;
+    ``rollout``: its id in the rollout record (``migrate_fleet(..., resume=ID)`` continues it)."""
 
     ok: bool
     databases: tuple[FleetDatabase, ...] = ()
@@ -147,25 +148,30 @@ class FleetResult:
     reason: str | None = None
     wave: int | None = None
     error: str | None = None
+    rollout: int | None = None
 
 
 def migrate_fleet(
     project_dir: str | Path, *, control_url: str | None = None, control: bool = True, tenants: list[str] | None = None,
     waves: str | None = None, canary: int = 0, max_failures: int | str | None = None, wave_pause: float = 0,
     max_parallel: int = 5, timeout: float = 300, retries: int = 3, verify: bool = False,
+    resume: int | bool | None = None,
 ) -> FleetResult:
     """``grapevine-migrations migrate [--control] --all-tenants`` (or ``--tenant`` for each of ``tenants``),
     with the same rollout: control first, then ``waves`` ("5,10%,rest"), ``canary`` and the
     ``max_failures`` budget (3 or "5%") halting it.  ``project_dir`` holds alembic.ini (or the
     ``migrations/`` folders); ``control_url`` defaults to CONTROL_DATABASE_URL, and the tenant server
     to the PG_TENANT_DATABASE_* variables, as for the CLI.  ``verify``: each database, once migrated, is
-    compared with the schema its version should have (``--verify``); one that differs fails.
+    compared with the schema its version should have (``--verify``); one that differs fails.  Every call is
+    recorded in the control database; ``resume=ID`` (``True``: the latest not done) continues a recorded
+    rollout with its own targets, options and waves instead (the other arguments but ``project_dir`` and
+    ``control_url`` unused).
     """
     import os  # lazy: importing the API stays cheap
     from dataclasses import replace
 
     from .database.jobs import runner
-    from .fleet import rollout
+    from .fleet import record, rollout
     from .fleet.breakers import Breakers
     from .fleet.targets import Selection, control_target, resolve
     from .settings import Settings, default_project, find_config, load_project
@@ -193,6 +199,30 @@ def migrate_fleet(
     def on_notice(database: str, version: str | None, message: str) -> None:
         logger.info("%s %s: %s", database, version or "-", message)
 
+    tables = project.tool_tables("control")
+    try:
+        if resume is not None and resume is not False:
+            recorder = record.Recorder.resume(settings.control, tables, None if resume is True else int(resume))
+            recorded = recorder.resumed.options
+            control, tenants, max_parallel = recorded["control"], list(recorder.resumed.tenants), recorded["max_parallel"]
+            timeout, retries, wave_pause = recorded["timeout"], recorded["retries"], recorded["wave_pause"]
+            verify = recorded.get("verify", False)
+            budget, sizes, canary = rollout.parse_budget(recorded["max_failures"]), (), 0
+            if not recorder.resumed.planned:  # control failed before its tenants were known: plan them afresh
+                tenants = None if recorded["selection"]["all_tenants"] else recorded["selection"]["tenant_ids"]
+                sizes = rollout.parse_waves(recorded["waves"]) if recorded["waves"] else ()
+                canary = recorded["canary"]
+        else:
+            recorder = record.Recorder.start(settings.control, tables, heads={
+                kind: (chain.versions[-1] if chain.versions else None) for kind, chain in chains.items()}, options=dict(
+                control=control, targets="all tenants" if tenants is None else f"{len(tenants)} named tenant(s)",
+                selection={"all_tenants": tenants is None, "tenant_ids": list(tenants or ()), "shard": None},
+                waves=waves, canary=canary, max_failures=None if max_failures is None else str(max_failures),
+                wave_pause=wave_pause, max_parallel=max_parallel, max_per_server=None, retries=retries,
+                retry_window=60.0, timeout=timeout, lock_timeout=5.0, out_of_order=None, verify=verify),
+                command="grapevine_alembic.api.migrate_fleet", secrets=secrets)
+    except GrapevineError as err:
+        return FleetResult(ok=False, error=_masked(str(err), *secrets))
     options = runner.RunOptions(lock_key=project.lock_key, timeout_s=float(timeout), retries=retries,
                                 on_notice=on_notice, servers=Breakers())
     selection = Selection(all_tenants=tenants is None, tenant_ids=tuple(tenants or ()))
@@ -212,15 +242,15 @@ def migrate_fleet(
         return compared(result, references, options)
 
     try:
-        done = rollout.roll_out(
-            control_target(settings) if control else None,
-            lambda: resolve(selection, settings, project.tenants_query),
+        done = record.roll_out(
+            recorder, control_target(settings) if control else None,
+            lambda: resolve(selection, settings, project.tenants_query) if selection.wants_tenants else [],
             job,
             options=options, max_parallel=max_parallel, waves=sizes, canary=canary, budget=budget,
             wave_pause=float(wave_pause), peek=lambda t: runner.status(t, chains[t.kind], options),
         )
     except GrapevineError as err:
-        return FleetResult(ok=False, error=_masked(str(err), *secrets))
+        return FleetResult(ok=False, error=_masked(str(err), *secrets), rollout=recorder.id)
     databases = tuple(
         FleetDatabase(r.target.spec.dbname, r.target.tenant_id, wave, r.ok, r.skipped, tuple(r.applied), r.after,
                       _masked(r.error, *secrets))
@@ -230,7 +260,8 @@ def migrate_fleet(
     halted = halt is not None and halt.reason != rollout.INTERRUPTED
     return FleetResult(ok=all(d.ok for d in databases), databases=databases,
                        waves=tuple(w.size for w in done.plan.waves) if done.plan else (),
-                       halted=halted, reason=halt.reason if halt else None, wave=halt.wave if halt else None)
+                       halted=halted, reason=halt.reason if halt else None, wave=halt.wave if halt else None,
+                       rollout=done.record)
 
 @dataclass(frozen=True)
 class ProvisionResult:

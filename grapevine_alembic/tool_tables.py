@@ -10,6 +10,9 @@ the previous tool's table) are the tool's own.  A team whose files already use e
     ledger_table = grapevine_ledger
     ledger_table_schema = migrations         # optional
 
+and, in ``[control]`` only, the rollout record (``fleet/record``): ``rollout_table = grapevine_rollouts``
+names the rollouts, and ``<rollout_table>_tenants`` their tenants.
+
 Names are plain lowercase identifiers, so the SQL here can quote them without surprises and
 the file check (``tool_table_writes``) can compare them with what the parser reads.
 """
@@ -23,6 +26,7 @@ from .errors import ConfigError
 
 DEFAULT_VERSION_TABLE = "alembic_version"
 DEFAULT_LEDGER_TABLE = "schema_migrations"
+DEFAULT_ROLLOUT_TABLE = "grapevine_rollouts"
 # option name in alembic.ini -> what it names, for messages
 OPTIONS = {"version_table": "version table", "ledger_table": "ledger"}
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
@@ -39,14 +43,18 @@ class ToolTables:
     version_schema: str | None = None
     ledger_table: str = DEFAULT_LEDGER_TABLE
     ledger_schema: str | None = None
+    rollout_table: str = DEFAULT_ROLLOUT_TABLE  # control only: the rollout record
 
     def __post_init__(self) -> None:
         for option, value in (("version_table", self.version_table), ("version_table_schema", self.version_schema),
-                              ("ledger_table", self.ledger_table), ("ledger_table_schema", self.ledger_schema)):
+                              ("ledger_table", self.ledger_table), ("ledger_table_schema", self.ledger_schema),
+                              ("rollout_table", self.rollout_table)):
             if value is not None and not _IDENTIFIER.fullmatch(value):
                 raise ConfigError(
                     f"{option} = {value[:70]!r}: use a lowercase identifier (letters a-z, digits, _; at most 63)"
                 )
+        if len(self.rollout_table) > 55:  # its tenants table adds "_tenants"
+            raise ConfigError(f"rollout_table = {self.rollout_table!r}: at most 55 characters")
         if (self.version_schema, self.version_table) == (self.ledger_schema, self.ledger_table):
             raise ConfigError(f"version_table and ledger_table are both {self.version_table!r}: they must differ")
 
@@ -60,7 +68,8 @@ class ToolTables:
 
         try:
             return cls(get("version_table") or DEFAULT_VERSION_TABLE, get("version_table_schema"),
-                       get("ledger_table") or DEFAULT_LEDGER_TABLE, get("ledger_table_schema"))
+                       get("ledger_table") or DEFAULT_LEDGER_TABLE, get("ledger_table_schema"),
+                       get("rollout_table") or DEFAULT_ROLLOUT_TABLE)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
 
@@ -72,6 +81,20 @@ class ToolTables:
     @property
     def ledger(self) -> str:
         return _qualified(self.ledger_schema, self.ledger_table)
+
+    @property
+    def rollouts(self) -> str:
+        return _quoted(self.rollout_table)
+
+    @property
+    def rollout_tenants(self) -> str:
+        return _quoted(self.rollout_table + "_tenants")
+
+    @property
+    def own_names(self) -> tuple[str, ...]:
+        """Every relation the tool creates under these names (``drift`` and ``schema dump`` leave them out)."""
+        return (self.version_table, self.ledger_table, self.rollout_table, self.rollout_table + "_tenants",
+                self.rollout_table + "_id_seq")
 
     def regclass(self, which: str) -> str:
         """``to_regclass('...')`` of the version table or the ledger (``which``: "version" or "ledger")."""
@@ -174,7 +197,8 @@ def _qualified(schema: str | None, name: str) -> str:
 
 # The default names are no keywords (tests/test_database_tool_tables.py checks): they need no
 # keyword test, which loads the parser (about 20 ms), which `provision` needs for nothing else.
-_NO_KEYWORDS = frozenset({DEFAULT_VERSION_TABLE, DEFAULT_VERSION_TABLE + "_pkc", DEFAULT_LEDGER_TABLE})
+_NO_KEYWORDS = frozenset({DEFAULT_VERSION_TABLE, DEFAULT_VERSION_TABLE + "_pkc", DEFAULT_LEDGER_TABLE,
+                          DEFAULT_ROLLOUT_TABLE, DEFAULT_ROLLOUT_TABLE + "_tenants"})
 
 
 def _quoted(identifier: str) -> str:

@@ -55,3 +55,22 @@ def test_migrate_fleet_bad_rollout_values_raise_before_any_change(project, kwarg
         migrate_fleet(project.root, control_url=_url(project), **kwargs)
     assert "--" not in str(raised.value)  # named as the API's arguments, not the CLI's flags
     assert project.version(project.control_db) is None
+
+
+def test_migrate_fleet_records_the_rollout_and_resumes_it_where_it_stopped(project):
+    ids = _fleet(project, 5, failing=("w02",))
+    halted = migrate_fleet(project.root, control_url=_url(project), waves="1,1,rest", max_failures=1, max_parallel=1)
+    assert (halted.halted, halted.wave) == (True, 2) and halted.rollout is not None
+    assert project.control("SELECT state, halt FROM grapevine_rollouts WHERE id = %s", (halted.rollout,)) == [
+        ("halted", "budget")]
+    project.query("db_w02", "DROP TABLE fail_here")
+    resumed = migrate_fleet(project.root, control_url=_url(project), resume=True, waves="4,rest")  # recorded ones win
+    assert resumed.ok and resumed.rollout == halted.rollout
+    assert [(d.tenant, d.wave) for d in resumed.databases] == [(None, None), ("w02", 2), ("w03", 3), ("w04", 3),
+                                                              ("w05", 3)]
+    for tenant_id in ids:  # nothing applied twice
+        assert [v for v, _ in project.ledger(f"db_{tenant_id}")] == ["20240101000000"]
+    assert project.control("SELECT outcome, attempts FROM grapevine_rollouts_tenants WHERE rollout_id = %s"
+                           " AND tenant_id = 'w02'", (halted.rollout,)) == [("done", 2)]
+    nothing = migrate_fleet(project.root, control_url=_url(project), resume=halted.rollout)
+    assert not nothing.ok and nothing.error == f"rollout {halted.rollout} is done: nothing to resume"

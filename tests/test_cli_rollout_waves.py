@@ -110,13 +110,13 @@ def test_max_failures_count_halts_mid_wave_and_the_resume_command_completes(proj
     assert _states(result.stdout) == {"w01": "ok", "w02": "ok", "w03": "failed", "w04": "ok", "w05": "failed",
                                       **dict.fromkeys(ids[5:], "skipped")}
     assert "halted in wave 2: 2 failure(s) reached --max-failures 2, 3 tenant(s) not started" in result.stderr
-    resume = re.search(r"^resume: grapevine-migrations (.*)$", result.stderr, re.M)
+    resume = re.search(r"^resume: grapevine-migrations (migrate --resume \d+)$", result.stderr, re.M)
     assert resume, result.stderr
     for tenant_id in ("w03", "w05"):  # fix the data
         project.query(f"db_{tenant_id}", "DROP TABLE fail_here")
-    again = project.cli(*shlex.split(resume.group(1)))
+    again = project.cli(*shlex.split(resume.group(1)), "--json")
     assert again.returncode == 0, again.stderr
-    assert set(_states(again.stdout).values()) == {"ok"}
+    assert _states(again.stdout) == dict.fromkeys(["w03", "w05", *ids[5:]], "ok")  # the rest of the rollout
     for tenant_id in ids:  # nothing applied twice
         assert [v for v, _ in project.ledger(f"db_{tenant_id}")] == ["20240101000000"]
 

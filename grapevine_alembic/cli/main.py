@@ -16,6 +16,7 @@ from .commands import (  # noqa: F401  (registering the commands on `cli`)
     migrate_command,
     provision_command,
     reset_command,
+    rollouts_command,
     schema_commands,
     setup_commands,
     status_command,

@@ -22,24 +22,27 @@ def run_exit_code(results, signals) -> int:
 
 
 def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server: int | None, *, label: str,
-            canary: int = 0, max_failures=None, peek=None, waves=(), wave_pause: float = 0.0, watchers=()):
+            canary: int = 0, max_failures=None, peek=None, waves=(), wave_pause: float = 0.0, watchers=(),
+            recorder=None, tenants=None):
     """Control alone first, then the tenants it lists, in waves (see ``fleet.rollout``); the results.
 
     Every job runs on a worker thread, so the main thread stays free to handle Ctrl-C
     (see ``interrupts``); databases never started come back as ``skipped``, with the version
     ``peek`` reads for them when a halt (not Ctrl-C) stopped the rollout.  Each of ``watchers`` (a
     context manager: ``cli.metrics``, ``cli.events``) hears every ``start(target, wave)`` and
-    ``finish(result, wave)``, and ``done(results)`` once the rollout is over.
+    ``finish(result, wave)``, and ``done(results)`` once the rollout is over. With a ``recorder``
+    (``fleet.record``) the rollout is recorded and its ``resume:`` line names it; ``tenants`` replaces
+    the selection's (a resumed rollout's tenants left).
     """
     # lazy: --help stays fast
     from ..database.session import interrupts
-    from ..fleet import rollout as fleet_rollout
+    from ..fleet import record as fleet_record, rollout as fleet_rollout
     from ..fleet.targets import control_target, resolve
 
     out = app.out()
     settings = app.settings()
 
-    def tenants():
+    def selected():
         found = resolve(replace(selection, control=False), settings, app.project().tenants_query, announce=out.info)
         if not found:
             out.info("no tenants: the control database's tenants table lists none provisioned")
@@ -48,8 +51,8 @@ def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server
     shown = {"wave": "", "bar": None}  # the first wave starts before the bar exists
 
     def on_wave(wave, plan):
-        out.info(f"wave {wave.number} of {len(plan.waves)}: {wave.size} tenant(s)")
-        shown["wave"] = f"wave {wave.number} of {len(plan.waves)}"
+        out.info(f"wave {wave.number} of {plan.last}: {wave.size} tenant(s)")
+        shown["wave"] = f"wave {wave.number} of {plan.last}"
         if shown["bar"] is not None:
             shown["bar"].wave = shown["wave"]
 
@@ -66,15 +69,17 @@ def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server
         for watcher in watchers:
             watcher.finish(result, wave)
 
+    run = fleet_rollout.roll_out if recorder is None else lambda *a, **kw: fleet_record.roll_out(recorder, *a, **kw)
     with ExitStack() as stack:
         for watcher in watchers:
             stack.enter_context(watcher)
-        outcome = fleet_rollout.roll_out(
-            control_target(settings) if selection.control else None, tenants if selection.wants_tenants else None,
-            job, options=options, max_parallel=max_parallel, max_per_server=max_per_server, waves=waves,
-            canary=canary, budget=max_failures, wave_pause=wave_pause, should_stop=interrupts.stopping, peek=peek,
-            progress=progress, on_wave=on_wave if waves else None, on_start=on_start if watchers else None,
-            on_finish=on_finish if watchers else None,
+        outcome = run(
+            control_target(settings) if selection.control else None,
+            tenants or (selected if selection.wants_tenants else None), job, options=options,
+            max_parallel=max_parallel, max_per_server=max_per_server, waves=waves, canary=canary,
+            budget=max_failures, wave_pause=wave_pause, should_stop=interrupts.stopping, peek=peek,
+            progress=progress, on_wave=on_wave if waves or _staged(recorder) else None,
+            on_start=on_start if watchers else None, on_finish=on_finish if watchers else None,
             on_pause=lambda seconds, wave: out.info(f"pausing {seconds:g}s before wave {wave.number}"
                                                     " (Ctrl-C stops here)"),
         )
@@ -82,6 +87,11 @@ def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server
             watcher.done(outcome.results)
     _say_why_stopped(out, outcome)
     return outcome.results
+
+
+def _staged(recorder) -> bool:
+    """A resumed rollout that was recorded in waves says its waves again."""
+    return recorder is not None and recorder.resumed is not None and len(recorder.resumed.gates) > 1
 
 
 def _say_why_stopped(out, outcome) -> None:
@@ -93,12 +103,16 @@ def _say_why_stopped(out, outcome) -> None:
         if outcome.unplanned:
             out.info(f"waves done: {outcome.unplanned} tenant(s) after the last wave not started"
                      " (end --waves with rest to include them)")
+        if outcome.record is not None and any(not r.ok for r in outcome.results):  # the record retries the failed
+            out.info(f"resume: grapevine-migrations migrate --resume {outcome.record}")
         return
     if halt.reason == fleet_rollout.CONTROL_FAILED:
         out.info("control failed: tenants were not started")
         return
     if halt.reason == fleet_rollout.INTERRUPTED:
         out.info(f"interrupted, {halt.not_started} tenant(s) not started")
+        if outcome.record is not None:
+            out.info(f"resume: grapevine-migrations migrate --resume {outcome.record}")
         return
     where = f" in wave {halt.wave}" if len(outcome.plan.waves) > 1 else ""
     if halt.reason == fleet_rollout.BUDGET:
@@ -108,5 +122,6 @@ def _say_why_stopped(out, outcome) -> None:
     else:
         why = halt.reason
     out.info(f"halted{where}: {why}, {halt.not_started} tenant(s) not started")
-    # Until a rollout record exists, resuming is running the same command again: done tenants are no-ops.
-    out.info(f"resume: grapevine-migrations {shlex.join(sys.argv[1:])}")
+    # Without a record (mark), resuming is running the same command again: done tenants are no-ops.
+    again = f"migrate --resume {outcome.record}" if outcome.record is not None else shlex.join(sys.argv[1:])
+    out.info(f"resume: grapevine-migrations {again}")

@@ -143,6 +143,11 @@ class Plan:
     def planned(self) -> int:
         return sum(wave.size for wave in self.waves)
 
+    @property
+    def last(self) -> int:
+        """The last wave's number (a resumed rollout keeps its waves' first numbers)."""
+        return self.waves[-1].number if self.waves else 0
+
     def wave_of(self, index: int) -> int | None:
         return next((wave.number for wave in self.waves if index in wave.indices), None)
 
@@ -184,6 +189,7 @@ class Rollout:
     waves: list = field(default_factory=list)  # per result: its wave number (None for control)
     plan: Plan | None = None
     halt: Halt | None = None
+    record: int | None = None  # the rollout record's id (fleet/record), when one was kept
 
     @property
     def unplanned(self) -> int:
@@ -195,7 +201,8 @@ def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, opti
              max_per_server: int | None = None, waves: Sequence[WaveSize] = (), canary: int = 0,
              budget: Budget | None = None, wave_pause: float = 0.0, should_stop: Callable[[], bool] = lambda: False,
              peek: Callable | None = None, progress=None, on_wave=None, on_pause=None, on_start=None,
-             on_finish=None) -> Rollout:
+             on_finish=None, planner: Callable[[list], Plan] | None = None, on_plan=None,
+             on_result=None) -> Rollout:
     """Run ``job`` on ``control`` (a Target, or None) alone, then on ``tenants()`` wave by wave.
 
     ``progress(total)`` is a context manager giving a callable advanced per result; ``on_wave(wave, plan)``
@@ -203,6 +210,8 @@ def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, opti
     ``peek`` reads the state of the tenants a halt left unstarted, so a summary shows their real version.
     ``on_start(target, wave)`` hears of each database as its job starts (on the worker thread) and
     ``on_finish(result, wave)`` as it ends (wave None for control); neither for a tenant never started.
+    ``planner(targets)`` replaces the plan (a resumed rollout's recorded waves); ``on_plan(targets, plan)``
+    hears of it before any tenant starts (it may refuse by raising) and ``on_result(result)`` of each result.
     """
     def skipped(target):
         return DatabaseResult(target, ok=True, skipped=True)
@@ -228,7 +237,10 @@ def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, opti
     if tenants is None:
         return rollout
     targets = tenants()
-    rollout.plan = the_plan = plan(len(targets), waves, canary=canary, budget=budget)
+    the_plan = planner(targets) if planner is not None else plan(len(targets), waves, canary=canary, budget=budget)
+    rollout.plan = the_plan
+    if on_plan is not None:
+        on_plan(targets, the_plan)
     state = {"wave": 0, "budget": False, "gate": False}
 
     def halt(failures: int, started: int) -> bool:
@@ -255,15 +267,16 @@ def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, opti
         on_wave(the_plan.waves[0], the_plan)
     wave_by_target = {id(target): the_plan.wave_of(index) for index, target in enumerate(targets)}
     hear = finished(lambda result: wave_by_target.get(id(result.target)))
-    with (progress(len(targets)) if progress is not None else nullcontext(None)) as advance:
-        def on_result(result):
+    with (progress(len(targets)) if progress is not None else nullcontext(None)) as bar:
+        def advance(result) -> None:
             hear(result)
-            if advance is not None:
-                advance(result)
+            for hook in (bar, on_result):
+                if hook is not None:
+                    hook(result)
 
         tenant_results = fleet.run_targets(
             targets, job, options=options, max_parallel=max_parallel, max_per_server=max_per_server,
-            failed=lambda r: not r.ok, skipped=skipped, on_result=on_result, should_stop=should_stop,
+            failed=lambda r: not r.ok, skipped=skipped, on_result=advance, should_stop=should_stop,
             on_start=starting(the_plan.wave_of),
             waves=[wave.indices for wave in the_plan.waves], halt=halt if budget is not None else None,
             next_wave=next_wave,

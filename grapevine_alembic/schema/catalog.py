@@ -108,7 +108,7 @@ _PARTS = {
               AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass)) AS o,
         c.oid::pg_catalog.regclass::text AS k
       FROM pg_catalog.pg_sequence s JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid
-      WHERE {_USER_REL} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.deptype = 'i'
+      WHERE {_USER_REL} AND c.relname NOT IN ({_TOOL}) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.deptype = 'i'
           AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid)""",
     "types": f"""SELECT json_build_object('schema', t.typnamespace::pg_catalog.regnamespace::text, 'name', t.typname,
         'qname', t.oid::pg_catalog.regtype::text, 'kind', t.typtype::text,
@@ -307,7 +307,7 @@ def snapshot_sql(version_table: str | None = None, ledger_table: str | None = No
         for name, sql in chosen.items()
     )
     settings = "SET LOCAL search_path TO '';\n" + ("SET LOCAL jit = off;\n" if server_version >= 110000 else "")
-    tool = f"'{tables.version_table}', '{tables.ledger_table}'"
+    tool = ", ".join(f"'{name}'" for name in tables.own_names)
     return f"{settings}SELECT {version}, json_build_object({parts.replace(_TOOL, tool)})::text FROM {_SCOPE}"
 
 

@@ -19,6 +19,8 @@ from ..common import load_chains
 from ..rollout import fan_out, run_exit_code
 from ...errors import MissingTarget, UsageError
 
+LATEST = "latest"  # --resume without an id
+
 
 @cli.command()
 @target_options
@@ -57,11 +59,14 @@ from ...errors import MissingTarget, UsageError
 @click.option("--verify", is_flag=True,
               help="Compare each database, once migrated, with the schema its version should have (as drift does);"
                    " one that differs fails, naming its differences, and counts toward --max-failures.")
+@click.option("--resume", default=None, is_flag=False, flag_value=LATEST, metavar="[ID]",
+              help="Continue a recorded rollout (default: the latest not done) with its own targets, options and"
+                   " waves: tenants done are left alone, failed ones retried, the rest run. See `rollouts`.")
 @json_option
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
             lock_timeout, max_parallel, max_per_server, out_of_order, canary, waves, wave_pause, max_failures,
-            metrics_file, pushgateway, events_file, verify, json_mode):
+            metrics_file, pushgateway, events_file, verify, resume, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -71,28 +76,77 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
       grapevine-migrations migrate --all-tenants --max-parallel 10 --canary 5
       grapevine-migrations migrate --all-tenants --waves 5,10%,rest --max-failures 2
       grapevine-migrations migrate --all-tenants --shard 2/4 --json
+      grapevine-migrations migrate --resume
     """
     # lazy: --help stays fast
     from ...database.session import interrupts
     from ...database.jobs import runner
     from ...fleet.rollout import parse_budget, parse_waves
+    from ...fleet.targets import Selection
     from .. import views
 
     out = app.out(json_mode)
-    selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
-    if selection.empty:
-        raise MissingTarget("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
-    staging = [flag for flag, value in (("--canary", canary), ("--waves", waves), ("--wave-pause", wave_pause),
-                                        ("--max-failures", max_failures)) if value]
-    if staging and not selection.wants_tenants:
-        raise UsageError(f"{staging[0]} stages a rollout over tenants: use it with --all-tenants or --tenant")
-    if canary and waves:
-        raise UsageError("--canary N is a first wave of N: give it as --waves N,... instead of both")
-    if verify and dry_run:
-        raise UsageError("--verify compares the schema a run leaves: it cannot be combined with --dry-run")
-    if wave_pause and not (waves or canary):
-        raise UsageError("--wave-pause waits between waves: use it with --waves or --canary")
+    recorder = None
+    if resume is not None:
+        given = [flag for flag, value in (
+            ("--control", control), ("--all-tenants", all_tenants), ("--tenant", tenant_ids),
+            ("--tenants-file", tenants_file), ("--shard", shard), ("--canary", canary), ("--waves", waves),
+            ("--wave-pause", wave_pause), ("--max-failures", max_failures), ("--dry-run", dry_run),
+            ("--verify", verify)) if value]
+        if given:
+            raise UsageError(f"--resume continues a recorded rollout with its own targets and options: drop {given[0]}")
+        recorder = _resumed(app, resume)
+        recorded = recorder.resumed.options
+        if recorder.resumed.planned:
+            selection = Selection(recorded["control"], False, recorder.resumed.tenants)
+        else:  # it stopped before its tenants were known: select and plan them as it would have
+            chosen = recorded["selection"]
+            selection = Selection(recorded["control"], chosen["all_tenants"], tuple(chosen["tenant_ids"]),
+                                  tuple(chosen["shard"]) if chosen["shard"] else None)
+            waves, canary = recorded["waves"], recorded["canary"]
+        max_failures, wave_pause, max_parallel, max_per_server = (
+            recorded["max_failures"], recorded["wave_pause"], recorded["max_parallel"], recorded["max_per_server"])
+        retries, retry_window, timeout, lock_timeout, out_of_order = (
+            recorded["retries"], recorded["retry_window"], recorded["timeout"], recorded["lock_timeout"],
+            recorded["out_of_order"])
+        verify = recorded.get("verify", False)
+    else:
+        selection = _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause,
+                               max_failures)
+        if verify and dry_run:
+            raise UsageError("--verify compares the schema a run leaves: it cannot be combined with --dry-run")
     sizes, budget = (parse_waves(waves) if waves is not None else ()), parse_budget(max_failures)
+    watchers = _watchers(out, metrics_file, pushgateway, events_file)
+    envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
+    chains = load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
+    from ...database.state.late_files import APPLY  # lazy: --help stays fast
+
+    late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
+    options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
+                          out_of_order=late, retry_window_s=retry_window)
+    if recorder is None and selection.wants_tenants and not dry_run:
+        recorder = _recorder(app, chains, selection, dict(
+            waves=waves, canary=canary, max_failures=max_failures, wave_pause=wave_pause, max_parallel=max_parallel,
+            max_per_server=max_per_server, retries=retries, retry_window=retry_window, timeout=timeout,
+            lock_timeout=lock_timeout, out_of_order=out_of_order, verify=verify))
+    job = _verified(app, chains, options, out) if verify else (lambda t: runner.migrate(t, chains[t.kind], options))
+    with interrupts.graceful(out.info) as signals:
+        results = fan_out(app, selection, job, options,
+                          max_parallel, max_per_server, label="migrate", canary=canary or 0,
+                          max_failures=budget, waves=sizes, wave_pause=wave_pause,
+                          peek=lambda t: runner.status(t, chains[t.kind], options), recorder=recorder, watchers=watchers,
+                          tenants=(lambda: []) if _nothing_left(recorder) else None)
+    if json_mode:
+        out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
+    elif dry_run:
+        views.print_dry_run(out, results)
+    else:
+        views.print_migrate_summary(out, results)
+    exit_with(run_exit_code(results, signals))
+
+
+def _watchers(out, metrics_file, pushgateway, events_file) -> list:
+    """What hears each database start and finish: ``--metrics-file``/``--pushgateway`` and ``--events``."""
     watchers = []
     if metrics_file or pushgateway:
         from .. import metrics  # lazy: --help stays fast
@@ -103,26 +157,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
         from ..events import EventLog  # lazy: --help stays fast
 
         watchers.append(EventLog(events_file, out.redact))
-    envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
-    chains = load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
-    from ...database.state.late_files import APPLY  # lazy: --help stays fast
-
-    late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
-    options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
-                          out_of_order=late, retry_window_s=retry_window)
-    job = _verified(app, chains, options, out) if verify else (lambda t: runner.migrate(t, chains[t.kind], options))
-    with interrupts.graceful(out.info) as signals:
-        results = fan_out(app, selection, job, options,
-                          max_parallel, max_per_server, label="migrate", canary=canary or 0,
-                          max_failures=budget, waves=sizes, wave_pause=wave_pause,
-                          peek=lambda t: runner.status(t, chains[t.kind], options), watchers=watchers)
-    if json_mode:
-        out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
-    elif dry_run:
-        views.print_dry_run(out, results)
-    else:
-        views.print_migrate_summary(out, results)
-    exit_with(run_exit_code(results, signals))
+    return watchers
 
 
 def _verified(app: App, chains, options, out):
@@ -137,3 +172,51 @@ def _verified(app: App, chains, options, out):
     references = References(chains, {env: server_for(settings, env) for env in chains},
                             lock_key=app.project().lock_key, on_notice=out.info)
     return lambda t: verify(runner.migrate(t, chains[t.kind], options), references, options)
+
+
+def _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause, max_failures):
+    selection = selection_from(control, all_tenants, tenant_ids, tenants_file, shard)
+    if selection.empty:
+        raise MissingTarget("migrate needs a target: --control, --all-tenants, --tenant ID or --tenants-file")
+    staging = [flag for flag, value in (("--canary", canary), ("--waves", waves), ("--wave-pause", wave_pause),
+                                        ("--max-failures", max_failures)) if value]
+    if staging and not selection.wants_tenants:
+        raise UsageError(f"{staging[0]} stages a rollout over tenants: use it with --all-tenants or --tenant")
+    if canary and waves:
+        raise UsageError("--canary N is a first wave of N: give it as --waves N,... instead of both")
+    if wave_pause and not (waves or canary):
+        raise UsageError("--wave-pause waits between waves: use it with --waves or --canary")
+    return selection
+
+
+def _recorder(app: App, chains: dict, selection, options: dict):
+    """A new rollout's record: its targets, options and the heads it goes to."""
+    import shlex
+    import sys
+
+    from ...fleet.record import Recorder  # lazy: --help stays fast
+
+    options["control"] = selection.control
+    options["selection"] = {"all_tenants": selection.all_tenants, "tenant_ids": list(selection.tenant_ids),
+                            "shard": list(selection.shard) if selection.shard else None}
+    options["targets"] = ("all tenants" if selection.all_tenants else f"{len(selection.tenant_ids)} named tenant(s)") + (
+        f", shard {selection.shard[0]}/{selection.shard[1]}" if selection.shard else "")
+    heads = {kind: (chain.versions[-1] if chain.versions else None) for kind, chain in chains.items()}
+    out = app.out()
+    return Recorder.start(app.settings().control, app.project().tool_tables("control"), options=options, heads=heads,
+                          command=shlex.join(["grapevine-migrations", *sys.argv[1:]]), secrets=out.secrets)
+
+
+def _nothing_left(recorder) -> bool:
+    """A resumed rollout whose planned tenants are all done (control alone may run again)."""
+    resumed = recorder.resumed if recorder is not None else None
+    return resumed is not None and resumed.planned and not resumed.tenants
+
+
+def _resumed(app: App, resume: str):
+    from ...fleet.record import Recorder  # lazy: --help stays fast
+
+    if resume != LATEST and not resume.isdigit():
+        raise UsageError(f"--resume takes a rollout id (see `grapevine-migrations rollouts`), not {resume!r}")
+    return Recorder.resume(app.settings().control, app.project().tool_tables("control"),
+                           None if resume == LATEST else int(resume))
