@@ -101,7 +101,7 @@ class ServerFreeFile(MigrationFile):
 
     @classmethod
     def of(cls, migration: MigrationFile) -> ServerFreeFile:
-        return cls(migration.version, migration.description, migration.path, migration)
+        return cls(migration.version, migration.description, migration.path, migration.chain, source=migration)
 
 def left_out_notices(files, build: str) -> list[str]:
     """One line per statement left out of ``build`` (e.g. "the scratch build"), in file order.
