@@ -71,11 +71,13 @@ class Chain:
     def get(self, version: str) -> MigrationFile | None:
         return next((m for m in self.files if m.version == version), None)
 
-    def server_free(self, up_to: str | None = "") -> Chain:
+    def server_free(self, up_to: str | None = "", create_roles: frozenset[str] = frozenset()) -> Chain:
         """This chain (cut after ``up_to``; None: no file) for a build that only reads a schema (a scratch
-        database, the template): its files leave out what acts on the whole server (see ``cluster_wide``)."""
+        database, the template): its files leave out what acts on the whole server (see ``cluster_wide``),
+        except the CREATE ROLEs of ``create_roles``, roles the server lacks."""
         cut = copy.copy(self)
-        cut.files = tuple(ServerFreeFile.of(m) for m in self.files if up_to == "" or (up_to is not None and m.version <= up_to))
+        cut.files = tuple(ServerFreeFile.of(m, create_roles) for m in self.files
+                          if up_to == "" or (up_to is not None and m.version <= up_to))
         cut._script, cut._lock = None, threading.Lock()
         return cut
 
