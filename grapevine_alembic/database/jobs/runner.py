@@ -190,16 +190,15 @@ class Session:
         if self.raw is not None:
             self.raw.close()  # also releases the session-level advisory lock
 
-    def read(self, *, lock: bool) -> DatabaseState:
+    def read(self, *, lock: bool, refuse_moved: bool = True) -> DatabaseState:
         settings, self._settings = self._settings, ()
         with self.raw.cursor() as cursor:
-            return read_state(
-                cursor, try_lock_key=self.options.lock_key if lock else None, settings=settings, tables=self.tables
-            )
+            return read_state(cursor, try_lock_key=self.options.lock_key if lock else None, settings=settings,
+                              tables=self.tables, refuse_moved=refuse_moved)
 
-    def lock_and_read(self) -> DatabaseState:
+    def lock_and_read(self, *, refuse_moved: bool = True) -> DatabaseState:
         """Read with a try-lock in the same round trip; wait for the lock only if another run has it."""
-        state = self.read(lock=True)
+        state = self.read(lock=True, refuse_moved=refuse_moved)
         if state.locked:
             return state
         on_wait = self.options.on_wait
@@ -209,7 +208,7 @@ class Session:
             timeout_s=self.options.timeout_s,
             on_wait=(lambda: on_wait(self.target.database)) if on_wait else None,
         )
-        return self.read(lock=False)
+        return self.read(lock=False, refuse_moved=refuse_moved)
 
     def journal(self) -> Journal:
         """For applying files under this run's lock: each file starts from the tool's session state."""
