@@ -10,19 +10,26 @@ BATCHED = (
 )
 
 
-@pytest.mark.parametrize("road", ["cli", "alembic"])
-def test_do_block_that_commits_runs_outside_a_transaction(project, road):
+def _migrated(project, road: str, files: dict[str, str]) -> str:
+    """The tenant chain made of ``files``, migrated on ``road`` without an error; the tenant's database."""
     project.migrate_control()
     database = project.add_tenant("acme")
     project.clear("tenant")
-    project.write("tenant", "20240101000000_t.sql", "CREATE TABLE t (a int);\n")
-    project.write("tenant", "20240102000000_batches.sql", BATCHED)
+    for name, sql in files.items():
+        project.write("tenant", name, sql)
     if road == "cli":
         result = project.cli("migrate", "--tenant", "acme")
     else:
         result = project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "invalid transaction termination" not in result.stdout + result.stderr
+    return database
+
+
+@pytest.mark.parametrize("road", ["cli", "alembic"])
+def test_do_block_that_commits_runs_outside_a_transaction(project, road):
+    database = _migrated(project, road, {"20240101000000_t.sql": "CREATE TABLE t (a int);\n",
+                                         "20240102000000_batches.sql": BATCHED})
     assert project.version(database) == "20240102000000"
     assert project.query(database, "SELECT a FROM t ORDER BY a") == [(1,), (2,), (3,)]  # 99 rolled back
     recorded = project.query(database, "SELECT version FROM schema_migrations ORDER BY version")
@@ -42,23 +49,11 @@ PROCEDURE = (
 )
 
 
-def _migrate_tenant(project, road):
-    if road == "cli":
-        return project.cli("migrate", "--tenant", "acme")
-    return project.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
-
-
 @pytest.mark.parametrize("road", ["cli", "alembic"])
 def test_call_of_a_committing_procedure_from_an_earlier_file_runs_outside_a_transaction(project, road):
-    project.migrate_control()
-    database = project.add_tenant("acme")
-    project.clear("tenant")
-    project.write("tenant", "20240101000000_t.sql", "CREATE TABLE t (a int);\n" + PROCEDURE)
-    project.write("tenant", "20240102000000_other.sql", "CREATE TABLE u (b int);\n")
-    project.write("tenant", "20240103000000_backfill.sql", "CALL public.fill(3);\n")
-    result = _migrate_tenant(project, road)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "invalid transaction termination" not in result.stdout + result.stderr
+    database = _migrated(project, road, {"20240101000000_t.sql": "CREATE TABLE t (a int);\n" + PROCEDURE,
+                                         "20240102000000_other.sql": "CREATE TABLE u (b int);\n",
+                                         "20240103000000_backfill.sql": "CALL public.fill(3);\n"})
     assert project.version(database) == "20240103000000"
     assert project.query(database, "SELECT a FROM t ORDER BY a") == [(1,), (2,), (3,)]
     assert project.query(database, "SELECT count(*) FROM schema_migrations") == [(3,)]
@@ -66,13 +61,8 @@ def test_call_of_a_committing_procedure_from_an_earlier_file_runs_outside_a_tran
 
 @pytest.mark.parametrize("road", ["cli", "alembic"])
 def test_call_of_a_committing_procedure_created_in_the_same_file_runs_outside_a_transaction(project, road):
-    project.migrate_control()
-    database = project.add_tenant("acme")
-    project.clear("tenant")
-    project.write("tenant", "20240101000000_t.sql", "CREATE TABLE t (a int);\n")
-    project.write("tenant", "20240102000000_fill.sql", PROCEDURE + "CALL fill(2);\n")
-    result = _migrate_tenant(project, road)
-    assert result.returncode == 0, result.stdout + result.stderr
+    database = _migrated(project, road, {"20240101000000_t.sql": "CREATE TABLE t (a int);\n",
+                                         "20240102000000_fill.sql": PROCEDURE + "CALL fill(2);\n"})
     assert project.version(database) == "20240102000000"
     assert project.query(database, "SELECT a FROM t ORDER BY a") == [(1,), (2,)]
 
