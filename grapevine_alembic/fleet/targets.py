@@ -77,7 +77,7 @@ def provisioned_tenants(settings: Settings, tenants_query: str | None = None) ->
 
 def listed_tenants(settings: Settings, tenants_query: str | None = None) -> tuple[dict[str | None, str | None], str | None]:
     """``provisioned_tenants``, and the name of the query's server column (None: it has none)."""
-    return _control_read(settings, lambda cursor: _read_listed(settings, cursor, tenants_query))
+    return control_read(settings, lambda cursor: _read_listed(settings, cursor, tenants_query))
 
 
 def _read_listed(settings: Settings, cursor, tenants_query: str | None):
@@ -112,7 +112,7 @@ def _read_listed(settings: Settings, cursor, tenants_query: str | None):
 CONTROL_RESTART_WINDOW_S = 30.0
 
 
-def _control_read(settings: Settings, read):
+def control_read(settings: Settings, read):
     """``read(cursor)`` on a new connection to the control database.  A server restarting is waited out
     (read again with backoff, up to ``CONTROL_RESTART_WINDOW_S``); any other driver error is one line."""
     import psycopg2
@@ -166,7 +166,7 @@ def tenant_rows(settings: Settings, tenant_ids: list[str], server_column: str | 
         return {tenant_id: TenantRow(state, server, server_column is None or has)
                 for tenant_id, state, server, has in cursor.fetchall()}
 
-    return _control_read(settings, read)
+    return control_read(settings, read)
 
 
 def close_ids(settings: Settings, tenant_id: str) -> tuple[str, ...]:
@@ -177,7 +177,7 @@ def close_ids(settings: Settings, tenant_id: str) -> tuple[str, ...]:
         cursor.execute("SELECT id::text FROM tenants WHERE id IS NOT NULL")
         return [row[0] for row in cursor.fetchall()]
 
-    ids = _control_read(settings, read)
+    ids = control_read(settings, read)
     return tuple(difflib.get_close_matches(tenant_id, ids, n=3))
 
 
