@@ -331,7 +331,7 @@ def _tenant_server(control: ConnectionSpec, env) -> ConnectionSpec:
             raise ConfigError("PG_TENANT_DATABASE_PORT must be a port number")
         port = int(port_text)
     else:
-        port = control.port or DEFAULT_PORT
+        port = control.port  # None: libpq's own default (PGPORT, a service file, 5432), as for the control database
     options = dict(control.options)
     sslmode = env.get("PG_TENANT_DATABASE_SSLMODE", "").strip()
     if sslmode:

@@ -131,3 +131,58 @@ def test_scratch_database_of_a_killed_run_is_dropped_by_the_next_one(project, si
         output = running.communicate(timeout=60)
     assert running.returncode == 130, output
     assert _scratch_databases(project) == []
+
+
+def _role(project, role: str) -> list:
+    return project.query("postgres", "SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s", (role,))
+
+
+def test_builds_create_a_role_the_server_lacks_and_leave_an_existing_one_alone(project):
+    role = "app_user_" + secrets.token_hex(4)
+    project.clear("tenant")
+    project.write("tenant", f"{HEAD}_app_user.sql", f"CREATE ROLE {role} NOLOGIN;\nCREATE TABLE t (a int);\n"
+                                                    f"GRANT SELECT ON t TO {role};\n")
+    try:
+        # a fresh CI server: the role is not there; each scratch build creates it and drops it when it ends
+        dump = project.cli("schema", "dump")
+        assert dump.returncode == 0, dump.stdout + dump.stderr
+        assert f"the server has no role {role}: the scratch build creates it" in dump.stderr
+        assert "CREATE TABLE public.t" in (project.migrations("tenant") / "schema.sql").read_text()
+        assert _role(project, role) == []
+        check = project.cli("schema", "check")
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert _role(project, role) == []
+
+        # the template keeps the role it created: its copies need it
+        project.migrate_control()
+        project.add_tenant("new", state="pending", create_db=False)
+        project.make_db.created.append("db_new")
+        provisioned = project.cli("provision", "--tenant", "new")
+        assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
+        assert "from the template" in provisioned.stdout
+        assert _role(project, role) == [(False, -1)]
+        assert project.query("db_new", "SELECT has_table_privilege(%s, 'public.t', 'SELECT')", (role,)) == [(True,)]
+
+        # a DBA's change to the role that now exists: no build undoes it, none drops the role
+        project.query("postgres", f"ALTER ROLE {role} LOGIN CONNECTION LIMIT 7; ALTER ROLE {role} SET work_mem = '2MB'")
+        settings = _role_settings(project, role)
+        project.control("UPDATE tenants SET state = 'provisioned' WHERE id = 'new'")
+        drift = project.cli("drift")
+        assert drift.returncode == 0, drift.stdout + drift.stderr
+        assert drift.stdout.splitlines() == ["2 match"], drift.stdout
+        assert f"{HEAD}_app_user.sql line 1: CREATE ROLE left out of the scratch build" in drift.stderr
+        assert project.cli("schema", "check").returncode == 0
+        assert _role(project, role) == [(True, 7)]
+        assert _role_settings(project, role) == settings == [(0, ["work_mem=2MB"])]
+    finally:
+        _drop_role_everywhere(project, role, ("db_new", "grapevine_template_tenant"))
+
+
+def _drop_role_everywhere(project, role: str, databases) -> None:
+    """The role's rights in ``databases`` (the template unsealed for it), then the role."""
+    for name in databases:
+        if project.query("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (name,)):
+            project.query("postgres", f"ALTER DATABASE {name} IS_TEMPLATE false ALLOW_CONNECTIONS true")
+            if _role(project, role):
+                project.query(name, f"DROP OWNED BY {role}")
+    project.query("postgres", f"DROP ROLE IF EXISTS {role}")

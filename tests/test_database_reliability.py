@@ -210,7 +210,12 @@ def test_server_restart_mid_fan_out_is_retried(project, pg_server, tally):
     _use_chain(project, SLOW_CHAIN)
 
     def restart():
-        time.sleep(0.6)
+        # mid fan-out for sure: while a tenant's slow file runs (a fixed delay hit the tenants read under load)
+        deadline = time.monotonic() + 60
+        while not project.query("postgres", "SELECT 1 FROM pg_stat_activity WHERE datname LIKE 'db\\_t%'"
+                                            " AND query LIKE '%pg_sleep(0.3)%'"):
+            assert time.monotonic() < deadline and proc.poll() is None, "the fan-out never ran the slow file"
+            time.sleep(0.02)
         pg_server.restart()
         tally("faults injected")
 

@@ -133,3 +133,24 @@ def test_naming_the_tables_schema_keeps_a_new_search_path_on_purpose(project, lo
     assert project.query(database, "SELECT version_num FROM public.alembic_version") == [(THIRD,)]
     assert [t for t, in project.query(database, "SELECT tablename FROM pg_tables WHERE schemaname = 'app'")] == ["extra"]
     assert project.tables(database) == {"items", "orders", "alembic_version", "schema_migrations"}
+
+
+@pytest.mark.parametrize("how", sorted(HOW))
+def test_reset_drops_a_database_whose_search_path_changed_tool_tables_included(project, login, how):
+    # reset drops every schema anyway: the tool's tables' (public) as well as the new current one (app)
+    database, env, fix = _changed_database(project, login, how)
+    project.query(database, "CREATE TABLE app.kept_by_nobody (id int)")
+    result = project.cli("reset", "--tenant", "acme", "--force", env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "search_path changed" not in output and "Traceback" not in output
+    assert project.query(database, "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%'"
+                                   " AND nspname <> 'information_schema'") == [("public",)]
+    assert project.tables(database) == set()
+    # the setting is the DBA's and stays; put back, a fresh migrate starts clean in public
+    project.query(database, fix)
+    status = project.cli("status", "--tenant", "acme", env=env)
+    assert f"3 pending  {FIRST}, {SECOND}, {THIRD}" in status.stdout, status.stdout + status.stderr
+    migrated = project.cli("migrate", "--tenant", "acme")  # as the suite's login: the role owns nothing to drop
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert project.tables(database) == {"items", "orders", "extra", "alembic_version", "schema_migrations"}

@@ -57,9 +57,30 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         message, code = "interrupted", 130
+    except Exception as err:  # noqa: BLE001 - only the driver's errors, re-raised otherwise
+        if not _is_driver_error(err):
+            raise
+        if debug:
+            import traceback
+
+            _print_error("".join(traceback.format_exc()).rstrip(), prefix=False)
+        message, code = _driver_error_line(err), 1
+        _print_error(message)
     if message is not None and "--json" in args:
         _print_failure_document(args, message, code)
     sys.exit(code or 0)
+
+
+def _is_driver_error(err: Exception) -> bool:
+    """A psycopg2 error that no layer turned into a GrapevineError (psycopg2 is loaded if it raised one)."""
+    psycopg2 = sys.modules.get("psycopg2")
+    return psycopg2 is not None and isinstance(err, psycopg2.Error)
+
+
+def _driver_error_line(err: Exception) -> str:
+    from ..database.session.connection import describe_error  # lazy: --help stays fast
+
+    return f"a database connection failed: {describe_error(err)} (the command stopped there; run it again)"
 
 
 def _error_line(err: GrapevineError) -> str:

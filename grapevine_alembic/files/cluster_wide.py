@@ -6,6 +6,9 @@ or outside the database.  A build that exists only to read a schema (the scratch
 ``schema dump``, ``schema check`` and ``drift``, and ``provision``'s template) must not run them
 again on a real server: re-running ``ALTER ROLE app SET ...`` silently undoes a DBA's later
 change.  ``without_cluster_wide`` gives a file's parse without them, and the statements it left out.
+One exception: a ``CREATE ROLE`` whose role the server does not have yet (a fresh CI server) runs as
+written, so that the chain's ``GRANT ... TO`` that role still works; creating what is missing undoes
+nothing (``created_roles`` names them, the build asks the server which are missing).
 Statements inside ``DO`` blocks or functions cannot be seen here.
 """
 
@@ -18,7 +21,7 @@ from ..errors import MigrationFileError
 from .migration import MigrationFile
 from .parsing import ParsedSql, Statement
 
-__all__ = ["ServerFreeFile", "cluster_wide_reason", "without_cluster_wide"]
+__all__ = ["ServerFreeFile", "cluster_wide_reason", "created_roles", "without_cluster_wide"]
 
 _ALWAYS = {
     "CreateRoleStmt": "CREATE ROLE",
@@ -61,14 +64,41 @@ def cluster_wide_reason(node: Any) -> str | None:
     return label.format(shared.upper()) if shared else None
 
 
-def without_cluster_wide(parsed: ParsedSql) -> tuple[ParsedSql, tuple[tuple[Statement, str], ...]]:
-    """``parsed`` without its cluster-wide statements (a unit left empty goes), and those statements with their reason."""
+def _created_role(node: Any) -> str | None:
+    """The role a CREATE ROLE / USER / GROUP statement creates, else None."""
+    return node.role if type(node).__name__ == "CreateRoleStmt" else None
+
+
+def created_roles(files) -> tuple[str, ...]:
+    """The roles the files' CREATE ROLE statements create, in order, once each (a file that does not
+    parse gives none: the build fails on it, naming it)."""
+    names: list[str] = []
+    for migration in files:
+        try:
+            statements = getattr(migration, "source", None) or migration
+            statements = statements.parse().statements
+        except MigrationFileError:
+            continue
+        for statement in statements:
+            name = _created_role(statement.node) if statement.node is not None else None
+            if name and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def without_cluster_wide(parsed: ParsedSql, create_roles: frozenset[str] = frozenset()) -> tuple[ParsedSql, tuple[tuple[Statement, str], ...]]:
+    """``parsed`` without its cluster-wide statements (a unit left empty goes), and those statements with their reason.
+
+    ``create_roles``: roles the server lacks; the CREATE ROLE statements that create them stay.
+    """
     skipped: list[tuple[Statement, str]] = []
     units = []
     for unit in parsed.units:
         kept = []
         for statement in unit.statements:
             reason = cluster_wide_reason(statement.node) if statement.node is not None else None
+            if reason is not None and _created_role(statement.node) in create_roles:
+                reason = None
             if reason is None:
                 kept.append(statement)
             else:
@@ -87,6 +117,7 @@ class ServerFreeFile(MigrationFile):
 
     # the file as the chain holds it: its parse is shared, not done again
     source: MigrationFile | None = field(default=None, compare=False, repr=False)
+    create_roles: frozenset[str] = field(default=frozenset(), compare=False, repr=False)  # see without_cluster_wide
 
     def parse(self) -> ParsedSql:
         return self._split()[0]
@@ -97,12 +128,13 @@ class ServerFreeFile(MigrationFile):
         return self._split()[1]
 
     def _split(self):
-        return self._cached("_server_free", lambda: without_cluster_wide(_without_prechecks(
-            (self.source or super(ServerFreeFile, self)).parse())))
+        return self._cached("_server_free", lambda: without_cluster_wide(
+            _without_prechecks((self.source or super(ServerFreeFile, self)).parse()), self.create_roles))
 
     @classmethod
-    def of(cls, migration: MigrationFile) -> ServerFreeFile:
-        return cls(migration.version, migration.description, migration.path, migration)
+    def of(cls, migration: MigrationFile, create_roles: frozenset[str] = frozenset()) -> ServerFreeFile:
+        return cls(migration.version, migration.description, migration.path, migration.chain, source=migration,
+                   create_roles=create_roles)
 
 def _without_prechecks(parsed: ParsedSql) -> ParsedSql:
     """A build that only reads a schema starts from an empty database: there is no data to check."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DuplicateVersion, MigrationFileError, MissingMigrationDirectory
-from .migration import MigrationFile
+from .migration import Chain, MigrationFile
 
 __all__ = ["SCHEMA_FILE_NAME", "Discovery", "discover", "is_migration_name"]
 
@@ -104,6 +104,7 @@ def discover(directory: Path) -> Discovery:
     if not directory.is_dir():
         raise MissingMigrationDirectory(f"migration directory {directory} is not a directory")
     files: dict[str, MigrationFile] = {}
+    chain = Chain()
     warnings: list[str] = []
     blocking: list[str] = []
     for name, regular in _entries(directory):
@@ -123,8 +124,9 @@ def discover(directory: Path) -> Discovery:
         if version in files:
             other = files[version].path.name
             raise DuplicateVersion(f"duplicate version {version}: {other} and {name}", path=directory)
-        files[version] = MigrationFile(version, description, directory / name)
+        files[version] = MigrationFile(version, description, directory / name, chain)
     ordered = tuple(files[version] for version in sorted(files))
+    chain.files = ordered
     return Discovery(ordered, tuple(warnings), tuple(blocking))
 
 

@@ -10,15 +10,15 @@ import hashlib
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import MigrationFileError
 from .parsing import ParsedSql, parse_source
 from .sqlstream import Source
 
-__all__ = ["MigrationFile"]
+__all__ = ["Chain", "MigrationFile"]
 
 _T = TypeVar("_T")
 
@@ -34,6 +34,8 @@ class MigrationFile:
     version: str
     description: str
     path: Path
+    # the folder's files in order (``Chain``), for what this file's CALLs reach; None: the file alone
+    chain: Any = field(default=None, compare=False, repr=False)
 
     @property
     def plain_description(self) -> bool:
@@ -94,7 +96,8 @@ class MigrationFile:
 
     def _parse(self) -> ParsedSql:
         try:
-            return parse_source(Source(self.path), path=self.path)
+            earlier = None if self.chain is None else (lambda: self.chain.procedures_before(self.version))
+            return parse_source(Source(self.path), path=self.path, earlier=earlier)
         except OSError as err:
             raise MigrationFileError(f"cannot read file: {err.strerror or err}", path=self.path) from err
 
@@ -117,3 +120,25 @@ class MigrationFile:
                 if key not in cache:
                     cache[key] = compute()
         return cache[key]
+
+
+class Chain:
+    """The files of one folder in version order, and which procedures the files before each one define.
+
+    Learnt lazily: the files before one are parsed only when that file CALLs a procedure.
+    """
+
+    def __init__(self) -> None:
+        self.files: tuple[MigrationFile, ...] = ()
+        self._after: list[dict] = []  # procedures defined by files[0..i], for each i learnt so far
+
+    def procedures_before(self, version: str) -> dict:
+        """{procedure name: its body commits} as the files before ``version`` leave them."""
+        index = next((i for i, migration in enumerate(self.files) if migration.version == version), 0)
+        with _CACHE_LOCK:
+            # in order, so that an earlier file's own CALLs find what is before it already learnt
+            while len(self._after) < index:
+                known = dict(self._after[-1]) if self._after else {}
+                known.update(self.files[len(self._after)].parse().procedures)
+                self._after.append(known)
+        return self._after[index - 1] if index else {}

@@ -9,12 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["non_transactional_reason"]
+__all__ = ["called_procedure", "non_transactional_reason", "procedure_definition", "runs_commit"]
+
+# A procedure's name as written: its parts, e.g. ("batches",) or ("ops", "batches").
+ProcedureName = tuple[str, ...]
 
 
-def non_transactional_reason(node: Any) -> str | None:
-    """Name the statement if PostgreSQL refuses to run it inside a transaction block, else None."""
+def non_transactional_reason(node: Any, committing: Callable[[ProcedureName], bool] | None = None) -> str | None:
+    """Name the statement if PostgreSQL refuses to run it inside a transaction block, else None.
+
+    ``committing`` says whether a procedure runs COMMIT or ROLLBACK, as the chain defines it
+    (see ``procedure_definition``): a CALL of one is refused in a transaction block too.
+    """
     kind = type(node).__name__
+    if kind == "CallStmt":
+        name = called_procedure(node)
+        return _CALL_REASON if committing is not None and committing(name) else None
     if kind in _ALWAYS_NON_TRANSACTIONAL:
         return _ALWAYS_NON_TRANSACTIONAL[kind]
     check = _CONDITIONALLY_NON_TRANSACTIONAL.get(kind)
@@ -92,6 +102,37 @@ def _do_reason(node: Any) -> str | None:
     if (options.get("language") or "plpgsql").lower() != "plpgsql" or not options.get("as"):
         return None
     return "DO block that runs COMMIT or ROLLBACK" if pgparser.plpgsql_ends_transaction(options["as"]) else None
+
+
+_CALL_REASON = "CALL of a procedure that runs COMMIT or ROLLBACK"
+
+
+def procedure_definition(node: Any) -> tuple[ProcedureName, bool] | None:
+    """For CREATE [OR REPLACE] PROCEDURE: (its name, whether its PL/pgSQL body runs COMMIT or ROLLBACK)."""
+    from . import pgparser  # the module only, as in _do_reason
+
+    if type(node).__name__ != "CreateFunctionStmt" or not node.is_procedure:
+        return None
+    options = {option.defname: option.arg for option in node.options or ()}
+    language = (getattr(options.get("language"), "sval", None) or "sql").lower()
+    items = options.get("as") or ()  # a List node arrives as a tuple of its items
+    body = getattr(items[0], "sval", None) if items else None
+    commits = language == "plpgsql" and bool(body) and bool(pgparser.plpgsql_ends_transaction(body))
+    return tuple(part.sval for part in node.funcname), commits
+
+
+def called_procedure(node: Any) -> ProcedureName:
+    """The name a CALL statement names, as written."""
+    return tuple(part.sval for part in node.funccall.funcname)
+
+
+def runs_commit(name: ProcedureName, known: dict[ProcedureName, bool]) -> bool:
+    """Whether a CALL of ``name`` may reach a procedure of ``known`` that commits: the same name, and the
+    same schema where both give one (which schema an unqualified name reaches is the server's to say)."""
+    for defined, commits in known.items():
+        if commits and defined[-1] == name[-1] and (len(defined) == 1 or len(name) == 1 or defined == name):
+            return True
+    return False
 
 
 def _discard_reason(node: Any) -> str | None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import MigrationFileError
-from .nontransactional import non_transactional_reason
+from .nontransactional import ProcedureName, non_transactional_reason, procedure_definition, runs_commit
 from .prechecks import Precheck, directive_lines, take_prechecks
 from .sqlbatch import ChunkBuilder, is_plain
 from .sqlstream import CopyData, Piece, Source, pieces
@@ -56,6 +56,30 @@ class ParsedSql:
     notes: tuple[Note, ...] = ()  # shapes worth a warning in `check` (see txshape)
     # `-- grapevine: precheck` SELECTs, taken out of the statements: they run first, read-only
     prechecks: tuple[Precheck, ...] = ()
+    # the file's CREATE PROCEDUREs in order: (name, its body runs COMMIT or ROLLBACK), for the files after it
+    procedures: tuple[tuple[ProcedureName, bool], ...] = ()
+
+
+# The procedures the files before this one define (name -> commits), asked for only when a file CALLs one.
+Earlier = Callable[[], dict[ProcedureName, bool]]
+
+
+class _Procedures:
+    """What a file learns of procedures as its statements are read: the chain's, then its own so far."""
+
+    def __init__(self, earlier: Earlier | None) -> None:
+        self._earlier = earlier
+        self.defined: list[tuple[ProcedureName, bool]] = []
+
+    def learn(self, node: Any) -> None:
+        definition = procedure_definition(node)
+        if definition is not None:
+            self.defined.append(definition)
+
+    def commits(self, name: ProcedureName) -> bool:
+        known = dict(self._earlier()) if self._earlier is not None else {}
+        known.update(self.defined)  # a later CREATE OR REPLACE wins
+        return runs_commit(name, known)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -69,13 +93,19 @@ def parse_sql(text: str, *, path: Any = None, batch: bool = False) -> ParsedSql:
     return parse_source(Source(None, text.encode("utf-8")), path=path, batch=batch)
 
 
-def parse_source(source: Source, *, path: Any = None, batch: bool = True) -> ParsedSql:
-    """Parse a file as it is read (see ``sqlstream``); plain statements stay in the file (``sqlbatch``)."""
+def parse_source(source: Source, *, path: Any = None, batch: bool = True, earlier: Earlier | None = None) -> ParsedSql:
+    """Parse a file as it is read (see ``sqlstream``); plain statements stay in the file (``sqlbatch``).
+
+    ``earlier``: the procedures the chain's earlier files define, so that a CALL of one that commits
+    runs outside a transaction (a file's own CREATE PROCEDURE before the CALL counts too).
+    """
     directive = _has_directive(source)
-    written = _statements(source, path, single=directive or not batch)
+    procedures = _Procedures(earlier)
+    written = _statements(source, path, procedures, single=directive or not batch)
     autocommit_file = directive or not all(stmt.transactional for stmt in written)
     if autocommit_file and any(getattr(stmt, "count", 1) > 1 for stmt in written):
-        written = _statements(source, path, single=True)  # each statement runs on its own: one per chunk
+        procedures = _Procedures(earlier)
+        written = _statements(source, path, procedures, single=True)  # each statement runs on its own: one per chunk
     prechecks, written = take_prechecks(written, directive_lines(source), path)
     kept, units, notes = shape_units(
         written,
@@ -91,10 +121,11 @@ def parse_source(source: Source, *, path: Any = None, batch: bool = True) -> Par
             "is the untouched template from `create`: write the migration, or delete the file", path=path
         )
     wrapped = any(stmt.kind == "TransactionStmt" and _transaction_control(stmt, path) for stmt in written)
-    return ParsedSql(tuple(kept), units, not autocommit_file, wrapped, directive, notes, prechecks)
+    return ParsedSql(tuple(kept), units, not autocommit_file, wrapped, directive, notes, prechecks,
+                     tuple(procedures.defined))
 
 
-def _statements(source: Source, path: Any, *, single: bool) -> list:
+def _statements(source: Source, path: Any, procedures: _Procedures, *, single: bool) -> list:
     """The file's statements in order: parsed ones, and chunks of plain ones; COPY data attached."""
     written: list = []
     chunks = ChunkBuilder(source, single=single)
@@ -112,7 +143,7 @@ def _statements(source: Source, path: Any, *, single: bool) -> list:
             written.append(closed)
         if written and _needs_copy_data(written[-1]):
             raise _copy_without_data(written[-1], path)
-        written.append(_make_statement(piece, path))
+        written.append(_make_statement(piece, path, procedures))
     closed = chunks.flush()
     if closed is not None:
         written.append(closed)
@@ -146,7 +177,7 @@ def _has_template_marker(source: Source) -> bool:
     return TEMPLATE_MARKER in text.splitlines()
 
 
-def _make_statement(piece: Piece, path: Any) -> Statement:
+def _make_statement(piece: Piece, path: Any, procedures: _Procedures) -> Statement:
     """A statement parsed on its own (its tree only: parsing a whole file at once would hold every tree)."""
     from . import pgparser  # lazy: see the module docstring
 
@@ -154,7 +185,8 @@ def _make_statement(piece: Piece, path: Any) -> Statement:
         node = pgparser.parse_one(piece.text)
     except pgparser.ParseError as err:  # the block parsed as a whole: only a parser oddity gets here
         raise MigrationFileError(err.message, path=path, line=piece.line) from err
-    reason = non_transactional_reason(node)
+    reason = non_transactional_reason(node, procedures.commits)
+    procedures.learn(node)
     return Statement(piece.text, piece.line, type(node).__name__, reason is None, _resets_session(node), node)
 
 
@@ -198,7 +230,7 @@ _TWO_PHASE = {
 def _check_inside_block(stmt: Statement, block_line: int, path: Any) -> None:
     """PostgreSQL refuses non-transactional statements inside BEGIN/COMMIT: fail early."""
     if not stmt.transactional:
-        reason = non_transactional_reason(stmt.node)
+        reason = non_transactional_reason(stmt.node, lambda name: True)  # known not transactional: a CALL's reason too
         raise MigrationFileError(
             f"{reason} cannot run inside the BEGIN/COMMIT block that starts on line {block_line}",
             path=path,

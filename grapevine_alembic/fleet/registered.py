@@ -9,11 +9,12 @@ row gives (the column named as the query's server column), whatever its state.
 
 from __future__ import annotations
 
-from ..database.session.connection import describe_error, open_connection
+from ..database.jobs import retrying
+from ..database.session.connection import describe_error
 from ..database.state.target import Target
 from ..errors import DatabaseError, UnknownTenant
 from ..settings import Settings, validate_tenant_id
-from .targets import close_ids, listed_tenants, named_target, unlisted_rows
+from .targets import close_ids, control_read, listed_tenants, named_target, unlisted_rows
 
 
 def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None = None) -> list[Target]:
@@ -23,20 +24,20 @@ def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None
     wanted = list(dict.fromkeys(tenant_ids))
     for tenant_id in wanted:
         validate_tenant_id(tenant_id)  # bad input fails before any connection
-    raw = open_connection(settings.control)
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute("SELECT to_regclass('tenants') IS NOT NULL")
-            if not cursor.fetchone()[0]:
-                raise DatabaseError(f"the control database {settings.control.dbname} has no tenants table"
-                                    " (run `grapevine-migrations migrate --control` first?)")
-            try:
-                cursor.execute("SELECT id::text FROM tenants WHERE id::text = ANY(%s)", (wanted,))
-            except psycopg2.Error as err:
-                raise DatabaseError(f"reading the tenants table failed: {describe_error(err)}") from None
-            known = {row[0] for row in cursor.fetchall()}
-    finally:
-        raw.close()
+    def read(cursor):
+        cursor.execute("SELECT to_regclass('tenants') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            raise DatabaseError(f"the control database {settings.control.dbname} has no tenants table"
+                                " (run `grapevine-migrations migrate --control` first?)")
+        try:
+            cursor.execute("SELECT id::text FROM tenants WHERE id::text = ANY(%s)", (wanted,))
+        except psycopg2.Error as err:
+            if retrying.is_restart(err):
+                raise  # the server going away: read again once it is back
+            raise DatabaseError(f"reading the tenants table failed: {describe_error(err)}") from None
+        return {row[0] for row in cursor.fetchall()}
+
+    known = control_read(settings, read)
     unknown = [t for t in wanted if t not in known]
     if unknown:
         raise UnknownTenant(unknown[0], close_ids(settings, unknown[0]))

@@ -13,9 +13,12 @@ is named after); an id the tenants table does not have is still an error.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
-from ..database.session.connection import describe_error, open_connection
+from ..database.jobs import retrying
+from ..database.session import interrupts
+from ..database.session.connection import ConnectionFailed, describe_error, open_connection
 from ..errors import DatabaseError, UnknownTenant, UsageError
 from ..settings import Settings, validate_tenant_id
 from ..database.state.target import Target
@@ -74,33 +77,65 @@ def provisioned_tenants(settings: Settings, tenants_query: str | None = None) ->
 
 def listed_tenants(settings: Settings, tenants_query: str | None = None) -> tuple[dict[str | None, str | None], str | None]:
     """``provisioned_tenants``, and the name of the query's server column (None: it has none)."""
+    return control_read(settings, lambda cursor: _read_listed(settings, cursor, tenants_query))
+
+
+def _read_listed(settings: Settings, cursor, tenants_query: str | None):
     import psycopg2
 
-    raw = open_connection(settings.control)
+    if tenants_query is None:
+        cursor.execute(
+            "SELECT to_regclass('tenants') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute"
+            " WHERE attrelid = to_regclass('tenants') AND attname = 'deleted_at' AND NOT attisdropped)"
+        )
+        has_table, has_deleted_at = cursor.fetchone()
+        if not has_table:
+            raise DatabaseError(
+                f"the control database {settings.control.dbname} has no tenants table"
+                " (run `grapevine-migrations migrate --control` first?)"
+            )
+        tenants_query = default_tenants_query(has_deleted_at)
     try:
-        with raw.cursor() as cursor:
-            if tenants_query is None:
-                cursor.execute(
-                    "SELECT to_regclass('tenants') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute"
-                    " WHERE attrelid = to_regclass('tenants') AND attname = 'deleted_at' AND NOT attisdropped)"
-                )
-                has_table, has_deleted_at = cursor.fetchone()
-                if not has_table:
-                    raise DatabaseError(
-                        f"the control database {settings.control.dbname} has no tenants table"
-                        " (run `grapevine-migrations migrate --control` first?)"
-                    )
-                tenants_query = default_tenants_query(has_deleted_at)
+        cursor.execute(tenants_query)
+    except psycopg2.Error as err:
+        if retrying.is_restart(err):
+            raise  # the server going away: read again once it is back
+        raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
+    server_column = cursor.description[1].name if len(cursor.description) > 1 else None
+    # a NULL id stays None (str() would make it the tenant "None", database db_None)
+    return ({(None if row[0] is None else str(row[0])): _server_value(row) for row in cursor.fetchall()},
+            server_column)
+
+
+# How long a read of the control database waits out a server restarting (a run's --retry-window is the
+# tenants' databases'; the control read comes before or between them).
+CONTROL_RESTART_WINDOW_S = 30.0
+
+
+def control_read(settings: Settings, read):
+    """``read(cursor)`` on a new connection to the control database.  A server restarting is waited out
+    (read again with backoff, up to ``CONTROL_RESTART_WINDOW_S``); any other driver error is one line."""
+    import psycopg2
+
+    deadline, pause, answered = time.monotonic() + CONTROL_RESTART_WINDOW_S, 0.2, False
+    while True:
+        try:
+            raw = open_connection(settings.control)
+            answered = True
             try:
-                cursor.execute(tenants_query)
-            except psycopg2.Error as err:
-                raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
-            server_column = cursor.description[1].name if len(cursor.description) > 1 else None
-            # a NULL id stays None (str() would make it the tenant "None", database db_None)
-            return ({(None if row[0] is None else str(row[0])): _server_value(row) for row in cursor.fetchall()},
-                    server_column)
-    finally:
-        raw.close()
+                with raw.cursor() as cursor:
+                    return read(cursor)
+            finally:
+                raw.close()
+        except (psycopg2.Error, ConnectionFailed) as err:
+            # a server refusing from the start is down or misplaced: said at once, not waited for
+            restart = retrying.is_restart(err) and (answered or retrying.server_says_restarting(err))
+            if not restart or time.monotonic() + pause > deadline or interrupts.stopping():
+                if isinstance(err, ConnectionFailed):
+                    raise
+                raise DatabaseError(f"reading the control database failed: {describe_error(err)}") from None
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def _server_value(row: tuple) -> str | None:
@@ -121,32 +156,28 @@ def tenant_rows(settings: Settings, tenant_ids: list[str], server_column: str | 
 
     Its server comes from the column the tenants query names its server column after, whatever
     the state: a tenant being provisioned or repaired belongs on its own server too."""
-    raw = open_connection(settings.control)
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute(
-                # to_jsonb reads deleted_at, and the server column, only where those columns exist
-                "SELECT id::text, CASE WHEN to_jsonb(t) ->> 'deleted_at' IS NOT NULL THEN 'deleted' ELSE state END,"
-                " to_jsonb(t) ->> %s, to_jsonb(t) ? %s FROM tenants t WHERE id::text = ANY(%s)",
-                (server_column or "", server_column or "", tenant_ids),
-            )
-            return {tenant_id: TenantRow(state, server, server_column is None or has)
-                    for tenant_id, state, server, has in cursor.fetchall()}
-    finally:
-        raw.close()
+    def read(cursor):
+        cursor.execute(
+            # to_jsonb reads deleted_at, and the server column, only where those columns exist
+            "SELECT id::text, CASE WHEN to_jsonb(t) ->> 'deleted_at' IS NOT NULL THEN 'deleted' ELSE state END,"
+            " to_jsonb(t) ->> %s, to_jsonb(t) ? %s FROM tenants t WHERE id::text = ANY(%s)",
+            (server_column or "", server_column or "", tenant_ids),
+        )
+        return {tenant_id: TenantRow(state, server, server_column is None or has)
+                for tenant_id, state, server, has in cursor.fetchall()}
+
+    return control_read(settings, read)
 
 
 def close_ids(settings: Settings, tenant_id: str) -> tuple[str, ...]:
     """The tenants table's ids most like ``tenant_id`` (a typo's candidates), best first; read only on that error."""
     import difflib
 
-    raw = open_connection(settings.control)
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute("SELECT id::text FROM tenants WHERE id IS NOT NULL")
-            ids = [row[0] for row in cursor.fetchall()]
-    finally:
-        raw.close()
+    def read(cursor):
+        cursor.execute("SELECT id::text FROM tenants WHERE id IS NOT NULL")
+        return [row[0] for row in cursor.fetchall()]
+
+    ids = control_read(settings, read)
     return tuple(difflib.get_close_matches(tenant_id, ids, n=3))
 
 

@@ -16,11 +16,11 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..database.jobs import runner
+from ..database.jobs import cloning, runner
 from ..database.session.connection import describe_error, open_connection
 from ..database.state.target import Target
 from ..errors import GrapevineError
-from ..files.cluster_wide import left_out_notices
+from ..files.cluster_wide import created_roles, left_out_notices
 from ..settings import ConnectionSpec, Settings
 from .catalog import read_snapshot
 
@@ -131,10 +131,52 @@ def build_snapshot(chain, version: str | None, server: ConnectionSpec, *, lock_k
     """
     if version is not None and chain.get(version) is None:
         raise SchemaBuildError(f"version {version} is not among the {chain.env} migration files")
-    cut = chain.server_free(version)
-    for line in left_out_notices(cut.files, "the scratch build"):
-        if on_notice:
-            on_notice(f"notice: {line}")
+    with _roles_for_the_build(server, created_roles(chain.server_free(version).files), on_notice) as missing:
+        cut = chain.server_free(version, missing)
+        for line in left_out_notices(cut.files, "the scratch build"):
+            if on_notice:
+                on_notice(f"notice: {line}")
+        return _build(chain, cut, version, server, lock_key=lock_key, on_notice=on_notice, complete=complete)
+
+
+_ROLES_LOCK_CLASS = 0x67767372  # with key 0: builds that create roles (alone) and builds that use them (shared)
+
+
+@contextmanager
+def _roles_for_the_build(server: ConnectionSpec, names, on_notice):
+    """Yield the chain's CREATE ROLE roles the server lacks: the build creates them, and they are dropped
+    when it ends, after its database is gone.  While a build holds roles it created, no other build starts."""
+    if not names:
+        yield frozenset()
+        return
+    import psycopg2
+
+    admin = open_connection(server)
+    try:
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT pg_catalog.pg_advisory_lock_shared(%s, 0)", (_ROLES_LOCK_CLASS,))
+                missing = cloning.missing_roles(admin, names)
+                if missing:  # alone from here: another build may use a role only while nobody drops it
+                    cursor.execute("SELECT pg_catalog.pg_advisory_unlock_shared(%s, 0)", (_ROLES_LOCK_CLASS,))
+                    cursor.execute("SELECT pg_catalog.pg_advisory_lock(%s, 0)", (_ROLES_LOCK_CLASS,))
+                    missing = cloning.missing_roles(admin, names)
+        except psycopg2.Error as err:  # one line, not a traceback
+            raise SchemaBuildError(f"reading the server's roles failed: {describe_error(err)}") from None
+        for name in sorted(missing):
+            if on_notice:
+                on_notice(f"notice: the server has no role {name}: the scratch build creates it and drops it when it ends")
+        try:
+            yield missing
+        finally:
+            for line in cloning.drop_roles(admin, missing):
+                if on_notice:
+                    on_notice(f"notice: {line}")
+    finally:
+        admin.close()  # releases the lock
+
+
+def _build(chain, cut, version: str | None, server: ConnectionSpec, *, lock_key: int, on_notice, complete: bool) -> Reference:
     with scratch_database(server, on_notice) as spec:
         options = runner.RunOptions(lock_key=lock_key, retries=0)
         result = runner.migrate(Target(chain.env, spec), cut, options)

@@ -225,3 +225,28 @@ def _execute(raw, sql: str, name: str) -> None:
         if err.pgcode == _DUPLICATE_DATABASE or (err.pgcode == "23505" and "pg_database_datname_index" in str(err)):
             raise AlreadyExists(f"database {name} already exists; nothing was changed") from None
         raise
+
+
+def missing_roles(server, names) -> frozenset[str]:
+    """Which of the roles ``names`` the server does not have (a chain's CREATE ROLEs on a fresh server)."""
+    if not names:
+        return frozenset()
+    with server.cursor() as cursor:
+        cursor.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", (list(names),))
+        present = {name for (name,) in cursor.fetchall()}
+    return frozenset(name for name in names if name not in present)
+
+
+def drop_roles(server, names) -> list[str]:
+    """Drop the roles a scratch build created (after its database is gone); one line per role that stays."""
+    import psycopg2
+    from psycopg2 import sql
+
+    stayed = []
+    for name in sorted(names):
+        try:
+            with server.cursor() as cursor:
+                cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        except psycopg2.Error as err:  # it got objects or rights elsewhere meanwhile: not ours to take away
+            stayed.append(f"the role {name} the build created stays: {describe_error(err)}")
+    return stayed

@@ -23,7 +23,7 @@ from . import cloning, runner
 from ..session.connection import acquire_lock, describe_error, open_connection
 from ..state.ledger import DatabaseState, read_state
 from ...errors import DatabaseError, GrapevineError
-from ...files.cluster_wide import left_out_notices
+from ...files.cluster_wide import created_roles, left_out_notices
 from ..state.result import DatabaseResult
 from ..state.target import Target
 
@@ -145,7 +145,12 @@ def _to_head(server, target: Target, template: str, chain, options, state: cloni
     template_options = replace(options, applied_by=TEMPLATE_APPLIED_BY, dry_run=False, out_of_order=False,
                                on_wait=None, servers=None)
     # the template only stands in for a schema: what acts on the whole server already ran where the chain ran
-    built = chain.server_free()
+    # except the CREATE ROLEs of roles the server lacks: the copies need them, and a file-by-file migration
+    # would have created them too, so they stay
+    missing = cloning.missing_roles(server, created_roles(chain.server_free().files))
+    built = chain.server_free(create_roles=missing)
+    for name in sorted(missing):
+        _notice(options, target, f"the server has no role {name}: the template {template}'s build creates it (it stays)")
     for line in left_out_notices(built.files, f"the template {template}"):
         _notice(options, target, line)
     outcome = runner.migrate(Target("tenant", target.spec.for_database(template)), built, template_options)

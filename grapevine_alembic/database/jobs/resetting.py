@@ -55,7 +55,9 @@ def reset(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_TABL
             peer = remote_peer(session.raw)
             if peer:  # the connection that would drop, checked again: a name may resolve elsewhere now
                 raise _refused(target, peer)
-            session.read(lock=False) if options.dry_run else session.lock_and_read()
+            # a search_path changed after migrations is no reason to refuse: every schema goes, the one
+            # the tool's tables are really in as well as the current one
+            session.read(lock=False, refuse_moved=False) if options.dry_run else session.lock_and_read(refuse_moved=False)
             with session.raw.cursor() as cursor:
                 cursor.execute(_USER_SCHEMAS)
                 schemas = [row[0] for row in cursor.fetchall()]

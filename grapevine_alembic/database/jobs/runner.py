@@ -72,11 +72,13 @@ class Chain:
     def get(self, version: str) -> MigrationFile | None:
         return next((m for m in self.files if m.version == version), None)
 
-    def server_free(self, up_to: str | None = "") -> Chain:
+    def server_free(self, up_to: str | None = "", create_roles: frozenset[str] = frozenset()) -> Chain:
         """This chain (cut after ``up_to``; None: no file) for a build that only reads a schema (a scratch
-        database, the template): its files leave out what acts on the whole server (see ``cluster_wide``)."""
+        database, the template): its files leave out what acts on the whole server (see ``cluster_wide``),
+        except the CREATE ROLEs of ``create_roles``, roles the server lacks."""
         cut = copy.copy(self)
-        cut.files = tuple(ServerFreeFile.of(m) for m in self.files if up_to == "" or (up_to is not None and m.version <= up_to))
+        cut.files = tuple(ServerFreeFile.of(m, create_roles) for m in self.files
+                          if up_to == "" or (up_to is not None and m.version <= up_to))
         cut._script, cut._lock = None, threading.Lock()
         return cut
 
@@ -189,16 +191,15 @@ class Session:
         if self.raw is not None:
             self.raw.close()  # also releases the session-level advisory lock
 
-    def read(self, *, lock: bool) -> DatabaseState:
+    def read(self, *, lock: bool, refuse_moved: bool = True) -> DatabaseState:
         settings, self._settings = self._settings, ()
         with self.raw.cursor() as cursor:
-            return read_state(
-                cursor, try_lock_key=self.options.lock_key if lock else None, settings=settings, tables=self.tables
-            )
+            return read_state(cursor, try_lock_key=self.options.lock_key if lock else None, settings=settings,
+                              tables=self.tables, refuse_moved=refuse_moved)
 
-    def lock_and_read(self) -> DatabaseState:
+    def lock_and_read(self, *, refuse_moved: bool = True) -> DatabaseState:
         """Read with a try-lock in the same round trip; wait for the lock only if another run has it."""
-        state = self.read(lock=True)
+        state = self.read(lock=True, refuse_moved=refuse_moved)
         if state.locked:
             return state
         on_wait = self.options.on_wait
@@ -208,7 +209,7 @@ class Session:
             timeout_s=self.options.timeout_s,
             on_wait=(lambda: on_wait(self.target.database)) if on_wait else None,
         )
-        return self.read(lock=False)
+        return self.read(lock=False, refuse_moved=refuse_moved)
 
     def journal(self) -> Journal:
         """For applying files under this run's lock: each file starts from the tool's session state."""

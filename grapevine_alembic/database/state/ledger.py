@@ -117,10 +117,13 @@ def ensure_ledger(raw, *, create: bool = True, tables: ToolTables = DEFAULT_TABL
     return True
 
 
-def read_state(cursor, *, try_lock_key: int | None = None, settings=(), tables: ToolTables = DEFAULT_TABLES) -> DatabaseState:
+def read_state(cursor, *, try_lock_key: int | None = None, settings=(), tables: ToolTables = DEFAULT_TABLES,
+               refuse_moved: bool = True) -> DatabaseState:
     """Read version table and ledger in two round trips (one when neither exists).
 
     ``settings`` (name, value) pairs are applied with ``set_config`` in the first round trip.
+    ``refuse_moved=False``: a search_path moved away from the tool's tables is not refused (``reset``,
+    which drops every schema, the tables' own included, needs no state it could misread).
     """
     columns = f"{tables.regclass('version')} IS NOT NULL, {tables.regclass('ledger')} IS NOT NULL, {tables.placed}"
     params: list = []
@@ -133,7 +136,7 @@ def read_state(cursor, *, try_lock_key: int | None = None, settings=(), tables: 
         params += values
     cursor.execute("SELECT " + columns, params or None)
     has_version, has_ledger, placed, *rest = cursor.fetchone()
-    if not placed or not (has_version and has_ledger):  # a table missing here may lie in another schema
+    if refuse_moved and (not placed or not (has_version and has_ledger)):  # a table missing here may lie elsewhere
         check_placement(cursor, tables)
     locked = rest[0] if try_lock_key is not None else None
     if not (has_version or has_ledger):
