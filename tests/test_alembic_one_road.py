@@ -45,36 +45,13 @@ def tenant_server(tmp_path_factory, pg_server):
     yield from pg.own_server(tmp_path_factory, pg_server, "restarting_alembic", "stops and starts a server of its own")
 
 
-def _version_on(server, database: str) -> str | None:
-    if not pg.query(server, database, "SELECT to_regclass('alembic_version') IS NOT NULL")[0][0]:
-        return None
-    return pg.query(server, database, "SELECT version_num FROM alembic_version")[0][0]
-
-
-def _outage(server, database: str, seconds: float, log: dict) -> None:
-    """Once the database is past its first file, stop the server for ``seconds``, then start it."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if _version_on(server, database):
-                break
-        except Exception:  # noqa: BLE001 - the run may be creating its tables
-            pass
-        time.sleep(0.05)
-    server.stop()
-    log["stopped"] = time.monotonic()
-    time.sleep(seconds)
-    server.start()
-    log["started"] = time.monotonic()
-
-
 def test_alembic_upgrade_waits_out_a_server_restart(project, tenant_server, tally):
     project.migrate_control()
     _use_chain(project, CHAIN)
     project.add_tenant("rr", create_db=False)
     pg.create_database(tenant_server, "db_rr")
     log: dict = {}
-    outage = threading.Thread(target=_outage, args=(tenant_server, "db_rr", 10, log))
+    outage = threading.Thread(target=pg.outage, args=(tenant_server, "db_rr", 10, log))
     outage.start()
     try:
         result = _run(project, "alembic", "rr", env={"PG_TENANT_DATABASE_PORT": str(tenant_server.port)})
@@ -87,7 +64,7 @@ def test_alembic_upgrade_waits_out_a_server_restart(project, tenant_server, tall
     assert result.returncode == 0, result.stdout + result.stderr
     assert "db_rr: attempt 1 failed" in result.stderr and "retrying in" in result.stderr  # the outage was met
     tally("databases checked")
-    assert _version_on(tenant_server, "db_rr") == HEAD
+    assert pg.version_on(tenant_server, "db_rr") == HEAD
     runs = pg.query(tenant_server, "db_rr", "SELECT file, count(*) FROM runs GROUP BY file ORDER BY file")
     assert runs == [(f"step{i}", 1) for i in range(2, 7)], runs  # each file exactly once
     pg.drop_database(tenant_server, "db_rr")
