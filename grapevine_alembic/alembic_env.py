@@ -16,7 +16,6 @@ from pathlib import Path
 from .cli.report import notice_line, retry_line, waiting_line, write_line
 from .database.jobs import alembic_bridge, runner
 from .database.session.connection import (
-    SessionPolicy,
     acquire_lock,
     configure_session,
     describe_error,
@@ -26,7 +25,6 @@ from .database.session.connection import (
 from .database.state import late_files
 from .database.state.ledger import LedgerWriter, check_placement, read_state
 from .database.state.target import Target
-from .database.apply.journal import Journal
 from .errors import GrapevineError, UsageError
 from .fleet.breakers import Breakers
 from .local.devserver import resolve_settings
@@ -107,7 +105,7 @@ def _run(context, kind: str) -> None:
     if command == "upgrade":
         _upgrade(context, project, Target(kind, spec, tenant_id=xargs.get("tenant")), xargs)
     else:
-        _run_alembic(context, project, spec, tables, mutates=command in _MUTATING_COMMANDS or not command)
+        _run_alembic(context, project, spec, tables, xargs, mutates=command in _MUTATING_COMMANDS or not command)
 
 
 def _upgrade(context, project, target: Target, xargs: dict) -> None:
@@ -134,17 +132,14 @@ def _upgrade(context, project, target: Target, xargs: dict) -> None:
         raise GrapevineError(result.error)
 
 
-def _run_alembic(context, project, spec, tables, *, mutates: bool) -> None:
+def _run_alembic(context, project, spec, tables, xargs: dict, *, mutates: bool) -> None:
     """``stamp`` and ``current`` on Alembic's machinery, over a connection bounded as migrate's."""
-    timeout, lock_timeout = _DEFAULTS.timeout_s, _DEFAULTS.lock_timeout_s
+    timeout = _seconds(xargs, "timeout", _DEFAULTS.timeout_s)
+    lock_timeout = _seconds(xargs, "lock_timeout", _DEFAULTS.lock_timeout_s)
     raw = open_connection(spec)
     try:
         configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
         writer = LedgerWriter(context.script.migration_files(), tables=tables)
-        journal = Journal(database=spec.dbname, on_notice=print_notice, tables=tables)
-        journal.policy = SessionPolicy.for_connection(
-            raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout, lock_key=project.lock_key if mutates else None
-        )
         if not mutates:  # a writing command checks with its state read (_refuse_legacy)
             with raw.cursor() as cursor:
                 check_placement(cursor, tables)
@@ -155,7 +150,7 @@ def _run_alembic(context, project, spec, tables, *, mutates: bool) -> None:
             context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer],
                               **tables.alembic_options())
             with context.begin_transaction():
-                context.run_migrations(migration_context=context.get_context(), journal=journal)
+                context.run_migrations(migration_context=context.get_context())
     finally:
         raw.close()
 
@@ -169,7 +164,7 @@ def _refuse_legacy(raw, spec, tables) -> None:
     """Only the previous tool's ledger: Alembic would start again from base."""
     with raw.cursor() as cursor:
         if read_state(cursor, tables=tables).is_legacy:
-            raise UsageError(runner.legacy_refusal(Target("control", spec), tables))
+            raise UsageError(runner.legacy_refusal(spec.dbname, tables))
 
 
 def _say(line: str) -> None:

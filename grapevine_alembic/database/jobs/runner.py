@@ -264,7 +264,7 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                 result.fail(with_target(plan.problem, target))
                 return
             if plan.adopt_to and not options.adopt_legacy:
-                result.fail(legacy_refusal(target, chain.tables))
+                result.fail(legacy_refusal(target.database, chain.tables))
                 return
             if options.stop_at is not None:
                 bound = options.stop_at(plan.head or plan.adopt_to) if callable(options.stop_at) else options.stop_at
@@ -355,10 +355,10 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
         raise
 
 
-def legacy_refusal(target: Target, tables: ToolTables) -> str:
+def legacy_refusal(database: str, tables: ToolTables) -> str:
     """A road that does not adopt: Alembic alone would start again from base, so send the user to the
     command that adopts the previous tool's ledger (stamps the recorded prefix, keeping applied_at)."""
-    return (f"{target.database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet:"
+    return (f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet:"
             " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)")
 
 
