@@ -1,9 +1,10 @@
 """What ``alembic_control/env.py`` and ``alembic_tenant/env.py`` run.
 
-Both environments connect exactly like the CLI does (same connection, session
-bounds, advisory lock, ledger callback, notice printing), so ``alembic -c
-alembic.ini -n tenant -x tenant=acme upgrade head`` and ``grapevine-migrations
-migrate --tenant acme`` leave the same database behind.
+``alembic upgrade <target>`` resolves its target with Alembic's own revision map and then runs the
+same per-database job as ``grapevine-migrations migrate`` and the Python API (``runner.migrate``,
+with its defaults, retries, session reset and durability), so ``alembic -c alembic.ini -n tenant -x
+tenant=acme upgrade head`` and ``grapevine-migrations migrate --tenant acme`` are one road.  ``--sql``,
+``stamp``, ``current`` and ``history`` stay on Alembic's machinery; ``downgrade`` is refused.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .cli.report import notice_line, waiting_line, write_line
+from .cli.report import notice_line, retry_line, waiting_line, write_line
+from .database.jobs import alembic_bridge, runner
 from .database.session.connection import (
-    SessionPolicy,
     acquire_lock,
     configure_session,
     describe_error,
@@ -22,20 +23,17 @@ from .database.session.connection import (
     sqlalchemy_connection,
 )
 from .database.state import late_files
-from .database.apply.executor import apply_direct
-from .database.apply.journal import Journal, NoticeSink
 from .database.state.ledger import LedgerWriter, check_placement, read_state
-from .database.state.plan import make_plan
+from .database.state.target import Target
 from .errors import GrapevineError, UsageError
-from .files.tool_table_writes import refuse_tool_table_writes
+from .fleet.breakers import Breakers
 from .local.devserver import resolve_settings
 from .masking import known_secrets, mask
 from .placement import password_variables
 from .settings import find_config, load_dotenv_file, load_project
 
-DEFAULT_TIMEOUT_S = 300.0
-DEFAULT_LOCK_TIMEOUT_S = 5.0
-_MUTATING_COMMANDS = {"upgrade", "downgrade", "stamp"}
+_MUTATING_COMMANDS = {"stamp", "do_stamp"}  # only they take the lock: `alembic current` never waits behind a run
+_DEFAULTS = runner.RunOptions(lock_key=0)  # migrate's defaults: timeouts, lock timeout, retries, retry window
 
 
 def print_notice(database: str, version: str | None, message: str) -> None:
@@ -79,14 +77,17 @@ def _database_error_line(err: Exception) -> str | None:
 
 def _run(context, kind: str) -> None:
     _refuse_model_commands(context.config, kind)
+    command = _command(context.config) or alembic_bridge.running_command(context)
     project = _project(context.config)
     if context.config.config_file_name:  # the usual env.py logging set-up: "Running upgrade ..." lines
         import logging.config
 
         logging.config.fileConfig(context.config.config_file_name, disable_existing_loggers=False)
+    if command == "downgrade":  # forward only, online or --sql: refused before anything connects
+        raise UsageError(alembic_bridge.FORWARD_ONLY)
     tables = project.tool_tables(kind)  # version_table, ledger_table, ... of this section
-    writer = LedgerWriter(context.script.migration_files(), tables=tables)
-    if context.is_offline_mode():
+    if context.is_offline_mode():  # --sql writes SQL with Alembic's machinery: no database
+        writer = LedgerWriter(context.script.migration_files(), tables=tables)
         context.configure(dialect_name="postgresql", transaction_per_migration=True, on_version_apply=[writer],
                           **tables.alembic_options())
         with context.begin_transaction():
@@ -101,57 +102,57 @@ def _run(context, kind: str) -> None:
     else:  # -x server=host[:port] for a tenant placed on another server, with its login from alembic.ini
         placed = replace(settings, server_logins=project.server_logins)
         spec = placed.tenant_spec(_required_tenant(xargs), xargs.get("server"))
-    journal = Journal(database=spec.dbname, on_notice=print_notice, tables=tables)
-    _run_online(context, project, spec, journal, writer, xargs)
+    if command == "upgrade":
+        _upgrade(context, project, Target(kind, spec, tenant_id=xargs.get("tenant")), xargs)
+    else:
+        _run_alembic(context, project, spec, tables, xargs, mutates=command in _MUTATING_COMMANDS or not command)
 
 
-def _run_online(context, project, spec, journal, writer, xargs) -> None:
-    timeout = _seconds(xargs, "timeout", DEFAULT_TIMEOUT_S)
-    lock_timeout = _seconds(xargs, "lock_timeout", DEFAULT_LOCK_TIMEOUT_S)
+def _upgrade(context, project, target: Target, xargs: dict) -> None:
+    """``alembic upgrade <target>``: migrate's job for this database, stopped where Alembic's map says."""
     late_policy = project.out_of_order  # a bad -x value fails here, before any connection
     if "out_of_order" in xargs:
         late_policy = late_files.parse_policy(xargs["out_of_order"], "-x out_of_order")
+    chain = runner.Chain(project, target.kind, folder=context.script.migration_folder())
+    chain._script = context.script  # the revision map Alembic built for this command
+    destination = context.get_revision_argument()
+    options = replace(
+        _DEFAULTS, lock_key=project.lock_key,
+        timeout_s=_seconds(xargs, "timeout", _DEFAULTS.timeout_s),
+        lock_timeout_s=_seconds(xargs, "lock_timeout", _DEFAULTS.lock_timeout_s),
+        retries=_count(xargs, "retries", _DEFAULTS.retries),
+        retry_window_s=_seconds(xargs, "retry_window", _DEFAULTS.retry_window_s),
+        out_of_order=late_policy == late_files.APPLY, adopt_legacy=False, servers=Breakers(),
+        stop_at=lambda head: alembic_bridge.upgrade_bound(context.script, destination, head),
+        on_notice=print_notice, on_wait=_say_waiting, on_step=_say_running, on_warning=_say,
+        on_retry=lambda database, attempt, error, delay: _say(retry_line(database, attempt, error, delay)),
+    )
+    result = runner.migrate(target, chain, options)
+    if result.error:
+        raise GrapevineError(result.error)
+
+
+def _run_alembic(context, project, spec, tables, xargs: dict, *, mutates: bool) -> None:
+    """``stamp`` and ``current`` on Alembic's machinery, over a connection bounded as migrate's."""
+    timeout = _seconds(xargs, "timeout", _DEFAULTS.timeout_s)
+    lock_timeout = _seconds(xargs, "lock_timeout", _DEFAULTS.lock_timeout_s)
     raw = open_connection(spec)
     try:
         configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
-        mutates = _mutates(context.config)
-        journal.policy = SessionPolicy.for_connection(
-            raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout, lock_key=project.lock_key if mutates else None
-        )
+        writer = LedgerWriter(context.script.migration_files(), tables=tables)
         if not mutates:  # a writing command checks with its state read (_refuse_legacy)
             with raw.cursor() as cursor:
-                check_placement(cursor, journal.tables)
+                check_placement(cursor, tables)
         else:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
-            state = _refuse_legacy(raw, spec.dbname, journal.tables)
-            writer.prepare(raw, journal)
-
-            plan = make_plan(tuple(writer.chain[v] for v in writer.versions), state)
-            journal.marked_ahead = {m.version for m in plan.marked_ahead}
-        raw.notices = NoticeSink(journal)
-        if mutates and plan.out_of_order and _command(context.config) == "upgrade":
-            _late_files(raw, plan, late_policy, xargs, spec, journal, writer)
+            _refuse_legacy(raw, spec, tables)
         with sqlalchemy_connection(raw) as connection:
             context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer],
-                              **journal.tables.alembic_options())
+                              **tables.alembic_options())
             with context.begin_transaction():
-                context.run_migrations(migration_context=context.get_context(), journal=journal)
+                context.run_migrations(migration_context=context.get_context())
     finally:
         raw.close()
-
-
-def _late_files(raw, plan, policy, xargs, spec, journal, writer) -> None:
-    """Files merged late, as ``migrate`` treats them: applied first with a warning line each (the
-    ``out_of_order`` setting's default), or refused (``-x out_of_order=refuse`` overrides alembic.ini)."""
-    if policy == late_files.REFUSE:
-        flag = f"--tenant {xargs['tenant']}" if "tenant" in xargs else "--control"
-        raise UsageError(f"{spec.dbname}: " + late_files.refusal(plan, flag))
-    for migration in plan.out_of_order:
-        migration.parse()  # a broken file fails before anything of it is sent
-        refuse_tool_table_writes(migration, journal.tables)  # so does one that writes the tool's tables
-    for migration in plan.out_of_order:
-        print(late_files.warning_line(spec.dbname, migration, plan.head), file=sys.stderr, flush=True)
-        apply_direct(raw, migration, writer.insert_sql(migration, "out-of-order"), journal)
 
 
 def _command(config) -> str:
@@ -159,17 +160,23 @@ def _command(config) -> str:
     return getattr(cmd[0], "__name__", "") if cmd else ""
 
 
-def _refuse_legacy(raw, database: str, tables):
-    """Only the previous tool's ledger: Alembic would start again from base, so send the user to
-    the command that adopts it (stamps the recorded prefix, keeping applied_at).  Returns the state."""
+def _refuse_legacy(raw, spec, tables) -> None:
+    """Only the previous tool's ledger: Alembic would start again from base."""
     with raw.cursor() as cursor:
-        state = read_state(cursor, tables=tables)
-        if state.is_legacy:
-            raise UsageError(
-                f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet:"
-                " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
-            )
-    return state
+        if read_state(cursor, tables=tables).is_legacy:
+            raise UsageError(runner.legacy_refusal(spec.dbname, tables))
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _say_running(database: str, before: str | None, migration) -> None:
+    """Alembic's own line for each step, through Alembic's logger (alembic.ini's logging shows it)."""
+    import logging
+
+    logging.getLogger("alembic.runtime.migration").info(
+        "Running upgrade %s -> %s, %s", before or "", migration.version, migration.message)
 
 
 def _say_waiting(database: str) -> None:
@@ -182,8 +189,8 @@ def _project(config):
 
 
 # -x keys each environment reads (server: a tenant placed on another server, as host[:port])
-X_KEYS = {"control": ("timeout", "lock_timeout", "out_of_order"),
-          "tenant": ("tenant", "timeout", "lock_timeout", "server", "out_of_order")}
+X_KEYS = {"control": ("timeout", "lock_timeout", "out_of_order", "retries", "retry_window"),
+          "tenant": ("tenant", "timeout", "lock_timeout", "server", "out_of_order", "retries", "retry_window")}
 
 
 def _checked_x_arguments(xargs: dict, kind: str) -> dict:
@@ -211,6 +218,15 @@ def _seconds(xargs: dict, key: str, default: float) -> float:
     return value
 
 
+def _count(xargs: dict, key: str, default: int) -> int:
+    text = xargs.get(key)
+    if text is None:
+        return default
+    if not text.strip().isdigit():
+        raise UsageError(f"-x {key} must be a whole number (0 = no retries), not {text!r}")
+    return int(text)
+
+
 def _required_tenant(xargs: dict) -> str:
     tenant = xargs.get("tenant")
     if not tenant:
@@ -228,11 +244,3 @@ def _refuse_model_commands(config, kind: str) -> None:
     if command == "revision" and getattr(config.cmd_opts, "autogenerate", False):
         raise UsageError("--autogenerate needs SQLAlchemy models, and these migrations are .sql files: run"
                          f" `alembic -c alembic.ini -n {kind} revision -m \"description\"` and write its SQL")
-
-
-def _mutates(config) -> bool:
-    """Only commands that write take the lock, so ``alembic current`` never waits behind a run."""
-    cmd = getattr(getattr(config, "cmd_opts", None), "cmd", None)
-    if not cmd:
-        return True  # called programmatically: be safe
-    return getattr(cmd[0], "__name__", "") in _MUTATING_COMMANDS

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -193,3 +194,28 @@ class DatabaseFactory:
 def project_root() -> Path:
     """The repository root (the folder holding pyproject.toml)."""
     return Path(__file__).resolve().parents[1]
+
+
+def version_on(server, database: str) -> str | None:
+    """The database's alembic_version, None before it has one."""
+    if not query(server, database, "SELECT to_regclass('alembic_version') IS NOT NULL")[0][0]:
+        return None
+    return query(server, database, "SELECT version_num FROM alembic_version")[0][0]
+
+
+def outage(server, database: str, seconds: float, log: dict) -> None:
+    """Once ``database`` is past its first file, stop ``server`` for ``seconds``, then start it (in a thread)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if version_on(server, database):
+                break
+        except Exception:  # noqa: BLE001 - its database may be busy being created
+            pass
+        time.sleep(0.05)
+    log["stopping"] = time.monotonic()
+    server.stop()
+    log["stopped"] = time.monotonic()
+    time.sleep(seconds)
+    server.start()
+    log["started"] = time.monotonic()

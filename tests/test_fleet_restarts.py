@@ -49,35 +49,14 @@ def tenants(project, tenant_server):
 
 
 def _version(server, tenant: str) -> str | None:
-    database = f"db_{tenant}"
-    if not pg.query(server, database, "SELECT to_regclass('alembic_version') IS NOT NULL")[0][0]:
-        return None
-    return pg.query(server, database, "SELECT version_num FROM alembic_version")[0][0]
-
-
-def _outage(server, first_tenant: str, seconds: float, log: dict) -> None:
-    """Once the first tenant is past its first file, stop the server for ``seconds``, then start it."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if _version(server, first_tenant):
-                break
-        except Exception:  # noqa: BLE001 - its database may be busy being created
-            pass
-        time.sleep(0.05)
-    log["stopping"] = time.monotonic()
-    server.stop()
-    log["stopped"] = time.monotonic()
-    time.sleep(seconds)
-    server.start()
-    log["started"] = time.monotonic()
+    return pg.version_on(server, f"db_{tenant}")
 
 
 @pytest.mark.parametrize("outage_s", [5, 30])
 def test_run_completes_over_a_server_restart(project, tenants, tenant_server, outage_s, tally):
     env = {"PG_TENANT_DATABASE_PORT": str(tenant_server.port)}
     log: dict = {}
-    outage = threading.Thread(target=_outage, args=(tenant_server, tenants[0], outage_s, log))
+    outage = threading.Thread(target=pg.outage, args=(tenant_server, f"db_{tenants[0]}", outage_s, log))
     proc = project.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--json", env=env)
     outage.start()
     try:
@@ -103,7 +82,7 @@ def test_a_server_refusing_past_the_window_fails_its_tenants(project, tenants, t
     """The window is a bound: a server that does not come back fails the run (breaker tripped)."""
     env = {"PG_TENANT_DATABASE_PORT": str(tenant_server.port)}
     log: dict = {}
-    outage = threading.Thread(target=_outage, args=(tenant_server, tenants[0], 30, log))
+    outage = threading.Thread(target=pg.outage, args=(tenant_server, f"db_{tenants[0]}", 30, log))
     proc = project.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--retry-window", "3", "--json", env=env)
     outage.start()
     try:

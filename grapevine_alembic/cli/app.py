@@ -127,7 +127,7 @@ def json_option(func):
 
 
 def run_options(app: App, **overrides):
-    from .report import notice_line, waiting_line  # lazy: --help stays fast
+    from .report import notice_line, retry_line, waiting_line  # lazy: --help stays fast
     from ..fleet.breakers import Breakers
     from ..database.session.netbounds import bounds_from_environment
     from ..database.jobs.runner import RunOptions
@@ -145,8 +145,7 @@ def run_options(app: App, **overrides):
         out.info(line)
 
     def retrying(database, attempt, error, delay):
-        first_line = error.splitlines()[0]
-        out.info(f"{database}: attempt {attempt} failed ({first_line}); retrying in {delay:.1f}s")
+        out.info(retry_line(database, attempt, error, delay))
 
     return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
                       on_retry=retrying, on_warning=warning, servers=Breakers(), bounds=bounds, **overrides)

@@ -42,6 +42,11 @@ def waiting_line(database: str) -> str:
     return f"{database}: waiting for another migration run to finish"
 
 
+def retry_line(database: str, attempt: int, error: str, delay: float) -> str:
+    """A transient failure about to be retried (the CLI and env.py print the same line)."""
+    return f"{database}: attempt {attempt} failed ({error.splitlines()[0]}); retrying in {delay:.1f}s"
+
+
 _ANSI = {"red": "\x1b[31m", "yellow": "\x1b[33m"}
 
 

@@ -6,12 +6,11 @@ tool's own statements (the ledger row, the version move, the lock check), so the
 and its record commit together or not at all; when the file ends with a statement that
 cannot run in a transaction, the record follows in a transaction of its own.
 
-Two roads share this code: ``migrate`` (``apply_direct``: an autocommit connection,
-the tool sends BEGIN/COMMIT itself) and ``alembic upgrade`` (``apply_migration``:
-Alembic opened the per-migration transaction and commits it after the version
-update; ``--sql`` writes a script instead, see ``offline``).  Statements go to the raw
-DBAPI cursor without parameters, so ``%``, ``:name`` and ``?`` are never read as bind
-parameters.
+Every way in (``migrate``, the Python API and ``alembic upgrade``) applies a file with
+``apply_direct``: an autocommit connection, the tool sends BEGIN/COMMIT itself
+(``alembic upgrade --sql`` writes a script instead, see ``offline``).  Statements go to
+the raw DBAPI cursor without parameters, so ``%``, ``:name`` and ``?`` are never read
+as bind parameters.
 
 Each transaction goes to the server in as few round trips as the file allows (see
 ``steps``).  Before anything of a file runs, its prechecks do, read-only (``prechecks``).
@@ -30,14 +29,13 @@ from .durability import ASYNC_COMMIT_SQL, DURABLE_COMMIT_SQL
 from .failures import StatementFailed, transaction_failure
 from .journal import Journal
 from .locate import abandon, locate, rollback
-from .offline import emit_offline
 from .prechecks import run_prechecks
 from .steps import Step, join, round_trips, statement_steps
 from ...files.migration import MigrationFile
 from ...files.parsing import Statement
 from ...files.txshape import Unit, split_final
 
-__all__ = ["FileRun", "apply_direct", "apply_migration", "refuse_unencodable"]
+__all__ = ["FileRun", "apply_direct", "refuse_unencodable"]
 
 
 # --------------------------------------------------------------------------- one file
@@ -77,56 +75,19 @@ class FileRun:
             if first is not None and (not first.transactional or first.rollback or _wants_fresh_transaction(first)):
                 # DDL takes a snapshot (SET TRANSACTION must come first), and a ROLLBACK would
                 # undo it: then the tables get a transaction of their own
-                self.transaction(None, tail=self._commit_steps(record=False), explicit=True)
+                self.transaction(None, tail=self._commit_steps(record=False))
         for unit in units:
             if unit is final:
-                self.transaction(unit, tail=self._record_steps(record_sql), explicit=True)
+                self.transaction(unit, tail=self._record_steps(record_sql))
             else:
                 self.unit(unit)
         if final is None:  # nothing to ride on: the record is a transaction of its own
-            self.transaction(None, tail=self._record_steps(record_sql), explicit=True)
-
-    # ---- the alembic road: Alembic's transaction is open and commits after the version update ----
-    def run_in_open_transaction(self, context, record_sql: str | None, setup_sql: str = "") -> None:
-        earlier, final = split_final(self.units)
-        setup = [Step(setup_sql, what="creating the version tables: ")] if setup_sql else []
-        reopened = False
-        if earlier:
-            with context.autocommit_block():
-                self._reset_session()
-                for unit in earlier:
-                    self.unit(unit)
-        elif self._reset_pending:
-            self._reset_session(end_open=True)  # Alembic's transaction is open: BEGIN fixed its modes
-            reopened = True
-        tail = []
-        if final is not None:
-            # Alembic commits later: check deferred constraints now, so a failure names the file's COMMIT
-            line = final.end_line or final.statements[-1].line
-            tail.append(Step("SET CONSTRAINTS ALL IMMEDIATE", what="at COMMIT: ", line=line))
-        tail.append(Step(TOOL_SCOPE_SQL, what=""))  # Alembic's version update follows, unqualified
-        fresh = final is not None and _wants_fresh_transaction(final)
-        if fresh or earlier:
-            tail += setup  # DDL would take the snapshot SET TRANSACTION needs first
-        else:
-            self._setup = setup
-        if record_sql:
-            tail.append(Step(record_sql, what="recording the version: "))
-        tail += self._lock_check_steps()
-        if fresh and not reopened:
-            # SET TRANSACTION must come before any query, and Alembic already read the version
-            # table in the transaction it opened: end that one, and open the file's own.
-            with self.raw.cursor() as cursor:
-                cursor.execute("COMMIT")
-        if fresh or reopened:
-            self.transaction(final, tail=tail, explicit=False, open_sql=final.begin if final else "BEGIN")
-        else:
-            self.transaction(final, tail=tail, explicit=False)
+            self.transaction(None, tail=self._record_steps(record_sql))
 
     def unit(self, unit: Unit) -> None:
         """A unit before the file's last transaction: commits (or rolls back) on its own."""
         if unit.transactional:
-            self.transaction(unit, tail=self._lock_check_steps() + self._commit_steps(record=False), explicit=True)
+            self.transaction(unit, tail=self._lock_check_steps() + self._commit_steps(record=False))
         else:
             autocommit_statement(self.raw, self.migration, self.journal, self.committed, unit.statements[0],
                                  async_commit=self.durable is not None)
@@ -157,19 +118,18 @@ class FileRun:
         self._reset_pending = False
         return [Step("BEGIN"), Step(self.journal.policy.reset_sql(), what="resetting the session: "), Step("COMMIT")]
 
-    def _reset_session(self, *, end_open: bool = False) -> None:
+    def _reset_session(self) -> None:
         """Undo what an earlier file left on the session, before this file's first transaction opens.
 
         BEGIN fixes a transaction's read-only mode and isolation level from the defaults then in
         force, so the reset commits before the file's first BEGIN; here it is a round trip of its own
-        (before a statement that must run alone; ``_reset_steps`` otherwise); ``end_open``
-        (the alembic road) first ends the transaction Alembic opened, which has run nothing yet.
+        (before a statement that must run alone; ``_reset_steps`` otherwise).
         """
         import psycopg2
 
         if self._reset_pending:
             self._reset_pending = False
-            sql = ("COMMIT;\n" if end_open else "") + self.journal.policy.reset_sql()
+            sql = self.journal.policy.reset_sql()
             with self.raw.cursor() as cursor:
                 try:
                     cursor.execute(sql)
@@ -178,15 +138,10 @@ class FileRun:
                     raise StatementFailed(self.migration, None, err, [], what="resetting the session: ") from err
 
     # ---- a transaction ----
-    def transaction(self, unit: Unit | None, *, tail: list[Step], explicit: bool, open_sql: str | None = None) -> None:
-        """One transaction: [BEGIN [modes]] [setup] statements tail [COMMIT|ROLLBACK].
-
-        ``explicit``: the tool opens and ends it; otherwise Alembic does (``open_sql`` then
-        opens it when the file's transaction modes need a fresh one).
-        """
-        if explicit:
-            open_sql = unit.begin if unit else "BEGIN"
-        steps: list[Step] = self._prefix + ([Step(open_sql, line=_first_line_of(unit))] if open_sql else [])
+    def transaction(self, unit: Unit | None, *, tail: list[Step]) -> None:
+        """One transaction: BEGIN [modes] [setup] statements tail COMMIT (or the file's ROLLBACK)."""
+        open_sql = unit.begin if unit else "BEGIN"
+        steps: list[Step] = [*self._prefix, Step(open_sql, line=_first_line_of(unit))]
         self._prefix = []
         steps += self._setup
         self._setup = []
@@ -196,9 +151,8 @@ class FileRun:
             steps.append(Step("ROLLBACK", line=unit.end_line))
         else:
             steps += tail
-            if explicit:
-                line = unit.end_line if unit and unit.end_line else (statements[-1].line if statements else None)
-                steps.append(Step("COMMIT", what="at COMMIT: ", line=line))
+            line = unit.end_line if unit and unit.end_line else (statements[-1].line if statements else None)
+            steps.append(Step("COMMIT", what="at COMMIT: ", line=line))
         try:
             with self.raw.cursor() as cursor:
                 for trip in round_trips(steps):
@@ -208,7 +162,7 @@ class FileRun:
             # Ctrl-C) may have come between two round trips: nothing of the file may commit later
             abandon(self.raw)
             raise
-        if explicit and not (unit is not None and unit.rollback):
+        if not (unit is not None and unit.rollback):
             self.committed.extend(statements)
 
     def _send(self, cursor, trip: list[Step], steps: list[Step]) -> None:
@@ -283,28 +237,5 @@ def apply_direct(
         refuse_unencodable(raw, [migration])
         run_prechecks(raw, migration, reset_sql=_precheck_reset(journal))
     FileRun(raw, migration, journal, run_body=run_body, durable=durable).run_direct(record_sql, setup_sql)
-    journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
-    journal.applied.append(migration.version)
-
-
-def apply_migration(context, migration: MigrationFile, journal: Journal | None = None) -> None:
-    """Run one migration file through ``context`` (a ``MigrationContext``), online or ``--sql``."""
-    parsed = migration.parse()
-    if context.as_sql:
-        emit_offline(context, migration, parsed)
-        return
-    journal = journal or Journal(database=context.connection.engine.url.database or "")
-    journal.current = migration
-    started = time.perf_counter()
-    marked = migration.version in journal.marked_ahead  # `mark --apply`: the head moves, nothing runs
-    record = journal.ledger_sql(migration) if journal.ledger_sql and not marked else None
-    raw = context.connection.connection.dbapi_connection  # executes text verbatim, no parameter parsing
-    if not marked:
-        refuse_unencodable(raw, [migration])
-        run_prechecks(raw, migration, reset_sql=_precheck_reset(journal), savepoint=True)  # Alembic's transaction is open
-    setup, journal.ledger_setup_sql = journal.ledger_setup_sql, ""
-    FileRun(raw, migration, journal, run_body=not marked).run_in_open_transaction(context, record, setup)
-    if record or marked:
-        journal.recorded.add(migration.version)
     journal.durations_ms[migration.version] = round((time.perf_counter() - started) * 1000)
     journal.applied.append(migration.version)

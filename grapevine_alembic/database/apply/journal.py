@@ -21,15 +21,9 @@ class Journal:
     current: MigrationFile | None = None
     durations_ms: dict[str, int] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
-    # Set by the ledger once its table exists: SQL that records a version, to ride in the
-    # migration's own batch (saves a round trip per migration); None = record afterwards.
-    ledger_sql: Callable[[MigrationFile], str] | None = None
-    recorded: set[str] = field(default_factory=set)
     # The tool's session state, put back before every file (None: leave the session alone).
     policy: SessionPolicy | None = None
     muted: bool = False  # while a failed transaction is replayed: its notices were shown once
-    marked_ahead: set[str] = field(default_factory=set)  # versions `mark --apply` recorded above the head
-    ledger_setup_sql: str = ""  # the alembic road: the ledger to create in the first file's transaction
     session_used: bool = False  # a file's body ran on this session since the tool last reset it
     tables: ToolTables = DEFAULT_TABLES  # the names of the tool's version table and ledger
 

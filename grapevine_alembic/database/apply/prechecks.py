@@ -2,9 +2,8 @@
 
 All of a file's checks run in one read-only transaction (``SET TRANSACTION READ ONLY``) under the
 session's bounds (statement and lock timeouts), and it is rolled back: a check can neither write
-nor leave anything behind.  On the direct road that is a transaction of its own; on the alembic
-road Alembic's transaction is already open, so it is a savepoint, rolled back to (PostgreSQL
-allows a read-only subtransaction, and rolling back to the savepoint restores read-write).
+nor leave anything behind.  Every road applies files through ``executor.apply_direct``, so this is
+always a transaction of its own, before the file's first.
 
 A false or NULL answer, an answer that is not one boolean, or an error fails the database with
 ``precheck "<name>" failed``, before anything of the file has run.  A lost connection is not a
@@ -20,27 +19,23 @@ from .pgerror import project_path
 
 __all__ = ["PrecheckFailed", "dry_run_prechecks", "run_prechecks"]
 
-_SAVEPOINT = "grapevine_precheck"
-
 
 class PrecheckFailed(MigrationFailed):
     """A precheck did not answer true: nothing of its file ran."""
 
 
-def run_prechecks(raw, migration: MigrationFile, *, reset_sql: str | None = None, savepoint: bool = False) -> None:
+def run_prechecks(raw, migration: MigrationFile, *, reset_sql: str | None = None) -> None:
     """Run ``migration``'s prechecks; raise ``PrecheckFailed`` unless every one answers true.
 
     ``reset_sql`` (the session policy's) first puts back the tool's session state that an earlier
-    file may have changed, inside the rolled-back transaction; ``savepoint``: a transaction is open.
+    file may have changed, inside the rolled-back transaction.
     """
     import psycopg2
 
     checks = migration.parse().prechecks
     if not checks:
         return
-    opening = [f"SAVEPOINT {_SAVEPOINT}" if savepoint else "BEGIN", *([reset_sql] if reset_sql else []),
-               "SET TRANSACTION READ ONLY"]
-    closing = f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}" if savepoint else "ROLLBACK"
+    opening = ["BEGIN", *([reset_sql] if reset_sql else []), "SET TRANSACTION READ ONLY"]
     failure = None
     with raw.cursor() as cursor:
         try:
@@ -53,7 +48,7 @@ def run_prechecks(raw, migration: MigrationFile, *, reset_sql: str | None = None
             if err.pgcode is None or is_transient_sqlstate(err.pgcode):  # the connection or timing: retries judge
                 raise
             failure = _judge_error(check, err)
-        cursor.execute(closing)
+        cursor.execute("ROLLBACK")
     if failure:
         raise PrecheckFailed(f"{project_path(migration.path)}:{check.line}: {failure}: nothing of the file ran")
 

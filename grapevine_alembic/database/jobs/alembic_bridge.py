@@ -17,7 +17,7 @@ our CLI.  So, for an environment whose ini section says ``sql_revisions = true``
   path ``alembic upgrade`` would take (tests pin ``migrate``'s path to it).
 
 Private names used here: ``ScriptDirectory._load_revisions``,
-``ScriptDirectory._upgrade_revs``, ``ScriptDirectory._stamp_revs``, the ``_per_migration`` flag of
+``ScriptDirectory._upgrade_revs``, ``ScriptDirectory._stamp_revs``, ``EnvironmentContext._proxy``'s ``context_opts``, the ``_per_migration`` flag of
 ``MigrationContext.begin_transaction`` and the ``Script(module, rev_id, path)``
 constructor.  ``tests/test_alembic_bridge.py``
 asserts each of them, so an Alembic release that changes one fails loudly; the
@@ -34,16 +34,18 @@ from typing import Iterator
 from alembic import util
 from alembic.script import Script, ScriptDirectory
 
-from ..apply import executor
+from ..apply.offline import emit_offline
 from ...files.authoring import create_migration
 from ...files.discovery import discover
 from ...files.migration import MigrationFile
 from ...files.tool_table_writes import refuse_tool_table_writes
-from ...errors import GrapevineError
+from ...errors import GrapevineError, UsageError
 from ...settings import load_dotenv_file, migrations_dir_override
 from ...tool_tables import ToolTables
 
 OPT_IN = "sql_revisions"
+FORWARD_ONLY = ("migrations are forward-only: write a new migration that reverses the change"
+                " (or use `stamp` / `grapevine-migrations mark --unapply` to change only the recorded version)")
 _installed = False
 
 
@@ -107,22 +109,21 @@ def revision_module(migration: MigrationFile, down_revision: str | None) -> type
     module.depends_on = None
     module.migration_file = migration
 
-    def upgrade(migration_context=None, journal=None, **_ignored) -> None:
+    def upgrade(migration_context=None, **_ignored) -> None:
+        """Only ``alembic upgrade --sql`` writes a file through Alembic: online, the env runs ``runner.migrate``."""
         if migration_context is None:  # a caller that did not pass it: fall back to Alembic's proxy
             from alembic import context
 
             migration_context = context.get_context()
-        tables = journal.tables if journal is not None else ToolTables(
-            migration_context.version_table, migration_context.version_table_schema
-        )
-        refuse_tool_table_writes(migration, tables)  # before anything of the file runs
-        executor.apply_migration(migration_context, migration, journal)
+        if not migration_context.as_sql:
+            raise util.CommandError("these revisions are applied by `alembic upgrade` through the grapevine env"
+                                    " or by `grapevine-migrations migrate`, not by calling upgrade() directly")
+        tables = ToolTables(migration_context.version_table, migration_context.version_table_schema)
+        refuse_tool_table_writes(migration, tables)  # before anything of the file is written
+        emit_offline(migration_context, migration, migration.parse())
 
     def downgrade(**_ignored) -> None:
-        raise util.CommandError(
-            "migrations are forward-only: write a new migration that reverses the change "
-            "(or use `stamp` / `grapevine-migrations mark --unapply` to change only the recorded version)"
-        )
+        raise util.CommandError(FORWARD_ONLY)
 
     module.upgrade = upgrade
     module.downgrade = downgrade
@@ -137,6 +138,22 @@ def upgrade_path(script: ScriptDirectory, head: str | None) -> list[tuple[str | 
         sources = step.from_revisions
         path.append((sources[0] if sources else None, step.to_revisions[0]))
     return path
+
+
+def upgrade_bound(script: ScriptDirectory, destination: str, head: str | None) -> str | None:
+    """The last version ``alembic upgrade <destination>`` would reach from ``head``, read from Alembic's own
+    revision map (``head``, a version or its prefix, ``+1``, ``base``...); ``head`` itself when nothing is to run."""
+    try:
+        steps = script._upgrade_revs(destination, (head,) if head else ())
+    except util.CommandError as err:  # an unknown or unreachable target: one line
+        raise UsageError(str(err)) from err
+    return max((step.to_revisions[0] for step in steps), default=head)
+
+
+def running_command(context) -> str:
+    """The Alembic command this env runs, from the ``fn`` it handed its ``EnvironmentContext`` (a
+    command called from Python has no ``cmd_opts``): "upgrade", "downgrade", "do_stamp", ..."""
+    return getattr(context._proxy.context_opts.get("fn"), "__name__", "")
 
 
 def stamp_steps(script: ScriptDirectory, destination: str | None):

@@ -119,6 +119,11 @@ class RunOptions:
     bounds: object = None  # netbounds.Bounds for the watchdog (None: from GRAPEVINE_SILENCE_TIMEOUT)
     applied_by: str = "migrate"  # the ledger's applied_by for the files this run applies
     on_warning: object = None  # callable(line): a late-merged file about to be applied out of order
+    # the last version to apply (None: the chain's head), or callable(head) -> that version, resolved under
+    # the lock (``alembic upgrade <target>``: the target's meaning may depend on where the database stands)
+    stop_at: object = None
+    on_step: object = None  # callable(database, from_version, migration): a file about to move the head
+    adopt_legacy: bool = True  # False: a database with only the previous tool's ledger is refused, not adopted
 
 
 def _is_driver_error(err: BaseException) -> bool:
@@ -260,6 +265,12 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
             if plan.problem:
                 result.fail(with_target(plan.problem, target))
                 return
+            if plan.adopt_to and not options.adopt_legacy:
+                result.fail(legacy_refusal(target.database, chain.tables))
+                return
+            if options.stop_at is not None:
+                bound = options.stop_at(plan.head or plan.adopt_to) if callable(options.stop_at) else options.stop_at
+                plan = result.plan = plan.up_to(bound)
             if plan.out_of_order and not options.out_of_order:
                 result.fail(late_files.refusal(plan, target_flag(target)))
                 return
@@ -322,7 +333,7 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     setup = ";\n".join(setup_sql(state, tables))
     writer = LedgerWriter(chain.files, tables=tables)
     how = session.options.applied_by
-    steps = []  # (migration, record SQL, runs its body, moves the head)
+    steps = []  # (migration, record SQL, runs its body, the head it moves from, or False)
     below_head = [(m, "out-of-order") for m in plan.out_of_order] + [(m, how) for m in plan.rerun]
     for migration, label in sorted(below_head, key=lambda pair: pair[0].version):
         steps.append((migration, writer.insert_sql(migration, label), True, False))
@@ -330,26 +341,36 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     ahead = sorted((m for m in (*plan.pending, *plan.marked_ahead) if m not in plan.rerun), key=lambda m: m.version)
     for migration in ahead:
         if migration.version in marked:  # recorded by `mark --apply`: the head moves over it, nothing runs
-            steps.append((migration, version_sql(head, migration.version, tables), False, True))
+            steps.append((migration, version_sql(head, migration.version, tables), False, head))
         else:
             record = writer.insert_sql(migration, how) + "\n;\n" + version_sql(head, migration.version, tables)
-            steps.append((migration, record, True, True))
+            steps.append((migration, record, True, head))
         head = migration.version
     try:
-        for index, (migration, record, run_body, moves_head) in enumerate(steps):
+        on_step = session.options.on_step
+        for index, (migration, record, run_body, moves_from) in enumerate(steps):
+            if on_step and moves_from is not False:
+                on_step(session.target.database, moves_from, migration)
             # only the last commit waits for the WAL flush, and it makes every earlier one durable
             apply_direct(session.raw, migration, record, journal, setup, run_body=run_body,
                          durable=index == len(steps) - 1)
             setup = ""
             if run_body:
                 result.applied.append(migration.version)
-            if moves_head:
+            if moves_from is not False:
                 result.after = migration.version
     except BaseException:
         if journal.applied:
             # what committed before the failure is on disk when it is reported
             durability.flush(session.raw, tables.version)
         raise
+
+
+def legacy_refusal(database: str, tables: ToolTables) -> str:
+    """A road that does not adopt: Alembic alone would start again from base, so send the user to the
+    command that adopts the previous tool's ledger (stamps the recorded prefix, keeping applied_at)."""
+    return (f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet:"
+            " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)")
 
 
 def target_flag(target: Target) -> str:

@@ -299,19 +299,6 @@ class LedgerWriter:
             emit.run(statement)
         self._ensured = True
 
-    def prepare(self, raw, journal) -> None:
-        """Before migrating online: complete an existing ledger, so each file's batch can record itself.
-
-        A missing ledger is not created here but by the first step, inside that step's transaction
-        (as Alembic does with its version table): a command that fails leaves nothing behind, not
-        an empty ledger that would later pass for the previous tool's.
-        """
-        if not ensure_ledger(raw, create=False, tables=self.tables):
-            # created by the first file's transaction, before its body
-            journal.ledger_setup_sql = self.tables.ledger_create
-        self._ensured = True
-        journal.ledger_sql = self.insert_sql
-
     def insert_sql(self, migration: MigrationFile, how: str = "migrate") -> str:
         """The ledger row for an applied migration as literal SQL; its duration measured by the server
         (``now()`` is the start of the migration's transaction)."""
@@ -321,15 +308,11 @@ class LedgerWriter:
     def __call__(self, *, ctx, step, heads, run_args) -> None:
         emit = SqlEmitter(ctx)
         journal = run_args.get("journal")
-        if step.is_upgrade and not step.is_stamp and journal and step.up_revision_id in journal.recorded:
-            return  # recorded inside the migration's own batch
         self.ensure_table(emit)
         if step.is_stamp:
             self._record_stamp(emit, step)
         elif step.is_upgrade:
             self.record(emit, step.up_revision_id, "migrate", journal)
-        if journal and not ctx.as_sql:
-            journal.ledger_sql = self.insert_sql  # the table exists from now on: later files record in their batch
 
     def record_applied(self, context, version: str, how: str, journal=None) -> None:
         """Record a migration applied outside Alembic's step loop (an out-of-order file)."""

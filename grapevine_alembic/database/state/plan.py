@@ -13,6 +13,7 @@ to the head is applied":
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 
@@ -40,6 +41,13 @@ class Plan:
     @property
     def up_to_date(self) -> bool:
         return not (self.pending or self.out_of_order or self.marked_ahead or self.adopt_to or self.problem)
+
+    def up_to(self, bound: str | None) -> Plan:
+        """This plan stopped at ``bound`` (None: base): no file after it runs or is moved over."""
+        def kept(files):
+            return tuple(m for m in files if m in self.rerun or (bound is not None and m.version <= bound))
+
+        return dataclasses.replace(self, pending=kept(self.pending), marked_ahead=kept(self.marked_ahead))
 
     @property
     def drifted(self) -> bool:
