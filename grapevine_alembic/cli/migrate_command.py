@@ -31,10 +31,12 @@ from ..errors import MissingTarget, UsageError
               help="Migrate this many tenants first (at least 1); stop if any fails.")
 @click.option("--max-failures", default=None, type=click.IntRange(1),
               help="Stop starting new tenants after this many failures.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="One row per database in the summary, however many (by default a run over more than 20 groups).")
 @json_option
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
-            lock_timeout, max_parallel, max_per_server, out_of_order, canary, max_failures, json_mode):
+            lock_timeout, max_parallel, max_per_server, out_of_order, canary, max_failures, verbose, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -71,5 +73,5 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     elif dry_run:
         views.print_dry_run(out, results)
     else:
-        views.print_migrate_summary(out, results)
+        views.print_migrate_summary(out, results, verbose=verbose)
     exit_with(run_exit_code(results, signals))
