@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .app import App, cli, exit_with, json_option, pass_app, per_server_option, run_options, selection_from, target_options
+from .app import (App, cli, exit_with, json_option, pass_app, per_server_option, report_option, run_options,
+                  selection_from, target_options)
 from .common import load_chains
 from .rollout import fan_out, run_exit_code
 from ..errors import MissingTarget, UsageError
@@ -33,10 +34,11 @@ from ..errors import MissingTarget, UsageError
               help="Stop starting new tenants after this many failures.")
 @click.option("-v", "--verbose", is_flag=True,
               help="One row per database in the summary, however many (by default a run over more than 20 groups).")
+@report_option
 @json_option
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
-            lock_timeout, max_parallel, max_per_server, out_of_order, canary, max_failures, verbose, json_mode):
+            lock_timeout, max_parallel, max_per_server, out_of_order, canary, max_failures, verbose, report, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -74,4 +76,6 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
         views.print_dry_run(out, results)
     else:
         views.print_migrate_summary(out, results, verbose=verbose)
+    if report:
+        views.write_page(out, report, "migrate", results, chains)
     exit_with(run_exit_code(results, signals))

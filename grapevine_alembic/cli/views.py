@@ -295,3 +295,22 @@ def print_changes(out: Output, results: list[DatabaseResult], *, dry_run: bool) 
         else:
             out.line(f"{where}: {verb}: " + "; ".join(result.changes))
 
+
+# ---- the report page ------------------------------------------------------------------------
+
+
+def write_page(out: Output, path: str, command: str, results: list[DatabaseResult], chains,
+               drift_groups=()) -> None:
+    """``--report FILE.html``: the page, masked like every other output, and one line saying where it is."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..overview import page
+
+    heads = {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()}
+    text = out.redact(page.build(command, results, heads=heads, drift_groups=drift_groups))
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--report {path}: cannot write it: {exc.strerror or exc}") from None
+    out.info(f"report: {path}")
