@@ -156,5 +156,6 @@ def test_report_into_a_missing_folder_is_one_line_before_anything_runs(project, 
     result = project.cli("migrate", "--all-tenants", "--report", str(tmp_path / "no" / "such" / "page.html"))
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and "--report" in result.stderr, result.stderr
+    assert "does not exist" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert project.version(database) is None  # refused before the run: nothing applied
