@@ -4,15 +4,17 @@
 
 Synthetic results (no database): most tenants at head, some behind, 1% failing with one of three
 errors, durations spread over two servers.  The page is built by the same code as `--report`,
-written to a file, then opened with `chromium --headless --dump-dom` (wall time until the DOM,
-with the page's script run, is printed; the best of --repeat); the page's own marker
-(`id="rendered-ok"`) must be in the DOM.
+written to a file, then opened with `chromium --headless --dump-dom`; the page's own marker
+(`id="rendered-ok"`) must be in the DOM, and carries the page's time from navigation until its
+script has drawn (`performance.now()`).  Printed: that time and the browser's whole run (its start
+included), the best of --repeat.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -54,14 +56,16 @@ def chromium() -> str:
     sys.exit("no chromium on PATH (apt-get install chromium)")
 
 
-def load_seconds(browser: str, path: Path) -> float:
+def load_seconds(browser: str, path: Path) -> tuple[float, float]:
+    """The browser's whole run (its start included), and the page's own time from navigation to drawn."""
     started = time.perf_counter()
     done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
                            "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
     seconds = time.perf_counter() - started
-    if 'id="rendered-ok"' not in done.stdout:
+    drawn = re.search(r'id="rendered-ok" data-ms="(\d+)"', done.stdout)
+    if not drawn:
         sys.exit(f"the page did not draw: {done.stderr[-500:]}")
-    return seconds
+    return seconds, int(drawn.group(1)) / 1000
 
 
 def main() -> None:
@@ -79,9 +83,10 @@ def main() -> None:
     path = folder / "report.html"
     path.write_text(text, encoding="utf-8")
     browser = chromium()
-    best = min(load_seconds(browser, path) for _ in range(args.repeat))
+    runs = [load_seconds(browser, path) for _ in range(args.repeat)]
     print(f"tenants {args.tenants}: page {path.stat().st_size / 1024:.0f} KiB, built in {build_s:.3f} s;"
-          f" chromium --headless --dump-dom {best:.2f} s (best of {args.repeat}); {path}")
+          f" in Chromium loaded and drawn {min(r[1] for r in runs):.3f} s after navigation (best of {args.repeat});"
+          f" chromium --headless --dump-dom {min(r[0] for r in runs):.2f} s with its start; {path}")
     if args.keep is None:
         shutil.rmtree(folder)
 

@@ -176,6 +176,7 @@ document.getElementById('by-version').onclick=function(){pick('version');};
 canvas.onmousemove=function(e){var r=canvas.getBoundingClientRect(),x=Math.floor((e.clientX-r.left)/size),
  y=Math.floor((e.clientY-r.top)/size),i=y*cols+x,c=cells[i];document.getElementById('hover').textContent=
  c&&x<cols?c[0]+(c[1]?' @ '+c[1]:'')+': '+c[2]+', '+d.versions[c[3]]+', '+c[4]+' s':'';};
-draw();var ok=document.createElement('p');ok.id='rendered-ok';ok.textContent='';document.body.appendChild(ok);
+draw();var ok=document.createElement('p');ok.id='rendered-ok';
+ok.setAttribute('data-ms',Math.round(performance.now()));document.body.appendChild(ok);  // loaded and drawn, ms
 })();
 """
