@@ -55,33 +55,53 @@ def base_env() -> dict:
     return {"PATH": f"{Path(CLI).parent}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": os.environ.get("HOME", "/root")}
 
 
-def build_fleet(server, project: Path, count: int) -> dict:
-    base = server.url.rsplit("/", 1)[0]
+def create_databases(server, names) -> None:
     admin = psycopg2.connect(server.url)
     admin.autocommit = True
     with admin.cursor() as cur:
-        for name in ("drift_control", TEMPLATE):
+        for name in names:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {**base_env(), "CI": "true", "CONTROL_DATABASE_URL": f"{base}/drift_control"}
-    must(timed([CLI, "migrate", "--control"], env, project), "migrate --control")
-    template_env = {**env, "CONTROL_DATABASE_URL": f"{base}/{TEMPLATE}"}
-    ids = [f"t{i:04d}" for i in range(count)]
-    # the template: the tenant chain applied once (run as "control" of a project whose control chain is it)
+    admin.close()
+
+
+def migrate_template(project: Path, env: dict, template_url: str) -> None:
+    """The tenant chain applied once (run as "control" of a project whose control chain is it)."""
     template_project = project.parent / "template-project"
     shutil.copytree(project, template_project)
     shutil.rmtree(template_project / "migrations" / "control")
     shutil.copytree(project / "migrations" / "tenant", template_project / "migrations" / "control")
-    must(timed([CLI, "migrate", "--control"], template_env, template_project), "migrate the template")
+    must(timed([CLI, "migrate", "--control"], {**env, "CONTROL_DATABASE_URL": template_url}, template_project),
+         "migrate the template")
+
+
+def copy_tenants(server, control_db: str, ids: list[str], template: str, *, replace: bool = False) -> None:
+    """A ``db_<id>`` copy of ``template`` per tenant, and the tenants provisioned in the control database."""
+    admin = psycopg2.connect(server.url)
+    admin.autocommit = True
     with admin.cursor() as cur:
         for tenant in ids:
+            if replace:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(f"db_{tenant}")))
             cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(f"db_{tenant}"),
-                                                                         sql.Identifier(TEMPLATE)))
+                                                                         sql.Identifier(template)))
     admin.close()
-    control = psycopg2.connect(f"{base}/drift_control")
+    control = psycopg2.connect(f"{server.url.rsplit('/', 1)[0]}/{control_db}")
     control.autocommit = True
     with control.cursor() as cur:
+        if replace:
+            cur.execute("DELETE FROM tenants")
         cur.executemany("INSERT INTO tenants (id, name, state) VALUES (%s, %s, 'provisioned')", [(t, t) for t in ids])
     control.close()
+
+
+def build_fleet(server, project: Path, count: int) -> dict:
+    base = server.url.rsplit("/", 1)[0]
+    create_databases(server, ("drift_control", TEMPLATE))
+    env = {**base_env(), "CI": "true", "CONTROL_DATABASE_URL": f"{base}/drift_control"}
+    must(timed([CLI, "migrate", "--control"], env, project), "migrate --control")
+    ids = [f"t{i:04d}" for i in range(count)]
+    migrate_template(project, env, f"{base}/{TEMPLATE}")
+    copy_tenants(server, "drift_control", ids, TEMPLATE)
     for tenant in ids[:2]:
         conn = psycopg2.connect(f"{base}/db_{tenant}")
         conn.autocommit = True

@@ -17,17 +17,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "grapevine_alembic"
 FOUNDATION = {"errors", "settings", "placement", "masking", "tool_tables"}
 # Root modules above everything: the ways in (the Python API, the Alembic road, python -m).
 ENTRY = {"api", "alembic_env", "alembic_plugin", "service", "__main__"}
-LAYERS = ("files", "database", "schema", "fleet", "lint", "local", "cli")
+LAYERS = ("files", "database", "schema", "fleet", "lint", "local", "overview", "cli")
 
 # What each layer may not import (ARCHITECTURE.md, "Code map").
 MAY_NOT = {
     "foundation": set(LAYERS) | {"entry"},
-    "files": {"database", "schema", "fleet", "lint", "local", "cli", "entry"},
-    "database": {"schema", "fleet", "lint", "local", "cli", "entry"},
-    "schema": {"fleet", "lint", "local", "cli", "entry"},
-    "fleet": {"schema", "lint", "local", "cli", "entry"},
-    "lint": {"database", "schema", "fleet", "local", "cli", "entry"},
-    "local": {"schema", "fleet", "lint", "cli", "entry"},
+    "files": {"database", "schema", "fleet", "lint", "local", "overview", "cli", "entry"},
+    "database": {"schema", "fleet", "lint", "local", "overview", "cli", "entry"},
+    "schema": {"fleet", "lint", "local", "overview", "cli", "entry"},
+    "fleet": {"schema", "lint", "local", "overview", "cli", "entry"},
+    "lint": {"database", "schema", "fleet", "local", "overview", "cli", "entry"},
+    "local": {"schema", "fleet", "lint", "overview", "cli", "entry"},
+    "overview": {"fleet", "lint", "local", "cli", "entry"},
     "cli": {"entry"},
     "entry": set(),
 }

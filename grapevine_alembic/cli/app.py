@@ -122,6 +122,20 @@ def per_server_option(func):
     )(func)
 
 
+def _report_folder(_ctx, _param, value):
+    """Refused before the run, not after it: a page that cannot be written must not cost a migration's summary."""
+    if value is not None and not Path(value).absolute().parent.is_dir():
+        raise click.BadParameter(f"the folder of {value} does not exist", param_hint="--report")
+    return value
+
+
+def report_option(func):
+    return click.option(
+        "--report", default=None, type=click.Path(dir_okay=False), metavar="FILE.html", callback=_report_folder,
+        help="Also write the run as one self-contained HTML page: the fleet at a glance, versions, failures, timings.",
+    )(func)
+
+
 def json_option(func):
     return click.option("--json", "json_mode", is_flag=True, help="Print one JSON document on stdout.")(func)
 

@@ -15,6 +15,7 @@ from .report import (
 from ..database.state.result import DatabaseResult
 from ..database.state.lost_head import fixing_command
 from ..database.jobs.runner import target_flag, with_target
+from ..overview import outcomes
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 
@@ -108,12 +109,25 @@ def _print_overview(out: Output, results, chains, wants_tenants: bool) -> None:
         out.table(["server", "tenants", "at head", "behind", "failed", "unreachable"],
                   [[s["server"], *(str(s[k]) for k in keys)] for s in servers])
     needing = [r for r in tenants if not r.ok or (r.plan and (not r.plan.up_to_date or r.plan.drifted))]
-    if needing:
+    if len(needing) > outcomes.GROUP_ABOVE:  # a new file leaves every tenant behind: one line per shared state
+        out.line(f"needing attention: {len(needing)} tenant(s)")
+        for g in outcomes.group(needing, _needing_key):
+            out.line(f"  {outcomes.names(g.databases)}: {g.text()}")
+        for result in needing:
+            _print_drift(out, result, pending=False)
+    elif needing:
         out.line("needing attention:")
         out.table(["tenant", "database", "version", "state", "pending"], [_row(r) for r in needing])
         print_errors(out, needing)
         for result in needing:
             _print_drift(out, result, pending=False)  # the table already lists them: one line per tenant
+
+
+def _needing_key(result: DatabaseResult) -> str:
+    if not result.ok:
+        return f"{status_word(result)}: {outcomes.error_key(result)}"
+    pending = _pending_cell(result)
+    return f"at {version_cell(result)}, {status_word(result)}" + (f" ({pending})" if pending else "")
 
 
 def _print_drift(out: Output, result: DatabaseResult, *, pending: bool = True) -> None:
@@ -192,7 +206,57 @@ def unknown_line(result: DatabaseResult, version: str) -> str:
             f" (its file deleted?); once checked, remove it with: {with_target(fixing_command(version), result.target)}")
 
 
-def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
+def print_migrate_summary(out: Output, results: list[DatabaseResult], *, verbose: bool = False) -> None:
+    """One row per database for a small run or with --verbose; above that, counts and groups."""
+    if verbose or len(results) <= outcomes.GROUP_ABOVE:
+        _print_migrate_rows(out, results)
+    else:
+        _print_migrate_groups(out, results)
+    summary = summary_json(results)
+    retries = f"; {summary['retries']} retry(ies)" if summary["retries"] else ""
+    out.line(
+        f"{summary['databases']} database(s): {summary['ok']} ok, {summary['failed']} failed,"
+        f" {summary['skipped']} skipped; {summary['applied']} migration(s) applied{retries}"
+    )
+
+
+def _print_migrate_groups(out: Output, results: list[DatabaseResult]) -> None:
+    """Counts per outcome and version, then only what needs a person, identical errors on one line."""
+    counts: dict[tuple[str, str], int] = {}
+    for result in results:
+        key = (outcomes.outcome(result), version_cell(result))
+        counts[key] = counts.get(key, 0) + 1
+    out.table(["result", "version", "databases"],
+              [[o if o == "ok" else o.upper(), v, str(n)]
+               for (o, v), n in sorted(counts.items(), key=lambda kv: (outcomes.OUTCOMES.index(kv[0][0]), kv[0][1]))])
+    for word in ("failed", "unreachable", "skipped"):
+        for g in outcomes.group([r for r in results if outcomes.outcome(r) == word], outcomes.error_key):
+            out.line(f"{word}: {outcomes.names(g.databases)}: {g.text()}")
+    for file_name, group in _grouped_notes(results):
+        out.line(f"warning: {outcomes.names(group)}: {file_name}")
+
+
+def _grouped_notes(results: list[DatabaseResult]) -> list[tuple[str, list[str]]]:
+    """Edits and unknown versions, each named once with the databases it concerns and the command for one."""
+    notes: dict[str, list[str]] = {}
+    for result in results:
+        for migration in result.plan.edited if result.plan else ():
+            text = f"{migration.path.name} was edited after it was applied; {edit_fix(result, migration)} (per database)"
+            notes.setdefault(_any_tenant(text, result), []).append(result.target.database)
+        if result.ok and result.plan:
+            for version in result.plan.unknown:
+                text = (f"the database records {version}, which no migration file has (its file deleted?); once checked,"
+                        f" remove it per database with: {with_target(fixing_command(version), result.target)}")
+                notes.setdefault(_any_tenant(text, result), []).append(result.target.database)
+    return [(text, sorted(dbs)) for text, dbs in notes.items()]
+
+
+def _any_tenant(text: str, result: DatabaseResult) -> str:
+    """A tenant's command with its id left for the reader, so the same note on many tenants reads the same."""
+    return text.replace(target_flag(result.target), "--tenant ID") if result.target.kind == "tenant" else text
+
+
+def _print_migrate_rows(out: Output, results: list[DatabaseResult]) -> None:
     rows = [
         [short(r), r.target.database, str(len(r.applied)), version_cell(r),
          "skipped" if r.skipped else ("ok" if r.ok else "FAILED")]
@@ -207,12 +271,6 @@ def print_migrate_summary(out: Output, results: list[DatabaseResult]) -> None:
         if result.ok and result.plan:  # a failed database's error already says it
             for version in result.plan.unknown:
                 out.line(unknown_line(result, version))
-    summary = summary_json(results)
-    retries = f"; {summary['retries']} retry(ies)" if summary["retries"] else ""
-    out.line(
-        f"{summary['databases']} database(s): {summary['ok']} ok, {summary['failed']} failed,"
-        f" {summary['skipped']} skipped; {summary['applied']} migration(s) applied{retries}"
-    )
 
 
 def print_errors(out: Output, results: list[DatabaseResult]) -> None:
@@ -236,3 +294,23 @@ def print_changes(out: Output, results: list[DatabaseResult], *, dry_run: bool) 
             out.line(f"{where}: nothing to change")
         else:
             out.line(f"{where}: {verb}: " + "; ".join(result.changes))
+
+
+# ---- the report page ------------------------------------------------------------------------
+
+
+def write_page(out: Output, path: str, command: str, results: list[DatabaseResult], chains,
+               drift_groups=()) -> None:
+    """``--report FILE.html``: the page, masked like every other output, and one line saying where it is."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..overview import page
+
+    heads = {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()}
+    text = out.redact(page.build(command, results, heads=heads, drift_groups=drift_groups))
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--report {path}: cannot write it: {exc.strerror or exc}") from None
+    out.info(f"report: {path}")

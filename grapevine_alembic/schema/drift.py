@@ -14,7 +14,8 @@ import json
 from ..database.session.connection import SessionPolicy, open_connection, set_config_sql
 from ..database.state.ledger import check_placement
 from ..database.state.result import DatabaseResult
-from ..database.jobs.runner import RunOptions, with_retries
+from ..database.jobs.retrying import with_retries
+from ..database.jobs.runner import RunOptions
 from ..database.state.target import Target
 from ..tool_tables import DEFAULT_TABLES, ToolTables
 from .catalog import LOCATE_SQL, snapshot_sql, stash_version_sql

@@ -13,6 +13,7 @@ from ..app import (
     json_option,
     pass_app,
     per_server_option,
+    report_option,
     run_options,
     selection_from,
     target_options,
@@ -26,10 +27,11 @@ from ..common import ENVS, load_chains, targets_or_error
 @click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100),
               help="Databases read at the same time.")
 @per_server_option
+@report_option
 @json_option
 @pass_app
 def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privileges, max_parallel, max_per_server,
-          json_mode):
+          report, json_mode):
     """Compare each database's schema with the one its recorded version should have (default: all).
 
     The expected schema of each version is built once per run in a scratch database.
@@ -82,6 +84,10 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     else:
         for line in grouping.text_lines(groups, matching=matching, failed=failed):
             out.line(line)
+    if report:
+        from . import views  # lazy: --help stays fast
+
+        views.write_page(out, report, "drift", results, chains, [(g.databases, g.differences) for g in groups])
     if signals.stopping:
         sys.exit(interrupts.EXIT_INTERRUPTED)
     if groups or failed:

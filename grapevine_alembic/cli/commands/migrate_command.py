@@ -11,6 +11,7 @@ from ..app import (
     json_option,
     pass_app,
     per_server_option,
+    report_option,
     run_options,
     selection_from,
     target_options,
@@ -59,6 +60,9 @@ LATEST = "latest"  # --resume without an id
 @click.option("--verify", is_flag=True,
               help="Compare each database, once migrated, with the schema its version should have (as drift does);"
                    " one that differs fails, naming its differences, and counts toward --max-failures.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="One row per database in the summary, however many (by default a run over more than 20 groups).")
+@report_option
 @click.option("--resume", default=None, is_flag=False, flag_value=LATEST, metavar="[ID]",
               help="Continue a recorded rollout (default: the latest not done) with its own targets, options and"
                    " waves: tenants done are left alone, failed ones retried, the rest run. See `rollouts`.")
@@ -66,7 +70,7 @@ LATEST = "latest"  # --resume without an id
 @pass_app
 def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_run, retries, retry_window, timeout,
             lock_timeout, max_parallel, max_per_server, out_of_order, canary, waves, wave_pause, max_failures,
-            metrics_file, pushgateway, events_file, verify, resume, json_mode):
+            metrics_file, pushgateway, events_file, verify, verbose, report, resume, json_mode):
     """Apply pending migrations: control first, then tenants in parallel.
 
     \b
@@ -141,7 +145,9 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     elif dry_run:
         views.print_dry_run(out, results)
     else:
-        views.print_migrate_summary(out, results)
+        views.print_migrate_summary(out, results, verbose=verbose)
+    if report:
+        views.write_page(out, report, "migrate", results, chains)
     exit_with(run_exit_code(results, signals))
 
 

@@ -11,6 +11,7 @@ from ..app import (
     json_option,
     pass_app,
     per_server_option,
+    report_option,
     run_options,
     selection_from,
     target_options,
@@ -26,10 +27,11 @@ from ..common import ENVS, load_chains, targets_or_error
 @click.option("--exit-code", "pending_exit", is_flag=True,
               help="Exit 3 when something is pending (as dbmate's --exit-code); without it pending work exits 0.")
 @per_server_option
+@report_option
 @json_option
 @pass_app
 def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verbose, max_parallel, pending_exit,
-           max_per_server, json_mode):
+           max_per_server, report, json_mode):
     """Show where each database stands (default: control and all tenants).
 
     Exit codes: 0 up to date or something pending (as the previous tool), 3 pending with
@@ -64,4 +66,6 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
     else:
         views.print_status(out, results, chains, verbose=verbose, discovery_error=discovery_error,
                            wants_tenants=selection.wants_tenants)
+    if report:
+        views.write_page(out, report, "status", results, chains)
     exit_with(views.status_exit_code(results, discovery_error, pending_code=pending_code))

@@ -27,7 +27,8 @@ from ...errors import UsageError
 from ..state.ledger import UNMARKED, DatabaseState
 from ..state.plan import closest_versions, make_plan
 from ..state.result import DatabaseResult
-from .runner import Chain, RunOptions, Session, adopt, with_retries
+from .retrying import with_retries
+from .runner import Chain, RunOptions, Session, adopt
 from ..state.target import Target
 
 APPLY, UNAPPLY, APPLY_ALL, ACCEPT_EDIT = "apply", "unapply", "apply-all", "accept-edit"

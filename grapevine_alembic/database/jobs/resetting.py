@@ -6,7 +6,8 @@ from ...errors import UsageError
 from ...tool_tables import DEFAULT_TABLES, ToolTables
 from ..session.connection import ConnectionFailed, open_connection, remote_peer
 from ..state.result import DatabaseResult
-from .runner import RunOptions, Session, with_retries
+from .retrying import with_retries
+from .runner import RunOptions, Session
 from ..state.target import Target
 
 _USER_SCHEMAS = (

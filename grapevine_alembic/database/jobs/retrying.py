@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import random
 import time
+import traceback
 
 from ..session import interrupts
 from ..session.connection import ConnectionFailed, is_transient_text
 from ..apply.failures import StatementFailed, is_transient_sqlstate
+from ..session.connection import describe_error
+from ..state.result import DatabaseResult
+from ..state.target import Target
+from ...errors import GrapevineError
 
 DEFAULT_RETRY_WINDOW_S = 60.0
 RESTART_SQLSTATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
@@ -139,3 +144,44 @@ def sleep(seconds: float) -> None:
         if left <= 0:
             return
         time.sleep(min(left, 0.2))
+
+
+def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseResult:
+    """Run ``attempt_fn(result)`` and re-run it after transient errors, with jittered backoff (``Retries``)."""
+    result = DatabaseResult(target)
+    started = time.monotonic()
+    if target.problem:
+        result.seconds = 0.0
+        return result.fail(target.problem)
+    budget = Retries(target, options)
+    while True:
+        result.attempts += 1
+        try:
+            attempt_fn(result)
+            break
+        except Exception as err:  # one database's failure never stops the others
+            delay = budget.delay(err)
+            if delay is not None:
+                if options.on_retry:
+                    options.on_retry(target.database, result.attempts, _message(err, False), delay)
+                sleep(delay)
+                continue
+            breakers = options.servers
+            result.missing = isinstance(err, ConnectionFailed) and err.missing_database
+            result.unreachable = breakers.gave_up(target, err) if breakers else None
+            result.fail(_message(err, options.debug))
+            break
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _message(err: BaseException, debug: bool) -> str:
+    if isinstance(err, GrapevineError):
+        text = str(err)
+    elif _is_driver_error(err):
+        text = describe_error(getattr(err, "orig", None) or err)
+    else:
+        text = f"{type(err).__name__}: {err}"
+    if debug:
+        text += "\n" + "".join(traceback.format_exception(err)).rstrip()
+    return text

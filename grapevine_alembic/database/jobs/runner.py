@@ -14,26 +14,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-import time
-import traceback
 from dataclasses import dataclass
 
 from ...files.cluster_wide import ServerFreeFile
 from ...files.discovery import discover
 from ...files.migration import MigrationFile
 from ..state import late_files
-from ..session.connection import (
-    ConnectionFailed,
-    acquire_lock,
-    SessionPolicy,
-    describe_error,
-    open_connection,
-    sqlalchemy_connection,
-)
-from ...errors import GrapevineError
+from ..session.connection import SessionPolicy, acquire_lock, open_connection, sqlalchemy_connection
 from ..apply import durability
 from ...files.tool_table_writes import refuse_tool_table_writes
-from . import retrying
+from .retrying import with_retries
 from ..apply.executor import apply_direct, refuse_unencodable
 from ..apply.prechecks import dry_run_prechecks
 from ..apply.journal import Journal, NoticeSink
@@ -124,51 +114,6 @@ class RunOptions:
     stop_at: object = None
     on_step: object = None  # callable(database, from_version, migration): a file about to move the head
     adopt_legacy: bool = True  # False: a database with only the previous tool's ledger is refused, not adopted
-
-
-def _is_driver_error(err: BaseException) -> bool:
-    return type(err).__module__.startswith(("psycopg2", "sqlalchemy"))
-
-
-def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseResult:
-    """Run ``attempt_fn(result)`` and re-run it after transient errors, with jittered backoff (see ``retrying``)."""
-    result = DatabaseResult(target)
-    started = time.monotonic()
-    if target.problem:
-        result.seconds = 0.0
-        return result.fail(target.problem)
-    budget = retrying.Retries(target, options)
-    while True:
-        result.attempts += 1
-        try:
-            attempt_fn(result)
-            break
-        except Exception as err:  # one database's failure never stops the others
-            delay = budget.delay(err)
-            if delay is not None:
-                if options.on_retry:
-                    options.on_retry(target.database, result.attempts, _message(err, False), delay)
-                retrying.sleep(delay)
-                continue
-            breakers = options.servers
-            result.missing = isinstance(err, ConnectionFailed) and err.missing_database
-            result.unreachable = breakers.gave_up(target, err) if breakers else None
-            result.fail(_message(err, options.debug))
-            break
-    result.seconds = time.monotonic() - started
-    return result
-
-
-def _message(err: BaseException, debug: bool) -> str:
-    if isinstance(err, GrapevineError):
-        text = str(err)
-    elif _is_driver_error(err):
-        text = describe_error(getattr(err, "orig", None) or err)
-    else:
-        text = f"{type(err).__name__}: {err}"
-    if debug:
-        text += "\n" + "".join(traceback.format_exception(err)).rstrip()
-    return text
 
 
 class Session:

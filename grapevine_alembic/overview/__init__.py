@@ -1,0 +1,1 @@
+"""A fleet at a glance: each database's outcome, results grouped by what they share, the report page."""
