@@ -31,6 +31,7 @@ RUNNING, HALTED, INTERRUPTED, DONE = "running", "halted", "interrupted", "done"
 PENDING, OK, FAILED = "pending", "done", "failed"
 _LOCK_CLASS = 0x67726F6C  # "grol": the first key of every rollout's lock (the second is its id)
 _FLUSH_ROWS, _FLUSH_S = 200, 1.0  # a batch of results is written when it is this big or this old
+_RECONNECT_S = 30.0  # how long the end of a run waits for a restarting control server to write the record
 
 
 class Conflict(UsageError):
@@ -89,8 +90,8 @@ class Resumed:
 class Recorder:
     """One rollout's record, on a control connection of its own that holds the rollout's lock."""
 
-    def __init__(self, raw, tables, rollout_id: int, resumed: Resumed | None = None):
-        self.raw, self.tables, self.id, self.resumed = raw, tables, rollout_id, resumed
+    def __init__(self, raw, tables, rollout_id: int, resumed: Resumed | None = None, spec=None):
+        self.raw, self.tables, self.id, self.resumed, self.spec = raw, tables, rollout_id, resumed, spec
         self._pending: list[tuple] = []
         self._flushed = time.monotonic()
         self._mutex = threading.Lock()
@@ -109,7 +110,7 @@ class Recorder:
                     f" SELECT id, pg_catalog.pg_advisory_lock({_LOCK_CLASS}, id::int4) IS NULL FROM r",
                     (RUNNING, _user(), socket.gethostname(), os.getpid(), mask(command, [s for s in secrets if s]),
                      json.dumps(heads), json.dumps(options)))
-                return cls(raw, tables, cursor.fetchone()[0])
+                return cls(raw, tables, cursor.fetchone()[0], spec=spec)
         except BaseException:
             raw.close()
             raise
@@ -141,7 +142,7 @@ class Recorder:
                                " pid = %s, host = %s WHERE id = %s", (os.getpid(), socket.gethostname(), found))
             resumed = Resumed(found, options, tuple(t for t, _ in left), tuple(w for _, w in left), waves or {},
                               planned=waves is not None)
-            return cls(raw, tables, found, resumed)
+            return cls(raw, tables, found, resumed, spec=spec)
         except BaseException:
             raw.close()
             raise
@@ -149,10 +150,17 @@ class Recorder:
     # ---- hooks of fleet/rollout.roll_out ----
     def planned(self, targets: list, plan) -> None:
         """Refuse if a live rollout runs over any of these tenants; else record them (once) with their waves."""
-        ids = [t.tenant_id for t in targets]
-        self._wave = {t: plan.wave_of(i) for i, t in enumerate(ids) if plan.wave_of(i) is not None}
+        # a row whose id cannot name a database (NULL, empty) is that row's failure, not a tenant of the record
+        self._wave = {t.tenant_id: plan.wave_of(i) for i, t in enumerate(targets)
+                      if t.tenant_id and not t.problem and plan.wave_of(i) is not None}
+        ids = list(self._wave)
+        with self._mutex:
+            self._reconnected(_RECONNECT_S)  # before any tenant starts: a restarting server is waited out
+            self._check_and_plan(plan, ids)
+
+    def _check_and_plan(self, plan, ids: list[str]) -> None:
         r, t = self.tables.rollouts, self.tables.rollout_tenants
-        with self._mutex, self.raw.cursor() as cursor:
+        with self.raw.cursor() as cursor:
             try:  # under the lock every start takes, so of two rollouts one always sees the other's tenants
                 cursor.execute(f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
                                f" SELECT r.id, r.pid, r.host FROM {r} r WHERE r.state = '{RUNNING}' AND r.id <> %s"
@@ -188,10 +196,49 @@ class Recorder:
             if len(self._pending) >= _FLUSH_ROWS or time.monotonic() - self._flushed >= _FLUSH_S:
                 self._flush()
 
-    def _flush(self) -> None:
-        rows, self._pending, self._flushed = self._pending, [], time.monotonic()
-        if not rows:
+    def _flush(self, wait_s: float = 0.0) -> None:
+        """Write the pending results.  The record never fails the run: on a lost connection (a restarting
+        server) the rows stay pending for the next flush, on a new connection; the run's end waits ``wait_s``."""
+        self._flushed = time.monotonic()
+        if not self._pending or not self._reconnected(wait_s):
             return
+        try:  # under the mutex: no result is added meanwhile
+            self._write(self._pending)
+        except Exception:  # noqa: BLE001 - lost with the server; tried again on the next flush
+            self._drop_connection()
+            return
+        self._pending = []
+
+    def _reconnected(self, wait_s: float) -> bool:
+        """True with a live connection holding the rollout's lock; reconnects (waiting up to ``wait_s``)."""
+        if self.raw is not None and not self.raw.closed:
+            return True
+        if self.spec is None:
+            return False
+        deadline, pause = time.monotonic() + wait_s, 0.2
+        while True:
+            try:
+                raw = _open(self.spec)
+                with raw.cursor() as cursor:  # the lock went with the lost session: a resume elsewhere may hold it
+                    cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4)", (self.id,))
+                    if not cursor.fetchone()[0]:
+                        raw.close()
+                        return False
+                self.raw = raw
+                return True
+            except Exception:  # noqa: BLE001 - not back yet
+                if time.monotonic() + pause > deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def _drop_connection(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    def _write(self, rows: list[tuple]) -> None:
         with self.raw.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {self.tables.rollout_tenants} x SET outcome = u.outcome, attempts = x.attempts + u.attempts,"
@@ -216,14 +263,20 @@ class Recorder:
         self.close(state, why)
 
     def close(self, state: str, why: str | None) -> None:
+        """Write what is left and the state.  A control server that stays away leaves the row ``running``
+        with no lock held, which reads as ``interrupted``: true, and resumable."""
         try:
             with self._mutex:
-                self._flush()
-            with self.raw.cursor() as cursor:
-                cursor.execute(f"UPDATE {self.tables.rollouts} SET state = %s, ended_at = now(), halt = %s"
-                               " WHERE id = %s", (state, why, self.id))
+                self._flush(wait_s=_RECONNECT_S)
+                if self._pending or not self._reconnected(0.0):
+                    return
+                with self.raw.cursor() as cursor:
+                    cursor.execute(f"UPDATE {self.tables.rollouts} SET state = %s, ended_at = now(), halt = %s"
+                                   " WHERE id = %s", (state, why, self.id))
+        except Exception:  # noqa: BLE001 - the record never fails the run it records
+            pass
         finally:
-            self.raw.close()  # the lock goes with the session
+            self._drop_connection()  # the lock goes with the session
 
     def discard(self) -> None:
         """A rollout refused before it started any tenant leaves no record."""
