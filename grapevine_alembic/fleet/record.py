@@ -154,9 +154,17 @@ class Recorder:
         self._wave = {t.tenant_id: plan.wave_of(i) for i, t in enumerate(targets)
                       if t.tenant_id and not t.problem and plan.wave_of(i) is not None}
         ids = list(self._wave)
+        import psycopg2
+
         with self._mutex:
-            self._reconnected(_RECONNECT_S)  # before any tenant starts: a restarting server is waited out
-            self._check_and_plan(plan, ids)
+            for last in (False, True):  # before any tenant starts: a restarting server is waited out, once
+                self._reconnected(_RECONNECT_S)
+                try:
+                    return self._check_and_plan(plan, ids)
+                except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                    if last or not self.raw.closed:
+                        raise
+                    self._drop_connection()
 
     def _check_and_plan(self, plan, ids: list[str]) -> None:
         r, t = self.tables.rollouts, self.tables.rollout_tenants
@@ -182,7 +190,8 @@ class Recorder:
                 else:
                     cursor.execute("COMMIT")
             except BaseException:
-                cursor.execute("ROLLBACK")
+                if not self.raw.closed:  # a lost connection took its transaction with it
+                    cursor.execute("ROLLBACK")
                 raise
 
     def result(self, result) -> None:
