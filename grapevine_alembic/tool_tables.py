@@ -10,6 +10,9 @@ the previous tool's table) are the tool's own.  A team whose files already use e
     ledger_table = grapevine_ledger
     ledger_table_schema = migrations         # optional
 
+    [control]
+    verified_table = grapevine_verified      # drift's fingerprints (schema/fingerprint.py), control database only
+
 Names are plain lowercase identifiers, so the SQL here can quote them without surprises and
 the file check (``tool_table_writes``) can compare them with what the parser reads.
 """
@@ -23,6 +26,7 @@ from .errors import ConfigError
 
 DEFAULT_VERSION_TABLE = "alembic_version"
 DEFAULT_LEDGER_TABLE = "schema_migrations"
+DEFAULT_VERIFIED_TABLE = "grapevine_verified"
 # option name in alembic.ini -> what it names, for messages
 OPTIONS = {"version_table": "version table", "ledger_table": "ledger"}
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
@@ -39,16 +43,21 @@ class ToolTables:
     version_schema: str | None = None
     ledger_table: str = DEFAULT_LEDGER_TABLE
     ledger_schema: str | None = None
+    verified_table: str = DEFAULT_VERIFIED_TABLE  # read from [control] only: it lives in the control database
 
     def __post_init__(self) -> None:
         for option, value in (("version_table", self.version_table), ("version_table_schema", self.version_schema),
-                              ("ledger_table", self.ledger_table), ("ledger_table_schema", self.ledger_schema)):
+                              ("ledger_table", self.ledger_table), ("ledger_table_schema", self.ledger_schema),
+                              ("verified_table", self.verified_table)):
             if value is not None and not _IDENTIFIER.fullmatch(value):
                 raise ConfigError(
                     f"{option} = {value[:70]!r}: use a lowercase identifier (letters a-z, digits, _; at most 63)"
                 )
         if (self.version_schema, self.version_table) == (self.ledger_schema, self.ledger_table):
             raise ConfigError(f"version_table and ledger_table are both {self.version_table!r}: they must differ")
+        if self.verified_table in (self.version_table, self.ledger_table):
+            raise ConfigError(f"verified_table = {self.verified_table!r} is already the version table or the ledger:"
+                              " name it differently")
 
     @classmethod
     def from_section(cls, options: dict[str, str], where: str = "alembic.ini") -> ToolTables:
@@ -60,7 +69,8 @@ class ToolTables:
 
         try:
             return cls(get("version_table") or DEFAULT_VERSION_TABLE, get("version_table_schema"),
-                       get("ledger_table") or DEFAULT_LEDGER_TABLE, get("ledger_table_schema"))
+                       get("ledger_table") or DEFAULT_LEDGER_TABLE, get("ledger_table_schema"),
+                       get("verified_table") or DEFAULT_VERIFIED_TABLE)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
 
