@@ -165,3 +165,17 @@ def test_unreadable_fingerprints_cost_a_full_read_and_one_notice(project):
     notices = [line for line in result.stderr.splitlines() if "grapevine_verified" in line]
     assert len(notices) == 1 and notices[0].startswith("notice: the fingerprints in grapevine_verified could not be read")
     assert "Traceback" not in result.stderr
+
+
+def test_a_renamed_object_that_a_definition_names_is_caught(project):
+    # the index's definition names the configuration; renaming it changes no row of the index's own
+    project.write("tenant", "20250201090000_search.sql", "CREATE TEXT SEARCH CONFIGURATION app_search (COPY = simple);\n"
+                  "CREATE INDEX tasks_search_idx ON tasks USING gin (to_tsvector('app_search', title));\n")
+    _fleet(project, ["ts"])
+    assert _drift(project, "--tenant", "ts")[0]["ok"] is True
+    assert _drift(project, "--tenant", "ts")[0]["catalogs_read"] == 0
+    project.query("db_ts", "ALTER TEXT SEARCH CONFIGURATION app_search RENAME TO app_search_renamed")
+    document, by_db = _drift(project, "--tenant", "ts")
+    assert by_db["db_ts"]["catalog_read"] is True and document["ok"] is False
+    [difference] = by_db["db_ts"]["differences"]
+    assert difference["kind"] == "index definition" and "app_search_renamed" in difference["actual"], difference

@@ -35,6 +35,8 @@ _CATALOGS = (
     ("pg_attrdef", "oid"), ("pg_type", "oid"), ("pg_index", "indexrelid"), ("pg_constraint", "oid"),
     ("pg_proc", "oid"), ("pg_trigger", "oid"), ("pg_sequence", "seqrelid"), ("pg_rewrite", "oid"),
     ("pg_inherits", "inhrelid"), ("pg_enum", "oid"), ("pg_range", "rngtypid"), ("pg_collation", "oid"),
+    # named in the definitions drift deparses (an index's operator class, an operator, a text search configuration)
+    ("pg_operator", "oid"), ("pg_opclass", "oid"), ("pg_ts_config", "oid"),
     # pg_depend: what a sequence is owned by, a view reads, an extension holds; comments, though
     # drift does not compare them, so that a comment changed reads the catalog again as promised
     ("pg_depend", "objid"), ("pg_description", "objoid"),
