@@ -11,7 +11,8 @@ the previous tool's table) are the tool's own.  A team whose files already use e
     ledger_table_schema = migrations         # optional
 
 and, in ``[control]`` only, the rollout record (``fleet/record``): ``rollout_table = grapevine_rollouts``
-names the rollouts, and ``<rollout_table>_tenants`` their tenants.
+names the rollouts, and ``<rollout_table>_tenants`` their tenants; ``verified_table = grapevine_verified``
+holds drift's fingerprints (``schema/fingerprint``).
 
 Names are plain lowercase identifiers, so the SQL here can quote them without surprises and
 the file check (``tool_table_writes``) can compare them with what the parser reads.
@@ -27,6 +28,7 @@ from .errors import ConfigError
 DEFAULT_VERSION_TABLE = "alembic_version"
 DEFAULT_LEDGER_TABLE = "schema_migrations"
 DEFAULT_ROLLOUT_TABLE = "grapevine_rollouts"
+DEFAULT_VERIFIED_TABLE = "grapevine_verified"
 # option name in alembic.ini -> what it names, for messages
 OPTIONS = {"version_table": "version table", "ledger_table": "ledger"}
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
@@ -44,11 +46,12 @@ class ToolTables:
     ledger_table: str = DEFAULT_LEDGER_TABLE
     ledger_schema: str | None = None
     rollout_table: str = DEFAULT_ROLLOUT_TABLE  # control only: the rollout record
+    verified_table: str = DEFAULT_VERIFIED_TABLE  # read from [control] only: it lives in the control database
 
     def __post_init__(self) -> None:
         for option, value in (("version_table", self.version_table), ("version_table_schema", self.version_schema),
                               ("ledger_table", self.ledger_table), ("ledger_table_schema", self.ledger_schema),
-                              ("rollout_table", self.rollout_table)):
+                              ("rollout_table", self.rollout_table), ("verified_table", self.verified_table)):
             if value is not None and not _IDENTIFIER.fullmatch(value):
                 raise ConfigError(
                     f"{option} = {value[:70]!r}: use a lowercase identifier (letters a-z, digits, _; at most 63)"
@@ -57,6 +60,9 @@ class ToolTables:
             raise ConfigError(f"rollout_table = {self.rollout_table!r}: at most 55 characters")
         if (self.version_schema, self.version_table) == (self.ledger_schema, self.ledger_table):
             raise ConfigError(f"version_table and ledger_table are both {self.version_table!r}: they must differ")
+        if self.verified_table in (self.version_table, self.ledger_table):
+            raise ConfigError(f"verified_table = {self.verified_table!r} is already the version table or the ledger:"
+                              " name it differently")
 
     @classmethod
     def from_section(cls, options: dict[str, str], where: str = "alembic.ini") -> ToolTables:
@@ -69,7 +75,7 @@ class ToolTables:
         try:
             return cls(get("version_table") or DEFAULT_VERSION_TABLE, get("version_table_schema"),
                        get("ledger_table") or DEFAULT_LEDGER_TABLE, get("ledger_table_schema"),
-                       get("rollout_table") or DEFAULT_ROLLOUT_TABLE)
+                       get("rollout_table") or DEFAULT_ROLLOUT_TABLE, get("verified_table") or DEFAULT_VERIFIED_TABLE)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
 
@@ -94,7 +100,7 @@ class ToolTables:
     def own_names(self) -> tuple[str, ...]:
         """Every relation the tool creates under these names (``drift`` and ``schema dump`` leave them out)."""
         return (self.version_table, self.ledger_table, self.rollout_table, self.rollout_table + "_tenants",
-                self.rollout_table + "_id_seq")
+                self.rollout_table + "_id_seq", self.verified_table)
 
     def regclass(self, which: str) -> str:
         """``to_regclass('...')`` of the version table or the ledger (``which``: "version" or "ledger")."""

@@ -277,12 +277,13 @@ def stash_version_sql(tables: ToolTables = DEFAULT_TABLES) -> str:
             f" FROM {tables.version}), ''), true)")
 
 
-_STASHED_VERSION = (f"(SELECT CASE WHEN s.v <> '' THEN pg_catalog.substr(s.v, 2) END"
+STASHED_VERSION = (f"(SELECT CASE WHEN s.v <> '' THEN pg_catalog.substr(s.v, 2) END"
                     f" FROM (SELECT pg_catalog.current_setting('{_VERSION_SETTING}') AS v) s)")
 
 
 def snapshot_sql(version_table: str | None = None, ledger_table: str | None = None, *, server_version: int = 0,
-                 stashed_version: bool = False, complete: bool = False, tables: ToolTables = DEFAULT_TABLES) -> str:
+                 stashed_version: bool = False, complete: bool = False, tables: ToolTables = DEFAULT_TABLES,
+                 also: str | None = None) -> str:
     """The one query: the recorded version, and the catalog as JSON text (``{part: [objects sorted by name]}``).
 
     ``SET LOCAL`` first, in the same round trip: every ``pg_get_*`` then qualifies every name, and
@@ -290,9 +291,10 @@ def snapshot_sql(version_table: str | None = None, ledger_table: str | None = No
     tables, and compiling it would cost far more than running it, on every database.
     The catalog comes back as text, so a database whose text equals its reference's needs no parsing.
     The tool's own tables (``tables``' names, in any schema) are left out.
+    ``also``: a third column read in the same statement (drift's fingerprint, see ``fingerprint``).
     """
     if stashed_version:  # stash_version_sql ran earlier in the same transaction
-        version = _STASHED_VERSION
+        version = STASHED_VERSION
     elif version_table:
         version = f"(SELECT max(version_num::text) FROM {version_table})"
     elif ledger_table:  # the previous tool's ledger alone: its newest row is the version migrate adopts
@@ -308,7 +310,8 @@ def snapshot_sql(version_table: str | None = None, ledger_table: str | None = No
     )
     settings = "SET LOCAL search_path TO '';\n" + ("SET LOCAL jit = off;\n" if server_version >= 110000 else "")
     tool = ", ".join(f"'{name}'" for name in tables.own_names)
-    return f"{settings}SELECT {version}, json_build_object({parts.replace(_TOOL, tool)})::text FROM {_SCOPE}"
+    third = f", {also}" if also else ""
+    return f"{settings}SELECT {version}, json_build_object({parts.replace(_TOOL, tool)})::text{third} FROM {_SCOPE}"
 
 
 def read_snapshot(cursor, *, locate: bool = True, complete: bool = False,

@@ -2,14 +2,17 @@
 
 One round trip after connecting: the transaction made read-only, the session bounded and set
 read-only (``default_transaction_read_only``), the version read through the session's
-search_path, then the whole catalog as one JSON document.  Where no version table is on the
-search path (the previous tool's ledger alone, or no ledger), a second try first locates the
-tool's tables, and refuses a database whose search_path changed since they were created.
+search_path, then the whole catalog as one JSON document with its fingerprint.  A database last
+found equal (``fingerprint.Verified``) first gets the version and the fingerprint alone, and its
+catalog only when either moved.  Where no version table is on the search path (the previous
+tool's ledger alone, or no ledger), a second try first locates the tool's tables, and refuses a
+database whose search_path changed since they were created.
 """
 
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 from ..database.session.connection import SessionPolicy, open_connection, set_config_sql
 from ..database.state.ledger import check_placement
@@ -18,13 +21,27 @@ from ..database.jobs.retrying import with_retries
 from ..database.jobs.runner import RunOptions
 from ..database.state.target import Target
 from ..tool_tables import DEFAULT_TABLES, ToolTables
-from .catalog import LOCATE_SQL, snapshot_sql, stash_version_sql
+from .catalog import LOCATE_SQL, STASHED_VERSION, snapshot_sql, stash_version_sql
+from .fingerprint import FINGERPRINT_SQL, Verification, Verified
 from .diff import compare
 
 
-def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_TABLES) -> tuple[str | None, str]:
-    """(recorded version, catalog JSON text) of a database, on a read-only session of its own;
-    ``tables``: the environment's names of the tool's tables."""
+class Live(NamedTuple):
+    version: str | None  # the recorded version
+    text: str | None  # the catalog as JSON text; None: not read (``unchanged`` said so)
+    fingerprint: str
+    server_version: int
+
+
+def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_TABLES, *, unchanged=None) -> Live:
+    """A database's version, catalog and fingerprint, on a read-only session of its own;
+    ``tables``: the environment's names of the tool's tables.
+
+    ``unchanged(version, fingerprint, server_version)``: given, the version and the fingerprint are
+    read first, alone, and the catalog (then None) only when it returns False. Without it, the
+    three come in one statement. Either way the fingerprint kept is read in the catalog's snapshot
+    or before it, never after: a change in between makes the next run read the catalog again.
+    """
     raw = open_connection(target.spec, connect_timeout=options.connect_timeout_s)
     try:
         if options.servers:
@@ -38,32 +55,55 @@ def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_
             bounded = cursor.mogrify(
                 f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {stash_version_sql(tables)};\n", values
             ).decode()
+            snapshot = {"server_version": raw.server_version, "tables": tables, "also": FINGERPRINT_SQL}
             try:
-                cursor.execute(bounded + snapshot_sql(stashed_version=True, server_version=raw.server_version,
-                                                      tables=tables))
+                if unchanged is not None:
+                    cursor.execute(bounded + f"SET LOCAL search_path TO '';\nSELECT {STASHED_VERSION}, {FINGERPRINT_SQL}")
+                    version, fingerprint = cursor.fetchone()
+                    if unchanged(version, fingerprint, raw.server_version):
+                        return Live(version, None, fingerprint, raw.server_version)
+                    cursor.execute(bounded + snapshot_sql(stashed_version=True, **snapshot))
+                else:
+                    cursor.execute(bounded + snapshot_sql(stashed_version=True, **snapshot))
             except errors.UndefinedTable:  # no version table on the search path: nothing ran (autocommit)
                 cursor.execute(LOCATE_SQL + ", " + setters, (tables.version, tables.ledger, *values))
                 version_table, ledger_table, *_ = cursor.fetchone()
                 check_placement(cursor, tables)  # not in another schema, out of the search_path's reach
-                cursor.execute(snapshot_sql(version_table, ledger_table, server_version=raw.server_version,
-                                            tables=tables))
-            version, text = cursor.fetchone()
+                cursor.execute(snapshot_sql(version_table, ledger_table, **snapshot))
+            return Live(*cursor.fetchone(), raw.server_version)
     finally:
         raw.close()
-    return version, text
 
 
-def drift(target: Target, references, options: RunOptions, found: dict, *, privileges: bool = False) -> DatabaseResult:
-    """Compare one database with the reference of its version; its differences go to ``found[database]``."""
+def drift(target: Target, references, options: RunOptions, found: dict, *, privileges: bool = False,
+          verified: Verified | None = None) -> DatabaseResult:
+    """Compare one database with the reference of its version; its differences go to ``found[database]``.
+
+    ``verified``: the fingerprints of databases last found equal (see ``fingerprint``); a database
+    still at its fingerprint is equal without reading its catalog, and one found equal is remembered.
+    """
+    chain = references.chains[target.kind]
+
+    def unchanged(version, fingerprint, server_version) -> bool:
+        return verified.still_equal(target, version, fingerprint, verified.key(chain, version, server_version),
+                                    privileges=privileges)
 
     def attempt(result: DatabaseResult) -> None:
-        version, live = read_live(target, options, references.chains[target.kind].tables)
+        checked = verified is not None and verified.recorded(target) is not None
+        version, live, fingerprint, server_version = read_live(target, options, chain.tables,
+                                                               unchanged=unchanged if checked else None)
         result.before = result.after = version
-        expected = references.get(target.kind, version)
-        if live == expected.text:  # the same bytes: nothing differs, owners and grants included
+        if live is None:  # still at the fingerprint it was verified equal at
             found[target.database] = []
-        else:
-            found[target.database] = compare(expected.catalog, json.loads(live), privileges=privileges)
+            return
+        expected = references.get(target.kind, version)
+        identical = live == expected.text  # the same bytes: nothing differs, owners and grants included
+        found[target.database] = [] if identical else compare(expected.catalog, json.loads(live), privileges=privileges)
+        if verified is not None:
+            verified.read_in_full(target)
+            key = verified.key(chain, version, server_version)
+            if not found[target.database] and key is not None:
+                verified.remember(target, Verification(version, key, fingerprint, identical or privileges))
 
     return with_retries(target, options, attempt)
 

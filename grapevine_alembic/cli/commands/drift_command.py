@@ -24,19 +24,23 @@ from ..common import ENVS, load_chains, targets_or_error
 @cli.command()
 @target_options
 @click.option("--privileges", is_flag=True, help="Also compare owners and grants.")
+@click.option("--full", is_flag=True,
+              help="Read every database's catalog, even one unchanged since it was last found equal.")
 @click.option("--max-parallel", default=10, show_default=True, type=click.IntRange(1, 100),
               help="Databases read at the same time.")
 @per_server_option
 @report_option
 @json_option
 @pass_app
-def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privileges, max_parallel, max_per_server,
-          report, json_mode):
+def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privileges, full, max_parallel,
+          max_per_server, report, json_mode):
     """Compare each database's schema with the one its recorded version should have (default: all).
 
     The expected schema of each version is built once per run in a scratch database.
-    Databases are only read (read-only sessions).  Exit 0 when nothing drifts, 1 when
-    something does or a database could not be compared.
+    Databases are only read (read-only sessions).  A database found equal is remembered in the
+    control database with its catalog's fingerprint; the next run reads its catalog only if the
+    fingerprint or the version moved.  Exit 0 when nothing drifts, 1 when something does or a
+    database could not be compared.
 
     \b
     Examples:
@@ -48,6 +52,7 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     from ...fleet import fleet
     from ...schema import grouping
     from ...schema.drift import drift as drift_one
+    from ...schema.fingerprint import Verified
     from ...schema.scratch import References, server_for
 
     app.read_only = True
@@ -60,13 +65,21 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     references = References(chains, {env: server_for(settings, env) for env in ENVS},
                             lock_key=app.project().lock_key, on_notice=out.info)
     found: dict = {}
+    verified = Verified(settings.control, chains["control"].tables.verified_table,
+                        connect_timeout=options.connect_timeout_s)
+    if not full:
+        verified.load()
     with interrupts.graceful(out.info) as signals, out.progress(len(targets), "drift") as bar:
         results = fleet.run_targets(
-            targets, lambda t: drift_one(t, references, options, found, privileges=privileges), options=options,
+            targets, lambda t: drift_one(t, references, options, found, privileges=privileges,
+                                          verified=verified), options=options,
             max_parallel=max_parallel, max_per_server=max_per_server, on_result=bar.advance,
             should_stop=interrupts.stopping, skipped=lambda t: DatabaseResult(t, ok=False, skipped=True,
                                                                               error="not compared (interrupted)"),
         )
+    problem = verified.problem or verified.save()
+    if problem:
+        out.info(f"notice: {problem}; the next run reads every catalog again")
     failed = [(r.target.database, r.error or "failed") for r in results if not r.ok]
     if discovery_error:
         failed.append(("tenants", discovery_error))
@@ -77,8 +90,8 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
         out.document({
             "command": "drift", "ok": not groups and not failed, "privileges": privileges,
             "summary": {"match": matching, "differ": len(differing) - matching, "failed": len(failed)},
-            "references_built": references.built,
-            "databases": [_database_json(r, found.get(r.target.database)) for r in results],
+            "references_built": references.built, "catalogs_read": len(verified.catalog_read),
+            "databases": [_database_json(r, found.get(r.target.database), verified) for r in results],
             **({"discovery_error": discovery_error} if discovery_error else {}),
         })
     else:
@@ -94,11 +107,13 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
         sys.exit(EXIT_FAILED)
 
 
-def _database_json(result, differences) -> dict:
+def _database_json(result, differences, verified) -> dict:
     payload = {"database": result.target.database, "kind": result.target.kind, "tenant": result.target.tenant_id,
                "server": result.target.server, "version": result.before, "ok": result.ok}
     if result.ok:
         payload["drift"] = bool(differences)
+        # false: unchanged since it was last found equal, its catalog was not read
+        payload["catalog_read"] = (result.target.server, result.target.database) in verified.catalog_read
         payload["differences"] = [d.as_json() for d in differences or ()]
     else:
         payload["error"] = result.error
