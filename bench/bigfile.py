@@ -2,7 +2,7 @@
 
     python bench/bigfile.py [--mb 50] [--statements 362318] [--tenants 5] [--cli OTHER/.venv/bin/grapevine-migrations]
 
-Writes ``--mb`` MB of ``--statements`` INSERTs into one tenant file (issue 17's figures: 50 MB,
+Writes ``--mb`` MB of ``--statements`` INSERTs into one tenant file (the documented figures: 50 MB,
 362,318 statements), then measures, each as a separate process (wall time, peak RSS from
 wait4):
 
@@ -12,7 +12,7 @@ wait4):
 4. `migrate --all-tenants --max-parallel 5` over ``--tenants`` empty tenants.
 
 ``--cli`` runs another build of the tool (an older checkout's CLI) instead of this one, for the
-before/after figures. Targets (issue 17): peak RSS <= 256 MiB at --max-parallel 5, one tenant
+before/after figures. Targets: peak RSS <= 256 MiB at --max-parallel 5, one tenant
 <= 2x psql. Starts an embedded PostgreSQL unless TEST_DATABASE_URL names a server.
 """
 

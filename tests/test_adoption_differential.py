@@ -117,7 +117,7 @@ CASES = {
         "CREATE TABLE paint (c colour DEFAULT 'blue');\nINSERT INTO paint DEFAULT VALUES;\n"
     ),
     # A file that alters the ledger table (schema_migrations) applied under the previous tool; it is now
-    # refused unless ledger_table is renamed (issue 17): tests/test_database_tool_tables.py covers it.
+    # refused unless ledger_table is renamed: tests/test_database_tool_tables.py covers it.
     "percent signs and colons": "CREATE TABLE pc (t text);\nINSERT INTO pc VALUES ('100%'), (':name'), ('%s'), ('?');\n",
 }
 

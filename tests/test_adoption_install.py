@@ -1,4 +1,4 @@
-"""Installing the tool before any index has it (issue 26, item 2): the requirement README's switch
+"""Installing the tool before any index has it: the requirement README's switch
 gives, `grapevine-alembic @ git+...@v<version>`, put in the shipped workflow's GRAPEVINE_ALEMBIC and
 installed by the workflow's own install line, from a local bare clone of this repository."""
 

@@ -1,4 +1,4 @@
-"""README's "Switch from the previous tool", step by step, as a team does it (issue 18).
+"""README's "Switch from the previous tool", step by step, as a team does it.
 
 A scratch repository laid out like the previous tool's (its own chains, a tenants table without a
 name column, a mise task, a Dockerfile that copies src/ and migrations/, a Job, a provisioning

@@ -1,4 +1,4 @@
-"""The Python API never hands back or logs a password, whatever form the URL carries it in (issue 17, item 2)."""
+"""The Python API never hands back or logs a password, whatever form the URL carries it in."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shipped GitHub Actions workflow is one a team copies unchanged (issue 18, item 8): it passes
+"""The shipped GitHub Actions workflow is one a team copies unchanged: it passes
 actionlint, installs the tool pinned (never the repository's own package), rehearses on a
 PostgreSQL with pgvector, its rehearsal commands pass on a previous-tool repository whose tenants
 table has no name column, and its job summary is a command of the tool."""

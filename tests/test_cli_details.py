@@ -1,4 +1,4 @@
-"""Smaller differences a user switching over noticed (issue 18, item 10): each one as the user saw it."""
+"""Smaller differences a user switching over noticed: each one as the user saw it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every way a password can be given, with real roles that have such passwords (issue 17, item 2).
+"""Every way a password can be given, with real roles that have such passwords.
 
 For each form the command either connects or fails with one clean line, and neither the password,
 nor a spelling of it, nor a distinctive piece of it appears in stdout or stderr: text output,

@@ -1,4 +1,4 @@
-"""Zero-config on the previous tool's layout (issue 18, item 2): without alembic.ini every command
+"""Zero-config on the previous tool's layout: without alembic.ini every command
 works on ./migrations/control and ./migrations/tenant (or MIGRATIONS_DIR), from the root or below it."""
 
 from __future__ import annotations

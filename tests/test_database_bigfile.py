@@ -1,6 +1,6 @@
 """A big file streams: the CLI's memory stays flat in the file's size, and a failing statement deep in
-a batch of plain statements still names its own line, with nothing of the file kept (issue 17,
-item 7; bench/bigfile.py has the 50 MB figures)."""
+a batch of plain statements still names its own line, with nothing of the file kept
+(bench/bigfile.py has the 50 MB figures)."""
 
 from __future__ import annotations
 

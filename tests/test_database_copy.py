@@ -1,6 +1,5 @@
 """COPY ... FROM stdin with inline rows (pg_dump's data sections, psql scripts) goes through the COPY
-protocol in the file's transaction, on both roads and in the API, with file:line errors (issue 17,
-item 10)."""
+protocol in the file's transaction, on both roads and in the API, with file:line errors."""
 
 from __future__ import annotations
 

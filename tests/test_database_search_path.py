@@ -1,4 +1,4 @@
-"""A database whose search_path was changed after migrations ran (issue 24, item 3).
+"""A database whose search_path was changed after migrations ran.
 
 ``ALTER DATABASE/ROLE ... SET search_path`` after the fact moves where unqualified names resolve:
 the tool's tables, created in the old first schema, are then either out of reach (the database

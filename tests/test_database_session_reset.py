@@ -1,5 +1,5 @@
 """The tool's bookkeeping runs as the tool, and each file starts from a session reset before its
-first transaction opens (issue 17, items 3 and 4), on both roads and in the Python API.
+first transaction opens, on both roads and in the Python API.
 """
 
 from __future__ import annotations

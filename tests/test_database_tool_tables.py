@@ -1,4 +1,4 @@
-"""The tool's tables are its own (issue 17, item 9): their names come from alembic.ini, and a file
+"""The tool's tables are its own: their names come from alembic.ini, and a file
 that creates, alters, drops or writes them is refused before anything of it runs, on both roads.
 """
 

@@ -1,5 +1,5 @@
 """Discovery never skips a migration-named entry silently; a year-0000 near miss warns; a
-MIGRATIONS_DIR that is not a folder is a configuration error (issue 17, items 5 and 10)."""
+MIGRATIONS_DIR that is not a folder is a configuration error."""
 
 from __future__ import annotations
 

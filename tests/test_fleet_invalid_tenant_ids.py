@@ -1,4 +1,4 @@
-"""Rows of the tenants table whose id cannot name a database (issue 17, items 6 and 10).
+"""Rows of the tenants table whose id cannot name a database.
 
 A provisioned row with a NULL id once became the tenant "None" and migrated an unrelated
 database db_None. NULL, empty and malformed ids are each that row's one-line error, like any

@@ -1,4 +1,4 @@
-"""``check`` reports a file that writes the tool's own tables as an error (issue 17, item 9)."""
+"""``check`` reports a file that writes the tool's own tables as an error."""
 
 from __future__ import annotations
 

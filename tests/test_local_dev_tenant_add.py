@@ -1,4 +1,4 @@
-"""`dev tenant add` on a team's own tenants table (issue 18, item 1): any table with id and state;
+"""`dev tenant add` on a team's own tenants table: any table with id and state;
 only the columns that must be given are filled; a column it cannot fill is one line; never a
 traceback, and a refused row leaves none of the others written."""
 

@@ -1,4 +1,4 @@
-"""``dev url --show-password`` when the URL holds no password (issue 17, item 10).
+"""``dev url --show-password`` when the URL holds no password.
 
 The tool connects with PGPASSWORD then (libpq's fallback), so the URL it prints carries that
 password and works on its own; with no password anywhere it says so in one line. Never a TypeError.

@@ -1,4 +1,4 @@
-"""The embedded server is never a silent stand-in for production (issue 18, item 3): without a URL,
+"""The embedded server is never a silent stand-in for production: without a URL,
 a run that is not on a terminal exits 2 naming CONTROL_DATABASE_URL, unless the embedded server was
 asked for (`dev up` or another dev command, --embedded, GRAPEVINE_EMBEDDED=1, or a server already
 started for this project); a person at a terminal still gets it; README's first command works as

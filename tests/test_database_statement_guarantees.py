@@ -1,4 +1,4 @@
-"""Issue 11, items 3-7, 13 and 14: the tool's own guarantees hold whatever legal SQL a file runs.
+"""The tool's own guarantees hold whatever legal SQL a file runs.
 
 Each case runs on both roads where both apply: ``grapevine-migrations migrate`` and plain
 ``alembic -c alembic.ini -n tenant -x tenant=ID upgrade head``, against the real test PostgreSQL,
