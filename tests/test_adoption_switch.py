@@ -25,7 +25,7 @@ from reference_applier import apply_like_previous_tool
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "previous_tool"
 HEAD = "20250825000000"
-PREVIOUS_IMPORT = "from src.migrations.migrate import migrate_database  # the previous tool"
+PREVIOUS_IMPORT = "from src.migrations.migrate import get_tenant_migrations_dir, migrate_database  # the previous tool"
 
 
 def _section() -> str:

@@ -98,7 +98,7 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
         for line in grouping.text_lines(groups, matching=matching, failed=failed):
             out.line(line)
     if report:
-        from . import views  # lazy: --help stays fast
+        from .. import views  # lazy: --help stays fast
 
         views.write_page(out, report, "drift", results, chains, [(g.databases, g.differences) for g in groups])
     if signals.stopping:
