@@ -52,7 +52,7 @@ def _version(server, tenant: str) -> str | None:
     return pg.version_on(server, f"db_{tenant}")
 
 
-# 5 s already outlasts --retries' quick attempts (3 backoffs, under 2 s); 12 s outlasts the backoff's
+# 5 s already outlasts --retries' quick attempts (3 backoffs, about 2 s); 12 s outlasts the backoff's
 # 5 s cap twice over, so the run waits through several capped waits, carried by the window alone.
 @pytest.mark.parametrize("outage_s", [5, 12])
 def test_run_completes_over_a_server_restart(project, tenants, tenant_server, outage_s, tally):
