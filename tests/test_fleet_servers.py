@@ -276,6 +276,7 @@ def test_hung_server_is_skipped_within_the_bound(fleet, pg_server):
         status_started = time.monotonic()
         status = fleet.project.cli("status", "--json", env=env)
         status_seconds = time.monotonic() - status_started
+    print(f"migrate {seconds:.1f}s, status {status_seconds:.1f}s (bound {bound:.0f}s)")
     assert seconds < bound, seconds
     assert result.returncode == 1
     doc = _by_tenant(_json(result))
