@@ -51,7 +51,8 @@ def test_alembic_upgrade_waits_out_a_server_restart(project, tenant_server, tall
     project.add_tenant("rr", create_db=False)
     pg.create_database(tenant_server, "db_rr")
     log: dict = {}
-    outage = threading.Thread(target=pg.outage, args=(tenant_server, "db_rr", 10, log))
+    # 5 s outlasts --retries' quick attempts (3 backoffs, about 2 s): only the retry window carries the run
+    outage = threading.Thread(target=pg.outage, args=(tenant_server, "db_rr", 5, log))
     outage.start()
     try:
         result = _run(project, "alembic", "rr", env={"PG_TENANT_DATABASE_PORT": str(tenant_server.port)})
