@@ -20,12 +20,12 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 from ..database.session.connection import open_connection
 from ..errors import DatabaseError, UsageError
 from ..masking import known_secrets, mask
 from . import rollout as fleet_rollout
+from .resuming import Resumed, reconciled
 
 RUNNING, HALTED, INTERRUPTED, DONE = "running", "halted", "interrupted", "done"
 PENDING, OK, FAILED = "pending", "done", "failed"
@@ -62,31 +62,6 @@ def _state(alias: str) -> str:
     return f"CASE WHEN {alias}.state = '{RUNNING}' AND NOT {_live(alias)} THEN '{INTERRUPTED}' ELSE {alias}.state END"
 
 
-@dataclass(frozen=True)
-class Resumed:
-    """What a resumed rollout takes from its record: its options and the tenants not done, in wave order."""
-
-    id: int
-    options: dict
-    tenants: tuple[str, ...]
-    waves: tuple[int, ...]  # per tenant: its recorded wave
-    gates: dict  # wave number -> [gated, canary]
-    planned: bool = True  # False: it stopped before its tenants were known (control failed), so plan afresh
-
-    def planner(self, targets: list) -> fleet_rollout.Plan:
-        """The recorded waves over what is left of them (their numbers kept)."""
-        wave_of = dict(zip(self.tenants, self.waves))
-        waves, first = [], 0
-        for target in targets:
-            number = wave_of[target.tenant_id]
-            if waves and waves[-1].number == number:
-                waves[-1] = fleet_rollout.Wave(number, waves[-1].first, waves[-1].size + 1, *self.gates[str(number)])
-            else:
-                waves.append(fleet_rollout.Wave(number, first, 1, *self.gates[str(number)]))
-            first += 1
-        return fleet_rollout.Plan(tuple(waves), len(targets))
-
-
 class Recorder:
     """One rollout's record, on a control connection of its own that holds the rollout's lock."""
 
@@ -116,8 +91,9 @@ class Recorder:
             raise
 
     @classmethod
-    def resume(cls, spec, tables, rollout_id: int | None) -> Recorder:
-        """The rollout ``rollout_id`` (None: the latest not done), locked, with what is left of it."""
+    def resume(cls, spec, tables, rollout_id: int | None, given: dict | None = None) -> Recorder:
+        """The rollout ``rollout_id`` (None: the latest not done), locked, with what is left of it; ``given``:
+        the options given to the resume (``resuming.reconciled``), refused before anything is written."""
         raw = _open(spec)
         try:
             with raw.cursor() as cursor:
@@ -135,11 +111,13 @@ class Recorder:
                 cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4)", (found,))
                 if state == RUNNING or not cursor.fetchone()[0]:
                     raise Conflict(f"rollout {found} is running (pid {pid} on {host}): wait for it to end")
+                options = reconciled(found, options, given or {})
                 cursor.execute(f"SELECT tenant_id, wave FROM {tables.rollout_tenants} WHERE rollout_id = %s"
                                f" AND outcome <> '{OK}' ORDER BY wave, position", (found,))
                 left = cursor.fetchall()
                 cursor.execute(f"UPDATE {tables.rollouts} SET state = '{RUNNING}', ended_at = NULL, halt = NULL,"
-                               " pid = %s, host = %s WHERE id = %s", (os.getpid(), socket.gethostname(), found))
+                               " pid = %s, host = %s, options = %s WHERE id = %s",
+                               (os.getpid(), socket.gethostname(), json.dumps(options), found))
             resumed = Resumed(found, options, tuple(t for t, _ in left), tuple(w for _, w in left), waves or {},
                               planned=waves is not None)
             return cls(raw, tables, found, resumed, spec=spec)
