@@ -5,7 +5,7 @@ value, before the record is touched."""
 
 from __future__ import annotations
 
-from test_cli_rollout_resume import HEAD, _resume_id, _rollouts, _show
+from test_cli_rollout_resume import HEAD, _gate, _resume_id, _rollouts, _show, _wait_for_gate
 from test_cli_rollout_waves import _fleet
 
 from grapevine_alembic.api import migrate_fleet
@@ -82,3 +82,24 @@ def test_migrate_fleet_resume_honours_run_time_arguments_and_refuses_scope_ones(
     done = migrate_fleet(project.root, control_url=url, resume=first.rollout, timeout=30)
     assert done.ok and project.version("db_w02") == HEAD
     assert _rollouts(project)[0]["state"] == "done"
+
+
+def test_a_second_rollout_with_control_refuses_before_control_is_migrated(project):
+    """The refusal of a rollout over tenants another one runs over comes before anything is written anywhere:
+    control's pending file stays pending and the refused rollout leaves no record (CLI and API)."""
+    _fleet(project, 3)
+    project.write("control", "20990101000000_later.sql", "CREATE TABLE later_control_table (id int);\n")
+    with _gate(project, "w02"):
+        first = project.spawn("migrate", "--tenant", "w01", "--tenant", "w02", "--lock-timeout", "0")
+        _wait_for_gate(project, "w02")
+        [running] = _rollouts(project)
+        second = project.cli("migrate", "--control", "--all-tenants")
+        api = migrate_fleet(project.root, control_url=project.env["CONTROL_DATABASE_URL"])
+        pending = "later_control_table" not in project.tables(project.control_db)
+        listed = [r["id"] for r in _rollouts(project)]
+    assert first.wait(timeout=60) == 0, first.stderr.read()
+    assert second.returncode != 0 and "Traceback" not in second.stderr
+    assert second.stderr.strip().startswith(f"error: rollout {running['id']} (pid "), second.stderr
+    assert not api.ok and api.error.startswith(f"rollout {running['id']} (pid ") and not api.databases
+    assert pending and listed == [running["id"]]  # control untouched, no record of the refused ones
+    assert project.version("db_w03") is None

@@ -22,7 +22,7 @@ import threading
 import time
 
 from ..database.session.connection import open_connection
-from ..errors import DatabaseError, UsageError
+from ..errors import GrapevineError, UsageError
 from ..masking import known_secrets, mask
 from . import rollout as fleet_rollout
 from .resuming import Resumed, reconciled
@@ -36,6 +36,19 @@ _RECONNECT_S = 30.0  # how long the end of a run waits for a restarting control 
 
 class Conflict(UsageError):
     """Another live rollout runs over some of the same tenants."""
+
+
+def _overlapping(tables) -> str:
+    """The first live rollout but ``%s`` with a tenant among ``%s``: its id, pid and host."""
+    return (f"SELECT r.id, r.pid, r.host FROM {tables.rollouts} r WHERE r.state = '{RUNNING}' AND r.id <> %s"
+            f" AND {_live('r')} AND EXISTS (SELECT 1 FROM {tables.rollout_tenants} x WHERE x.rollout_id = r.id"
+            " AND x.tenant_id = ANY(%s)) ORDER BY r.id LIMIT 1")
+
+
+def _refuse(other) -> None:
+    if other is not None:
+        raise Conflict(f"rollout {other[0]} (pid {other[1]} on {other[2]}) is running over some of"
+                       " these tenants: wait for it, or resume it when it stops")
 
 
 def _ddl(tables) -> str:
@@ -58,7 +71,7 @@ def _live(alias: str) -> str:
             " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))")
 
 
-def _state(alias: str) -> str:
+def state_sql(alias: str) -> str:
     return f"CASE WHEN {alias}.state = '{RUNNING}' AND NOT {_live(alias)} THEN '{INTERRUPTED}' ELSE {alias}.state END"
 
 
@@ -72,6 +85,7 @@ class Recorder:
         self._mutex = threading.Lock()
         self._wave: dict[str, int] = {}
         self._secrets = known_secrets()  # an error text is stored masked, as it would be printed
+        self._others = True  # another rollout may be running (start knows better)
 
     @classmethod
     def start(cls, spec, tables, *, options: dict, heads: dict, command: str, secrets=()) -> Recorder:
@@ -82,10 +96,14 @@ class Recorder:
                     f"{_ddl(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
                     " (state, started_by, host, pid, command, heads, options)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id)"
-                    f" SELECT id, pg_catalog.pg_advisory_lock({_LOCK_CLASS}, id::int4) IS NULL FROM r",
+                    f" SELECT id, pg_catalog.pg_advisory_lock({_LOCK_CLASS}, id::int4) IS NULL,"
+                    f" EXISTS (SELECT 1 FROM {tables.rollouts} x WHERE x.state = '{RUNNING}' AND {_live('x')}) FROM r",
                     (RUNNING, _user(), socket.gethostname(), os.getpid(), mask(command, [s for s in secrets if s]),
                      json.dumps(heads), json.dumps(options)))
-                return cls(raw, tables, cursor.fetchone()[0], spec=spec)
+                rollout_id, _, others = cursor.fetchone()
+                recorder = cls(raw, tables, rollout_id, spec=spec)
+                recorder._others = others
+                return recorder
         except BaseException:
             raw.close()
             raise
@@ -98,8 +116,8 @@ class Recorder:
         try:
             with raw.cursor() as cursor:
                 cursor.execute(_ddl(tables))
-                which = "r.id = %s" if rollout_id is not None else f"{_state('r')} <> '{DONE}'"
-                cursor.execute(f"SELECT r.id, {_state('r')}, r.options, r.waves, r.pid, r.host FROM {tables.rollouts} r"
+                which = "r.id = %s" if rollout_id is not None else f"{state_sql('r')} <> '{DONE}'"
+                cursor.execute(f"SELECT r.id, {state_sql('r')}, r.options, r.waves, r.pid, r.host FROM {tables.rollouts} r"
                                f" WHERE {which} ORDER BY r.id DESC LIMIT 1", (rollout_id,) if rollout_id else None)
                 row = cursor.fetchone()
                 if row is None:
@@ -125,6 +143,22 @@ class Recorder:
             raw.close()
             raise
 
+    def before_control(self, tenants) -> None:
+        """Refuse before control is migrated if a live rollout runs over any of the tenants as listed now
+        (``tenants()``; a resumed rollout's: its own), so a refused rollout writes nothing anywhere."""
+        if self.resumed is not None and self.resumed.planned:
+            ids = list(self.resumed.tenants)
+        elif not self._others:
+            return  # no other rollout was running when this one started: nothing to refuse
+        else:
+            try:
+                ids = [t.tenant_id for t in tenants() if t.tenant_id and not t.problem]
+            except GrapevineError:
+                return  # the tenants query may need control's files: checked again once control is migrated
+        with self._mutex, self.raw.cursor() as cursor:
+            cursor.execute(_overlapping(self.tables), (self.id, ids))
+            _refuse(cursor.fetchone())
+
     # ---- hooks of fleet/rollout.roll_out ----
     def planned(self, targets: list, plan) -> None:
         """Refuse if a live rollout runs over any of these tenants; else record them (once) with their waves."""
@@ -149,13 +183,8 @@ class Recorder:
         with self.raw.cursor() as cursor:
             try:  # under the lock every start takes, so of two rollouts one always sees the other's tenants
                 cursor.execute(f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
-                               f" SELECT r.id, r.pid, r.host FROM {r} r WHERE r.state = '{RUNNING}' AND r.id <> %s"
-                               f" AND {_live('r')} AND EXISTS (SELECT 1 FROM {t} x WHERE x.rollout_id = r.id"
-                               " AND x.tenant_id = ANY(%s)) ORDER BY r.id LIMIT 1", (self.id, ids))
-                other = cursor.fetchone()
-                if other is not None:
-                    raise Conflict(f"rollout {other[0]} (pid {other[1]} on {other[2]}) is running over some of"
-                                   " these tenants: wait for it, or resume it when it stops")
+                               + _overlapping(self.tables), (self.id, ids))
+                _refuse(cursor.fetchone())
                 if self.resumed is None or not self.resumed.planned:  # tenants, waves and commit: one round trip
                     chosen = list(self._wave)
                     gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
@@ -283,6 +312,8 @@ def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.R
     resumed = recorder.resumed
     planner = resumed.planner if resumed is not None and resumed.planned else None
     try:
+        if control is not None and tenants is not None:  # control's files wait until no rollout is refused
+            recorder.before_control(tenants)
         outcome = fleet_rollout.roll_out(control, tenants, job, planner=planner, on_plan=recorder.planned,
                                          on_result=recorder.result, **kw)
     except Conflict:
@@ -317,57 +348,3 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
-
-
-# ---- reading the record ----
-def _columns(tables) -> str:
-    t = tables.rollout_tenants
-    return (f"r.id, {_state('r')}, r.started_at, r.ended_at, r.started_by, r.host, r.pid, r.command, r.heads,"
-            " r.options, r.waves, r.halt,"
-            f" (SELECT json_object_agg(outcome, n) FROM (SELECT outcome, count(*) AS n FROM {t}"
-            " WHERE rollout_id = r.id GROUP BY outcome) c)")
-
-
-_FIELDS = ("id", "state", "started_at", "ended_at", "started_by", "host", "pid", "command", "heads", "options",
-           "waves", "halt", "tenants")
-
-
-def _query(spec, tables, sql: str, params) -> list[tuple]:
-    raw = open_connection(spec)
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute(f"SELECT to_regclass(%s) IS NOT NULL", (tables.rollouts,))
-            if not cursor.fetchone()[0]:
-                return []
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    finally:
-        raw.close()
-
-
-def recent(spec, tables, limit: int = 20) -> list[dict]:
-    """The latest rollouts, newest first, each as a dict (``tenants``: count per outcome)."""
-    rows = _query(spec, tables, f"SELECT {_columns(tables)} FROM {tables.rollouts} r ORDER BY r.id DESC LIMIT %s",
-                  (limit,))
-    return [_rollout(row) for row in rows]
-
-
-def one(spec, tables, rollout_id: int) -> dict:
-    """One rollout, with ``databases``: each planned tenant's wave, outcome, attempts, duration and error."""
-    rows = _query(spec, tables, f"SELECT {_columns(tables)}, (SELECT json_agg(json_build_object('tenant', tenant_id,"
-                  " 'wave', wave, 'outcome', outcome, 'attempts', attempts, 'duration_ms', duration_ms, 'error', error,"
-                  f" 'version', version) ORDER BY wave, position) FROM {tables.rollout_tenants} WHERE rollout_id = r.id)"
-                  f" FROM {tables.rollouts} r WHERE r.id = %s", (rollout_id,))
-    if not rows:
-        raise DatabaseError(f"no rollout {rollout_id} in the record")
-    found = _rollout(rows[0][:-1])
-    found["databases"] = rows[0][-1] or []
-    return found
-
-
-def _rollout(row: tuple) -> dict:
-    found = dict(zip(_FIELDS, row))
-    for name in ("started_at", "ended_at"):
-        found[name] = found[name].isoformat() if found[name] is not None else None
-    found["tenants"] = {PENDING: 0, OK: 0, FAILED: 0, **(found["tenants"] or {})}
-    return found
