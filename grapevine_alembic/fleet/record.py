@@ -25,12 +25,13 @@ from ..database.session.connection import open_connection
 from ..errors import GrapevineError, UsageError
 from ..masking import known_secrets, mask
 from . import rollout as fleet_rollout
+from .backoff import retried
+from .record_writer import BatchWriter
 from .resuming import Resumed, reconciled
 
 RUNNING, HALTED, INTERRUPTED, DONE = "running", "halted", "interrupted", "done"
 PENDING, OK, FAILED = "pending", "done", "failed"
 _LOCK_CLASS = 0x67726F6C  # "grol": the first key of every rollout's lock (the second is its id)
-_FLUSH_ROWS, _FLUSH_S = 200, 1.0  # a batch of results is written when it is this big or this old
 _RECONNECT_S = 30.0  # how long the end of a run waits for a restarting control server to write the record
 
 
@@ -80,8 +81,9 @@ class Recorder:
 
     def __init__(self, raw, tables, rollout_id: int, resumed: Resumed | None = None, spec=None):
         self.raw, self.tables, self.id, self.resumed, self.spec = raw, tables, rollout_id, resumed, spec
-        self._pending: list[tuple] = []
-        self._flushed = time.monotonic()
+        self._writer = BatchWriter(self._written)
+        self._backend = raw.get_backend_pid()  # the session holding the rollout's lock
+        self.caught_up = False  # set once every result and the final state are written
         self._mutex = threading.Lock()
         self._wave: dict[str, int] = {}
         self._secrets = known_secrets()  # an error text is stored masked, as it would be printed
@@ -202,28 +204,25 @@ class Recorder:
                 raise
 
     def result(self, result) -> None:
+        """Hand the result to the writer thread: the fan-out never waits for the control database."""
         tenant = result.target.tenant_id
         if tenant not in self._wave or (result.skipped and result.ok):  # unplanned, or never started
             return
-        with self._mutex:
-            error = mask(result.error, self._secrets) if result.error else None
-            self._pending.append((tenant, OK if result.ok else FAILED, max(result.attempts, 1),
-                                  round(result.seconds * 1000), error, result.after))
-            if len(self._pending) >= _FLUSH_ROWS or time.monotonic() - self._flushed >= _FLUSH_S:
-                self._flush()
+        error = mask(result.error, self._secrets) if result.error else None
+        self._writer.add((tenant, OK if result.ok else FAILED, max(result.attempts, 1),
+                          round(result.seconds * 1000), error, result.after))
 
-    def _flush(self, wait_s: float = 0.0) -> None:
-        """Write the pending results.  The record never fails the run: on a lost connection (a restarting
-        server) the rows stay pending for the next flush, on a new connection; the run's end waits ``wait_s``."""
-        self._flushed = time.monotonic()
-        if not self._pending or not self._reconnected(wait_s):
-            return
-        try:  # under the mutex: no result is added meanwhile
-            self._write(self._pending)
-        except Exception:  # noqa: BLE001 - lost with the server; tried again on the next flush
+    def _written(self, rows: list[tuple]) -> bool:
+        """One batch, on the writer thread; on a lost connection (a restarting server, a silent network)
+        False, and the writer tries again later on a new connection."""
+        if not self._reconnected(0.0):
+            return False
+        try:
+            self._write(rows)
+        except Exception:  # noqa: BLE001 - lost with the server
             self._drop_connection()
-            return
-        self._pending = []
+            return False
+        return True
 
     def _reconnected(self, wait_s: float) -> bool:
         """True with a live connection holding the rollout's lock; reconnects (waiting up to ``wait_s``)."""
@@ -231,22 +230,32 @@ class Recorder:
             return True
         if self.spec is None:
             return False
-        deadline, pause = time.monotonic() + wait_s, 0.2
-        while True:
-            try:
-                raw = _open(self.spec)
-                with raw.cursor() as cursor:  # the lock went with the lost session: a resume elsewhere may hold it
-                    cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4)", (self.id,))
-                    if not cursor.fetchone()[0]:
-                        raw.close()
-                        return False
-                self.raw = raw
-                return True
-            except Exception:  # noqa: BLE001 - not back yet
-                if time.monotonic() + pause > deadline:
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        try:
+            self.raw = retried(self._relocked, window_s=wait_s)
+        except Exception:  # noqa: BLE001 - not back yet
+            return False
+        return self.raw is not None
+
+    def _relocked(self):
+        """A new connection holding the rollout's lock again, or None where another session holds it (a
+        resume elsewhere). Our own lost session, whose backend a silent network left behind, is ended."""
+        raw = _open(self.spec)
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4) OR ("
+                               f" EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = %s AND classid = {_LOCK_CLASS}"
+                               " AND objid = %s::oid AND objsubid = 2 AND locktype = 'advisory')"
+                               " AND pg_catalog.pg_terminate_backend(%s, 5000)"
+                               f" AND pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4))",
+                               (self.id, self._backend, self.id, self._backend, self.id))
+                if not cursor.fetchone()[0]:
+                    raw.close()
+                    return None
+            self._backend = raw.get_backend_pid()
+            return raw
+        except BaseException:
+            raw.close()
+            raise
 
     def _drop_connection(self) -> None:
         try:
@@ -279,16 +288,23 @@ class Recorder:
         self.close(state, why)
 
     def close(self, state: str, why: str | None) -> None:
-        """Write what is left and the state.  A control server that stays away leaves the row ``running``
+        """Write what is left and the state, waiting up to ``_RECONNECT_S`` for the control database
+        (``caught_up`` says whether it could). A control server that stays away leaves the row ``running``
         with no lock held, which reads as ``interrupted``: true, and resumable."""
+        deadline = time.monotonic() + _RECONNECT_S
+        left = self._writer.close(_RECONNECT_S)
         try:
+            if left is None:  # the writer is still waiting on the network: its rows are its own
+                return
             with self._mutex:
-                self._flush(wait_s=_RECONNECT_S)
-                if self._pending or not self._reconnected(0.0):
+                if not self._reconnected(max(0.0, deadline - time.monotonic())):
                     return
+                if left:
+                    self._write(left)
                 with self.raw.cursor() as cursor:
                     cursor.execute(f"UPDATE {self.tables.rollouts} SET state = %s, ended_at = now(), halt = %s"
                                    " WHERE id = %s", (state, why, self.id))
+            self.caught_up = True
         except Exception:  # noqa: BLE001 - the record never fails the run it records
             pass
         finally:
@@ -323,7 +339,7 @@ def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.R
         recorder.close(HALTED, mask(str(err))[:500] or type(err).__name__)
         raise
     recorder.finish(outcome, kw.get("should_stop", lambda: False)())
-    outcome.record = recorder.id
+    outcome.record, outcome.record_behind = recorder.id, not recorder.caught_up
     return outcome
 
 
