@@ -52,17 +52,34 @@ def _refuse(other) -> None:
                        " these tenants: wait for it, or resume it when it stops")
 
 
+def _results(tables, rollout_id: int, rows: list[tuple]) -> tuple[str, tuple]:
+    """The statement writing a batch of results (tenant, outcome, attempts, ms, error, version)."""
+    return (f"UPDATE {tables.rollout_tenants} x SET outcome = u.outcome, attempts = x.attempts + u.attempts,"
+            " duration_ms = u.ms, error = u.error, version = u.version"
+            " FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[])"
+            " AS u(tenant, outcome, attempts, ms, error, version)"
+            " WHERE x.rollout_id = %s AND x.tenant_id = u.tenant",
+            (*(list(column) for column in zip(*rows)), rollout_id))
+
+
+def _joined(*statements: tuple[str, tuple]) -> tuple[str, tuple]:
+    """Statements sent as one round trip (one implicit transaction)."""
+    return "; ".join(sql for sql, _ in statements), tuple(p for _, params in statements for p in params)
+
+
 def _ddl(tables) -> str:
+    """The record's tables on first use. Where they exist (every later run) it is two catalog lookups: no
+    DDL, no lock, no notice; two first uses at once take a lock, so they do not race on CREATE TABLE."""
     r, t = tables.rollouts, tables.rollout_tenants
-    # One transaction under a lock: two first uses at once would race on CREATE TABLE IF NOT EXISTS.
-    return (f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
+    return (f"DO $grapevine$ BEGIN IF to_regclass('{r}') IS NULL OR to_regclass('{t}') IS NULL THEN"
+            f" PERFORM pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
             f" CREATE TABLE IF NOT EXISTS {r} (id bigserial PRIMARY KEY, state text NOT NULL,"
             " started_at timestamptz NOT NULL DEFAULT now(), ended_at timestamptz, started_by text, host text,"
             " pid integer, command text, heads jsonb, options jsonb NOT NULL, waves jsonb, halt text);"
             f" CREATE TABLE IF NOT EXISTS {t} (rollout_id bigint NOT NULL REFERENCES {r} (id) ON DELETE CASCADE,"
             " tenant_id text NOT NULL, position integer NOT NULL, wave integer NOT NULL,"
             " outcome text NOT NULL DEFAULT 'pending', attempts integer NOT NULL DEFAULT 0, duration_ms integer,"
-            " error text, version text, PRIMARY KEY (rollout_id, tenant_id)); COMMIT")
+            " error text, version text, PRIMARY KEY (rollout_id, tenant_id)); END IF; END $grapevine$")
 
 
 def _live(alias: str) -> str:
@@ -265,13 +282,7 @@ class Recorder:
 
     def _write(self, rows: list[tuple]) -> None:
         with self.raw.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {self.tables.rollout_tenants} x SET outcome = u.outcome, attempts = x.attempts + u.attempts,"
-                " duration_ms = u.ms, error = u.error, version = u.version"
-                " FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[])"
-                " AS u(tenant, outcome, attempts, ms, error, version)"
-                " WHERE x.rollout_id = %s AND x.tenant_id = u.tenant",
-                (*(list(column) for column in zip(*rows)), self.id))
+            cursor.execute(*_results(self.tables, self.id, rows))
 
     # ---- the end ----
     def finish(self, outcome, stopped: bool) -> None:
@@ -299,11 +310,10 @@ class Recorder:
             with self._mutex:
                 if not self._reconnected(max(0.0, deadline - time.monotonic())):
                     return
-                if left:
-                    self._write(left)
-                with self.raw.cursor() as cursor:
-                    cursor.execute(f"UPDATE {self.tables.rollouts} SET state = %s, ended_at = now(), halt = %s"
-                                   " WHERE id = %s", (state, why, self.id))
+                with self.raw.cursor() as cursor:  # the last results and the state: one round trip
+                    ended = (f"UPDATE {self.tables.rollouts} SET state = %s, ended_at = now(), halt = %s"
+                             " WHERE id = %s", (state, why, self.id))
+                    cursor.execute(*_joined(_results(self.tables, self.id, left), ended) if left else ended)
             self.caught_up = True
         except Exception:  # noqa: BLE001 - the record never fails the run it records
             pass

@@ -33,8 +33,9 @@ class BatchWriter:
                 self._wake.notify()
 
     def close(self, wait_s: float) -> list | None:
-        """The rows left unwritten once the thread has tried a last time (within ``wait_s``); None: it is
-        still waiting on the network, and they stay its own."""
+        """The rows left unwritten once the thread has stopped (it finishes a write under way, within
+        ``wait_s``), for the caller to write with its last statement; None: it is still waiting on the
+        network, and they stay its own."""
         with self._wake:
             self._closing = True
             self._wake.notify()
@@ -50,14 +51,14 @@ class BatchWriter:
             with self._wake:  # after a failed try a full batch waits for the pause too
                 self._wake.wait_for(lambda: self._closing or (written and len(self._rows) >= FLUSH_ROWS),
                                     timeout=pause)
-                rows, self._rows, closing = self._rows, [], self._closing
+                if self._closing:  # what is left goes with the caller's last statement
+                    return
+                rows, self._rows = self._rows, []
             written = not rows or self._tried(rows)
             if not written:
                 with self._wake:
                     self._rows[:0] = rows
             pause = FLUSH_S if written else min(pause * 2, MOST_S)
-            if closing:
-                return
 
     def _tried(self, rows: list) -> bool:
         try:
