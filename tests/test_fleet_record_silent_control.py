@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
-import pg
-from faultproxy import FaultProxy
+from test_fleet_silent_network import proxy  # noqa: F401 - the fixture: a FaultProxy to the session server
 
 NAP = "SELECT pg_sleep(0.25);\nCREATE TABLE napped (x int);\n"
 HEAD = "20240101000000"
@@ -18,14 +15,6 @@ TENANTS = [f"q{i:02d}" for i in range(1, 17)]
 # Without the stall the tenants take about 16 x 0.25 s / 2 = 2 s; a record write that waits for the silent
 # connection holds them up for the watchdog's silence (20 s), and each reconnect for connect_timeout (10 s).
 BOUND_S = 8.0
-
-
-@pytest.fixture
-def proxy(pg_server):
-    if pg.is_external(pg_server):
-        pytest.skip("the proxy forwards to a loopback server")
-    with FaultProxy("127.0.0.1", pg_server.port) as proxy:
-        yield proxy
 
 
 def _at_head(project) -> int:
