@@ -89,7 +89,7 @@ def _run(context, kind: str) -> None:
     if context.is_offline_mode():  # --sql writes SQL with Alembic's machinery: no database
         writer = LedgerWriter(context.script.migration_files(), tables=tables)
         context.configure(dialect_name="postgresql", transaction_per_migration=True, on_version_apply=[writer],
-                          **tables.alembic_options())
+                          grapevine_tables=tables, grapevine_env=kind, **tables.alembic_options())
         with context.begin_transaction():
             context.run_migrations(migration_context=context.get_context())
         return

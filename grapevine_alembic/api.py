@@ -152,9 +152,10 @@ class FleetResult:
 
 
 def migrate_fleet(
-    project_dir: str | Path, *, control_url: str | None = None, control: bool = True, tenants: list[str] | None = None,
-    waves: str | None = None, canary: int = 0, max_failures: int | str | None = None, wave_pause: float = 0,
-    max_parallel: int = 5, timeout: float = 300, retries: int = 3, verify: bool = False,
+    project_dir: str | Path, *, control_url: str | None = None, control: bool | None = None,
+    tenants: list[str] | None = None, waves: str | None = None, canary: int | None = None,
+    max_failures: int | str | None = None, wave_pause: float | None = None, max_parallel: int | None = None,
+    timeout: float | None = None, retries: int | None = None, verify: bool | None = None,
     resume: int | bool | None = None,
 ) -> FleetResult:
     """``grapevine-migrations migrate [--control] --all-tenants`` (or ``--tenant`` for each of ``tenants``),
@@ -164,8 +165,11 @@ def migrate_fleet(
     to the PG_TENANT_DATABASE_* variables, as for the CLI.  ``verify``: each database, once migrated, is
     compared with the schema its version should have (``--verify``); one that differs fails.  Every call is
     recorded in the control database; ``resume=ID`` (``True``: the latest not done) continues a recorded
-    rollout with its own targets, options and waves instead (the other arguments but ``project_dir`` and
-    ``control_url`` unused).
+    rollout with its own targets, options and waves: ``max_parallel``, ``timeout``, ``retries``,
+    ``max_failures`` and ``wave_pause`` given with it win over the recorded ones (the record says so);
+    ``control``, ``tenants``, ``waves``, ``canary`` and ``verify`` would change the rollout and are refused.
+    Unset arguments mean: control included, every provisioned tenant, one wave, no budget, no pause,
+    ``max_parallel=5``, ``timeout=300``, ``retries=3``, no verification.
     """
     import os  # lazy: importing the API stays cheap
     from dataclasses import replace
@@ -178,6 +182,13 @@ def migrate_fleet(
 
     if canary and waves:
         raise ValueError("canary=N is a first wave of N: give waves instead of both")
+    given = {name: value for name, value in (
+        ("control", control), ("tenants", tenants), ("waves", waves), ("canary", canary), ("verify", verify),
+        ("max_failures", None if max_failures is None else str(max_failures)), ("wave_pause", wave_pause),
+        ("max_parallel", max_parallel), ("timeout", timeout), ("retries", retries)) if value is not None}
+    control, canary, wave_pause, verify = control is not False, canary or 0, wave_pause or 0, bool(verify)
+    max_parallel = 5 if max_parallel is None else max_parallel
+    timeout, retries = (300 if timeout is None else timeout), (3 if retries is None else retries)
     if max_parallel < 1 or timeout < 0 or retries < 0 or wave_pause < 0 or canary < 0:
         raise ValueError("max_parallel must be at least 1; timeout, retries, wave_pause and canary not negative")
     try:
@@ -202,7 +213,8 @@ def migrate_fleet(
     tables = project.tool_tables("control")
     try:
         if resume is not None and resume is not False:
-            recorder = record.Recorder.resume(settings.control, tables, None if resume is True else int(resume))
+            recorder = record.Recorder.resume(settings.control, tables, None if resume is True else int(resume), {
+                name: ("selection" if name == "tenants" else name, value) for name, value in given.items()})
             recorded = recorder.resumed.options
             control, tenants, max_parallel = recorded["control"], list(recorder.resumed.tenants), recorded["max_parallel"]
             timeout, retries, wave_pause = recorded["timeout"], recorded["retries"], recorded["wave_pause"]
@@ -256,6 +268,9 @@ def migrate_fleet(
                       _masked(r.error, *secrets))
         for r, wave in zip(done.results, done.waves)
     )
+    if done.record_behind:
+        logger.warning("rollout %s: the record could not be brought up to date (the control database did not"
+                       " answer); it reads as interrupted until resumed", done.record)
     halt = done.halt
     halted = halt is not None and halt.reason != rollout.INTERRUPTED
     return FleetResult(ok=all(d.ok for d in databases), databases=databases,

@@ -3,6 +3,8 @@
 The version table and the ledger are the tool's bookkeeping: a file that creates
 ``alembic_version`` (as an Alembic or golang-migrate project's first file may) leaves two
 heads behind, and one that alters ``schema_migrations`` changes the ledger under the tool.
+In the control database the rollout record (``rollout_table`` and its ``_tenants`` table) and
+drift's ``verified_table`` are the tool's too: a control file that writes them is refused the same way.
 Such a file is refused before anything of it runs, on both roads; ``check`` reports the same
 finding.  Read from PostgreSQL's own parse tree (``pgparser``), never by matching text, so writable
 CTEs (``WITH x AS (INSERT INTO ...)``) count and comments or strings do not.  What the parser
@@ -35,6 +37,8 @@ _RELATION_OF = {
     "DeleteStmt": ("writes", "relation"),
     "MergeStmt": ("writes", "relation"),
 }
+_WHAT = {"version_table": "version table", "ledger_table": "ledger", "rollout_table": "rollout record",
+         "verified_table": "verified table"}
 _DROPPED_KINDS = {"OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE", "OBJECT_FOREIGN_TABLE"}
 
 
@@ -42,13 +46,13 @@ _DROPPED_KINDS = {"OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUE
 class ToolTableWrite:
     line: int
     verb: str  # creates, alters, renames, drops, truncates, writes
-    option: str  # the alembic.ini option that names the table: version_table or ledger_table
+    option: str  # the alembic.ini option that names the table: version_table, ledger_table, rollout_table...
     table: str  # as configured, e.g. alembic_version
     statement: str  # the statement's first line, for the message
 
     @property
     def message(self) -> str:
-        what = "version table" if self.option == "version_table" else "ledger"
+        what = _WHAT[self.option]
         return f"`{self.statement}` {self.verb} the tool's {what} {self.table}"
 
     def fix(self, section: str = "") -> str:
@@ -56,9 +60,11 @@ class ToolTableWrite:
         return f"to keep a table of that name, set {self.option} = <another name> in {where}"
 
 
-def find_tool_table_writes(statements, tables: ToolTables) -> list[ToolTableWrite]:
-    """Every statement among ``statements`` (``parsing.Statement``) that touches the tool's tables."""
-    names = {tables.version_table, tables.ledger_table}
+def find_tool_table_writes(statements, tables: ToolTables, *, control: bool = False) -> list[ToolTableWrite]:
+    """Every statement among ``statements`` (``parsing.Statement``) that touches the tool's tables
+    (``control``: a control file, which the rollout record's and drift's tables count for too)."""
+    owned = _owned(tables, control)
+    names = {name for name, _, _ in owned}
     found = []
     for statement in statements:
         if not any(name in statement.sql.lower() for name in names):
@@ -70,17 +76,16 @@ def find_tool_table_writes(statements, tables: ToolTables) -> list[ToolTableWrit
                 continue
             node = statement.node if statement.node is not None else _parse_one(sql)
             for verb, schema, name in _touched(node):
-                option = _which(tables, schema, name)
-                if option is not None:
-                    table = tables.version_table if option == "version_table" else tables.ledger_table
-                    found.append(ToolTableWrite(line, verb, option, table, _first_line(sql)))
+                hit = _which(owned, schema, name)
+                if hit is not None:
+                    found.append(ToolTableWrite(line, verb, hit[0], hit[1], _first_line(sql)))
                     break
     return found
 
 
-def refuse_tool_table_writes(migration, tables: ToolTables) -> None:
+def refuse_tool_table_writes(migration, tables: ToolTables, *, control: bool = False) -> None:
     """Raise one line naming ``file:line``, the statement and the setting to change."""
-    found = find_tool_table_writes(migration.parse().statements, tables)
+    found = find_tool_table_writes(migration.parse().statements, tables, control=control)
     if found:
         first = found[0]
         section = migration.path.parent.name  # the environment's folder names its alembic.ini section
@@ -88,18 +93,27 @@ def refuse_tool_table_writes(migration, tables: ToolTables) -> None:
         raise MigrationFileError(f"refused: {first.message}; {first.fix(section)}", path=migration.path, line=first.line)
 
 
-def _which(tables: ToolTables, schema: str | None, name: str) -> str | None:
-    """The option naming the tool's table that ``schema.name`` refers to (None: not one of them).
+def _owned(tables: ToolTables, control: bool) -> list[tuple[str, str, str | None]]:
+    """(name, option naming it, configured schema) of each of the tool's tables a file may not touch."""
+    owned = [(tables.version_table, "version_table", tables.version_schema),
+             (tables.ledger_table, "ledger_table", tables.ledger_schema)]
+    if control:  # created on the control connection's search_path, as the record and drift name them
+        owned += [(tables.rollout_table, "rollout_table", None), (tables.rollout_table + "_tenants", "rollout_table", None),
+                  (tables.verified_table, "verified_table", None)]
+    return owned
+
+
+def _which(owned, schema: str | None, name: str) -> tuple[str, str] | None:
+    """(option, table) of the tool's table that ``schema.name`` refers to (None: not one of them).
 
     A table configured without a schema lives on the default search_path: an unqualified name
     counts (wherever the file's search_path sends it), and so does ``public.name``.  A table
     configured in a schema of its own is reached only by naming that schema.
     """
-    for option, table, configured in (("version_table", tables.version_table, tables.version_schema),
-                                      ("ledger_table", tables.ledger_table, tables.ledger_schema)):
+    for table, option, configured in owned:
         home = configured or "public"
         if name == table and (schema == home or (schema is None and home == "public")):
-            return option
+            return option, table
     return None
 
 

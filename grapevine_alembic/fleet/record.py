@@ -20,17 +20,18 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 from ..database.session.connection import open_connection
-from ..errors import DatabaseError, UsageError
+from ..errors import GrapevineError, UsageError
 from ..masking import known_secrets, mask
 from . import rollout as fleet_rollout
+from .backoff import retried
+from .record_writer import BatchWriter
+from .resuming import Resumed, reconciled
 
 RUNNING, HALTED, INTERRUPTED, DONE = "running", "halted", "interrupted", "done"
 PENDING, OK, FAILED = "pending", "done", "failed"
 _LOCK_CLASS = 0x67726F6C  # "grol": the first key of every rollout's lock (the second is its id)
-_FLUSH_ROWS, _FLUSH_S = 200, 1.0  # a batch of results is written when it is this big or this old
 _RECONNECT_S = 30.0  # how long the end of a run waits for a restarting control server to write the record
 
 
@@ -38,17 +39,47 @@ class Conflict(UsageError):
     """Another live rollout runs over some of the same tenants."""
 
 
+def _overlapping(tables) -> str:
+    """The first live rollout but ``%s`` with a tenant among ``%s``: its id, pid and host."""
+    return (f"SELECT r.id, r.pid, r.host FROM {tables.rollouts} r WHERE r.state = '{RUNNING}' AND r.id <> %s"
+            f" AND {_live('r')} AND EXISTS (SELECT 1 FROM {tables.rollout_tenants} x WHERE x.rollout_id = r.id"
+            " AND x.tenant_id = ANY(%s)) ORDER BY r.id LIMIT 1")
+
+
+def _refuse(other) -> None:
+    if other is not None:
+        raise Conflict(f"rollout {other[0]} (pid {other[1]} on {other[2]}) is running over some of"
+                       " these tenants: wait for it, or resume it when it stops")
+
+
+def _results(tables, rollout_id: int, rows: list[tuple]) -> tuple[str, tuple]:
+    """The statement writing a batch of results (tenant, outcome, attempts, ms, error, version)."""
+    return (f"UPDATE {tables.rollout_tenants} x SET outcome = u.outcome, attempts = x.attempts + u.attempts,"
+            " duration_ms = u.ms, error = u.error, version = u.version"
+            " FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[])"
+            " AS u(tenant, outcome, attempts, ms, error, version)"
+            " WHERE x.rollout_id = %s AND x.tenant_id = u.tenant",
+            (*(list(column) for column in zip(*rows)), rollout_id))
+
+
+def _joined(*statements: tuple[str, tuple]) -> tuple[str, tuple]:
+    """Statements sent as one round trip (one implicit transaction)."""
+    return "; ".join(sql for sql, _ in statements), tuple(p for _, params in statements for p in params)
+
+
 def _ddl(tables) -> str:
+    """The record's tables on first use. Where they exist (every later run) it is two catalog lookups: no
+    DDL, no lock, no notice; two first uses at once take a lock, so they do not race on CREATE TABLE."""
     r, t = tables.rollouts, tables.rollout_tenants
-    # One transaction under a lock: two first uses at once would race on CREATE TABLE IF NOT EXISTS.
-    return (f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
+    return (f"DO $grapevine$ BEGIN IF to_regclass('{r}') IS NULL OR to_regclass('{t}') IS NULL THEN"
+            f" PERFORM pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
             f" CREATE TABLE IF NOT EXISTS {r} (id bigserial PRIMARY KEY, state text NOT NULL,"
             " started_at timestamptz NOT NULL DEFAULT now(), ended_at timestamptz, started_by text, host text,"
             " pid integer, command text, heads jsonb, options jsonb NOT NULL, waves jsonb, halt text);"
             f" CREATE TABLE IF NOT EXISTS {t} (rollout_id bigint NOT NULL REFERENCES {r} (id) ON DELETE CASCADE,"
             " tenant_id text NOT NULL, position integer NOT NULL, wave integer NOT NULL,"
             " outcome text NOT NULL DEFAULT 'pending', attempts integer NOT NULL DEFAULT 0, duration_ms integer,"
-            " error text, version text, PRIMARY KEY (rollout_id, tenant_id)); COMMIT")
+            " error text, version text, PRIMARY KEY (rollout_id, tenant_id)); END IF; END $grapevine$")
 
 
 def _live(alias: str) -> str:
@@ -58,33 +89,8 @@ def _live(alias: str) -> str:
             " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))")
 
 
-def _state(alias: str) -> str:
+def state_sql(alias: str) -> str:
     return f"CASE WHEN {alias}.state = '{RUNNING}' AND NOT {_live(alias)} THEN '{INTERRUPTED}' ELSE {alias}.state END"
-
-
-@dataclass(frozen=True)
-class Resumed:
-    """What a resumed rollout takes from its record: its options and the tenants not done, in wave order."""
-
-    id: int
-    options: dict
-    tenants: tuple[str, ...]
-    waves: tuple[int, ...]  # per tenant: its recorded wave
-    gates: dict  # wave number -> [gated, canary]
-    planned: bool = True  # False: it stopped before its tenants were known (control failed), so plan afresh
-
-    def planner(self, targets: list) -> fleet_rollout.Plan:
-        """The recorded waves over what is left of them (their numbers kept)."""
-        wave_of = dict(zip(self.tenants, self.waves))
-        waves, first = [], 0
-        for target in targets:
-            number = wave_of[target.tenant_id]
-            if waves and waves[-1].number == number:
-                waves[-1] = fleet_rollout.Wave(number, waves[-1].first, waves[-1].size + 1, *self.gates[str(number)])
-            else:
-                waves.append(fleet_rollout.Wave(number, first, 1, *self.gates[str(number)]))
-            first += 1
-        return fleet_rollout.Plan(tuple(waves), len(targets))
 
 
 class Recorder:
@@ -92,11 +98,13 @@ class Recorder:
 
     def __init__(self, raw, tables, rollout_id: int, resumed: Resumed | None = None, spec=None):
         self.raw, self.tables, self.id, self.resumed, self.spec = raw, tables, rollout_id, resumed, spec
-        self._pending: list[tuple] = []
-        self._flushed = time.monotonic()
+        self._writer = BatchWriter(self._written)
+        self._backend = raw.get_backend_pid()  # the session holding the rollout's lock
+        self.caught_up = False  # set once every result and the final state are written
         self._mutex = threading.Lock()
         self._wave: dict[str, int] = {}
         self._secrets = known_secrets()  # an error text is stored masked, as it would be printed
+        self._others = True  # another rollout may be running (start knows better)
 
     @classmethod
     def start(cls, spec, tables, *, options: dict, heads: dict, command: str, secrets=()) -> Recorder:
@@ -107,23 +115,28 @@ class Recorder:
                     f"{_ddl(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
                     " (state, started_by, host, pid, command, heads, options)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id)"
-                    f" SELECT id, pg_catalog.pg_advisory_lock({_LOCK_CLASS}, id::int4) IS NULL FROM r",
+                    f" SELECT id, pg_catalog.pg_advisory_lock({_LOCK_CLASS}, id::int4) IS NULL,"
+                    f" EXISTS (SELECT 1 FROM {tables.rollouts} x WHERE x.state = '{RUNNING}' AND {_live('x')}) FROM r",
                     (RUNNING, _user(), socket.gethostname(), os.getpid(), mask(command, [s for s in secrets if s]),
                      json.dumps(heads), json.dumps(options)))
-                return cls(raw, tables, cursor.fetchone()[0], spec=spec)
+                rollout_id, _, others = cursor.fetchone()
+                recorder = cls(raw, tables, rollout_id, spec=spec)
+                recorder._others = others
+                return recorder
         except BaseException:
             raw.close()
             raise
 
     @classmethod
-    def resume(cls, spec, tables, rollout_id: int | None) -> Recorder:
-        """The rollout ``rollout_id`` (None: the latest not done), locked, with what is left of it."""
+    def resume(cls, spec, tables, rollout_id: int | None, given: dict | None = None) -> Recorder:
+        """The rollout ``rollout_id`` (None: the latest not done), locked, with what is left of it; ``given``:
+        the options given to the resume (``resuming.reconciled``), refused before anything is written."""
         raw = _open(spec)
         try:
             with raw.cursor() as cursor:
                 cursor.execute(_ddl(tables))
-                which = "r.id = %s" if rollout_id is not None else f"{_state('r')} <> '{DONE}'"
-                cursor.execute(f"SELECT r.id, {_state('r')}, r.options, r.waves, r.pid, r.host FROM {tables.rollouts} r"
+                which = "r.id = %s" if rollout_id is not None else f"{state_sql('r')} <> '{DONE}'"
+                cursor.execute(f"SELECT r.id, {state_sql('r')}, r.options, r.waves, r.pid, r.host FROM {tables.rollouts} r"
                                f" WHERE {which} ORDER BY r.id DESC LIMIT 1", (rollout_id,) if rollout_id else None)
                 row = cursor.fetchone()
                 if row is None:
@@ -135,17 +148,35 @@ class Recorder:
                 cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4)", (found,))
                 if state == RUNNING or not cursor.fetchone()[0]:
                     raise Conflict(f"rollout {found} is running (pid {pid} on {host}): wait for it to end")
+                options = reconciled(found, options, given or {})
                 cursor.execute(f"SELECT tenant_id, wave FROM {tables.rollout_tenants} WHERE rollout_id = %s"
                                f" AND outcome <> '{OK}' ORDER BY wave, position", (found,))
                 left = cursor.fetchall()
                 cursor.execute(f"UPDATE {tables.rollouts} SET state = '{RUNNING}', ended_at = NULL, halt = NULL,"
-                               " pid = %s, host = %s WHERE id = %s", (os.getpid(), socket.gethostname(), found))
+                               " pid = %s, host = %s, options = %s WHERE id = %s",
+                               (os.getpid(), socket.gethostname(), json.dumps(options), found))
             resumed = Resumed(found, options, tuple(t for t, _ in left), tuple(w for _, w in left), waves or {},
                               planned=waves is not None)
             return cls(raw, tables, found, resumed, spec=spec)
         except BaseException:
             raw.close()
             raise
+
+    def before_control(self, tenants) -> None:
+        """Refuse before control is migrated if a live rollout runs over any of the tenants as listed now
+        (``tenants()``; a resumed rollout's: its own), so a refused rollout writes nothing anywhere."""
+        if self.resumed is not None and self.resumed.planned:
+            ids = list(self.resumed.tenants)
+        elif not self._others:
+            return  # no other rollout was running when this one started: nothing to refuse
+        else:
+            try:
+                ids = [t.tenant_id for t in tenants() if t.tenant_id and not t.problem]
+            except GrapevineError:
+                return  # the tenants query may need control's files: checked again once control is migrated
+        with self._mutex, self.raw.cursor() as cursor:
+            cursor.execute(_overlapping(self.tables), (self.id, ids))
+            _refuse(cursor.fetchone())
 
     # ---- hooks of fleet/rollout.roll_out ----
     def planned(self, targets: list, plan) -> None:
@@ -171,13 +202,8 @@ class Recorder:
         with self.raw.cursor() as cursor:
             try:  # under the lock every start takes, so of two rollouts one always sees the other's tenants
                 cursor.execute(f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
-                               f" SELECT r.id, r.pid, r.host FROM {r} r WHERE r.state = '{RUNNING}' AND r.id <> %s"
-                               f" AND {_live('r')} AND EXISTS (SELECT 1 FROM {t} x WHERE x.rollout_id = r.id"
-                               " AND x.tenant_id = ANY(%s)) ORDER BY r.id LIMIT 1", (self.id, ids))
-                other = cursor.fetchone()
-                if other is not None:
-                    raise Conflict(f"rollout {other[0]} (pid {other[1]} on {other[2]}) is running over some of"
-                                   " these tenants: wait for it, or resume it when it stops")
+                               + _overlapping(self.tables), (self.id, ids))
+                _refuse(cursor.fetchone())
                 if self.resumed is None or not self.resumed.planned:  # tenants, waves and commit: one round trip
                     chosen = list(self._wave)
                     gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
@@ -195,28 +221,25 @@ class Recorder:
                 raise
 
     def result(self, result) -> None:
+        """Hand the result to the writer thread: the fan-out never waits for the control database."""
         tenant = result.target.tenant_id
         if tenant not in self._wave or (result.skipped and result.ok):  # unplanned, or never started
             return
-        with self._mutex:
-            error = mask(result.error, self._secrets) if result.error else None
-            self._pending.append((tenant, OK if result.ok else FAILED, max(result.attempts, 1),
-                                  round(result.seconds * 1000), error, result.after))
-            if len(self._pending) >= _FLUSH_ROWS or time.monotonic() - self._flushed >= _FLUSH_S:
-                self._flush()
+        error = mask(result.error, self._secrets) if result.error else None
+        self._writer.add((tenant, OK if result.ok else FAILED, max(result.attempts, 1),
+                          round(result.seconds * 1000), error, result.after))
 
-    def _flush(self, wait_s: float = 0.0) -> None:
-        """Write the pending results.  The record never fails the run: on a lost connection (a restarting
-        server) the rows stay pending for the next flush, on a new connection; the run's end waits ``wait_s``."""
-        self._flushed = time.monotonic()
-        if not self._pending or not self._reconnected(wait_s):
-            return
-        try:  # under the mutex: no result is added meanwhile
-            self._write(self._pending)
-        except Exception:  # noqa: BLE001 - lost with the server; tried again on the next flush
+    def _written(self, rows: list[tuple]) -> bool:
+        """One batch, on the writer thread; on a lost connection (a restarting server, a silent network)
+        False, and the writer tries again later on a new connection."""
+        if not self._reconnected(0.0):
+            return False
+        try:
+            self._write(rows)
+        except Exception:  # noqa: BLE001 - lost with the server
             self._drop_connection()
-            return
-        self._pending = []
+            return False
+        return True
 
     def _reconnected(self, wait_s: float) -> bool:
         """True with a live connection holding the rollout's lock; reconnects (waiting up to ``wait_s``)."""
@@ -224,22 +247,32 @@ class Recorder:
             return True
         if self.spec is None:
             return False
-        deadline, pause = time.monotonic() + wait_s, 0.2
-        while True:
-            try:
-                raw = _open(self.spec)
-                with raw.cursor() as cursor:  # the lock went with the lost session: a resume elsewhere may hold it
-                    cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4)", (self.id,))
-                    if not cursor.fetchone()[0]:
-                        raw.close()
-                        return False
-                self.raw = raw
-                return True
-            except Exception:  # noqa: BLE001 - not back yet
-                if time.monotonic() + pause > deadline:
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        try:
+            self.raw = retried(self._relocked, window_s=wait_s)
+        except Exception:  # noqa: BLE001 - not back yet
+            return False
+        return self.raw is not None
+
+    def _relocked(self):
+        """A new connection holding the rollout's lock again, or None where another session holds it (a
+        resume elsewhere). Our own lost session, whose backend a silent network left behind, is ended."""
+        raw = _open(self.spec)
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4) OR ("
+                               f" EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = %s AND classid = {_LOCK_CLASS}"
+                               " AND objid = %s::oid AND objsubid = 2 AND locktype = 'advisory')"
+                               " AND pg_catalog.pg_terminate_backend(%s, 5000)"
+                               f" AND pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4))",
+                               (self.id, self._backend, self.id, self._backend, self.id))
+                if not cursor.fetchone()[0]:
+                    raw.close()
+                    return None
+            self._backend = raw.get_backend_pid()
+            return raw
+        except BaseException:
+            raw.close()
+            raise
 
     def _drop_connection(self) -> None:
         try:
@@ -249,13 +282,7 @@ class Recorder:
 
     def _write(self, rows: list[tuple]) -> None:
         with self.raw.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {self.tables.rollout_tenants} x SET outcome = u.outcome, attempts = x.attempts + u.attempts,"
-                " duration_ms = u.ms, error = u.error, version = u.version"
-                " FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[])"
-                " AS u(tenant, outcome, attempts, ms, error, version)"
-                " WHERE x.rollout_id = %s AND x.tenant_id = u.tenant",
-                (*(list(column) for column in zip(*rows)), self.id))
+            cursor.execute(*_results(self.tables, self.id, rows))
 
     # ---- the end ----
     def finish(self, outcome, stopped: bool) -> None:
@@ -272,16 +299,22 @@ class Recorder:
         self.close(state, why)
 
     def close(self, state: str, why: str | None) -> None:
-        """Write what is left and the state.  A control server that stays away leaves the row ``running``
+        """Write what is left and the state, waiting up to ``_RECONNECT_S`` for the control database
+        (``caught_up`` says whether it could). A control server that stays away leaves the row ``running``
         with no lock held, which reads as ``interrupted``: true, and resumable."""
+        deadline = time.monotonic() + _RECONNECT_S
+        left = self._writer.close(_RECONNECT_S)
         try:
+            if left is None:  # the writer is still waiting on the network: its rows are its own
+                return
             with self._mutex:
-                self._flush(wait_s=_RECONNECT_S)
-                if self._pending or not self._reconnected(0.0):
+                if not self._reconnected(max(0.0, deadline - time.monotonic())):
                     return
-                with self.raw.cursor() as cursor:
-                    cursor.execute(f"UPDATE {self.tables.rollouts} SET state = %s, ended_at = now(), halt = %s"
-                                   " WHERE id = %s", (state, why, self.id))
+                with self.raw.cursor() as cursor:  # the last results and the state: one round trip
+                    ended = (f"UPDATE {self.tables.rollouts} SET state = %s, ended_at = now(), halt = %s"
+                             " WHERE id = %s", (state, why, self.id))
+                    cursor.execute(*_joined(_results(self.tables, self.id, left), ended) if left else ended)
+            self.caught_up = True
         except Exception:  # noqa: BLE001 - the record never fails the run it records
             pass
         finally:
@@ -305,6 +338,8 @@ def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.R
     resumed = recorder.resumed
     planner = resumed.planner if resumed is not None and resumed.planned else None
     try:
+        if control is not None and tenants is not None:  # control's files wait until no rollout is refused
+            recorder.before_control(tenants)
         outcome = fleet_rollout.roll_out(control, tenants, job, planner=planner, on_plan=recorder.planned,
                                          on_result=recorder.result, **kw)
     except Conflict:
@@ -314,7 +349,7 @@ def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.R
         recorder.close(HALTED, mask(str(err))[:500] or type(err).__name__)
         raise
     recorder.finish(outcome, kw.get("should_stop", lambda: False)())
-    outcome.record = recorder.id
+    outcome.record, outcome.record_behind = recorder.id, not recorder.caught_up
     return outcome
 
 
@@ -339,57 +374,3 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
-
-
-# ---- reading the record ----
-def _columns(tables) -> str:
-    t = tables.rollout_tenants
-    return (f"r.id, {_state('r')}, r.started_at, r.ended_at, r.started_by, r.host, r.pid, r.command, r.heads,"
-            " r.options, r.waves, r.halt,"
-            f" (SELECT json_object_agg(outcome, n) FROM (SELECT outcome, count(*) AS n FROM {t}"
-            " WHERE rollout_id = r.id GROUP BY outcome) c)")
-
-
-_FIELDS = ("id", "state", "started_at", "ended_at", "started_by", "host", "pid", "command", "heads", "options",
-           "waves", "halt", "tenants")
-
-
-def _query(spec, tables, sql: str, params) -> list[tuple]:
-    raw = open_connection(spec)
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute(f"SELECT to_regclass(%s) IS NOT NULL", (tables.rollouts,))
-            if not cursor.fetchone()[0]:
-                return []
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    finally:
-        raw.close()
-
-
-def recent(spec, tables, limit: int = 20) -> list[dict]:
-    """The latest rollouts, newest first, each as a dict (``tenants``: count per outcome)."""
-    rows = _query(spec, tables, f"SELECT {_columns(tables)} FROM {tables.rollouts} r ORDER BY r.id DESC LIMIT %s",
-                  (limit,))
-    return [_rollout(row) for row in rows]
-
-
-def one(spec, tables, rollout_id: int) -> dict:
-    """One rollout, with ``databases``: each planned tenant's wave, outcome, attempts, duration and error."""
-    rows = _query(spec, tables, f"SELECT {_columns(tables)}, (SELECT json_agg(json_build_object('tenant', tenant_id,"
-                  " 'wave', wave, 'outcome', outcome, 'attempts', attempts, 'duration_ms', duration_ms, 'error', error,"
-                  f" 'version', version) ORDER BY wave, position) FROM {tables.rollout_tenants} WHERE rollout_id = r.id)"
-                  f" FROM {tables.rollouts} r WHERE r.id = %s", (rollout_id,))
-    if not rows:
-        raise DatabaseError(f"no rollout {rollout_id} in the record")
-    found = _rollout(rows[0][:-1])
-    found["databases"] = rows[0][-1] or []
-    return found
-
-
-def _rollout(row: tuple) -> dict:
-    found = dict(zip(_FIELDS, row))
-    for name in ("started_at", "ended_at"):
-        found[name] = found[name].isoformat() if found[name] is not None else None
-    found["tenants"] = {PENDING: 0, OK: 0, FAILED: 0, **(found["tenants"] or {})}
-    return found

@@ -190,6 +190,7 @@ class Rollout:
     plan: Plan | None = None
     halt: Halt | None = None
     record: int | None = None  # the rollout record's id (fleet/record), when one was kept
+    record_behind: bool = False  # the record could not be brought up to date at the end (fleet/record)
 
     @property
     def unplanned(self) -> int:

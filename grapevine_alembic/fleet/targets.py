@@ -13,7 +13,6 @@ is named after); an id the tenants table does not have is still an error.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 
 from ..database.jobs import retrying
@@ -22,6 +21,7 @@ from ..database.session.connection import ConnectionFailed, describe_error, open
 from ..errors import DatabaseError, UnknownTenant, UsageError
 from ..settings import Settings, validate_tenant_id
 from ..database.state.target import Target
+from .backoff import retried
 
 PROVISIONED = "provisioned"
 
@@ -117,25 +117,26 @@ def control_read(settings: Settings, read):
     (read again with backoff, up to ``CONTROL_RESTART_WINDOW_S``); any other driver error is one line."""
     import psycopg2
 
-    deadline, pause, answered = time.monotonic() + CONTROL_RESTART_WINDOW_S, 0.2, False
-    while True:
+    answered = []
+
+    def attempt():
+        raw = open_connection(settings.control)
+        answered.append(True)
         try:
-            raw = open_connection(settings.control)
-            answered = True
-            try:
-                with raw.cursor() as cursor:
-                    return read(cursor)
-            finally:
-                raw.close()
-        except (psycopg2.Error, ConnectionFailed) as err:
-            # a server refusing from the start is down or misplaced: said at once, not waited for
-            restart = retrying.is_restart(err) and (answered or retrying.server_says_restarting(err))
-            if not restart or time.monotonic() + pause > deadline or interrupts.stopping():
-                if isinstance(err, ConnectionFailed):
-                    raise
-                raise DatabaseError(f"reading the control database failed: {describe_error(err)}") from None
-        time.sleep(pause)
-        pause = min(pause * 2, 2.0)
+            with raw.cursor() as cursor:
+                return read(cursor)
+        finally:
+            raw.close()
+
+    def again(err) -> bool:
+        # a server refusing from the start is down or misplaced: said at once, not waited for
+        return (isinstance(err, (psycopg2.Error, ConnectionFailed)) and retrying.is_restart(err)
+                and (bool(answered) or retrying.server_says_restarting(err)) and not interrupts.stopping())
+
+    try:
+        return retried(attempt, window_s=CONTROL_RESTART_WINDOW_S, again=again)
+    except psycopg2.Error as err:
+        raise DatabaseError(f"reading the control database failed: {describe_error(err)}") from None
 
 
 def _server_value(row: tuple) -> str | None:

@@ -92,14 +92,10 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     out = app.out(json_mode)
     recorder = None
     if resume is not None:
-        given = [flag for flag, value in (
-            ("--control", control), ("--all-tenants", all_tenants), ("--tenant", tenant_ids),
-            ("--tenants-file", tenants_file), ("--shard", shard), ("--canary", canary), ("--waves", waves),
-            ("--wave-pause", wave_pause), ("--max-failures", max_failures), ("--dry-run", dry_run),
-            ("--verify", verify)) if value]
-        if given:
-            raise UsageError(f"--resume continues a recorded rollout with its own targets and options: drop {given[0]}")
-        recorder = _resumed(app, resume)
+        if dry_run:
+            raise UsageError("--resume continues a recorded rollout with its own targets and options: drop --dry-run")
+        parse_budget(max_failures)  # a bad value is refused before the record is touched
+        recorder = _resumed(app, resume, _given_to_resume(click.get_current_context()))
         recorded = recorder.resumed.options
         if recorder.resumed.planned:
             selection = Selection(recorded["control"], False, recorder.resumed.tenants)
@@ -219,10 +215,31 @@ def _nothing_left(recorder) -> bool:
     return resumed is not None and resumed.planned and not resumed.tenants
 
 
-def _resumed(app: App, resume: str):
+def _given_to_resume(ctx) -> dict:
+    """The rollout options on the command line of a resume: flag -> (recorded option, value)."""
+    from click.core import ParameterSource
+
+    option_of = {"control": "control", "all_tenants": "selection", "tenant_ids": "selection",
+                 "tenants_file": "selection", "shard": "selection", "canary": "canary", "waves": "waves"}
+    given = {}
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        option = option_of.get(param.name, param.name)
+        if option in _RECORDED:
+            given[max(param.opts, key=len)] = (option, ctx.params[param.name])
+    return given
+
+
+# the options a rollout records (cli/commands/migrate_command._recorder); the rest are this command's own
+_RECORDED = {"control", "selection", "canary", "waves", "verify", "max_failures", "wave_pause", "max_parallel", "max_per_server",
+             "retries", "retry_window", "timeout", "lock_timeout", "out_of_order"}
+
+
+def _resumed(app: App, resume: str, given: dict):
     from ...fleet.record import Recorder  # lazy: --help stays fast
 
     if resume != LATEST and not resume.isdigit():
         raise UsageError(f"--resume takes a rollout id (see `grapevine-migrations rollouts`), not {resume!r}")
     return Recorder.resume(app.settings().control, app.project().tool_tables("control"),
-                           None if resume == LATEST else int(resume))
+                           None if resume == LATEST else int(resume), given)

@@ -22,11 +22,11 @@ def rollouts(ctx, limit, json_mode):
     """
     if ctx.invoked_subcommand is not None:
         return
-    from ...fleet import record  # lazy: --help stays fast
+    from ...fleet import record_view  # lazy: --help stays fast
 
     app: App = ctx.obj
     out = app.out(json_mode)
-    found = record.recent(app.settings().control, app.project().tool_tables("control"), limit)
+    found = record_view.recent(app.settings().control, app.project().tool_tables("control"), limit)
     if json_mode:
         out.document({"command": "rollouts", "rollouts": found})
         return
@@ -48,10 +48,10 @@ def rollouts(ctx, limit, json_mode):
 @pass_app
 def show(app: App, rollout_id, json_mode):
     """One rollout: its options and waves, and each tenant's wave, outcome, attempts, duration and error."""
-    from ...fleet import record  # lazy: --help stays fast
+    from ...fleet import record_view  # lazy: --help stays fast
 
     out = app.out(json_mode)
-    found = record.one(app.settings().control, app.project().tool_tables("control"), rollout_id)
+    found = record_view.one(app.settings().control, app.project().tool_tables("control"), rollout_id)
     if json_mode:
         out.document({"command": "rollouts show", "rollout": found})
         return

@@ -118,8 +118,11 @@ def revision_module(migration: MigrationFile, down_revision: str | None) -> type
         if not migration_context.as_sql:
             raise util.CommandError("these revisions are applied by `alembic upgrade` through the grapevine env"
                                     " or by `grapevine-migrations migrate`, not by calling upgrade() directly")
-        tables = ToolTables(migration_context.version_table, migration_context.version_table_schema)
-        refuse_tool_table_writes(migration, tables)  # before anything of the file is written
+        opts = migration_context.opts  # our env passes the section's tables and name along (alembic_env)
+        tables = opts.get("grapevine_tables") or ToolTables(migration_context.version_table,
+                                                            migration_context.version_table_schema)
+        # before anything of the file is written
+        refuse_tool_table_writes(migration, tables, control=opts.get("grapevine_env") == "control")
         emit_offline(migration_context, migration, migration.parse())
 
     def downgrade(**_ignored) -> None:

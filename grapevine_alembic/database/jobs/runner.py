@@ -248,7 +248,7 @@ def _validate_pending(plan: Plan, options: RunOptions, chain: Chain) -> None:
     """``--dry-run``: parse every file the real run would apply, so it fails exactly where migrate would."""
     for migration in _to_apply(plan, options):
         migration.parse()
-        refuse_tool_table_writes(migration, chain.tables)
+        refuse_tool_table_writes(migration, chain.tables, control=chain.env == "control")
 
 
 def _to_apply(plan: Plan, options: RunOptions) -> tuple[MigrationFile, ...]:
@@ -268,7 +268,8 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     tables = chain.tables
     for migration in (*plan.out_of_order, *plan.pending):
         migration.parse()  # a broken file fails the database before anything is written to it
-        refuse_tool_table_writes(migration, tables)  # so does one that would write the tool's tables
+        # so does one that would write the tool's tables
+        refuse_tool_table_writes(migration, tables, control=chain.env == "control")
     refuse_unencodable(session.raw, (*plan.out_of_order, *plan.pending))  # and text the database cannot hold
     journal = session.journal()
     head = plan.head
