@@ -93,7 +93,7 @@ class Recorder:
     def __init__(self, raw, tables, rollout_id: int, resumed: Resumed | None = None, spec=None):
         self.raw, self.tables, self.id, self.resumed, self.spec = raw, tables, rollout_id, resumed, spec
         self._pending: list[tuple] = []
-        self._flushed = time.monotonic()
+        self._flushed, self._closed = time.monotonic(), False
         self._mutex = threading.Lock()
         self._wave: dict[str, int] = {}
         self._secrets = known_secrets()  # an error text is stored masked, as it would be printed
@@ -273,7 +273,10 @@ class Recorder:
 
     def close(self, state: str, why: str | None) -> None:
         """Write what is left and the state.  A control server that stays away leaves the row ``running``
-        with no lock held, which reads as ``interrupted``: true, and resumable."""
+        with no lock held, which reads as ``interrupted``: true, and resumable.  Once only (see ``on_stopped``)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             with self._mutex:
                 self._flush(wait_s=_RECONNECT_S)
@@ -304,16 +307,18 @@ def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.R
     """``fleet/rollout.roll_out`` with its record kept (and a resumed rollout's waves)."""
     resumed = recorder.resumed
     planner = resumed.planner if resumed is not None and resumed.planned else None
+    stopped = kw.get("should_stop", lambda: False)
     try:
         outcome = fleet_rollout.roll_out(control, tenants, job, planner=planner, on_plan=recorder.planned,
-                                         on_result=recorder.result, **kw)
+                                         on_result=recorder.result,
+                                         on_stopped=lambda done: recorder.finish(done, stopped()), **kw)
     except Conflict:
         recorder.discard()
         raise
     except BaseException as err:
         recorder.close(HALTED, mask(str(err))[:500] or type(err).__name__)
         raise
-    recorder.finish(outcome, kw.get("should_stop", lambda: False)())
+    recorder.finish(outcome, stopped())  # when control failed: no tenant ran, so on_stopped was not heard
     outcome.record = recorder.id
     return outcome
 
