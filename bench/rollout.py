@@ -112,6 +112,20 @@ class Bench:
         return seen
 
 
+def record_figures(bench: Bench, env: dict, rollout_id: str) -> dict:
+    """The halted rollout as ``rollouts show`` gives it: seconds from its start to its recorded end (the halt,
+    before the summary reads the unstarted tenants), its tenants per outcome, and what the show costs."""
+    from datetime import datetime
+
+    shown = timed([CLI, "rollouts", "show", rollout_id, "--json"], env, bench.project)
+    found = json.loads(shown.output[shown.output.index("{"):shown.output.rindex("}") + 1])["rollout"]
+    text = timed([CLI, "rollouts", "show", rollout_id], env, bench.project)
+    span = datetime.fromisoformat(found["ended_at"]) - datetime.fromisoformat(found["started_at"])
+    return {"state": found["state"], "seconds_to_recorded_end": round(span.total_seconds(), 3),
+            "tenants": found["tenants"], "show_json_seconds": round(shown.seconds, 3),
+            "show_text_seconds": round(text.seconds, 3), "show_text_lines": text.output.count("\n")}
+
+
 def in_process(bench: Bench, env: dict, max_parallel: int) -> dict:
     """The rollout through ``roll_out`` with a timing job: the failure's moment and what started after it."""
     from grapevine_alembic.database.jobs import runner
@@ -215,6 +229,7 @@ def main() -> None:
             raise SystemExit(f"the rollout did not halt as expected ({halted.returncode}):\n{halted.output[-3000:]}")
         result["cli_halt"] = {"seconds": round(halted.seconds, 3), "wave": int(said.group(1)),
                               "not_started": int(said.group(2))}
+        result["record"] = record_figures(bench, env, resume.group(1).split()[-1])
         full = timed([CLI, "migrate", "--all-tenants", *flags], bench.fleet("whole", marked=False), bench.project)
         if full.returncode:
             raise SystemExit(f"the clean rollout failed:\n{full.output[-3000:]}")
@@ -250,6 +265,10 @@ def print_table(result: dict) -> None:
     print(f"CLI: halted in wave {cli['wave']} after {cli['seconds']:.2f} s ({cli['not_started']} not started);"
           f" the full rollout takes {result['cli_full_seconds']:.2f} s"
           f" (ratio {cli['seconds'] / result['cli_full_seconds']:.2f})")
+    rec = result["record"]
+    print(f"record: {rec['state']} {rec['seconds_to_recorded_end']:.2f} s after its start, tenants {rec['tenants']};"
+          f" rollouts show: {rec['show_text_seconds']:.2f} s ({rec['show_text_lines']} lines),"
+          f" --json {rec['show_json_seconds']:.2f} s")
     if "cli_full_unverified_seconds" in result:
         bare = result["cli_full_unverified_seconds"]
         print(f"without --verify the full rollout takes {bare:.2f} s (--verify / without:"
