@@ -224,3 +224,24 @@ def test_a_rollout_halted_by_control_resumes_over_its_tenants_in_its_waves(proje
     assert done["state"] == "done" and _outcomes(done) == {"w01": (1, "done", 1), "w02": (2, "done", 1),
                                                            "w03": (2, "done", 1)}
     _ledger_once(project, ids)
+
+
+def test_rollouts_show_groups_a_fleet_and_names_its_failures(project):
+    # At 1,000 tenants `rollouts show` printed 1,000 rows, the one failure among them; above 20 it groups.
+    _fleet(project, 22, failing=("w03", "w05"))
+    halted = project.cli("migrate", "--all-tenants", "--waves", "2,rest", "--max-failures", "2", "--max-parallel", "1")
+    assert halted.returncode == 1
+    rollout_id = _resume_id(halted.stderr)
+    shown = project.cli("rollouts", "show", str(rollout_id))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.split()[:3] == ["wave", "outcome", "tenants"]]
+    assert len(headers) == 1, shown.stdout
+    table = [line.split() for line in lines[headers[0] + 1:headers[0] + 5]]
+    assert table == [["1", "done", "2"], ["2", "failed", "2"], ["2", "done", "1"], ["2", "pending", "17"]]
+    [failed] = [line for line in lines if line.startswith("failed: ")]
+    assert failed.startswith("failed: w03, w05: ") and "marked" in failed
+    assert f"every tenant: grapevine-migrations rollouts show {rollout_id} --verbose" in lines
+    assert len(lines) < 15 and not any(line.startswith("w2") for line in lines)
+    every = project.cli("rollouts", "show", str(rollout_id), "--verbose")
+    assert every.returncode == 0 and sum(line.startswith("w") for line in every.stdout.splitlines()) == 22
