@@ -93,9 +93,8 @@ class Recorder:
     def __init__(self, raw, tables, rollout_id: int, resumed: Resumed | None = None, spec=None):
         self.raw, self.tables, self.id, self.resumed, self.spec = raw, tables, rollout_id, resumed, spec
         self._pending: list[tuple] = []
-        self._flushed, self._closed = time.monotonic(), False
-        self._mutex = threading.Lock()
         self._wave: dict[str, int] = {}
+        self._flushed, self._closed, self._mutex = time.monotonic(), False, threading.Lock()
         self._secrets = known_secrets()  # an error text is stored masked, as it would be printed
 
     @classmethod
