@@ -14,6 +14,8 @@ the marker in one tenant of the second wave (its middle one). Then:
    many tenants started after the failing tenant's result came back (0 by design) or while it ran;
 3. the `resume:` command (`migrate --resume ID`, from the rollout record) after dropping the marker:
    exit 0, how many tenants it ran (only those not done), and every tenant's ledger holds each version once;
+   before it, ``rollouts show ID`` of the halted record: its state, seconds from its start to its recorded end,
+   tenants per outcome, and what the show costs (text and --json);
 4. the record's cost on a no-op rollout over the whole fleet, in-process and interleaved: the same
    ``roll_out`` of ``runner.migrate`` with the record (``fleet.record.roll_out``) and without it, the
    median of ``--rounds`` each (``--rounds 0`` leaves it out); the ratio should be at most 1.05.
@@ -21,6 +23,10 @@ the marker in one tenant of the second wave (its middle one). Then:
 ``--precheck``: the last file fails through a ``-- grapevine: precheck`` SELECT instead of its body.
 ``--verify``: every CLI rollout also runs with ``--verify``, and the full one runs once more without it
 on a fourth fleet, for the ratio.
+
+Set-up is plain ``CREATE DATABASE`` per tenant (about 75 s per 1,000 on an idle 2-CPU machine, 9 minutes at
+load 30); at 1,000 tenants most of a run is the migrations themselves, so it was kept as it is. Removing the
+fleets' files at the end takes minutes: a failure is printed, with what was measured before it, first.
 """
 
 from __future__ import annotations
