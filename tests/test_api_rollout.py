@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from pg import connect
 from test_cli_rollout_waves import _fleet
 
 from grapevine_alembic.api import migrate_fleet
@@ -74,3 +77,25 @@ def test_migrate_fleet_records_the_rollout_and_resumes_it_where_it_stopped(proje
                            " AND tenant_id = 'w02'", (halted.rollout,)) == [("done", 2)]
     nothing = migrate_fleet(project.root, control_url=_url(project), resume=halted.rollout)
     assert not nothing.ok and nothing.error == f"rollout {halted.rollout} is done: nothing to resume"
+
+
+def test_migrate_fleet_records_the_halt_before_reading_the_tenants_it_left(project):
+    # the API's rollout ends its record as the CLI's does: before the reads of the unstarted tenants' versions
+    from test_cli_rollout_resume import _wait_for_gate
+
+    _fleet(project, 4, failing=("w01",))
+    assert project.cli("migrate", "--tenant", "w04").returncode == 0  # its version table, for the read to wait on
+    held = connect(project.server, "db_w04")
+    done = {}
+    try:
+        held.cursor().execute("BEGIN; LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        run = threading.Thread(target=lambda: done.update(result=migrate_fleet(
+            project.root, control_url=_url(project), waves="1,rest", max_failures=1, max_parallel=1)))
+        run.start()
+        _wait_for_gate(project, "w04", query="%alembic_version%")
+        assert project.query(project.control_db, "SELECT state, halt, ended_at IS NOT NULL FROM grapevine_rollouts"
+                             " ORDER BY id DESC LIMIT 1") == [("halted", "budget", True)]
+    finally:
+        held.close()
+        run.join(timeout=60)
+    assert (done["result"].halted, done["result"].reason, done["result"].wave) == (True, "budget", 1)

@@ -62,14 +62,15 @@ def _ledger_once(project, ids) -> None:
         assert [v for v, _ in project.ledger(f"db_{tenant_id}")] == [HEAD], tenant_id
 
 
-def _wait_for_gate(project, tenant_id: str, timeout: float = 30) -> None:
+def _wait_for_gate(project, tenant_id: str, timeout: float = 30, query: str = "%slow_here%") -> None:
+    """Until a statement like ``query`` waits for a lock in ``tenant_id``'s database (the test holds it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if project.query("postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-                         " AND wait_event_type = 'Lock' AND query LIKE '%%slow_here%%'", (f"db_{tenant_id}",))[0][0]:
+                         " AND wait_event_type = 'Lock' AND query LIKE %s", (f"db_{tenant_id}", query))[0][0]:
             return
         time.sleep(0.05)
-    raise AssertionError(f"db_{tenant_id} never started its slow file")
+    raise AssertionError(f"db_{tenant_id} never waited on {query}")
 
 
 def test_a_halted_rollout_is_recorded_and_resumes_where_it_stopped(project):
@@ -98,6 +99,31 @@ def test_a_halted_rollout_is_recorded_and_resumes_where_it_stopped(project):
     assert _outcomes(done)["w04"] == (2, "done", 2) and _outcomes(done)["w06"] == (3, "done", 1)
     again = project.cli("migrate", "--resume", str(rollout_id))
     assert again.returncode != 0 and again.stderr.strip() == f"error: rollout {rollout_id} is done: nothing to resume"
+
+
+def test_a_halted_rollout_is_recorded_halted_before_the_summary_reads_the_tenants_it_left(project):
+    # At 1,000 tenants a halt in wave 2 leaves ~900 unstarted, whose versions the summary reads one connection
+    # each: the record must say halted (its lock released, so it can be resumed) before those reads, not after.
+    ids = _fleet(project, 4, failing=("w01",))
+    assert project.cli("migrate", "--tenant", "w04").returncode == 0  # its version table, for the read to wait on
+    held = connect(project.server, "db_w04")
+    try:
+        held.cursor().execute("BEGIN; LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")  # the summary's read waits
+        proc = project.spawn("migrate", "--all-tenants", "--waves", "1,rest", "--max-failures", "1",
+                             "--max-parallel", "1", "--lock-timeout", "0")
+        _wait_for_gate(project, "w04", query="%alembic_version%")
+        halted = _rollouts(project)[0]
+        assert (halted["state"], halted["halt"], halted["tenants"]) == (
+            "halted", "budget", {"done": 0, "failed": 1, "pending": 3}) and halted["ended_at"]
+    finally:
+        held.close()
+    assert proc.wait(timeout=60) == 1, proc.stderr.read()
+    assert re.search(rf"^resume: grapevine-migrations migrate --resume {halted['id']}$", proc.stderr.read(), re.M)
+    project.query("db_w01", "DROP TABLE fail_here")
+    resumed = project.cli("migrate", "--resume", str(halted["id"]), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [d["tenant"] for d in json.loads(resumed.stdout)["databases"]] == ["w01", "w02", "w03", "w04"]
+    _ledger_once(project, ids)
 
 
 def test_resume_without_an_id_takes_the_latest_rollout_not_done(project):
@@ -198,3 +224,24 @@ def test_a_rollout_halted_by_control_resumes_over_its_tenants_in_its_waves(proje
     assert done["state"] == "done" and _outcomes(done) == {"w01": (1, "done", 1), "w02": (2, "done", 1),
                                                            "w03": (2, "done", 1)}
     _ledger_once(project, ids)
+
+
+def test_rollouts_show_groups_a_fleet_and_names_its_failures(project):
+    # At 1,000 tenants `rollouts show` printed 1,000 rows, the one failure among them; above 20 it groups.
+    _fleet(project, 22, failing=("w03", "w05"))
+    halted = project.cli("migrate", "--all-tenants", "--waves", "2,rest", "--max-failures", "2", "--max-parallel", "1")
+    assert halted.returncode == 1
+    rollout_id = _resume_id(halted.stderr)
+    shown = project.cli("rollouts", "show", str(rollout_id))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.split()[:3] == ["wave", "outcome", "tenants"]]
+    assert len(headers) == 1, shown.stdout
+    table = [line.split() for line in lines[headers[0] + 1:headers[0] + 5]]
+    assert table == [["1", "done", "2"], ["2", "failed", "2"], ["2", "done", "1"], ["2", "pending", "17"]]
+    [failed] = [line for line in lines if line.startswith("failed: ")]
+    assert failed.startswith("failed: w03, w05: ") and "marked" in failed
+    assert f"every tenant: grapevine-migrations rollouts show {rollout_id} --verbose" in lines
+    assert len(lines) < 15 and not any(line.startswith("w2") for line in lines)
+    every = project.cli("rollouts", "show", str(rollout_id), "--verbose")
+    assert every.returncode == 0 and sum(line.startswith("w") for line in every.stdout.splitlines()) == 22

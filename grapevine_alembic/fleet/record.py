@@ -101,7 +101,7 @@ class Recorder:
         self._writer = BatchWriter(self._written)
         self._backend = raw.get_backend_pid()  # the session holding the rollout's lock
         self.caught_up = False  # set once every result and the final state are written
-        self._mutex = threading.Lock()
+        self._mutex, self._closed = threading.Lock(), False
         self._wave: dict[str, int] = {}
         self._secrets = known_secrets()  # an error text is stored masked, as it would be printed
         self._others = True  # another rollout may be running (start knows better)
@@ -301,7 +301,10 @@ class Recorder:
     def close(self, state: str, why: str | None) -> None:
         """Write what is left and the state, waiting up to ``_RECONNECT_S`` for the control database
         (``caught_up`` says whether it could). A control server that stays away leaves the row ``running``
-        with no lock held, which reads as ``interrupted``: true, and resumable."""
+        with no lock held, which reads as ``interrupted``: true, and resumable. Once only (see ``on_stopped``)."""
+        if self._closed:
+            return
+        self._closed = True
         deadline = time.monotonic() + _RECONNECT_S
         left = self._writer.close(_RECONNECT_S)
         try:
@@ -337,18 +340,20 @@ def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.R
     """``fleet/rollout.roll_out`` with its record kept (and a resumed rollout's waves)."""
     resumed = recorder.resumed
     planner = resumed.planner if resumed is not None and resumed.planned else None
+    stopped = kw.get("should_stop", lambda: False)
     try:
         if control is not None and tenants is not None:  # control's files wait until no rollout is refused
             recorder.before_control(tenants)
         outcome = fleet_rollout.roll_out(control, tenants, job, planner=planner, on_plan=recorder.planned,
-                                         on_result=recorder.result, **kw)
+                                         on_result=recorder.result,
+                                         on_stopped=lambda done: recorder.finish(done, stopped()), **kw)
     except Conflict:
         recorder.discard()
         raise
     except BaseException as err:
         recorder.close(HALTED, mask(str(err))[:500] or type(err).__name__)
         raise
-    recorder.finish(outcome, kw.get("should_stop", lambda: False)())
+    recorder.finish(outcome, stopped())  # when control failed: no tenant ran, so on_stopped was not heard
     outcome.record, outcome.record_behind = recorder.id, not recorder.caught_up
     return outcome
 

@@ -203,7 +203,7 @@ def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, opti
              budget: Budget | None = None, wave_pause: float = 0.0, should_stop: Callable[[], bool] = lambda: False,
              peek: Callable | None = None, progress=None, on_wave=None, on_pause=None, on_start=None,
              on_finish=None, planner: Callable[[list], Plan] | None = None, on_plan=None,
-             on_result=None) -> Rollout:
+             on_result=None, on_stopped=None) -> Rollout:
     """Run ``job`` on ``control`` (a Target, or None) alone, then on ``tenants()`` wave by wave.
 
     ``progress(total)`` is a context manager giving a callable advanced per result; ``on_wave(wave, plan)``
@@ -213,6 +213,7 @@ def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, opti
     ``on_finish(result, wave)`` as it ends (wave None for control); neither for a tenant never started.
     ``planner(targets)`` replaces the plan (a resumed rollout's recorded waves); ``on_plan(targets, plan)``
     hears of it before any tenant starts (it may refuse by raising) and ``on_result(result)`` of each result.
+    ``on_stopped(rollout)`` hears that no tenant runs any more, before ``peek`` reads the unstarted ones.
     """
     def skipped(target):
         return DatabaseResult(target, ok=True, skipped=True)
@@ -285,6 +286,8 @@ def roll_out(control, tenants: Callable[[], list] | None, job: Callable, *, opti
     rollout.results += tenant_results
     rollout.waves += [the_plan.wave_of(index) for index in range(len(tenant_results))]
     rollout.halt = _halt(tenant_results, the_plan, state, budget, should_stop())
+    if on_stopped is not None:  # a halt over a big fleet leaves many to read: the record ends before that
+        on_stopped(rollout)
     if peek is not None and not should_stop():
         _read_skipped(tenant_results, peek, max_parallel)
     return rollout

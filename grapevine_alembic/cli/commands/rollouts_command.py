@@ -44,11 +44,14 @@ def rollouts(ctx, limit, json_mode):
 
 @rollouts.command()
 @click.argument("rollout_id", metavar="ID", type=int)
+@click.option("-v", "--verbose", is_flag=True, help="One row per tenant, however many (--json always has them).")
 @json_option
 @pass_app
-def show(app: App, rollout_id, json_mode):
-    """One rollout: its options and waves, and each tenant's wave, outcome, attempts, duration and error."""
+def show(app: App, rollout_id, verbose, json_mode):
+    """One rollout: its options and waves, and each tenant's wave, outcome, attempts, duration and error
+    (above 20 tenants: the tenants per wave and outcome, then the failed ones with their errors)."""
     from ...fleet import record_view  # lazy: --help stays fast
+    from ...overview.outcomes import GROUP_ABOVE  # lazy: --help stays fast
 
     out = app.out(json_mode)
     found = record_view.one(app.settings().control, app.project().tool_tables("control"), rollout_id)
@@ -60,12 +63,35 @@ def show(app: App, rollout_id, json_mode):
              f" ended {_when(found['ended_at']) or '-'}")
     out.line(f"command: {found['command']}")
     out.line("heads: " + ", ".join(f"{kind} {head or '-'}" for kind, head in (found["heads"] or {}).items()))
-    out.table(["tenant", "wave", "outcome", "attempts", "ms", "version", "error"],
-              [[d["tenant"], str(d["wave"]), d["outcome"], str(d["attempts"]),
-                "" if d["duration_ms"] is None else str(d["duration_ms"]), d["version"] or "",
-                (d["error"] or "").splitlines()[0] if d["error"] else ""] for d in found["databases"]])
+    if verbose or len(found["databases"]) <= GROUP_ABOVE:
+        out.table(["tenant", "wave", "outcome", "attempts", "ms", "version", "error"],
+                  [[d["tenant"], str(d["wave"]), d["outcome"], str(d["attempts"]),
+                    "" if d["duration_ms"] is None else str(d["duration_ms"]), d["version"] or "",
+                    _first_line(d["error"])] for d in found["databases"]])
+    else:  # a fleet's rollout: a thousand rows would bury the failures that need a person
+        _print_groups(out, found)
     if found["state"] in ("halted", "interrupted"):
         out.info(f"resume: grapevine-migrations migrate --resume {found['id']}")
+
+
+def _print_groups(out, found: dict) -> None:
+    """Tenants per wave and outcome, then the failed ones, those with the same (first line of) error on one line."""
+    from ...overview.outcomes import names  # lazy: --help stays fast
+
+    counts: dict[tuple[int, str], int] = {}
+    failed: dict[str, list[str]] = {}
+    for d in found["databases"]:
+        counts[(d["wave"], d["outcome"])] = counts.get((d["wave"], d["outcome"]), 0) + 1
+        if d["outcome"] == "failed":
+            failed.setdefault(_first_line(d["error"]), []).append(d["tenant"])
+    out.table(["wave", "outcome", "tenants"], [[str(wave), outcome, str(n)] for (wave, outcome), n in counts.items()])
+    for error, tenants in failed.items():
+        out.line(f"failed: {names(tenants)}: {error}")
+    out.line(f"every tenant: grapevine-migrations rollouts show {found['id']} --verbose")
+
+
+def _first_line(error: str | None) -> str:
+    return error.splitlines()[0] if error else ""
 
 
 def _when(stamp: str | None) -> str:
