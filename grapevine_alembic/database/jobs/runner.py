@@ -23,7 +23,7 @@ from ..state import late_files
 from ..session.connection import SessionPolicy, acquire_lock, open_connection, sqlalchemy_connection
 from .retrying import with_retries
 from ..state.ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
-from ..state.plan import Plan, make_plan
+from ..state.plan import Plan, make_plan, plan_key
 from ...settings import Project
 from ...tool_tables import DEFAULT_TABLES, ToolTables
 from ..state.result import DatabaseResult
@@ -50,6 +50,7 @@ class Chain:
         self.blocking: tuple[str, ...] = found.blocking  # near misses that writing commands refuse
         self._script = None
         self._lock = threading.Lock()
+        self._plans: dict[tuple, Plan] = {}  # plan_key(state) -> its plan, for this chain's files
 
     @classmethod
     def from_folder(cls, folder, tables: ToolTables = DEFAULT_TABLES) -> Chain:
@@ -72,8 +73,16 @@ class Chain:
         cut = copy.copy(self)
         cut.files = tuple(ServerFreeFile.of(m, create_roles) for m in self.files
                           if up_to == "" or (up_to is not None and m.version <= up_to))
-        cut._script, cut._lock = None, threading.Lock()
+        cut._script, cut._lock, cut._plans = None, threading.Lock(), {}
         return cut
+
+    def plan(self, state: DatabaseState) -> Plan:
+        """``make_plan`` of this chain, once per distinct state (a Plan is immutable: databases share it)."""
+        key = plan_key(state)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = make_plan(self.files, state)
+        return plan
 
     def script(self):
         """Alembic's ScriptDirectory for this environment, built once and primed before threads share it."""
@@ -194,7 +203,7 @@ def status(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options, chain.tables) as session:
             result.state = session.read(lock=False)
-            result.plan = make_plan(chain.files, result.state)
+            result.plan = chain.plan(result.state)
             # a legacy ledger: the version its rows reach (migrate adopts it there)
             result.before = result.after = result.plan.head or result.plan.adopt_to
             if result.plan.problem:
@@ -209,7 +218,7 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options, chain.tables) as session:
             state = session.read(lock=False) if options.dry_run else session.lock_and_read()
-            plan = make_plan(chain.files, state)
+            plan = chain.plan(state)
             result.state, result.plan, result.before = state, plan, plan.head
             result.after = plan.head or plan.adopt_to
             if plan.problem:
