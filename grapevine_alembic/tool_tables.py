@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from .errors import ConfigError
 
@@ -80,11 +81,11 @@ class ToolTables:
             raise ConfigError(f"{where}: {err}") from None
 
     # ---- names as SQL ----
-    @property
+    @cached_property
     def version(self) -> str:
         return _qualified(self.version_schema, self.version_table)
 
-    @property
+    @cached_property
     def ledger(self) -> str:
         return _qualified(self.ledger_schema, self.ledger_table)
 
@@ -113,7 +114,7 @@ class ToolTables:
                                                              (self.ledger_table, self.ledger_schema, "ledger"))
                 if schema is None]
 
-    @property
+    @cached_property  # built once: read for every database of a run (as are version, ledger, plain_state)
     def placed(self) -> str:
         """A boolean, cheap enough for every state read (no catalog scan): false when a table named
         without a schema resolves to one outside ``current_schema()`` (see ``misplaced``)."""
@@ -182,7 +183,7 @@ class ToolTables:
             " execution_ms = EXCLUDED.execution_ms"
         )
 
-    @property
+    @cached_property
     def plain_state(self) -> str:
         """Both tables as plain rows in one statement (see ledger._read_plain)."""
         return (

@@ -12,11 +12,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import MigrationFileError
-from .parsing import ParsedSql, parse_source
-from .sqlstream import Source
+
+if TYPE_CHECKING:
+    from .parsing import ParsedSql
 
 __all__ = ["Chain", "MigrationFile"]
 
@@ -95,6 +96,10 @@ class MigrationFile:
                         path=self.path, line=line + text.count("\n", 0, err.start)) from None
 
     def _parse(self) -> ParsedSql:
+        # lazy: a status or a no-op run only lists and checksums files, and never loads the parser
+        from .parsing import parse_source
+        from .sqlstream import Source
+
         try:
             earlier = None if self.chain is None else (lambda: self.chain.procedures_before(self.version))
             return parse_source(Source(self.path), path=self.path, earlier=earlier)

@@ -14,7 +14,6 @@ rollouts over the same tenants the second always sees the first and refuses, nam
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -375,6 +374,8 @@ def _open(spec):
 
 
 def _user() -> str:
+    import getpass  # lazy: it loads termios, and only a new rollout asks who runs it
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -20,12 +20,14 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..database.state.result import DatabaseResult
 from ..errors import UsageError
 from . import fanout, fleet
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 REST = "rest"
 CONTROL_FAILED = "control failed"
@@ -76,6 +78,8 @@ def parse_waves(text: str, name: str = "--waves") -> tuple[WaveSize, ...]:
 
 
 def _number(part: str, text: str, name: str) -> Fraction:
+    from fractions import Fraction  # lazy: only --waves and --max-failures need exact numbers
+
     try:
         if not part or not part.replace(".", "", 1).isdigit():
             raise ValueError(part)
@@ -106,6 +110,8 @@ def parse_budget(value, name: str = "--max-failures") -> Budget | None:
     text = str(value).strip()
     percent = text.endswith("%")
     digits = text[:-1] if percent else text
+    from fractions import Fraction  # lazy: see _number
+
     try:
         if not digits.replace(".", "", 1).isdigit():
             raise ValueError(text)

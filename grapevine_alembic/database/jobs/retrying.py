@@ -23,9 +23,7 @@ import time
 import traceback
 
 from ..session import interrupts
-from ..session.connection import ConnectionFailed, is_transient_text
-from ..apply.failures import StatementFailed, is_transient_sqlstate
-from ..session.connection import describe_error
+from ..session.connection import ConnectionFailed, describe_error, is_transient_text
 from ..state.result import DatabaseResult
 from ..state.target import Target
 from ...errors import GrapevineError
@@ -51,6 +49,9 @@ _SERVER_SAYS = ("the database system is", "terminating connection")
 
 
 def is_transient(err: BaseException) -> bool:
+    # lazy: only a failure asks, and a status or a no-op run never loads the code that applies files
+    from ..apply.failures import StatementFailed, is_transient_sqlstate
+
     if isinstance(err, (StatementFailed, ConnectionFailed)):
         return err.transient
     sqlstate = getattr(err, "pgcode", None)
@@ -64,6 +65,8 @@ def _is_driver_error(err: BaseException) -> bool:
 
 
 def _text(err: BaseException) -> str:
+    from ..apply.failures import StatementFailed  # lazy: see is_transient
+
     if isinstance(err, StatementFailed):
         return err.pg_message.lower()
     if isinstance(err, ConnectionFailed):

@@ -15,24 +15,25 @@ import copy
 import dataclasses
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ...files.cluster_wide import ServerFreeFile
 from ...files.discovery import discover
 from ...files.migration import MigrationFile
 from ..state import late_files
 from ..session.connection import SessionPolicy, acquire_lock, open_connection, sqlalchemy_connection
-from ..apply import durability
-from ...files.tool_table_writes import refuse_tool_table_writes
 from .retrying import with_retries
-from ..apply.executor import apply_direct, refuse_unencodable
-from ..apply.prechecks import dry_run_prechecks
-from ..apply.journal import Journal, NoticeSink
 from ..state.ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
-from ..state.plan import Plan, make_plan
+from ..state.plan import Plan, make_plan, plan_key
 from ...settings import Project
 from ...tool_tables import DEFAULT_TABLES, ToolTables
 from ..state.result import DatabaseResult
 from ..state.target import Target
+
+if TYPE_CHECKING:
+    from ..apply.journal import Journal
+
+# The modules that apply a file (apply/, the parser behind them) are imported where a file is applied
+# or checked: a status or a no-op run, one connect and two queries per database, never loads them.
 
 
 class Chain:
@@ -49,6 +50,7 @@ class Chain:
         self.blocking: tuple[str, ...] = found.blocking  # near misses that writing commands refuse
         self._script = None
         self._lock = threading.Lock()
+        self._plans: dict[tuple, Plan] = {}  # plan_key(state) -> its plan, for this chain's files
 
     @classmethod
     def from_folder(cls, folder, tables: ToolTables = DEFAULT_TABLES) -> Chain:
@@ -66,11 +68,21 @@ class Chain:
         """This chain (cut after ``up_to``; None: no file) for a build that only reads a schema (a scratch
         database, the template): its files leave out what acts on the whole server (see ``cluster_wide``),
         except the CREATE ROLEs of ``create_roles``, roles the server lacks."""
+        from ...files.cluster_wide import ServerFreeFile  # lazy: see the note under the imports
+
         cut = copy.copy(self)
         cut.files = tuple(ServerFreeFile.of(m, create_roles) for m in self.files
                           if up_to == "" or (up_to is not None and m.version <= up_to))
-        cut._script, cut._lock = None, threading.Lock()
+        cut._script, cut._lock, cut._plans = None, threading.Lock(), {}
         return cut
+
+    def plan(self, state: DatabaseState) -> Plan:
+        """``make_plan`` of this chain, once per distinct state (a Plan is immutable: databases share it)."""
+        key = plan_key(state)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = make_plan(self.files, state)
+        return plan
 
     def script(self):
         """Alembic's ScriptDirectory for this environment, built once and primed before threads share it."""
@@ -163,6 +175,8 @@ class Session:
 
     def journal(self) -> Journal:
         """For applying files under this run's lock: each file starts from the tool's session state."""
+        from ..apply.journal import Journal, NoticeSink  # lazy: see the note under the imports
+
         policy = dataclasses.replace(self.policy, lock_key=self.options.lock_key)
         journal = Journal(
             database=self.target.database, on_notice=self.options.on_notice, policy=policy, tables=self.tables
@@ -189,7 +203,7 @@ def status(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options, chain.tables) as session:
             result.state = session.read(lock=False)
-            result.plan = make_plan(chain.files, result.state)
+            result.plan = chain.plan(result.state)
             # a legacy ledger: the version its rows reach (migrate adopts it there)
             result.before = result.after = result.plan.head or result.plan.adopt_to
             if result.plan.problem:
@@ -204,7 +218,7 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
     def attempt(result: DatabaseResult) -> None:
         with Session(target, options, chain.tables) as session:
             state = session.read(lock=False) if options.dry_run else session.lock_and_read()
-            plan = make_plan(chain.files, state)
+            plan = chain.plan(state)
             result.state, result.plan, result.before = state, plan, plan.head
             result.after = plan.head or plan.adopt_to
             if plan.problem:
@@ -222,6 +236,8 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
             if options.dry_run:
                 _validate_pending(plan, options, chain)
                 # the prechecks too, read-only: the databases that would fail them fail here
+                from ..apply.prechecks import dry_run_prechecks  # lazy: see the note under the imports
+
                 failure, notes = dry_run_prechecks(session.raw, target.database, _to_apply(plan, options))
                 result.warnings += notes
                 if failure:
@@ -246,6 +262,8 @@ def _warn_late(plan: Plan, target: Target, options: RunOptions, result: Database
 
 def _validate_pending(plan: Plan, options: RunOptions, chain: Chain) -> None:
     """``--dry-run``: parse every file the real run would apply, so it fails exactly where migrate would."""
+    from ...files.tool_table_writes import refuse_tool_table_writes  # lazy: see the note under the imports
+
     for migration in _to_apply(plan, options):
         migration.parse()
         refuse_tool_table_writes(migration, chain.tables, control=chain.env == "control")
@@ -265,6 +283,11 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
     instead of four plus SQLAlchemy's per-statement work, and no Alembic import, which on a
     small machine competes with the server for the same cores.
     """
+    # lazy: see the note under the imports
+    from ...files.tool_table_writes import refuse_tool_table_writes
+    from ..apply import durability
+    from ..apply.executor import apply_direct, refuse_unencodable
+
     tables = chain.tables
     for migration in (*plan.out_of_order, *plan.pending):
         migration.parse()  # a broken file fails the database before anything is written to it

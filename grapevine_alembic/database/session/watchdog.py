@@ -34,7 +34,7 @@ import os
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import psycopg2
 import psycopg2.extensions
@@ -156,6 +156,7 @@ class Watch:
         self._probe = _Probe(connect_kwargs, bounds.probe_timeout_s)
         self._stopped = threading.Event()
         self._wake = threading.Event()
+        self._watching = False  # the thread is watching a slow round trip (end() must wake it)
         self._thread = threading.Thread(target=self._run, name=f"watch {connection.info.dbname}", daemon=True)
         connection.watch = self
         self._thread.start()
@@ -179,7 +180,8 @@ class Watch:
 
     def end(self) -> None:
         self.busy_since = None
-        self._wake.set()  # the thread lets go of its probe connection now
+        if self._watching:  # it lets go of its probe connection now (an idle thread holds none: not woken)
+            self._wake.set()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -207,6 +209,7 @@ class Watch:
                 since = self.busy_since
                 wait = self.bounds.probe_after_s if since is None else since + self._patience() - time.monotonic()
                 if since is not None and wait <= 0:
+                    self._watching = True  # before _watch reads busy_since (end() clears it, then reads this)
                     try:
                         self._watch(self.trip)
                     except Exception:  # noqa: BLE001 - a watchdog that dies would leave the wait unbounded
@@ -214,6 +217,7 @@ class Watch:
                     # the probe's connection lives only while a slow round trip does: it takes a slot
                     # of the role's (and database's) connection limit from the run and its neighbours
                     self._probe.close()
+                    self._watching = False
                     continue
                 self._wake.wait(min(max(wait, 0.05), 0.5))
                 self._wake.clear()
@@ -343,10 +347,8 @@ class _Probe:
 
     def close(self) -> None:
         if self.connection is not None:
-            try:
+            with suppress(psycopg2.Error):
                 self.connection.close()
-            except psycopg2.Error:
-                pass
             self.connection = None
 
 
@@ -393,7 +395,5 @@ def _cancel(connection) -> None:
     if watch is not None:
         watch.send_cancel()
         return
-    try:
+    with suppress(Exception):  # already closed or broken: nothing left to cancel
         connection.cancel()
-    except Exception:  # already closed or broken: nothing left to cancel  # noqa: BLE001
-        pass

@@ -54,6 +54,13 @@ class Plan:
         return bool(self.edited or self.unknown)
 
 
+def plan_key(state: DatabaseState) -> tuple:
+    """Everything of ``state`` that ``make_plan`` reads: two databases with the same key get the same plan
+    (a fleet's databases mostly stand alike, so a run plans each distinct state once)."""
+    return (state.has_version_table, state.has_ledger, state.heads,
+            frozenset((v, row.checksum, row.applied_by == UNMARKED) for v, row in state.ledger.items()))
+
+
 def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
     versions = [m.version for m in chain]
     known = set(versions)
