@@ -30,7 +30,7 @@ from .catalog import snapshot_sql
 # Rows of user objects: oid >= FirstNormalObjectId, read through each catalog's oid index; the
 # namespaces and extensions whole (public is oid 2200 and drift reads its owner and grants).
 _FIRST_NORMAL_OID = 16384
-_CATALOGS = (
+FINGERPRINTED = (
     ("pg_namespace", None), ("pg_extension", None), ("pg_class", "oid"), ("pg_attribute", "attrelid"),
     ("pg_attrdef", "oid"), ("pg_type", "oid"), ("pg_index", "indexrelid"), ("pg_constraint", "oid"),
     ("pg_proc", "oid"), ("pg_trigger", "oid"), ("pg_sequence", "seqrelid"), ("pg_rewrite", "oid"),
@@ -41,18 +41,23 @@ _CATALOGS = (
     # drift does not compare them, so that a comment changed reads the catalog again as promised
     ("pg_depend", "objid"), ("pg_description", "objoid"),
 )
-_ROWS = " UNION ALL ".join(
-    f"SELECT pg_catalog.int8in(pg_catalog.xidout(f.xmin)) AS x FROM pg_catalog.{name} f"
-    + (f" WHERE f.{column} OPERATOR(pg_catalog.>=) {_FIRST_NORMAL_OID}::pg_catalog.oid" if column else "")
-    for name, column in _CATALOGS
-)
-# One scalar, schema-qualified throughout: it runs under the session's search_path or an empty one.
-FINGERPRINT_SQL = (
-    "(SELECT pg_catalog.concat_ws(':', (SELECT d.oid FROM pg_catalog.pg_database d"
-    " WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),"
-    " pg_catalog.count(*), pg_catalog.sum(u.x), pg_catalog.sum(pg_catalog.hashint8(u.x)))"
-    f" FROM ({_ROWS}) u)"
-)
+
+
+def fingerprint_sql(catalogs=FINGERPRINTED) -> str:
+    """One scalar over ``catalogs`` ((name, oid column or None for the whole catalog)), schema-qualified
+    throughout: it runs under the session's search_path or an empty one."""
+    rows = " UNION ALL ".join(
+        f"SELECT pg_catalog.int8in(pg_catalog.xidout(f.xmin)) AS x FROM pg_catalog.{name} f"
+        + (f" WHERE f.{column} OPERATOR(pg_catalog.>=) {_FIRST_NORMAL_OID}::pg_catalog.oid" if column else "")
+        for name, column in catalogs
+    )
+    return ("(SELECT pg_catalog.concat_ws(':', (SELECT d.oid FROM pg_catalog.pg_database d"
+            " WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),"
+            " pg_catalog.count(*), pg_catalog.sum(u.x), pg_catalog.sum(pg_catalog.hashint8(u.x)))"
+            f" FROM ({rows}) u)")
+
+
+FINGERPRINT_SQL = fingerprint_sql()
 
 
 def reference_key(chain, version: str | None, server_version: int) -> str | None:
