@@ -6,11 +6,14 @@ Builds the fleet of bench/drift.py (the 40-file chain copied into --tenants data
 each case connects to the next database (a fresh backend with cold caches, as in a fan-out) and
 reads that backend's CPU time from /proc/<pid>/schedstat (Linux, server on this machine) after
 connecting and after the case's statements.  Medians over --rounds, cases interleaved.
-Cases: status's query; drift's one round trip; the snapshot only parsed (PREPARE); parsed and
-planned (EXPLAIN); one trivial lookup in each of the 16 catalogs the snapshot reads (the floor of
-touching them at all on a cold backend); the deparse floor: only the definitions any drift must
-compare (every user column's type and default, every index, constraint and trigger definition and
-function body, through the pg_get_* functions), in one flat statement with no JSON.
+Cases: status's query, and status's statements as it sends them; drift's steady state (the version
+and the fingerprint), the same with the five catalogs the fingerprint leaves out read too, the version
+alone, and (--per-catalog) the fingerprint over each catalog alone; drift's one round trip; the
+snapshot only parsed (PREPARE); parsed and planned (EXPLAIN); one trivial lookup in each of the 16
+catalogs the snapshot reads (the floor of touching them at all on a cold backend); the deparse floor:
+only the definitions any drift must compare (every user column's type and default, every index,
+constraint and trigger definition and function body, through the pg_get_* functions), in one flat
+statement with no JSON.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ CATALOGS = ("pg_namespace pg_depend pg_extension pg_class pg_attribute pg_attrde
 NO_OID = {"pg_depend", "pg_sequence", "pg_inherits", "pg_attribute", "pg_index", "pg_range"}
 
 
-def cases(server_version: int) -> dict:
+def cases(server_version: int, per_catalog: bool) -> dict:
     from grapevine_alembic.database.session.connection import set_config_sql
-    from grapevine_alembic.schema.catalog import snapshot_sql, stash_version_sql
+    from grapevine_alembic.database.state.ledger import read_state
+    from grapevine_alembic.schema.catalog import STASHED_VERSION, snapshot_sql, stash_version_sql
+    from grapevine_alembic.schema.fingerprint import FINGERPRINT_SQL, FINGERPRINTED, fingerprint_sql
 
     setters, values = set_config_sql([("default_transaction_read_only", "on"), ("statement_timeout", "60000ms")])
     snapshot = snapshot_sql("public.alembic_version", "public.schema_migrations", server_version=server_version)
@@ -68,8 +73,28 @@ def cases(server_version: int) -> dict:
     def run(sql):
         return lambda cursor: cursor.execute(sql)
 
+    def status(cursor):
+        read_state(cursor, settings=[("statement_timeout", "60000ms")])
+
+    def steady(sql):
+        def case(cursor):
+            bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {stash_version_sql()};\n",
+                                     values).decode()
+            cursor.execute(bounded + f"SET LOCAL search_path TO '';\nSELECT {STASHED_VERSION}, {sql}")
+        return case
+
+    alone = {f"fingerprint of {name} alone": steady(fingerprint_sql(((name, column),)))
+             for name, column in FINGERPRINTED} if per_catalog else {}
     return {
         "status: SELECT version_num FROM alembic_version": run("SELECT version_num FROM alembic_version"),
+        "status: its statements (read_state)": status,
+        "drift steady: version and fingerprint": steady(FINGERPRINT_SQL),
+        # what the five catalogs the fingerprint leaves out (their changes always write pg_depend rows) would cost
+        "the same with the five left out read too": steady(fingerprint_sql(FINGERPRINTED + (
+            ("pg_attrdef", "oid"), ("pg_rewrite", "oid"), ("pg_inherits", "inhrelid"), ("pg_extension", None),
+            ("pg_range", "rngtypid")))),
+        "version alone (no catalog)": steady("NULL"),
+        **alone,
         "drift: the one round trip": drift,
         "snapshot parsed only (PREPARE)": run(f"{settings};\nPREPARE p AS {body}"),
         "snapshot parsed and planned (EXPLAIN)": run(f"{settings};\nEXPLAIN {body}"),
@@ -86,6 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--per-catalog", action="store_true",
+                        help="Also the fingerprint over each catalog alone (what opening it costs a fresh backend).")
     args = parser.parse_args()
     from grapevine_alembic.local.embedded import LocalPostgres
 
@@ -96,7 +123,7 @@ def main() -> None:
         build_fleet(server, project_copy(work / "project", sample_chain=False), args.tenants)
         base = server.url.rsplit("/", 1)[0]
         probe = psycopg2.connect(server.url)
-        todo = cases(probe.server_version)
+        todo = cases(probe.server_version, args.per_catalog)
         probe.close()
         seen = {name: [] for name in todo}
         turn = 0
@@ -114,9 +141,9 @@ def main() -> None:
                 seen[name].append((connected, cpu_ms(pid) - connected))
                 conn.close()
         print(f"\nCPU of a fresh backend (ms, medians of {args.rounds}; {args.tenants} databases in turn)")
-        print(f"{'case':<48}{'connect':>9}{'statements':>12}")
+        print(f"{'case':<56}{'connect':>9}{'statements':>12}")
         for name, values in seen.items():
-            print(f"{name:<48}{statistics.median(v[0] for v in values):>9.2f}"
+            print(f"{name:<56}{statistics.median(v[0] for v in values):>9.2f}"
                   f"{statistics.median(v[1] for v in values):>12.2f}")
     finally:
         server.stop()

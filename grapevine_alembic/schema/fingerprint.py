@@ -3,7 +3,8 @@
 Reading a whole catalog and deparsing it costs a fresh backend far more than reading its version.
 Under MVCC every change to a catalog row writes a new row version stamped with the writing
 transaction's id (``xmin``), and a deleted row leaves the count; so the count and the sum of the
-``xmin`` of the rows drift's catalog query reads change whenever any of those rows changes
+``xmin`` of the rows drift's catalog query reads (less five catalogs whose changes always write
+``pg_depend`` rows too, see ``FINGERPRINTED``) change whenever any of those rows changes
 (a sum of a hash of each ``xmin`` beside it, so that two changes cannot cancel out). VACUUM,
 VACUUM FREEZE and VACUUM FULL keep the raw ``xmin`` (PostgreSQL >= 9.4 freezes with a hint bit),
 so they change nothing here, while a dump and restore (new rows) or a database re-created under the
@@ -30,29 +31,40 @@ from .catalog import snapshot_sql
 # Rows of user objects: oid >= FirstNormalObjectId, read through each catalog's oid index; the
 # namespaces and extensions whole (public is oid 2200 and drift reads its owner and grants).
 _FIRST_NORMAL_OID = 16384
-_CATALOGS = (
-    ("pg_namespace", None), ("pg_extension", None), ("pg_class", "oid"), ("pg_attribute", "attrelid"),
-    ("pg_attrdef", "oid"), ("pg_type", "oid"), ("pg_index", "indexrelid"), ("pg_constraint", "oid"),
-    ("pg_proc", "oid"), ("pg_trigger", "oid"), ("pg_sequence", "seqrelid"), ("pg_rewrite", "oid"),
-    ("pg_inherits", "inhrelid"), ("pg_enum", "oid"), ("pg_range", "rngtypid"), ("pg_collation", "oid"),
+FINGERPRINTED = (
+    ("pg_namespace", None), ("pg_class", "oid"), ("pg_attribute", "attrelid"), ("pg_type", "oid"),
+    ("pg_index", "indexrelid"), ("pg_constraint", "oid"), ("pg_proc", "oid"), ("pg_trigger", "oid"),
+    ("pg_sequence", "seqrelid"), ("pg_enum", "oid"), ("pg_collation", "oid"),
     # named in the definitions drift deparses (an index's operator class, an operator, a text search configuration)
     ("pg_operator", "oid"), ("pg_opclass", "oid"), ("pg_ts_config", "oid"),
     # pg_depend: what a sequence is owned by, a view reads, an extension holds; comments, though
     # drift does not compare them, so that a comment changed reads the catalog again as promised
     ("pg_depend", "objid"), ("pg_description", "objoid"),
 )
-_ROWS = " UNION ALL ".join(
-    f"SELECT pg_catalog.int8in(pg_catalog.xidout(f.xmin)) AS x FROM pg_catalog.{name} f"
-    + (f" WHERE f.{column} OPERATOR(pg_catalog.>=) {_FIRST_NORMAL_OID}::pg_catalog.oid" if column else "")
-    for name, column in _CATALOGS
-)
-# One scalar, schema-qualified throughout: it runs under the session's search_path or an empty one.
-FINGERPRINT_SQL = (
-    "(SELECT pg_catalog.concat_ws(':', (SELECT d.oid FROM pg_catalog.pg_database d"
-    " WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),"
-    " pg_catalog.count(*), pg_catalog.sum(u.x), pg_catalog.sum(pg_catalog.hashint8(u.x)))"
-    f" FROM ({_ROWS}) u)"
-)
+# Read by drift's catalog query but left out here, each catalog a fresh backend must open costing about
+# 0.1 to 0.25 ms (bench/drift_backend.py --per-catalog): their rows never change without a row of pg_depend
+# (objid >= 16384) being written or removed in the same command.  A default (pg_attrdef) is replaced, never
+# updated, and depends on its column; a view's rule (pg_rewrite) is re-recorded with its dependencies when
+# the view is replaced; an inheritance or a partition (pg_inherits) is recorded with the child's dependency
+# on its parent; an extension (pg_extension) with its members' and its schema's; a range (pg_range) comes
+# and goes with its type (pg_type too).  tests/test_fleet_drift_fingerprints.py changes each of them.
+
+
+def fingerprint_sql(catalogs=FINGERPRINTED) -> str:
+    """One scalar over ``catalogs`` ((name, oid column or None for the whole catalog)), schema-qualified
+    throughout: it runs under the session's search_path or an empty one."""
+    rows = " UNION ALL ".join(
+        f"SELECT pg_catalog.int8in(pg_catalog.xidout(f.xmin)) AS x FROM pg_catalog.{name} f"
+        + (f" WHERE f.{column} OPERATOR(pg_catalog.>=) {_FIRST_NORMAL_OID}::pg_catalog.oid" if column else "")
+        for name, column in catalogs
+    )
+    return ("(SELECT pg_catalog.concat_ws(':', (SELECT d.oid FROM pg_catalog.pg_database d"
+            " WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),"
+            " pg_catalog.count(*), pg_catalog.sum(u.x), pg_catalog.sum(pg_catalog.hashint8(u.x)))"
+            f" FROM ({rows}) u)")
+
+
+FINGERPRINT_SQL = fingerprint_sql()
 
 
 def reference_key(chain, version: str | None, server_version: int) -> str | None:
