@@ -22,6 +22,7 @@ from .database.session.connection import (
     open_connection,
     sqlalchemy_connection,
 )
+from .database.session.transient import is_driver_error
 from .database.state import late_files
 from .database.state.ledger import LedgerWriter, check_placement, read_state
 from .database.state.target import Target
@@ -67,12 +68,7 @@ def _secrets(config) -> set[str]:
 def _database_error_line(err: Exception) -> str | None:
     """PostgreSQL's message of a driver error raised outside our executor (Alembic creating its
     version table without CREATE privilege, say); None for anything else."""
-    import psycopg2
-    from sqlalchemy.exc import DBAPIError
-
-    if isinstance(err, DBAPIError) and err.orig is not None:
-        err = err.orig
-    return describe_error(err) if isinstance(err, psycopg2.Error) else None
+    return describe_error(err) if is_driver_error(err) else None
 
 
 def _run(context, kind: str) -> None:

@@ -58,7 +58,9 @@ def main(argv=None) -> None:
         click.echo("interrupted", err=True)
         message, code = "interrupted", 130
     except Exception as err:  # noqa: BLE001 - only the driver's errors, re-raised otherwise
-        if not _is_driver_error(err):
+        from ..database.session.transient import is_driver_error  # lazy: --help stays fast
+
+        if not is_driver_error(err):
             raise
         if debug:
             import traceback
@@ -69,12 +71,6 @@ def main(argv=None) -> None:
     if message is not None and "--json" in args:
         _print_failure_document(args, message, code)
     sys.exit(code or 0)
-
-
-def _is_driver_error(err: Exception) -> bool:
-    """A psycopg2 error that no layer turned into a GrapevineError (psycopg2 is loaded if it raised one)."""
-    psycopg2 = sys.modules.get("psycopg2")
-    return psycopg2 is not None and isinstance(err, psycopg2.Error)
 
 
 def _driver_error_line(err: Exception) -> str:

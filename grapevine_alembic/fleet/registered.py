@@ -9,7 +9,7 @@ row gives (the column named as the query's server column), whatever its state.
 
 from __future__ import annotations
 
-from ..database.jobs import retrying
+from ..database.session import transient
 from ..database.session.connection import describe_error
 from ..database.state.target import Target
 from ..errors import DatabaseError, UnknownTenant
@@ -32,7 +32,7 @@ def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None
         try:
             cursor.execute("SELECT id::text FROM tenants WHERE id::text = ANY(%s)", (wanted,))
         except psycopg2.Error as err:
-            if retrying.is_restart(err):
+            if transient.is_restart(err):
                 raise  # the server going away: read again once it is back
             raise DatabaseError(f"reading the tenants table failed: {describe_error(err)}") from None
         return {row[0] for row in cursor.fetchall()}

@@ -16,7 +16,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from ..database.jobs import retrying
+from ..database.session import transient
 from ..database.session import interrupts
 from ..database.session.connection import ConnectionFailed, describe_error, open_connection
 from ..errors import DatabaseError, UnknownTenant, UsageError
@@ -98,7 +98,7 @@ def _read_listed(settings: Settings, cursor, tenants_query: str | None):
     try:
         cursor.execute(tenants_query)
     except psycopg2.Error as err:
-        if retrying.is_restart(err):
+        if transient.is_restart(err):
             raise  # the server going away: read again once it is back
         raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
     server_column = cursor.description[1].name if len(cursor.description) > 1 else None
@@ -129,7 +129,7 @@ def control_read(settings: Settings, read):
                 raw.close()
         except (psycopg2.Error, ConnectionFailed) as err:
             # a server refusing from the start is down or misplaced: said at once, not waited for
-            restart = retrying.is_restart(err) and (answered or retrying.server_says_restarting(err))
+            restart = transient.is_restart(err) and (answered or transient.server_says_restarting(err))
             if not restart or time.monotonic() + pause > deadline or interrupts.stopping():
                 if isinstance(err, ConnectionFailed):
                     raise
