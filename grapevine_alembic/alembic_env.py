@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from .cli import fixes as cli_fixes
 from .cli.report import notice_line, retry_line, waiting_line, write_line
 from .database.jobs import alembic_bridge, runner
 from .database.session.connection import (
@@ -26,7 +27,7 @@ from .database.session.transient import is_driver_error
 from .database.state import late_files
 from .database.state.ledger import LedgerWriter, check_placement, read_state
 from .database.state.target import Target
-from .errors import GrapevineError, UsageError
+from .errors import ADOPT, LATE, MIGRATE_CONTROL, UNAPPLY, Fix, GrapevineError, UsageError
 from .fleet.breakers import Breakers
 from .local.devserver import resolve_settings
 from .masking import known_secrets, mask
@@ -49,7 +50,8 @@ def run_environment(kind: str) -> None:
     try:
         _run(context, kind)
     except GrapevineError as err:
-        raise util.CommandError(mask(str(err), _secrets(context.config))) from err
+        message = str(err) + (word_fix(err.fix) if err.fix else "")
+        raise util.CommandError(mask(message, _secrets(context.config))) from err
     except Exception as err:
         message = _database_error_line(err)
         if message is None:
@@ -91,7 +93,8 @@ def _run(context, kind: str) -> None:
         return
 
     load_dotenv_file(project.root)
-    settings = resolve_settings(project, announce=lambda text: print(text, file=sys.stderr, flush=True))
+    settings = resolve_settings(project, announce=lambda text: print(text, file=sys.stderr, flush=True),
+                                word_fix=word_fix)
     xargs = _checked_x_arguments(context.get_x_argument(as_dictionary=True), kind)
     if kind == "control":
         spec = settings.control
@@ -122,6 +125,7 @@ def _upgrade(context, project, target: Target, xargs: dict) -> None:
         stop_at=lambda head: alembic_bridge.upgrade_bound(context.script, destination, head),
         on_notice=print_notice, on_wait=_say_waiting, on_step=_say_running, on_warning=_say,
         on_retry=lambda database, attempt, error, delay: _say(retry_line(database, attempt, error, delay)),
+        word_fix=word_fix,
     )
     result = runner.migrate(target, chain, options)
     if result.error:
@@ -160,7 +164,22 @@ def _refuse_legacy(raw, spec, tables) -> None:
     """Only the previous tool's ledger: Alembic would start again from base."""
     with raw.cursor() as cursor:
         if read_state(cursor, tables=tables).is_legacy:
-            raise UsageError(runner.legacy_refusal(spec.dbname, tables))
+            raise UsageError(runner.legacy_refusal(spec.dbname, tables), fix=Fix(ADOPT))
+
+
+def word_fix(fix: Fix, target: Target | None = None) -> str:
+    """What resolves a failure, worded for a person at ``alembic`` (the CLI's words are in ``cli/fixes``)."""
+    if fix.action == LATE:
+        tenant = f" -x tenant={target.tenant_id}" if target is not None and target.tenant_id else ""
+        kind = target.kind if target is not None else "tenant"
+        return f"; run them with: alembic -c alembic.ini -n {kind}{tenant} -x out_of_order=apply upgrade head"
+    if fix.action == UNAPPLY:  # Alembic's stamp cannot start from a revision its map does not know
+        return f"; Alembic cannot move it: `mark --unapply {fix.version}` of grapevine-migrations does"
+    if fix.action == ADOPT:
+        return ": run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
+    if fix.action == MIGRATE_CONTROL:
+        return " (run `alembic -c alembic.ini -n control upgrade head` first?)"
+    return cli_fixes.word_fix(fix, target)  # the embedded server's `dev` commands have no alembic form
 
 
 def _say(line: str) -> None:

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import GrapevineError
+from .errors import LATE, MIGRATE, MIGRATE_CONTROL, Fix, GrapevineError
 from .masking import known_secrets, mask
 
 __all__ = ["FleetDatabase", "FleetResult", "MigrationResult", "ProvisionResult", "migrate_database",
@@ -101,7 +101,7 @@ def migrate_database(
         lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
         on_warning=on_warning, out_of_order=late, on_retry=on_retry,
         retry_window_s=float(retry_window), servers=Breakers(),
-        bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None,
+        bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None, word_fix=_word_fix,
     )
     kind = "control" if chain.folder.name == "control" else "tenant"
     result = runner.migrate(Target(kind, spec), chain, options)
@@ -222,9 +222,9 @@ def migrate_fleet(
                 retry_window=60.0, timeout=timeout, lock_timeout=5.0, out_of_order=None, verify=verify),
                 command="grapevine_alembic.api.migrate_fleet", secrets=secrets)
     except GrapevineError as err:
-        return FleetResult(ok=False, error=_masked(str(err), *secrets))
+        return FleetResult(ok=False, error=_masked(str(err) + (_word_fix(err.fix) if err.fix else ""), *secrets))
     options = runner.RunOptions(lock_key=project.lock_key, timeout_s=float(timeout), retries=retries,
-                                on_notice=on_notice, servers=Breakers())
+                                on_notice=on_notice, servers=Breakers(), word_fix=_word_fix)
     selection = Selection(all_tenants=tenants is None, tenant_ids=tuple(tenants or ()))
     references = None
     if verify:
@@ -303,7 +303,8 @@ def provision_database(
         notices.append(line)
         logger.info("%s", line)
 
-    options = runner.RunOptions(lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), on_notice=on_notice)
+    options = runner.RunOptions(lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), on_notice=on_notice,
+                                word_fix=_word_fix)
     result = provisioning.provision(Target("tenant", spec), chain, options, maintenance_db=maintenance_db)
     error = _masked(result.error, spec.password)
     if error:
@@ -322,6 +323,17 @@ async def migrate_database_async(
         retry_window=retry_window, silence_timeout=silence_timeout, out_of_order=out_of_order,
         version_table=version_table, ledger_table=ledger_table,
     )
+
+
+def _word_fix(fix: Fix, target=None) -> str:
+    """What resolves a failure, worded for a caller of this API: its arguments, never a command line."""
+    if fix.action == LATE:
+        return f'; run them with out_of_order="apply", or record {fix.version} as applied'
+    if fix.action == MIGRATE:
+        return "; migrating it completes it"
+    if fix.action == MIGRATE_CONTROL:
+        return " (migrate the control database first?)"
+    return ""  # the facts say what to do (UNAPPLY: move the head back once checked)
 
 
 def _spec(url: str, parse):

@@ -37,7 +37,8 @@ def test_alembic_upgrade_refuses_when_told(late, how):
     result = late.alembic(*args, "upgrade", "head")
     assert result.returncode != 0
     assert "never applied here although older than the database's version" in result.stderr
-    assert "grapevine-migrations migrate --tenant acme --out-of-order" in result.stderr
+    assert "run them with: alembic -c alembic.ini -n tenant -x tenant=acme -x out_of_order=apply upgrade head" \
+        in result.stderr
     assert "Traceback" not in result.stderr
     assert "late" not in late.tables("db_acme")
 

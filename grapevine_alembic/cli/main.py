@@ -80,10 +80,12 @@ def _driver_error_line(err: Exception) -> str:
 
 
 def _error_line(err: GrapevineError) -> str:
-    """The error's one line; a tenant id that looks like a typo gets the ids it may have meant."""
+    """The error's one line, with what resolves it; a tenant id that looks like a typo gets the ids it may have meant."""
     if isinstance(err, UnknownTenant) and err.close:
         return f"{err}; did you mean {' or '.join(err.close)}?"
-    return str(err)
+    from .fixes import error_line
+
+    return error_line(err)
 
 
 def _click_error_line(err: click.ClickException) -> str:

@@ -12,9 +12,9 @@ from .report import (
     summary_json,
     version_counts,
 )
+from .fixes import target_flag, word_fix
 from ..database.state.result import DatabaseResult
-from ..database.state.lost_head import fixing_command
-from ..database.jobs.runner import target_flag, with_target
+from ..errors import UNAPPLY, Fix
 from ..overview import outcomes
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
@@ -203,7 +203,7 @@ def edit_fix(result: DatabaseResult, migration) -> str:
 def unknown_line(result: DatabaseResult, version: str) -> str:
     """A recorded version no file has (its file deleted after it ran?), with the command that clears it."""
     return (f"warning: {short(result)}: the database records {version}, which no migration file has"
-            f" (its file deleted?); once checked, remove it with: {with_target(fixing_command(version), result.target)}")
+            f" (its file deleted?); once checked, remove it{word_fix(Fix(UNAPPLY, version), result.target)}")
 
 
 def print_migrate_summary(out: Output, results: list[DatabaseResult], *, verbose: bool = False) -> None:
@@ -246,7 +246,7 @@ def _grouped_notes(results: list[DatabaseResult]) -> list[tuple[str, list[str]]]
         if result.ok and result.plan:
             for version in result.plan.unknown:
                 text = (f"the database records {version}, which no migration file has (its file deleted?); once checked,"
-                        f" remove it per database with: {with_target(fixing_command(version), result.target)}")
+                        f" remove it per database{word_fix(Fix(UNAPPLY, version), result.target)}")
                 notes.setdefault(_any_tenant(text, result), []).append(result.target.database)
     return [(text, sorted(dbs)) for text, dbs in notes.items()]
 

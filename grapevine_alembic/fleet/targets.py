@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..database.session import transient
 from ..database.session import interrupts
 from ..database.session.connection import ConnectionFailed, describe_error, open_connection
-from ..errors import DatabaseError, UnknownTenant, UsageError
+from ..errors import MIGRATE_CONTROL, DatabaseError, Fix, UnknownTenant, UsageError
 from ..settings import Settings, validate_tenant_id
 from ..database.state.target import Target
 
@@ -90,10 +90,8 @@ def _read_listed(settings: Settings, cursor, tenants_query: str | None):
         )
         has_table, has_deleted_at = cursor.fetchone()
         if not has_table:
-            raise DatabaseError(
-                f"the control database {settings.control.dbname} has no tenants table"
-                " (run `grapevine-migrations migrate --control` first?)"
-            )
+            raise DatabaseError(f"the control database {settings.control.dbname} has no tenants table",
+                                fix=Fix(MIGRATE_CONTROL))
         tenants_query = default_tenants_query(has_deleted_at)
     try:
         cursor.execute(tenants_query)

@@ -16,6 +16,7 @@ import dataclasses
 import threading
 from dataclasses import dataclass
 
+from ...errors import ADOPT, Fix
 from ...files.cluster_wide import ServerFreeFile
 from ...files.discovery import discover
 from ...files.migration import MigrationFile
@@ -114,6 +115,8 @@ class RunOptions:
     stop_at: object = None
     on_step: object = None  # callable(database, from_version, migration): a file about to move the head
     adopt_legacy: bool = True  # False: a database with only the previous tool's ledger is refused, not adopted
+    # callable(fix, target) -> str: the way in's words for an ``errors.Fix``, after the error's facts (None: none)
+    word_fix: object = None
 
 
 class Session:
@@ -193,7 +196,7 @@ def status(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
             # a legacy ledger: the version its rows reach (migrate adopts it there)
             result.before = result.after = result.plan.head or result.plan.adopt_to
             if result.plan.problem:
-                result.fail(with_target(result.plan.problem, target))
+                _fail_on_problem(result, result.plan, options)
 
     return with_retries(target, options, attempt)
 
@@ -208,16 +211,16 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
             result.state, result.plan, result.before = state, plan, plan.head
             result.after = plan.head or plan.adopt_to
             if plan.problem:
-                result.fail(with_target(plan.problem, target))
+                _fail_on_problem(result, plan, options)
                 return
             if plan.adopt_to and not options.adopt_legacy:
-                result.fail(legacy_refusal(target.database, chain.tables))
+                result.refuse(legacy_refusal(target.database, chain.tables), Fix(ADOPT), options.word_fix)
                 return
             if options.stop_at is not None:
                 bound = options.stop_at(plan.head or plan.adopt_to) if callable(options.stop_at) else options.stop_at
                 plan = result.plan = plan.up_to(bound)
             if plan.out_of_order and not options.out_of_order:
-                result.fail(late_files.refusal(plan, target_flag(target)))
+                late_files.refuse(result, plan, options.word_fix)
                 return
             if options.dry_run:
                 _validate_pending(plan, options, chain)
@@ -311,21 +314,17 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
         raise
 
 
+def _fail_on_problem(result: DatabaseResult, plan: Plan, options: RunOptions) -> None:
+    if plan.fix is None:
+        result.fail(plan.problem)
+    else:
+        result.refuse(plan.problem, plan.fix, options.word_fix)
+
+
 def legacy_refusal(database: str, tables: ToolTables) -> str:
-    """A road that does not adopt: Alembic alone would start again from base, so send the user to the
-    command that adopts the previous tool's ledger (stamps the recorded prefix, keeping applied_at)."""
-    return (f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet:"
-            " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)")
-
-
-def target_flag(target: Target) -> str:
-    """The command-line flag that selects this database, for suggested commands."""
-    return "--control" if target.kind == "control" else f"--tenant {target.tenant_id}"
-
-
-def with_target(text: str, target: Target) -> str:
-    """Fill a suggested command's ``{target}`` with this database's flag."""
-    return text.replace("{target}", target_flag(target))
+    """A road that does not adopt: Alembic alone would start again from base (``ADOPT``: what adopts the previous
+    tool's ledger, stamping the recorded prefix and keeping applied_at, is the way in's to word)."""
+    return f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet"
 
 
 def adopt(session: Session, chain: Chain, version: str, result: DatabaseResult) -> DatabaseState:

@@ -12,11 +12,6 @@ from ...tool_tables import DEFAULT_TABLES, ToolTables
 from .ledger import UNMARKED, DatabaseState
 
 
-def fixing_command(version: str) -> str:
-    """The command printed beside the error; ``{target}`` is filled with the database's flag."""
-    return f"grapevine-migrations mark --unapply {version} {{target}}"
-
-
 def way_back(versions: list[str], state: DatabaseState, lost: str) -> str | None:
     """The newest version below ``lost`` that has a file and is recorded as applied (None: base).
 

@@ -18,8 +18,8 @@ import difflib
 from dataclasses import dataclass, field
 
 from .ledger import UNMARKED, DatabaseState
+from ...errors import UNAPPLY, Fix
 from ...files.migration import MigrationFile
-from .lost_head import fixing_command
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Plan:
     unknown: tuple[str, ...] = ()  # recorded in the database, no file has that version
     adopt_to: str | None = None  # legacy ledger to adopt: stamp this version
     problem: str | None = None  # the database cannot be migrated as it stands
+    fix: Fix | None = None  # what resolves the problem, as facts (worded by each way in)
     applied_count: int = 0
     notes: tuple[str, ...] = field(default=())
 
@@ -64,9 +65,9 @@ def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
     head = state.head
     unknown = tuple(sorted(v for v in set(state.ledger) | set(state.heads) if v not in known))
     if head is not None and head not in known:
-        return Plan(head=head, unknown=unknown, problem=(
+        return Plan(head=head, unknown=unknown, fix=Fix(UNAPPLY, head), problem=(
             f"the database is at {head}, which no migration file has (its file deleted, or another branch's?);"
-            f" once checked, move it back to the newest applied version that has a file with: {fixing_command(head)}"))
+            " once checked, move it back to the newest applied version that has a file"))
     unmarked = {v for v, row in state.ledger.items() if row.applied_by == UNMARKED}
     recorded = {v: row for v, row in state.ledger.items() if v not in unmarked}
     applied = [m for m in chain if head is not None and m.version <= head]
@@ -108,10 +109,10 @@ def _legacy_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan
         return Plan(
             head=None,
             unknown=tuple(unknown),
+            fix=Fix(UNAPPLY, unknown[0]),
             problem=(
                 f"the previous tool's schema_migrations records versions no migration file has: {', '.join(unknown)}"
-                " (a file renamed or removed?); once checked, remove the row with:"
-                f" grapevine-migrations mark --unapply {unknown[0]} {{target}}"
+                " (a file renamed or removed?); once checked, remove the row"
             ),
         )
     last = recorded[-1]
