@@ -32,7 +32,7 @@ class Fix:
 
 
 UNAPPLY = "unapply"  # a recorded version no file has: move the head back / remove the row (mark --unapply V)
-LATE = "late"  # files merged late: run them out of order, or record them as applied (mark --apply V)
+OUT_OF_ORDER = "out-of-order"  # files merged late: run them out of order, or record them as applied (mark --apply V)
 ADOPT = "adopt"  # the previous tool's ledger on a road that does not adopt: migrate adopts it
 MIGRATE = "migrate"  # a database half-built from the chain: migrating it completes it
 MIGRATE_CONTROL = "migrate-control"  # the control database has no tenants table yet

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import pg
-from test_cli_late_files import HEAD, LATE, set_policy
+from test_cli_out_of_order_files import HEAD, LATE, set_policy
 from test_cli_lost_version import HEAD as LOST_HEAD
 
 
@@ -21,7 +21,7 @@ def late(project):
     return project
 
 
-def test_the_api_words_a_late_file_refusal_with_its_own_argument(late, pg_server):
+def test_the_api_words_an_out_of_order_file_refusal_with_its_own_argument(late, pg_server):
     from grapevine_alembic.api import migrate_database
 
     url, folder = pg.url_for(pg_server, "db_acme"), late.migrations("tenant")
@@ -35,7 +35,7 @@ def test_the_api_words_a_late_file_refusal_with_its_own_argument(late, pg_server
     assert "late" in late.tables("db_acme")
 
 
-def test_the_api_states_a_lost_head_without_a_command_line(late, pg_server):
+def test_the_api_states_a_lost_version_without_a_command_line(late, pg_server):
     from grapevine_alembic.api import migrate_database
 
     [head_file] = late.migrations("tenant").glob(f"{LOST_HEAD}_*.sql")
@@ -47,7 +47,7 @@ def test_the_api_states_a_lost_head_without_a_command_line(late, pg_server):
                           " a file")
 
 
-def test_the_alembic_road_words_a_late_file_refusal_as_an_alembic_command(late):
+def test_the_alembic_road_words_an_out_of_order_file_refusal_as_an_alembic_command(late):
     set_policy(late, "refuse")
     refused = late.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
     assert refused.returncode != 0 and "Traceback" not in refused.stderr

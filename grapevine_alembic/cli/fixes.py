@@ -4,7 +4,7 @@ below return: they state the facts, the CLI says what to run.  It imports nothin
 from __future__ import annotations
 
 from ..errors import (
-    LATE,
+    OUT_OF_ORDER,
     MIGRATE,
     MIGRATE_CONTROL,
     START_LOCAL,
@@ -21,7 +21,7 @@ PROGRAM = "grapevine-migrations"
 
 def target_flag(target) -> str:
     """The command-line flag that selects this database, for suggested commands."""
-    return "--control" if target.kind == "control" else f"--tenant {target.tenant_id}"
+    return "--control" if target.env == "control" else f"--tenant {target.tenant_id}"
 
 
 def word_fix(fix: Fix, target=None) -> str:
@@ -29,7 +29,7 @@ def word_fix(fix: Fix, target=None) -> str:
     flag = target_flag(target) if target is not None else ""
     if fix.action == UNAPPLY:
         return f" with: {PROGRAM} mark --unapply {fix.version} {flag}"
-    if fix.action == LATE:
+    if fix.action == OUT_OF_ORDER:
         return (f"; run them with: {PROGRAM} migrate {flag} --out-of-order; or record them as applied with:"
                 f" {PROGRAM} mark --apply {fix.version} {flag}")
     if fix.action == MIGRATE:

@@ -20,7 +20,7 @@ from ...errors import ADOPT, Fix
 from ...files.cluster_wide import ServerFreeFile
 from ...files.discovery import discover
 from ...files.migration import MigrationFile
-from ..state import late_files
+from ..state import out_of_order_files
 from ..session.connection import SessionPolicy, acquire_lock, open_connection, sqlalchemy_connection
 from ..apply import durability
 from ...files.tool_table_writes import refuse_tool_table_writes
@@ -101,7 +101,7 @@ class RunOptions:
     retries: int = 3
     retry_window_s: float = 60.0  # retrying.DEFAULT_RETRY_WINDOW_S: how long a restarting server is waited out
     dry_run: bool = False
-    out_of_order: bool = True  # apply late-merged files (late_files.APPLY); False: refuse the database
+    out_of_order: bool = True  # apply late-merged files (out_of_order_files.APPLY); False: refuse the database
     debug: bool = False
     on_notice: object = None  # callable(database, version, message)
     on_wait: object = None  # callable(database)
@@ -220,7 +220,7 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                 bound = options.stop_at(plan.head or plan.adopt_to) if callable(options.stop_at) else options.stop_at
                 plan = result.plan = plan.up_to(bound)
             if plan.out_of_order and not options.out_of_order:
-                late_files.refuse(result, plan, options.word_fix)
+                out_of_order_files.refuse(result, plan, options.word_fix)
                 return
             if options.dry_run:
                 _validate_pending(plan, options, chain)
@@ -232,16 +232,16 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                 return
             if plan.up_to_date:
                 return
-            _warn_late(plan, target, options, result)
+            _warn_out_of_order(plan, target, options, result)
             _apply(session, chain, state, plan, result)
 
     return with_retries(target, options, attempt)
 
 
-def _warn_late(plan: Plan, target: Target, options: RunOptions, result: DatabaseResult) -> None:
+def _warn_out_of_order(plan: Plan, target: Target, options: RunOptions, result: DatabaseResult) -> None:
     """One warning line per late-merged file, before it runs: applied, but never silently."""
     for migration in plan.out_of_order:
-        line = late_files.warning_line(target.database, migration, plan.head or plan.adopt_to)
+        line = out_of_order_files.warning_line(target.database, migration, plan.head or plan.adopt_to)
         result.warnings.append(line)
         if options.on_warning:
             options.on_warning(line)

@@ -32,7 +32,7 @@ class Plan:
     marked_ahead: tuple[MigrationFile, ...] = ()  # after the head, marked applied: the head moves over them
     out_of_order: tuple[MigrationFile, ...] = ()  # at or before the head, never applied
     edited: tuple[MigrationFile, ...] = ()  # applied, but the file changed since
-    unknown: tuple[str, ...] = ()  # recorded in the database, no file has that version
+    lost: tuple[str, ...] = ()  # recorded in the database, no file has that version
     adopt_to: str | None = None  # legacy ledger to adopt: stamp this version
     problem: str | None = None  # the database cannot be migrated as it stands
     fix: Fix | None = None  # what resolves the problem, as facts (worded by each way in)
@@ -52,7 +52,7 @@ class Plan:
 
     @property
     def drifted(self) -> bool:
-        return bool(self.edited or self.unknown)
+        return bool(self.edited or self.lost)
 
 
 def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
@@ -63,9 +63,9 @@ def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
     if len(state.heads) > 1:
         return Plan(head=state.head, problem=f"the version table has several heads: {', '.join(state.heads)}")
     head = state.head
-    unknown = tuple(sorted(v for v in set(state.ledger) | set(state.heads) if v not in known))
+    lost = tuple(sorted(v for v in set(state.ledger) | set(state.heads) if v not in known))
     if head is not None and head not in known:
-        return Plan(head=head, unknown=unknown, fix=Fix(UNAPPLY, head), problem=(
+        return Plan(head=head, lost=lost, fix=Fix(UNAPPLY, head), problem=(
             f"the database is at {head}, which no migration file has (its file deleted, or another branch's?);"
             " once checked, move it back to the newest applied version that has a file"))
     unmarked = {v for v, row in state.ledger.items() if row.applied_by == UNMARKED}
@@ -88,7 +88,7 @@ def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
         marked_ahead=marked_ahead,
         out_of_order=out_of_order,
         edited=edited,
-        unknown=unknown,
+        lost=lost,
         applied_count=len(applied) - len(out_of_order) - len(rerun) + len(marked_ahead),
     )
 
@@ -104,14 +104,14 @@ def _legacy_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan
     versions = {m.version for m in chain}
     if not recorded:
         return Plan(head=None, pending=tuple(chain))
-    unknown = [v for v in recorded if v not in versions]
-    if unknown:
+    lost = [v for v in recorded if v not in versions]
+    if lost:
         return Plan(
             head=None,
-            unknown=tuple(unknown),
-            fix=Fix(UNAPPLY, unknown[0]),
+            lost=tuple(lost),
+            fix=Fix(UNAPPLY, lost[0]),
             problem=(
-                f"the previous tool's schema_migrations records versions no migration file has: {', '.join(unknown)}"
+                f"the previous tool's schema_migrations records versions no migration file has: {', '.join(lost)}"
                 " (a file renamed or removed?); once checked, remove the row"
             ),
         )

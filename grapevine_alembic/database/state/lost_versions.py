@@ -15,7 +15,7 @@ from .ledger import UNMARKED, DatabaseState
 def way_back(versions: list[str], state: DatabaseState, lost: str) -> str | None:
     """The newest version below ``lost`` that has a file and is recorded as applied (None: base).
 
-    Without a ledger every file below the lost head counts as applied, as Alembic's head says.
+    Without a ledger every file below the lost version counts as applied, as Alembic's head says.
     """
     applied = {v for v, row in state.ledger.items() if row.applied_by != UNMARKED}
     below = [v for v in versions if v < lost and (v in applied or not state.ledger)]
