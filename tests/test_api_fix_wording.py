@@ -4,21 +4,9 @@ alembic road names alembic's command where there is one."""
 
 from __future__ import annotations
 
-import pytest
-
 import pg
-from test_cli_out_of_order_files import HEAD, LATE, set_policy
+from test_cli_out_of_order_files import HEAD, LATE, late, set_policy  # noqa: F401 (late: the fixture)
 from test_cli_lost_version import HEAD as LOST_HEAD
-
-
-@pytest.fixture
-def late(project):
-    """acme at the head; then a file older than the head arrives (a branch merged late)."""
-    project.migrate_control()
-    project.add_tenant("acme")
-    assert project.cli("migrate", "--tenant", "acme").returncode == 0
-    project.write("tenant", LATE, "CREATE TABLE late (a int);\n")
-    return project
 
 
 def test_the_api_words_an_out_of_order_file_refusal_with_its_own_argument(late, pg_server):
