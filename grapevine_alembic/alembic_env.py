@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from .cli import fixes as cli_fixes
 from .cli.report import notice_line, retry_line, waiting_line, write_line
 from .database.jobs import alembic_bridge, runner
 from .database.session.connection import (
@@ -22,10 +23,11 @@ from .database.session.connection import (
     open_connection,
     sqlalchemy_connection,
 )
-from .database.state import late_files
+from .database.session.transient import is_driver_error
+from .database.state import out_of_order_files
 from .database.state.ledger import LedgerWriter, check_placement, read_state
 from .database.state.target import Target
-from .errors import GrapevineError, UsageError
+from .errors import ADOPT, OUT_OF_ORDER, MIGRATE_CONTROL, UNAPPLY, Fix, GrapevineError, UsageError
 from .fleet.breakers import Breakers
 from .local.devserver import resolve_settings
 from .masking import known_secrets, mask
@@ -41,14 +43,15 @@ def print_notice(database: str, version: str | None, message: str) -> None:
     write_line(sys.stderr, notice_line(database, version, message))
 
 
-def run_environment(kind: str) -> None:
+def run_environment(env: str) -> None:
     """Entry point for env.py: one line on failure (Alembic prints ``FAILED: ...``), never a traceback."""
     from alembic import context, util
 
     try:
-        _run(context, kind)
+        _run(context, env)
     except GrapevineError as err:
-        raise util.CommandError(mask(str(err), _secrets(context.config))) from err
+        message = str(err) + (word_fix(err.fix) if err.fix else "")
+        raise util.CommandError(mask(message, _secrets(context.config))) from err
     except Exception as err:
         message = _database_error_line(err)
         if message is None:
@@ -67,16 +70,11 @@ def _secrets(config) -> set[str]:
 def _database_error_line(err: Exception) -> str | None:
     """PostgreSQL's message of a driver error raised outside our executor (Alembic creating its
     version table without CREATE privilege, say); None for anything else."""
-    import psycopg2
-    from sqlalchemy.exc import DBAPIError
-
-    if isinstance(err, DBAPIError) and err.orig is not None:
-        err = err.orig
-    return describe_error(err) if isinstance(err, psycopg2.Error) else None
+    return describe_error(err) if is_driver_error(err) else None
 
 
-def _run(context, kind: str) -> None:
-    _refuse_model_commands(context.config, kind)
+def _run(context, env: str) -> None:
+    _refuse_model_commands(context.config, env)
     command = _command(context.config) or alembic_bridge.running_command(context)
     project = _project(context.config)
     if context.config.config_file_name:  # the usual env.py logging set-up: "Running upgrade ..." lines
@@ -85,35 +83,36 @@ def _run(context, kind: str) -> None:
         logging.config.fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     if command == "downgrade":  # forward only, online or --sql: refused before anything connects
         raise UsageError(alembic_bridge.FORWARD_ONLY)
-    tables = project.tool_tables(kind)  # version_table, ledger_table, ... of this section
+    tables = project.tool_tables(env)  # version_table, ledger_table, ... of this section
     if context.is_offline_mode():  # --sql writes SQL with Alembic's machinery: no database
         writer = LedgerWriter(context.script.migration_files(), tables=tables)
         context.configure(dialect_name="postgresql", transaction_per_migration=True, on_version_apply=[writer],
-                          grapevine_tables=tables, grapevine_env=kind, **tables.alembic_options())
+                          grapevine_tables=tables, grapevine_env=env, **tables.alembic_options())
         with context.begin_transaction():
             context.run_migrations(migration_context=context.get_context())
         return
 
     load_dotenv_file(project.root)
-    settings = resolve_settings(project, announce=lambda text: print(text, file=sys.stderr, flush=True))
-    xargs = _checked_x_arguments(context.get_x_argument(as_dictionary=True), kind)
-    if kind == "control":
+    settings = resolve_settings(project, announce=lambda text: print(text, file=sys.stderr, flush=True),
+                                word_fix=word_fix)
+    xargs = _checked_x_arguments(context.get_x_argument(as_dictionary=True), env)
+    if env == "control":
         spec = settings.control
     else:  # -x server=host[:port] for a tenant placed on another server, with its login from alembic.ini
         placed = replace(settings, server_logins=project.server_logins)
         spec = placed.tenant_spec(_required_tenant(xargs), xargs.get("server"))
     if command == "upgrade":
-        _upgrade(context, project, Target(kind, spec, tenant_id=xargs.get("tenant")), xargs)
+        _upgrade(context, project, Target(env, spec, tenant_id=xargs.get("tenant")), xargs)
     else:
         _run_alembic(context, project, spec, tables, xargs, mutates=command in _MUTATING_COMMANDS or not command)
 
 
 def _upgrade(context, project, target: Target, xargs: dict) -> None:
     """``alembic upgrade <target>``: migrate's job for this database, stopped where Alembic's map says."""
-    late_policy = project.out_of_order  # a bad -x value fails here, before any connection
+    out_of_order_policy = project.out_of_order  # a bad -x value fails here, before any connection
     if "out_of_order" in xargs:
-        late_policy = late_files.parse_policy(xargs["out_of_order"], "-x out_of_order")
-    chain = runner.Chain(project, target.kind, folder=context.script.migration_folder())
+        out_of_order_policy = out_of_order_files.parse_policy(xargs["out_of_order"], "-x out_of_order")
+    chain = runner.Chain(project, target.env, folder=context.script.migration_folder())
     chain._script = context.script  # the revision map Alembic built for this command
     destination = context.get_revision_argument()
     options = replace(
@@ -122,10 +121,11 @@ def _upgrade(context, project, target: Target, xargs: dict) -> None:
         lock_timeout_s=_seconds(xargs, "lock_timeout", _DEFAULTS.lock_timeout_s),
         retries=_count(xargs, "retries", _DEFAULTS.retries),
         retry_window_s=_seconds(xargs, "retry_window", _DEFAULTS.retry_window_s),
-        out_of_order=late_policy == late_files.APPLY, adopt_legacy=False, servers=Breakers(),
+        out_of_order=out_of_order_policy == out_of_order_files.APPLY, adopt_legacy=False, servers=Breakers(),
         stop_at=lambda head: alembic_bridge.upgrade_bound(context.script, destination, head),
         on_notice=print_notice, on_wait=_say_waiting, on_step=_say_running, on_warning=_say,
         on_retry=lambda database, attempt, error, delay: _say(retry_line(database, attempt, error, delay)),
+        word_fix=word_fix,
     )
     result = runner.migrate(target, chain, options)
     if result.error:
@@ -164,7 +164,22 @@ def _refuse_legacy(raw, spec, tables) -> None:
     """Only the previous tool's ledger: Alembic would start again from base."""
     with raw.cursor() as cursor:
         if read_state(cursor, tables=tables).is_legacy:
-            raise UsageError(runner.legacy_refusal(spec.dbname, tables))
+            raise UsageError(runner.legacy_refusal(spec.dbname, tables), fix=Fix(ADOPT))
+
+
+def word_fix(fix: Fix, target: Target | None = None) -> str:
+    """What resolves a failure, worded for a person at ``alembic`` (the CLI's words are in ``cli/fixes``)."""
+    if fix.action == OUT_OF_ORDER:
+        tenant = f" -x tenant={target.tenant_id}" if target is not None and target.tenant_id else ""
+        env = target.env if target is not None else "tenant"
+        return f"; run them with: alembic -c alembic.ini -n {env}{tenant} -x out_of_order=apply upgrade head"
+    if fix.action == UNAPPLY:  # Alembic's stamp cannot start from a revision its map does not know
+        return f"; Alembic cannot move it: `mark --unapply {fix.version}` of grapevine-migrations does"
+    if fix.action == ADOPT:
+        return ": run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
+    if fix.action == MIGRATE_CONTROL:
+        return " (run `alembic -c alembic.ini -n control upgrade head` first?)"
+    return cli_fixes.word_fix(fix, target)  # the embedded server's `dev` commands have no alembic form
 
 
 def _say(line: str) -> None:
@@ -193,15 +208,15 @@ X_KEYS = {"control": ("timeout", "lock_timeout", "out_of_order", "retries", "ret
           "tenant": ("tenant", "timeout", "lock_timeout", "server", "out_of_order", "retries", "retry_window")}
 
 
-def _checked_x_arguments(xargs: dict, kind: str) -> dict:
+def _checked_x_arguments(xargs: dict, env: str) -> dict:
     """``-x key=value`` pairs this environment reads; an unknown key is an error, not ignored."""
     import difflib
 
     for key in xargs:
-        if key not in X_KEYS[kind]:
-            close = difflib.get_close_matches(key, X_KEYS[kind], n=1)
+        if key not in X_KEYS[env]:
+            close = difflib.get_close_matches(key, X_KEYS[env], n=1)
             hint = f"did you mean {close[0]}? " if close else ""
-            raise UsageError(f"unknown -x {key} for the {kind} environment ({hint}known: {', '.join(X_KEYS[kind])})")
+            raise UsageError(f"unknown -x {key} for the {env} environment ({hint}known: {', '.join(X_KEYS[env])})")
     return xargs
 
 
@@ -234,7 +249,7 @@ def _required_tenant(xargs: dict) -> str:
     return tenant
 
 
-def _refuse_model_commands(config, kind: str) -> None:
+def _refuse_model_commands(config, env: str) -> None:
     """``alembic check`` and ``revision --autogenerate`` compare SQLAlchemy models with a database; there
     are none here, so say what does the job instead, before anything connects."""
     command = _command(config)
@@ -243,4 +258,4 @@ def _refuse_model_commands(config, kind: str) -> None:
                          " `grapevine-migrations check` (the files) or `grapevine-migrations drift` (databases against them)")
     if command == "revision" and getattr(config.cmd_opts, "autogenerate", False):
         raise UsageError("--autogenerate needs SQLAlchemy models, and these migrations are .sql files: run"
-                         f" `alembic -c alembic.ini -n {kind} revision -m \"description\"` and write its SQL")
+                         f" `alembic -c alembic.ini -n {env} revision -m \"description\"` and write its SQL")

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import GrapevineError
+from .errors import OUT_OF_ORDER, MIGRATE, MIGRATE_CONTROL, Fix, GrapevineError
 from .masking import known_secrets, mask
 
 __all__ = ["FleetDatabase", "FleetResult", "MigrationResult", "ProvisionResult", "migrate_database",
@@ -81,7 +81,7 @@ def migrate_database(
         raise ValueError("timeout, retries and retry_window must not be negative")
     if silence_timeout is not None and not silence_timeout > 0:
         raise ValueError("silence_timeout must be greater than 0")
-    late = _late_policy(out_of_order, chain.folder)
+    late = _out_of_order_policy(out_of_order, chain.folder)
     notices: list[str] = []
 
     def on_notice(database: str, version: str | None, message: str) -> None:
@@ -101,10 +101,10 @@ def migrate_database(
         lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
         on_warning=on_warning, out_of_order=late, on_retry=on_retry,
         retry_window_s=float(retry_window), servers=Breakers(),
-        bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None,
+        bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None, word_fix=_word_fix,
     )
-    kind = "control" if chain.folder.name == "control" else "tenant"
-    result = runner.migrate(Target(kind, spec), chain, options)
+    env = "control" if chain.folder.name == "control" else "tenant"
+    result = runner.migrate(Target(env, spec), chain, options)
     error = _masked(result.error, spec.password)
     if error:
         logger.warning("migrating %s failed: %s", spec.dbname, error)
@@ -197,9 +197,9 @@ def migrate_fleet(
         folder = Path(project_dir).resolve()
         config = find_config(start=folder)
         project = load_project(config) if config is not None else default_project(folder)
-        env = {**os.environ, **({"CONTROL_DATABASE_URL": control_url} if control_url else {})}
-        settings = replace(Settings.from_environment(env), server_logins=project.server_logins)
-        chains = {kind: runner.Chain(project, kind) for kind in ("control", "tenant")}
+        environ = {**os.environ, **({"CONTROL_DATABASE_URL": control_url} if control_url else {})}
+        settings = replace(Settings.from_environment(environ), server_logins=project.server_logins)
+        chains = {env: runner.Chain(project, env) for env in ("control", "tenant")}
     except GrapevineError as err:
         raise ValueError(_masked(str(err))) from None
     blocking = [name for chain in chains.values() for name in chain.blocking]
@@ -226,7 +226,7 @@ def migrate_fleet(
                 canary = recorded["canary"]
         else:
             recorder = record.Recorder.start(settings.control, tables, heads={
-                kind: (chain.versions[-1] if chain.versions else None) for kind, chain in chains.items()}, options=dict(
+                env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()}, options=dict(
                 control=control, targets="all tenants" if tenants is None else f"{len(tenants)} named tenant(s)",
                 selection={"all_tenants": tenants is None, "tenant_ids": list(tenants or ()), "shard": None},
                 waves=waves, canary=canary, max_failures=None if max_failures is None else str(max_failures),
@@ -234,19 +234,19 @@ def migrate_fleet(
                 retry_window=60.0, timeout=timeout, lock_timeout=5.0, out_of_order=None, verify=verify),
                 command="grapevine_alembic.api.migrate_fleet", secrets=secrets)
     except GrapevineError as err:
-        return FleetResult(ok=False, error=_masked(str(err), *secrets))
+        return FleetResult(ok=False, error=_masked(str(err) + (_word_fix(err.fix) if err.fix else ""), *secrets))
     options = runner.RunOptions(lock_key=project.lock_key, timeout_s=float(timeout), retries=retries,
-                                on_notice=on_notice, servers=Breakers())
+                                on_notice=on_notice, servers=Breakers(), word_fix=_word_fix)
     selection = Selection(all_tenants=tenants is None, tenant_ids=tuple(tenants or ()))
     references = None
     if verify:
         from .schema.scratch import References, server_for
 
-        references = References(chains, {kind: server_for(settings, kind) for kind in chains},
+        references = References(chains, {env: server_for(settings, env) for env in chains},
                                 lock_key=project.lock_key, on_notice=lambda line: logger.info("%s", line))
 
     def job(target):
-        result = runner.migrate(target, chains[target.kind], options)
+        result = runner.migrate(target, chains[target.env], options)
         if references is None:
             return result
         from .schema.drift import verify as compared  # then the comparison with its version's schema
@@ -259,7 +259,7 @@ def migrate_fleet(
             lambda: resolve(selection, settings, project.tenants_query) if selection.wants_tenants else [],
             job,
             options=options, max_parallel=max_parallel, waves=sizes, canary=canary, budget=budget,
-            wave_pause=float(wave_pause), peek=lambda t: runner.status(t, chains[t.kind], options),
+            wave_pause=float(wave_pause), peek=lambda t: runner.status(t, chains[t.env], options),
         )
     except GrapevineError as err:
         return FleetResult(ok=False, error=_masked(str(err), *secrets), rollout=recorder.id)
@@ -318,7 +318,8 @@ def provision_database(
         notices.append(line)
         logger.info("%s", line)
 
-    options = runner.RunOptions(lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), on_notice=on_notice)
+    options = runner.RunOptions(lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), on_notice=on_notice,
+                                word_fix=_word_fix)
     result = provisioning.provision(Target("tenant", spec), chain, options, maintenance_db=maintenance_db)
     error = _masked(result.error, spec.password)
     if error:
@@ -337,6 +338,17 @@ async def migrate_database_async(
         retry_window=retry_window, silence_timeout=silence_timeout, out_of_order=out_of_order,
         version_table=version_table, ledger_table=ledger_table,
     )
+
+
+def _word_fix(fix: Fix, target=None) -> str:
+    """What resolves a failure, worded for a caller of this API: its arguments, never a command line."""
+    if fix.action == OUT_OF_ORDER:
+        return f'; run them with out_of_order="apply", or record {fix.version} as applied'
+    if fix.action == MIGRATE:
+        return "; migrating it completes it"
+    if fix.action == MIGRATE_CONTROL:
+        return " (migrate the control database first?)"
+    return ""  # the facts say what to do (UNAPPLY: move the head back once checked)
 
 
 def _spec(url: str, parse):
@@ -358,11 +370,11 @@ def _chain(migrations_dir, runner, tables):
         raise ValueError(str(err)) from None
 
 
-def _late_policy(value: str | None, folder: Path) -> bool:
+def _out_of_order_policy(value: str | None, folder: Path) -> bool:
     """True to apply late-merged files: the argument, else the project's alembic.ini setting, else apply."""
     import configparser
 
-    from .database.state import late_files  # lazy, as runner above
+    from .database.state import out_of_order_files  # lazy, as runner above
     from .settings import find_config
 
     where = "out_of_order"
@@ -378,9 +390,9 @@ def _late_policy(value: str | None, folder: Path) -> bool:
             parser.read(config)
         except configparser.Error:
             return True  # not one of ours; the CLI reports a broken alembic.ini
-        value, where = parser.get("grapevine", late_files.SETTING, fallback=None), f"{config} [grapevine]"
+        value, where = parser.get("grapevine", out_of_order_files.SETTING, fallback=None), f"{config} [grapevine]"
     try:
-        return late_files.parse_policy(value, where) == late_files.APPLY
+        return out_of_order_files.parse_policy(value, where) == out_of_order_files.APPLY
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 

@@ -4,6 +4,7 @@ Lower layers raise these (or convert foreign exceptions with ``raise ... from er
 the command layer prints ``error: <message>`` and picks the exit code.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -21,10 +22,34 @@ def project_path(path: Path) -> str:
     return str(path)
 
 
+@dataclass(frozen=True)
+class Fix:
+    """What resolves a failure, as facts.  The layers below the ways in never word it: each way in does
+    (``cli/fixes``: the command to paste; ``alembic_env``: alembic's own; ``api``: its arguments)."""
+
+    action: str  # one of the names below
+    version: str | None = None
+
+
+UNAPPLY = "unapply"  # a recorded version no file has: move the head back / remove the row (mark --unapply V)
+OUT_OF_ORDER = "out-of-order"  # files merged late: run them out of order, or record them as applied (mark --apply V)
+ADOPT = "adopt"  # the previous tool's ledger on a road that does not adopt: migrate adopts it
+MIGRATE = "migrate"  # a database half-built from the chain: migrating it completes it
+MIGRATE_CONTROL = "migrate-control"  # the control database has no tenants table yet
+START_LOCAL = "start-local"  # no URL, and the embedded local server runs only when asked (dev up)
+START_LOCAL_FIRST = "start-local-first"  # no URL, no local server running, and a read-only command never starts it
+STOP_LOCAL = "stop-local"  # the embedded local server just started: what stops it (dev down)
+
+
 class GrapevineError(Exception):
-    """Base class: the message is the one line a user sees."""
+    """Base class: the message is the one line a user sees (``fix``: what resolves it, for the way in to word)."""
 
     exit_code = 1
+    fix: Fix | None = None
+
+    def __init__(self, *args, fix: Fix | None = None):
+        super().__init__(*args)
+        self.fix = fix
 
 
 class UsageError(GrapevineError):

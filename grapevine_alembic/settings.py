@@ -160,7 +160,7 @@ class Project:
     tenants_query: str | None
     lock_key: int
     server_logins: dict = field(default_factory=dict, hash=False)  # "host[:port]" -> placement.ServerLogin
-    out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see database/state/late_files.py)
+    out_of_order: str = "apply"  # late-merged files: "apply" or "refuse" (see database/state/out_of_order_files.py)
     tables: dict = field(default_factory=dict, hash=False)  # env -> tool_tables.ToolTables
 
     def migration_dir(self, env: str) -> Path:
@@ -193,17 +193,17 @@ def migrations_dir_override(folder: Path, root: Path) -> Path:
     return (base / Path(folder).name).resolve()
 
 
-LATE_APPLY, LATE_REFUSE = "apply", "refuse"  # what to do with late-merged files (database/state/late_files.py)
-LATE_SETTING = "out_of_order"
+OUT_OF_ORDER_APPLY, OUT_OF_ORDER_REFUSE = "apply", "refuse"  # what to do with late-merged files (database/state/out_of_order_files.py)
+OUT_OF_ORDER_SETTING = "out_of_order"
 
 
-def parse_late_policy(value: str | None, where: str) -> str:
+def parse_out_of_order_policy(value: str | None, where: str) -> str:
     """The ``out_of_order`` policy a setting names; a typo is a configuration error, never a silent default."""
     if value is None:
-        return LATE_APPLY
+        return OUT_OF_ORDER_APPLY
     text = value.strip().lower()
-    if text not in (LATE_APPLY, LATE_REFUSE):
-        raise ConfigError(f"{where}: {LATE_SETTING} must be {LATE_APPLY} or {LATE_REFUSE}, not {value.strip()!r}")
+    if text not in (OUT_OF_ORDER_APPLY, OUT_OF_ORDER_REFUSE):
+        raise ConfigError(f"{where}: {OUT_OF_ORDER_SETTING} must be {OUT_OF_ORDER_APPLY} or {OUT_OF_ORDER_REFUSE}, not {value.strip()!r}")
     return text
 
 
@@ -267,7 +267,7 @@ def load_project(config_file: Path | None) -> Project:
     query = parser.get("grapevine", "tenants_query", fallback=None)
     lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
     logins = read_logins(parser, config_file)
-    late = parse_late_policy(parser.get("grapevine", LATE_SETTING, fallback=None), f"{config_file} [grapevine]")
+    late = parse_out_of_order_policy(parser.get("grapevine", OUT_OF_ORDER_SETTING, fallback=None), f"{config_file} [grapevine]")
     tables = {env: ToolTables.from_section(dict(parser.items(env)), f"{config_file} [{env}]") for env in ENVIRONMENTS}
     return Project(
         config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late, tables

@@ -126,7 +126,7 @@ def test_check_reports_problems_with_file_and_line(project, name, sql, level, ex
     assert "Traceback" not in human.stderr and f"{level}:" in human.stdout
 
 
-def test_check_against_db_reports_late_files(project):
+def test_check_against_db_reports_out_of_order_files(project):
     project.migrate_control()
     project.add_tenant("acme")
     assert project.cli("migrate", "--tenant", "acme").returncode == 0

@@ -240,3 +240,61 @@ def test_a_cycle_through_a_function_local_import_is_seen(tmp_path):
 ])
 def test_an_import_against_the_rules_is_seen(tmp_path, files, expected):
     assert forbidden(imports(_package(tmp_path, files))) == expected
+
+
+# Text for a person (a command to paste, "run X to fix it") is worded by cli/ from the values the layers
+# below return (errors.Fix); the alembic entry point words its own.  Below them, the program's name is a value.
+PERSON_TEXT = ("grapevine-migrations", " mark --")
+WORDED_BY = ("cli", "alembic_env")
+NAME_AS_VALUE = {
+    ("database.session.connection", "grapevine-migrations"),  # application_name, as pg_stat_activity shows it
+    ("database.session.watchdog", "grapevine-migrations watchdog"),  # the watchdog's application_name
+    ("local.devserver", "grapevine-migrations dev psql"),  # PGAPPNAME of `dev psql`
+    ("files.scaffold", '  run = "grapevine-migrations"'),  # the executable the scaffolded hook runs
+    ("overview.page", "<header><h1>grapevine-migrations "),  # the report page's title: the command it reports
+    ("schema.render", None),  # schema.sql's header names the command that wrote the file
+}
+
+
+def strings(path: Path) -> list[str]:
+    """The string constants of a module, docstrings left out (they speak to maintainers)."""
+    tree = ast.parse(path.read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def person_text_below_cli(root: Path) -> list[str]:
+    found = []
+    for module, (path, _) in sorted(modules(root).items()):
+        if module.split(".")[0] in WORDED_BY:
+            continue
+        for text in strings(path):
+            if any(marker in text for marker in PERSON_TEXT) and (module, text) not in NAME_AS_VALUE \
+                    and (module, None) not in NAME_AS_VALUE:
+                found.append(f"{module}: {text.strip()[:80]!r}")
+    return found
+
+
+def test_commands_to_paste_are_worded_only_by_the_ways_in():
+    assert person_text_below_cli(PACKAGE) == []
+
+
+def test_a_command_to_paste_below_cli_is_seen(tmp_path):
+    root = _package(tmp_path, {
+        "database/state/plan.py": 'def fix(v):\n    """Says `grapevine-migrations mark --unapply`."""\n'
+                                  '    return f"with: grapevine-migrations mark --unapply {v}"\n',
+        "fleet/targets.py": 'HINT = "or run: tool mark --apply V"\n',
+        "cli/fixes.py": 'PROGRAM = "grapevine-migrations"\n',
+        "alembic_env.py": 'ADOPT = "run `grapevine-migrations migrate` first"\n',
+        "database/session/connection.py": 'APPLICATION_NAME = "grapevine-migrations"\n',
+    })
+    assert person_text_below_cli(root) == [
+        "database.state.plan: 'with: grapevine-migrations mark --unapply'",
+        "fleet.targets: 'or run: tool mark --apply V'",
+    ]

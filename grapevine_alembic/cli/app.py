@@ -51,10 +51,12 @@ class App:
             from dataclasses import replace
 
             from ..local.devserver import resolve_settings  # lazy: --help stays fast
+            from .fixes import word_fix
             from ..placement import password_variables
 
             project = self.project()
-            settings = resolve_settings(project, announce=self.out().info, asked=self.embedded, read_only=self.read_only)
+            settings = resolve_settings(project, announce=self.out().info, asked=self.embedded, read_only=self.read_only,
+                                        word_fix=word_fix)
             self._settings = replace(settings, server_logins=project.server_logins)
             type(self.out()).password_variables = tuple(password_variables(project.server_logins))
             for secret in [settings.control.password, settings.tenant_server.password,
@@ -145,6 +147,7 @@ def run_options(app: App, **overrides):
     from ..fleet.breakers import Breakers
     from ..database.session.netbounds import bounds_from_environment
     from ..database.jobs.runner import RunOptions
+    from .fixes import word_fix
 
     bounds = bounds_from_environment()  # a bad GRAPEVINE_SILENCE_TIMEOUT is a usage error before any connection
     out = app.out()  # the same lines as env.py prints, but through the redacting output
@@ -162,7 +165,8 @@ def run_options(app: App, **overrides):
         out.info(retry_line(database, attempt, error, delay))
 
     return RunOptions(lock_key=app.project().lock_key, debug=app.debug, on_notice=notice, on_wait=waiting,
-                      on_retry=retrying, on_warning=warning, servers=Breakers(), bounds=bounds, **overrides)
+                      on_retry=retrying, on_warning=warning, servers=Breakers(), bounds=bounds, word_fix=word_fix,
+                      **overrides)
 
 
 @click.group(

@@ -58,7 +58,9 @@ def main(argv=None) -> None:
         click.echo("interrupted", err=True)
         message, code = "interrupted", 130
     except Exception as err:  # noqa: BLE001 - only the driver's errors, re-raised otherwise
-        if not _is_driver_error(err):
+        from ..database.session.transient import is_driver_error  # lazy: --help stays fast
+
+        if not is_driver_error(err):
             raise
         if debug:
             import traceback
@@ -71,12 +73,6 @@ def main(argv=None) -> None:
     sys.exit(code or 0)
 
 
-def _is_driver_error(err: Exception) -> bool:
-    """A psycopg2 error that no layer turned into a GrapevineError (psycopg2 is loaded if it raised one)."""
-    psycopg2 = sys.modules.get("psycopg2")
-    return psycopg2 is not None and isinstance(err, psycopg2.Error)
-
-
 def _driver_error_line(err: Exception) -> str:
     from ..database.session.connection import describe_error  # lazy: --help stays fast
 
@@ -84,10 +80,12 @@ def _driver_error_line(err: Exception) -> str:
 
 
 def _error_line(err: GrapevineError) -> str:
-    """The error's one line; a tenant id that looks like a typo gets the ids it may have meant."""
+    """The error's one line, with what resolves it; a tenant id that looks like a typo gets the ids it may have meant."""
     if isinstance(err, UnknownTenant) and err.close:
         return f"{err}; did you mean {' or '.join(err.close)}?"
-    return str(err)
+    from .fixes import error_line
+
+    return error_line(err)
 
 
 def _click_error_line(err: click.ClickException) -> str:

@@ -86,7 +86,7 @@ class RunMetrics:
             self.heard.add(id(result))
             self.files.inc(len(result.applied))
             self.retries.inc(max(result.attempts - 1, 0))
-            if result.target.kind == "tenant":
+            if result.target.env == "tenant":
                 self.tenants.labels(outcome(result)).inc()
                 self.duration.observe(result.seconds)
 
@@ -96,7 +96,7 @@ class RunMetrics:
 
         with self.lock:
             for result in results:
-                if id(result) not in self.heard and result.target.kind == "tenant":
+                if id(result) not in self.heard and result.target.env == "tenant":
                     self.tenants.labels(outcome(result)).inc()
             for version, count in version_counts(results):
                 self.versions.labels(version).set(count)

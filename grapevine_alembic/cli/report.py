@@ -142,7 +142,7 @@ def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) 
     plan = result.plan
     done = set(result.applied)
     doc = {
-        "target": result.target.kind,
+        "target": result.target.env,
         "tenant": result.target.tenant_id,
         "database": result.target.database,
         "server": result.target.server,
@@ -157,7 +157,7 @@ def database_json(result: DatabaseResult, *, verbose: bool = False, chain=None) 
         "pending": [m.version for m in plan.pending if m.version not in done] if plan else [],
         "out_of_order": [m.version for m in plan.out_of_order if m.version not in done] if plan else [],
         "edited": [m.version for m in plan.edited] if plan else [],
-        "unknown": list(plan.unknown) if plan else [],
+        "unknown": list(plan.lost) if plan else [],
         "attempts": result.attempts,
         "seconds": round(result.seconds, 3),
     }
@@ -249,8 +249,8 @@ def status_word(result: DatabaseResult) -> str:
         bits.append("previous tool's ledger: `migrate` adopts it")
     if plan.edited:
         bits.append(f"{len(plan.edited)} edited after applied")
-    if plan.unknown:
-        bits.append(f"{len(plan.unknown)} unknown in database")
+    if plan.lost:
+        bits.append(f"{len(plan.lost)} unknown in database")
     return ", ".join(bits) or "up to date"
 
 

@@ -12,9 +12,9 @@ from .report import (
     summary_json,
     version_counts,
 )
+from .fixes import target_flag, word_fix
 from ..database.state.result import DatabaseResult
-from ..database.state.lost_head import fixing_command
-from ..database.jobs.runner import target_flag, with_target
+from ..errors import UNAPPLY, Fix
 from ..overview import outcomes
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
@@ -62,9 +62,9 @@ def status_document(results, chains, *, verbose: bool, discovery_error: str | No
         "exit_code": exit_code,
         "error": discovery_error,
         "heads": {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()},
-        "databases": [database_json(r, verbose=verbose, chain=chains[r.target.kind]) for r in results],
-        "versions": dict(version_counts([r for r in results if r.target.kind == "tenant"])),
-        "servers": server_counts([r for r in results if r.target.kind == "tenant"]),
+        "databases": [database_json(r, verbose=verbose, chain=chains[r.target.env]) for r in results],
+        "versions": dict(version_counts([r for r in results if r.target.env == "tenant"])),
+        "servers": server_counts([r for r in results if r.target.env == "tenant"]),
         "summary": {
             **summary_json(results),
             "up_to_date": sum(bool(r.ok and r.plan and r.plan.up_to_date) for r in results),
@@ -78,7 +78,7 @@ def print_status(out: Output, results, chains, *, verbose: bool, discovery_error
                  wants_tenants: bool = True) -> None:
     if verbose:
         for result in results:
-            _print_verbose(out, result, chains[result.target.kind])
+            _print_verbose(out, result, chains[result.target.env])
     else:
         _print_overview(out, results, chains, wants_tenants and not discovery_error)
     if discovery_error:
@@ -87,8 +87,8 @@ def print_status(out: Output, results, chains, *, verbose: bool, discovery_error
 
 def _print_overview(out: Output, results, chains, wants_tenants: bool) -> None:
     """Readable with hundreds of tenants: control, tenants per version, then only those needing care."""
-    control = [r for r in results if r.target.kind == "control"]
-    tenants = [r for r in results if r.target.kind == "tenant"]
+    control = [r for r in results if r.target.env == "control"]
+    tenants = [r for r in results if r.target.env == "tenant"]
     for result in control:
         head = chains["control"].versions[-1] if chains["control"].versions else "(none)"
         out.line(f"control {result.target.database}: {version_cell(result)} - {status_word(result)} (head {head})")
@@ -141,7 +141,7 @@ def _print_drift(out: Output, result: DatabaseResult, *, pending: bool = True) -
         out.line(f"  {name}: out of order, never applied: {migration.path.name}")
     for migration in plan.edited:
         out.line(f"  warning: {name}: {migration.path.name} was edited after it was applied; {edit_fix(result, migration)}")
-    for version in plan.unknown:
+    for version in plan.lost:
         out.line(f"  {unknown_line(result, version)}")
 
 
@@ -203,7 +203,7 @@ def edit_fix(result: DatabaseResult, migration) -> str:
 def unknown_line(result: DatabaseResult, version: str) -> str:
     """A recorded version no file has (its file deleted after it ran?), with the command that clears it."""
     return (f"warning: {short(result)}: the database records {version}, which no migration file has"
-            f" (its file deleted?); once checked, remove it with: {with_target(fixing_command(version), result.target)}")
+            f" (its file deleted?); once checked, remove it{word_fix(Fix(UNAPPLY, version), result.target)}")
 
 
 def print_migrate_summary(out: Output, results: list[DatabaseResult], *, verbose: bool = False) -> None:
@@ -244,16 +244,16 @@ def _grouped_notes(results: list[DatabaseResult]) -> list[tuple[str, list[str]]]
             text = f"{migration.path.name} was edited after it was applied; {edit_fix(result, migration)} (per database)"
             notes.setdefault(_any_tenant(text, result), []).append(result.target.database)
         if result.ok and result.plan:
-            for version in result.plan.unknown:
+            for version in result.plan.lost:
                 text = (f"the database records {version}, which no migration file has (its file deleted?); once checked,"
-                        f" remove it per database with: {with_target(fixing_command(version), result.target)}")
+                        f" remove it per database{word_fix(Fix(UNAPPLY, version), result.target)}")
                 notes.setdefault(_any_tenant(text, result), []).append(result.target.database)
     return [(text, sorted(dbs)) for text, dbs in notes.items()]
 
 
 def _any_tenant(text: str, result: DatabaseResult) -> str:
     """A tenant's command with its id left for the reader, so the same note on many tenants reads the same."""
-    return text.replace(target_flag(result.target), "--tenant ID") if result.target.kind == "tenant" else text
+    return text.replace(target_flag(result.target), "--tenant ID") if result.target.env == "tenant" else text
 
 
 def _print_migrate_rows(out: Output, results: list[DatabaseResult]) -> None:
@@ -269,7 +269,7 @@ def _print_migrate_rows(out: Output, results: list[DatabaseResult]) -> None:
             out.line(f"warning: {short(result)}: {migration.path.name} was edited after it was applied;"
                      f" {edit_fix(result, migration)}")
         if result.ok and result.plan:  # a failed database's error already says it
-            for version in result.plan.unknown:
+            for version in result.plan.lost:
                 out.line(unknown_line(result, version))
 
 

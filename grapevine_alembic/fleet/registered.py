@@ -9,10 +9,10 @@ row gives (the column named as the query's server column), whatever its state.
 
 from __future__ import annotations
 
-from ..database.jobs import retrying
+from ..database.session import transient
 from ..database.session.connection import describe_error
 from ..database.state.target import Target
-from ..errors import DatabaseError, UnknownTenant
+from ..errors import MIGRATE_CONTROL, DatabaseError, Fix, UnknownTenant
 from ..settings import Settings, validate_tenant_id
 from .targets import close_ids, control_read, listed_tenants, named_target, unlisted_rows
 
@@ -27,12 +27,12 @@ def registered_targets(settings: Settings, tenant_ids, tenants_query: str | None
     def read(cursor):
         cursor.execute("SELECT to_regclass('tenants') IS NOT NULL")
         if not cursor.fetchone()[0]:
-            raise DatabaseError(f"the control database {settings.control.dbname} has no tenants table"
-                                " (run `grapevine-migrations migrate --control` first?)")
+            raise DatabaseError(f"the control database {settings.control.dbname} has no tenants table",
+                                fix=Fix(MIGRATE_CONTROL))
         try:
             cursor.execute("SELECT id::text FROM tenants WHERE id::text = ANY(%s)", (wanted,))
         except psycopg2.Error as err:
-            if retrying.is_restart(err):
+            if transient.is_restart(err):
                 raise  # the server going away: read again once it is back
             raise DatabaseError(f"reading the tenants table failed: {describe_error(err)}") from None
         return {row[0] for row in cursor.fetchall()}

@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ..database.jobs import retrying
+from ..database.session import transient
 from ..database.session import interrupts
 from ..database.session.connection import ConnectionFailed, describe_error, open_connection
-from ..errors import DatabaseError, UnknownTenant, UsageError
+from ..errors import MIGRATE_CONTROL, DatabaseError, Fix, UnknownTenant, UsageError
 from ..settings import Settings, validate_tenant_id
 from ..database.state.target import Target
 from .backoff import retried
@@ -90,15 +90,13 @@ def _read_listed(settings: Settings, cursor, tenants_query: str | None):
         )
         has_table, has_deleted_at = cursor.fetchone()
         if not has_table:
-            raise DatabaseError(
-                f"the control database {settings.control.dbname} has no tenants table"
-                " (run `grapevine-migrations migrate --control` first?)"
-            )
+            raise DatabaseError(f"the control database {settings.control.dbname} has no tenants table",
+                                fix=Fix(MIGRATE_CONTROL))
         tenants_query = default_tenants_query(has_deleted_at)
     try:
         cursor.execute(tenants_query)
     except psycopg2.Error as err:
-        if retrying.is_restart(err):
+        if transient.is_restart(err):
             raise  # the server going away: read again once it is back
         raise DatabaseError(f"the tenants query failed: {describe_error(err)}") from None
     server_column = cursor.description[1].name if len(cursor.description) > 1 else None
@@ -130,8 +128,8 @@ def control_read(settings: Settings, read):
 
     def again(err) -> bool:
         # a server refusing from the start is down or misplaced: said at once, not waited for
-        return (isinstance(err, (psycopg2.Error, ConnectionFailed)) and retrying.is_restart(err)
-                and (bool(answered) or retrying.server_says_restarting(err)) and not interrupts.stopping())
+        return (isinstance(err, (psycopg2.Error, ConnectionFailed)) and transient.is_restart(err)
+                and (bool(answered) or transient.server_says_restarting(err)) and not interrupts.stopping())
 
     try:
         return retried(attempt, window_s=CONTROL_RESTART_WINDOW_S, again=again)

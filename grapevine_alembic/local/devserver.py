@@ -17,7 +17,7 @@ from typing import Callable
 from . import envcheck
 from .dev_tenants import provision, remove_rows
 from ..database.session.connection import describe_error, open_connection, remote_peer
-from ..errors import ConfigError
+from ..errors import STOP_LOCAL, ConfigError, Fix
 from ..settings import Project, Settings, tenant_database
 
 DATA_DIR = Path(".grapevine") / "pg"
@@ -52,12 +52,13 @@ def on_terminal() -> bool:
 
 
 def resolve_settings(project: Project, announce: Callable[[str], None] | None = None, *,
-                     asked: bool = False, read_only: bool = False) -> Settings:
+                     asked: bool = False, read_only: bool = False, word_fix=None) -> Settings:
     """Settings from the environment, or from the embedded server when none is configured and it
     was asked for (``asked``: a ``dev`` command or ``--embedded``). A ``read_only`` command only
     uses a server already running: looking must never start (or initdb) one.
 
-    Used by the CLI and by ``alembic -c`` (env.py) alike, so both pick the same server.
+    Used by the CLI and by ``alembic -c`` (env.py) alike, so both pick the same server; ``word_fix(fix)``
+    is the caller's words for what stops the server it started.
     """
     envcheck.check(os.environ)  # a typo or an empty URL is an error, never the local server
     available = embedded_available()
@@ -65,16 +66,16 @@ def resolve_settings(project: Project, announce: Callable[[str], None] | None = 
         return Settings.from_environment()  # raises the usual "CONTROL_DATABASE_URL is not set"
     running = local_server_running(project)
     if read_only and not running:
-        raise ConfigError(envcheck.not_running_message(os.environ))
+        raise envcheck.not_running_error(os.environ)
     if not envcheck.uses_embedded(os.environ, available, asked=asked, running=running, terminal=on_terminal()):
-        raise ConfigError(envcheck.missing_url_message(os.environ, available))
+        raise envcheck.missing_url_error(os.environ, available)
     server = local_server(project, announce)
     server.start()
     _ensure_database(server, CONTROL_DATABASE)
     if announce:
         announce(
             f"CONTROL_DATABASE_URL is not set: using the embedded PostgreSQL on {server.host}:{server.port}"
-            f" (data in {DATA_DIR}; `grapevine-migrations dev down` stops it)"
+            f" (data in {DATA_DIR}{word_fix(Fix(STOP_LOCAL)) if word_fix else ''})"
         )
     env = {"CONTROL_DATABASE_URL": server.url.rsplit("/", 1)[0] + "/" + CONTROL_DATABASE}
     return Settings.from_environment(env)

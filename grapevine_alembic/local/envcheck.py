@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Mapping
 
-from ..errors import ConfigError
+from ..errors import START_LOCAL, START_LOCAL_FIRST, ConfigError, Fix
 
 CONTROL_URL = "CONTROL_DATABASE_URL"
 TENANT_PREFIX = "PG_TENANT_DATABASE_"
@@ -72,18 +72,18 @@ def uses_embedded(env: Mapping[str, str], available: bool, *, asked: bool, runni
     return asked or embedded_requested(env) or running or (terminal and not env.get("CI"))
 
 
-def missing_url_message(env: Mapping[str, str], available: bool) -> str:
-    """The one line for a run with no URL that may not use the embedded server."""
+def missing_url_error(env: Mapping[str, str], available: bool) -> ConfigError:
+    """The error for a run with no URL that may not use the embedded server (``START_LOCAL``: how to ask for it)."""
     base = f"{CONTROL_URL} is not set (set it in the environment or in .env)"
     if not available or env.get("CI"):
-        return base
-    return (f"{CONTROL_URL} is not set (set it in the environment or in .env); not on a terminal, the embedded"
-            f" local server runs only when asked: `grapevine-migrations dev up` or {EMBEDDED_VARIABLE}=1")
+        return ConfigError(base)
+    return ConfigError(f"{base}; not on a terminal, the embedded local server runs only when asked",
+                       fix=Fix(START_LOCAL))
 
 
-def not_running_message(env: Mapping[str, str]) -> str:
-    """The one line for a read-only command with no URL and no embedded server running (in CI: the URL)."""
+def not_running_error(env: Mapping[str, str]) -> ConfigError:
+    """The error for a read-only command with no URL and no embedded server running (in CI: the URL's)."""
     if env.get("CI"):
-        return missing_url_message(env, True)
-    return (f"{CONTROL_URL} is not set and the embedded local server is not running; a read-only command never"
-            f" starts it: run `grapevine-migrations dev up` first, or set {CONTROL_URL}")
+        return missing_url_error(env, True)
+    return ConfigError(f"{CONTROL_URL} is not set and the embedded local server is not running; a read-only"
+                       " command never starts it", fix=Fix(START_LOCAL_FIRST))

@@ -82,7 +82,7 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
     ``verified``: the fingerprints of databases last found equal (see ``fingerprint``); a database
     still at its fingerprint is equal without reading its catalog, and one found equal is remembered.
     """
-    chain = references.chains[target.kind]
+    chain = references.chains[target.env]
 
     def unchanged(version, fingerprint, server_version) -> bool:
         return verified.still_equal(target, version, fingerprint, verified.key(chain, version, server_version),
@@ -96,7 +96,7 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
         if live is None:  # still at the fingerprint it was verified equal at
             found[target.database] = []
             return
-        expected = references.get(target.kind, version)
+        expected = references.get(target.env, version)
         identical = live == expected.text  # the same bytes: nothing differs, owners and grants included
         found[target.database] = [] if identical else compare(expected.catalog, json.loads(live), privileges=privileges)
         if verified is not None:

@@ -57,10 +57,10 @@ def check(app: App, against_db, strict, changed_since, output_format, max_parall
         loaded = load_chains(app, ENVS)
         targets = resolve(Selection(control=True, all_tenants=True), app.settings(), project.tenants_query)
         options = run_options(app)
-        results = fleet.run_targets(targets, lambda t: runner.status(t, loaded[t.kind], options), options=options,
+        results = fleet.run_targets(targets, lambda t: runner.status(t, loaded[t.env], options), options=options,
                                     max_parallel=max_parallel, max_per_server=max_per_server)
         for env in ENVS:
-            checking.against_database(env, chains[env], [r for r in results if r.target.kind == env], report)
+            checking.against_database(env, chains[env], [r for r in results if r.target.env == env], report)
     failed = bool(report.errors) or (strict and bool(report.warnings))
     if json_mode:
         out.document({"command": "check", "ok": not failed, "files": report.files,

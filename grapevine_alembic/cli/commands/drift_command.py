@@ -108,7 +108,7 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
 
 
 def _database_json(result, differences, verified) -> dict:
-    payload = {"database": result.target.database, "kind": result.target.kind, "tenant": result.target.tenant_id,
+    payload = {"database": result.target.database, "kind": result.target.env, "tenant": result.target.tenant_id,
                "server": result.target.server, "version": result.before, "ok": result.ok}
     if result.ok:
         payload["drift"] = bool(differences)

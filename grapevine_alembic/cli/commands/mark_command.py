@@ -87,7 +87,7 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
                      f" in {len(targets)} database(s): {database_names(targets)}?")
     options = run_options(app, timeout_s=timeout)
     if dry_run or not force:
-        planned = fan_out(app, selection, lambda t: marking.plan_mark(t, chains[t.kind], request, options),
+        planned = fan_out(app, selection, lambda t: marking.plan_mark(t, chains[t.env], request, options),
                           options, max_parallel, max_per_server, label="mark")
         failed = any(not r.ok for r in planned)
         if dry_run or failed:  # a database that cannot be marked stops the run before any is changed
@@ -99,7 +99,7 @@ def mark(app: App, apply_version, unapply_version, accept_version, reason, wide,
             return
     with interrupts.graceful(out.info) as signals:
         results = fan_out(app, selection,
-                          lambda t: marking.apply_mark(t, chains[t.kind], request, options),
+                          lambda t: marking.apply_mark(t, chains[t.env], request, options),
                           options, max_parallel, max_per_server, label="mark")
     if json_mode:
         out.document(views.run_document("mark", results, dry_run=False, interrupted=signals.stopping))

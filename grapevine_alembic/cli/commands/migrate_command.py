@@ -119,7 +119,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     watchers = _watchers(out, metrics_file, pushgateway, events_file)
     envs = [e for e, wanted in (("control", selection.control), ("tenant", selection.wants_tenants)) if wanted]
     chains = load_chains(app, envs, strict=True)  # --dry-run refuses what the real run refuses
-    from ...database.state.late_files import APPLY  # lazy: --help stays fast
+    from ...database.state.out_of_order_files import APPLY  # lazy: --help stays fast
 
     late = out_of_order if out_of_order is not None else app.project().out_of_order == APPLY
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
@@ -129,12 +129,12 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
             waves=waves, canary=canary, max_failures=max_failures, wave_pause=wave_pause, max_parallel=max_parallel,
             max_per_server=max_per_server, retries=retries, retry_window=retry_window, timeout=timeout,
             lock_timeout=lock_timeout, out_of_order=out_of_order, verify=verify))
-    job = _verified(app, chains, options, out) if verify else (lambda t: runner.migrate(t, chains[t.kind], options))
+    job = _verified(app, chains, options, out) if verify else (lambda t: runner.migrate(t, chains[t.env], options))
     with interrupts.graceful(out.info) as signals:
         results = fan_out(app, selection, job, options,
                           max_parallel, max_per_server, label="migrate", canary=canary or 0,
                           max_failures=budget, waves=sizes, wave_pause=wave_pause,
-                          peek=lambda t: runner.status(t, chains[t.kind], options), recorder=recorder, watchers=watchers,
+                          peek=lambda t: runner.status(t, chains[t.env], options), recorder=recorder, watchers=watchers,
                           tenants=(lambda: []) if _nothing_left(recorder) else None)
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
@@ -173,7 +173,7 @@ def _verified(app: App, chains, options, out):
     settings = app.settings()
     references = References(chains, {env: server_for(settings, env) for env in chains},
                             lock_key=app.project().lock_key, on_notice=out.info)
-    return lambda t: verify(runner.migrate(t, chains[t.kind], options), references, options)
+    return lambda t: verify(runner.migrate(t, chains[t.env], options), references, options)
 
 
 def _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause, max_failures):
@@ -203,7 +203,7 @@ def _recorder(app: App, chains: dict, selection, options: dict):
                             "shard": list(selection.shard) if selection.shard else None}
     options["targets"] = ("all tenants" if selection.all_tenants else f"{len(selection.tenant_ids)} named tenant(s)") + (
         f", shard {selection.shard[0]}/{selection.shard[1]}" if selection.shard else "")
-    heads = {kind: (chain.versions[-1] if chain.versions else None) for kind, chain in chains.items()}
+    heads = {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()}
     out = app.out()
     return Recorder.start(app.settings().control, app.project().tool_tables("control"), options=options, heads=heads,
                           command=shlex.join(["grapevine-migrations", *sys.argv[1:]]), secrets=out.secrets)

@@ -49,7 +49,7 @@ def reset(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry_r
         confirm(app, f"Drop ALL data in {len(targets)} database(s): {database_names(targets)}?")
     options = run_options(app, dry_run=dry_run)
     project = app.project()
-    results = fanout.run_all(tenants, lambda t: resetting.reset(t, options, project.tool_tables(t.kind)),
+    results = fanout.run_all(tenants, lambda t: resetting.reset(t, options, project.tool_tables(t.env)),
                              max_parallel=max_parallel)
     if selection.control:
         results.append(resetting.reset(targets[-1], options, project.tool_tables("control")))

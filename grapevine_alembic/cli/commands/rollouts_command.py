@@ -62,7 +62,7 @@ def show(app: App, rollout_id, verbose, json_mode):
     out.line(f"started {_when(found['started_at'])} by {found['started_by']} on {found['host']} (pid {found['pid']}),"
              f" ended {_when(found['ended_at']) or '-'}")
     out.line(f"command: {found['command']}")
-    out.line("heads: " + ", ".join(f"{kind} {head or '-'}" for kind, head in (found["heads"] or {}).items()))
+    out.line("heads: " + ", ".join(f"{env} {head or '-'}" for env, head in (found["heads"] or {}).items()))
     if verbose or len(found["databases"]) <= GROUP_ABOVE:
         out.table(["tenant", "wave", "outcome", "attempts", "ms", "version", "error"],
                   [[d["tenant"], str(d["wave"]), d["outcome"], str(d["attempts"]),

@@ -56,7 +56,7 @@ def status(app: App, control, all_tenants, tenant_ids, tenants_file, shard, verb
     options = run_options(app)
     with out.progress(len(targets), "status") as bar:
         results = fleet.run_targets(
-            targets, lambda t: runner.status(t, chains[t.kind], options), options=options,
+            targets, lambda t: runner.status(t, chains[t.env], options), options=options,
             max_parallel=max_parallel, max_per_server=max_per_server, on_result=bar.advance,
         )
     pending_code = views.EXIT_PENDING if pending_exit else views.EXIT_OK

@@ -1,4 +1,4 @@
-"""A failed statement in words (file, line, what already committed), and which failures a retry may fix."""
+"""A failed statement in words (file, line, what already committed), and whether a retry may fix it."""
 
 from __future__ import annotations
 
@@ -8,31 +8,17 @@ from ...errors import MigrationFailed
 from ...files.migration import MigrationFile
 from ...files.parsing import Statement
 from . import pgerror
-from ..session.connection import LOCK_LOST_MARKER, is_transient_text
+from ..session.connection import LOCK_LOST_MARKER
+from ..session.transient import transient_failure
 from .journal import Journal
 from ..state.ledger import VERSION_CHECK_MARKER
 from .steps import Step, last_line_of, line_of
 
-__all__ = ["TIMING_SQLSTATES", "StatementFailed", "already", "is_transient_sqlstate", "transaction_failure"]
+__all__ = ["TIMING_SQLSTATES", "StatementFailed", "already", "transaction_failure"]
 
-# SQLSTATEs (and classes) worth a retry: the database or the connection, not the migration, failed.
-TRANSIENT_SQLSTATES = {
-    "40001",  # serialization_failure
-    "40P01",  # deadlock_detected
-    "55P03",  # lock_not_available (lock_timeout)
-    "57P01",  # admin_shutdown
-    "57P02",  # crash_shutdown
-    "57P03",  # cannot_connect_now
-    "53300",  # too_many_connections
-}
-TRANSIENT_CLASSES = {"08"}  # connection exceptions
 # Failures that depend on timing: replaying the transaction would take as long again and
 # might not fail the same way, so they are blamed on the round trip as a whole.
 TIMING_SQLSTATES = {"57014", "55P03", "40P01", "40001"}
-
-
-def is_transient_sqlstate(sqlstate: str | None) -> bool:
-    return bool(sqlstate) and (sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_CLASSES)
 
 
 class StatementFailed(MigrationFailed):
@@ -71,9 +57,7 @@ class StatementFailed(MigrationFailed):
     def transient(self) -> bool:
         if self.already_committed:
             return False  # a retry would run committed statements again: never
-        if self.sqlstate:
-            return is_transient_sqlstate(self.sqlstate)
-        return is_transient_text(self.pg_message)  # a lost connection carries no SQLSTATE
+        return transient_failure(self.sqlstate, self.pg_message)  # a lost connection carries no SQLSTATE
 
 
 def _line_list(statements: list[Statement]) -> str:

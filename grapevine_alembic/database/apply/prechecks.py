@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ...errors import MigrationFailed
 from ...files.migration import MigrationFile
-from .failures import is_transient_sqlstate
+from ..session.transient import transient_failure
 from .pgerror import project_path
 
 __all__ = ["PrecheckFailed", "dry_run_prechecks", "run_prechecks"]
@@ -45,7 +45,7 @@ def run_prechecks(raw, migration: MigrationFile, *, reset_sql: str | None = None
                 if failure:
                     break
         except psycopg2.Error as err:
-            if err.pgcode is None or is_transient_sqlstate(err.pgcode):  # the connection or timing: retries judge
+            if err.pgcode is None or transient_failure(err.pgcode, None):  # the connection or timing: retries judge
                 raise
             failure = _judge_error(check, err)
         cursor.execute("ROLLBACK")

@@ -45,7 +45,7 @@ from ...tool_tables import ToolTables
 
 OPT_IN = "sql_revisions"
 FORWARD_ONLY = ("migrations are forward-only: write a new migration that reverses the change"
-                " (or use `stamp` / `grapevine-migrations mark --unapply` to change only the recorded version)")
+                " (or use `alembic stamp` to change only the recorded version)")
 _installed = False
 
 
@@ -116,8 +116,8 @@ def revision_module(migration: MigrationFile, down_revision: str | None) -> type
 
             migration_context = context.get_context()
         if not migration_context.as_sql:
-            raise util.CommandError("these revisions are applied by `alembic upgrade` through the grapevine env"
-                                    " or by `grapevine-migrations migrate`, not by calling upgrade() directly")
+            raise util.CommandError("these revisions are applied by `alembic upgrade` through the grapevine env,"
+                                    " not by calling upgrade() directly")
         opts = migration_context.opts  # our env passes the section's tables and name along (alembic_env)
         tables = opts.get("grapevine_tables") or ToolTables(migration_context.version_table,
                                                             migration_context.version_table_schema)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..state import lost_head
+from ..state import lost_versions
 from ...errors import UsageError
 from ..state.ledger import UNMARKED, DatabaseState
 from ..state.plan import closest_versions, make_plan
@@ -108,7 +108,7 @@ def _decide_apply(versions, head, applied, version, wide) -> MarkDecision:
 def _decide_unapply(versions, head, applied, state, version, wide, chain) -> MarkDecision:
     if version not in versions:
         if version in state.heads:  # the head itself has no file: back to the newest applied one that has
-            back = lost_head.way_back(versions, state, version)
+            back = lost_versions.way_back(versions, state, version)
             return MarkDecision(back, stamp=True, unmark=(version,), purge=True)
         if version in state.ledger:
             return MarkDecision(None, stamp=False, unmark=(version,))  # a row no file has: dropped
@@ -155,7 +155,7 @@ def apply_mark(target: Target, chain: Chain, request: MarkRequest, options: RunO
             if decision.accept:
                 _accept_edits(session, chain, decision.accept, request.reason)
             elif decision.purge:
-                lost_head.purge_to(
+                lost_versions.purge_to(
                     session.raw, request.version, decision.stamp_to, has_ledger=result.state.has_ledger,
                     tables=chain.tables,
                 )

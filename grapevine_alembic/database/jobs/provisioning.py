@@ -22,7 +22,7 @@ from dataclasses import replace
 from . import cloning, runner
 from ..session.connection import acquire_lock, describe_error, open_connection
 from ..state.ledger import DatabaseState, read_state
-from ...errors import DatabaseError, GrapevineError
+from ...errors import MIGRATE, DatabaseError, Fix, GrapevineError
 from ...files.cluster_wide import created_roles, left_out_notices
 from ..state.result import DatabaseResult
 from ..state.target import Target
@@ -215,8 +215,7 @@ def _apply_chain(target: Target, chain, options, result: DatabaseResult, *, crea
     result.applied, result.after, result.attempts = outcome.applied, outcome.after, outcome.attempts
     if not outcome.ok:
         made = f"{target.database} was created, but " if created else ""
-        then = f"`grapevine-migrations migrate --tenant {target.tenant_id}`" if target.tenant_id else "migrating it"
-        result.fail(f"{made}applying the chain failed ({outcome.error}); {then} completes it")
+        result.refuse(f"{made}applying the chain failed ({outcome.error})", Fix(MIGRATE), options.word_fix)
 
 
 def _notice(options, target: Target, message: str) -> None:

@@ -23,69 +23,13 @@ import time
 import traceback
 
 from ..session import interrupts
-from ..session.connection import ConnectionFailed, describe_error, is_transient_text
+from ..session.connection import ConnectionFailed, describe_error
+from ..session.transient import LOST_MARKER, is_driver_error, is_restart, is_transient, server_says_restarting
 from ..state.result import DatabaseResult
 from ..state.target import Target
 from ...errors import GrapevineError
 
 DEFAULT_RETRY_WINDOW_S = 60.0
-RESTART_SQLSTATES = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
-# libpq's words (no SQLSTATE) for a server going away or not back yet
-_RESTART_TEXT = (
-    "connection refused",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "the database system is in recovery mode",
-    "the database system is not yet accepting connections",
-    "the database system is not accepting connections",
-    "server closed the connection unexpectedly",
-    "terminating connection",
-    "connection reset",
-    "no connection to the server",
-    "ssl syscall error",
-)
-# ... of which these come from the server itself: it is there, starting or stopping
-_SERVER_SAYS = ("the database system is", "terminating connection")
-
-
-def is_transient(err: BaseException) -> bool:
-    # lazy: only a failure asks, and a status or a no-op run never loads the code that applies files
-    from ..apply.failures import StatementFailed, is_transient_sqlstate
-
-    if isinstance(err, (StatementFailed, ConnectionFailed)):
-        return err.transient
-    sqlstate = getattr(err, "pgcode", None)
-    if sqlstate:
-        return is_transient_sqlstate(sqlstate)
-    return _is_driver_error(err) and is_transient_text(str(err))
-
-
-def _is_driver_error(err: BaseException) -> bool:
-    return type(err).__module__.startswith(("psycopg2", "sqlalchemy"))
-
-
-def _text(err: BaseException) -> str:
-    from ..apply.failures import StatementFailed  # lazy: see is_transient
-
-    if isinstance(err, StatementFailed):
-        return err.pg_message.lower()
-    if isinstance(err, ConnectionFailed):
-        return (err.reason or str(err)).lower()
-    return str(getattr(err, "orig", None) or err).lower()
-
-
-def is_restart(err: BaseException) -> bool:
-    """The server is going away or coming back (not: a lost answer, a timeout, a full server)."""
-    sqlstate = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
-    if sqlstate:
-        return sqlstate in RESTART_SQLSTATES
-    text = _text(err)
-    return "the server stopped answering" not in text and any(marker in text for marker in _RESTART_TEXT)
-
-
-def server_says_restarting(err: BaseException) -> bool:
-    sqlstate = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
-    return sqlstate in RESTART_SQLSTATES or any(marker in _text(err) for marker in _SERVER_SAYS)
 
 
 def backoff(attempt: int) -> float:
@@ -112,7 +56,7 @@ class Retries:
         breakers = self.options.servers
         if breakers and not breakers.may_retry(self.target, err):
             return None
-        if breakers and "the server stopped answering" in _text(err):
+        if breakers and LOST_MARKER in str(err):
             breakers.went_silent(self.target)  # a connect timeout next is this silence again: not retried
         now = time.monotonic()
         if isinstance(err, ConnectionFailed) and err.slots_taken:
@@ -181,8 +125,8 @@ def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseRes
 def _message(err: BaseException, debug: bool) -> str:
     if isinstance(err, GrapevineError):
         text = str(err)
-    elif _is_driver_error(err):
-        text = describe_error(getattr(err, "orig", None) or err)
+    elif is_driver_error(err):
+        text = describe_error(err)
     else:
         text = f"{type(err).__name__}: {err}"
     if debug:

@@ -17,9 +17,10 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ...errors import ADOPT, Fix
 from ...files.discovery import discover
 from ...files.migration import MigrationFile
-from ..state import late_files
+from ..state import out_of_order_files
 from ..session.connection import SessionPolicy, acquire_lock, open_connection, sqlalchemy_connection
 from .retrying import with_retries
 from ..state.ledger import DatabaseState, LedgerWriter, ensure_ledger, read_state, setup_sql, version_sql
@@ -112,7 +113,7 @@ class RunOptions:
     retries: int = 3
     retry_window_s: float = 60.0  # retrying.DEFAULT_RETRY_WINDOW_S: how long a restarting server is waited out
     dry_run: bool = False
-    out_of_order: bool = True  # apply late-merged files (late_files.APPLY); False: refuse the database
+    out_of_order: bool = True  # apply late-merged files (out_of_order_files.APPLY); False: refuse the database
     debug: bool = False
     on_notice: object = None  # callable(database, version, message)
     on_wait: object = None  # callable(database)
@@ -126,6 +127,8 @@ class RunOptions:
     stop_at: object = None
     on_step: object = None  # callable(database, from_version, migration): a file about to move the head
     adopt_legacy: bool = True  # False: a database with only the previous tool's ledger is refused, not adopted
+    # callable(fix, target) -> str: the way in's words for an ``errors.Fix``, after the error's facts (None: none)
+    word_fix: object = None
 
 
 class Session:
@@ -207,7 +210,7 @@ def status(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult:
             # a legacy ledger: the version its rows reach (migrate adopts it there)
             result.before = result.after = result.plan.head or result.plan.adopt_to
             if result.plan.problem:
-                result.fail(with_target(result.plan.problem, target))
+                _fail_on_problem(result, result.plan, options)
 
     return with_retries(target, options, attempt)
 
@@ -222,16 +225,16 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
             result.state, result.plan, result.before = state, plan, plan.head
             result.after = plan.head or plan.adopt_to
             if plan.problem:
-                result.fail(with_target(plan.problem, target))
+                _fail_on_problem(result, plan, options)
                 return
             if plan.adopt_to and not options.adopt_legacy:
-                result.fail(legacy_refusal(target.database, chain.tables))
+                result.refuse(legacy_refusal(target.database, chain.tables), Fix(ADOPT), options.word_fix)
                 return
             if options.stop_at is not None:
                 bound = options.stop_at(plan.head or plan.adopt_to) if callable(options.stop_at) else options.stop_at
                 plan = result.plan = plan.up_to(bound)
             if plan.out_of_order and not options.out_of_order:
-                result.fail(late_files.refusal(plan, target_flag(target)))
+                out_of_order_files.refuse(result, plan, options.word_fix)
                 return
             if options.dry_run:
                 _validate_pending(plan, options, chain)
@@ -245,16 +248,16 @@ def migrate(target: Target, chain: Chain, options: RunOptions) -> DatabaseResult
                 return
             if plan.up_to_date:
                 return
-            _warn_late(plan, target, options, result)
+            _warn_out_of_order(plan, target, options, result)
             _apply(session, chain, state, plan, result)
 
     return with_retries(target, options, attempt)
 
 
-def _warn_late(plan: Plan, target: Target, options: RunOptions, result: DatabaseResult) -> None:
+def _warn_out_of_order(plan: Plan, target: Target, options: RunOptions, result: DatabaseResult) -> None:
     """One warning line per late-merged file, before it runs: applied, but never silently."""
     for migration in plan.out_of_order:
-        line = late_files.warning_line(target.database, migration, plan.head or plan.adopt_to)
+        line = out_of_order_files.warning_line(target.database, migration, plan.head or plan.adopt_to)
         result.warnings.append(line)
         if options.on_warning:
             options.on_warning(line)
@@ -335,21 +338,17 @@ def _apply(session: Session, chain: Chain, state: DatabaseState, plan: Plan, res
         raise
 
 
+def _fail_on_problem(result: DatabaseResult, plan: Plan, options: RunOptions) -> None:
+    if plan.fix is None:
+        result.fail(plan.problem)
+    else:
+        result.refuse(plan.problem, plan.fix, options.word_fix)
+
+
 def legacy_refusal(database: str, tables: ToolTables) -> str:
-    """A road that does not adopt: Alembic alone would start again from base, so send the user to the
-    command that adopts the previous tool's ledger (stamps the recorded prefix, keeping applied_at)."""
-    return (f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet:"
-            " run `grapevine-migrations migrate` for it first (it adopts the recorded versions)")
-
-
-def target_flag(target: Target) -> str:
-    """The command-line flag that selects this database, for suggested commands."""
-    return "--control" if target.kind == "control" else f"--tenant {target.tenant_id}"
-
-
-def with_target(text: str, target: Target) -> str:
-    """Fill a suggested command's ``{target}`` with this database's flag."""
-    return text.replace("{target}", target_flag(target))
+    """A road that does not adopt: Alembic alone would start again from base (``ADOPT``: what adopts the previous
+    tool's ledger, stamping the recorded prefix and keeping applied_at, is the way in's to word)."""
+    return f"{database} has the previous tool's {tables.ledger_table} and no {tables.version_table} yet"
 
 
 def adopt(session: Session, chain: Chain, version: str, result: DatabaseResult) -> DatabaseState:

@@ -17,56 +17,11 @@ from dataclasses import dataclass
 
 from ...errors import DatabaseError
 from ...settings import ConnectionSpec
-from . import interrupts
+from . import interrupts, transient
 from .netbounds import bounds_from_environment, server_settings, with_keepalives
 
 APPLICATION_NAME = "grapevine-migrations"
 DEFAULT_CONNECT_TIMEOUT = 10
-
-# SQLSTATE 53300 (too_many_connections) in each of its texts: every slot the server, the role or
-# the database allows is taken.  Slots free as other sessions end, so these are waited out
-# within the retry window (``retrying``).
-_SLOTS_TAKEN_TEXT = (
-    "too many clients",
-    "too many connections for role",
-    "too many connections for database",
-    "remaining connection slots are reserved",
-)
-
-# libpq reports connection failures without a SQLSTATE; these texts mark the ones worth a retry.
-_TRANSIENT_CONNECT_TEXT = (
-    "connection refused",
-    "could not connect",
-    "server closed the connection unexpectedly",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "the database system is in recovery mode",
-    "terminating connection",
-    "timeout expired",
-    "too many clients",
-    "connection reset",
-    "ssl syscall error",
-    "no connection to the server",
-    "the server stopped answering",  # watchdog.LOST_MARKER: the answer was lost, the connection closed
-    *_SLOTS_TAKEN_TEXT,
-)
-
-# Connection failures that say the server itself is not answering (they count against its circuit breaker).
-_UNREACHABLE_TEXT = (
-    "connection refused",
-    "could not connect",
-    "timeout expired",
-    "too many clients",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "the database system is in recovery mode",
-    "server closed the connection unexpectedly",
-    "connection reset",
-    "no route to host",
-    "network is unreachable",
-    "could not translate host name",
-)
-
 
 class ConnectionFailed(DatabaseError):
     """Could not connect, or the connection broke; ``transient`` says whether a retry may help."""
@@ -80,12 +35,12 @@ class ConnectionFailed(DatabaseError):
     @property
     def unreachable(self) -> bool:
         """The server did not answer at all (refused, timed out, full, starting or stopping)."""
-        return self.reason is not None and any(marker in self.reason.lower() for marker in _UNREACHABLE_TEXT)
+        return self.reason is not None and transient.unreachable(self.reason)
 
     @property
     def slots_taken(self) -> bool:
         """Refused for want of a connection slot (53300): the server's, the role's or the database's."""
-        return self.reason is not None and any(marker in self.reason.lower() for marker in _SLOTS_TAKEN_TEXT)
+        return self.reason is not None and transient.slots_taken(self.reason)
 
     @property
     def timed_out(self) -> bool:
@@ -100,7 +55,7 @@ class LockTimeout(DatabaseError):
 
 def describe_error(err: Exception) -> str:
     """The first meaningful line of a driver error (libpq messages never contain the password)."""
-    text = str(err).strip()
+    text = str(getattr(err, "orig", None) or err).strip()  # SQLAlchemy wraps psycopg2's error
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
@@ -109,11 +64,6 @@ def describe_error(err: Exception) -> str:
     if " failed: " in first:
         first = first.split(" failed: ", 1)[1]
     return first.replace("FATAL:  ", "").replace("ERROR:  ", "")
-
-
-def is_transient_text(message: str) -> bool:
-    lowered = message.lower()
-    return any(marker in lowered for marker in _TRANSIENT_CONNECT_TEXT)
 
 
 def remote_peer(raw) -> str | None:
@@ -158,7 +108,7 @@ def open_connection(spec: ConnectionSpec, *, connect_timeout: int = DEFAULT_CONN
             reason = f"database {spec.dbname} does not exist"
         raise ConnectionFailed(
             f"cannot connect to {spec.display()}: {reason}",
-            transient=is_transient_text(reason),
+            transient=transient.transient_failure(err.pgcode, reason),
             missing_database=missing,
             reason=reason,
         ) from None

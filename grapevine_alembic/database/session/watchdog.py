@@ -40,9 +40,9 @@ import psycopg2
 import psycopg2.extensions
 
 from .netbounds import Bounds, with_keepalives
+from .transient import LOST_MARKER  # a retry may help: the answer was lost, the connection closed
 
 PROBE_APPLICATION_NAME = "grapevine-migrations watchdog"
-LOST_MARKER = "the server stopped answering"  # connection.py lists it as transient
 HURRIED_PROBE_TIMEOUT_S = 2.0  # after Ctrl-C/SIGTERM: the process must be gone within 10 s
 
 _hurry = threading.Event()  # set by a signal: decide on silence now

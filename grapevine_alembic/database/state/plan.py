@@ -18,8 +18,8 @@ import difflib
 from dataclasses import dataclass, field
 
 from .ledger import UNMARKED, DatabaseState
+from ...errors import UNAPPLY, Fix
 from ...files.migration import MigrationFile
-from .lost_head import fixing_command
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,10 @@ class Plan:
     marked_ahead: tuple[MigrationFile, ...] = ()  # after the head, marked applied: the head moves over them
     out_of_order: tuple[MigrationFile, ...] = ()  # at or before the head, never applied
     edited: tuple[MigrationFile, ...] = ()  # applied, but the file changed since
-    unknown: tuple[str, ...] = ()  # recorded in the database, no file has that version
+    lost: tuple[str, ...] = ()  # recorded in the database, no file has that version
     adopt_to: str | None = None  # legacy ledger to adopt: stamp this version
     problem: str | None = None  # the database cannot be migrated as it stands
+    fix: Fix | None = None  # what resolves the problem, as facts (worded by each way in)
     applied_count: int = 0
     notes: tuple[str, ...] = field(default=())
 
@@ -51,7 +52,7 @@ class Plan:
 
     @property
     def drifted(self) -> bool:
-        return bool(self.edited or self.unknown)
+        return bool(self.edited or self.lost)
 
 
 def plan_key(state: DatabaseState) -> tuple:
@@ -69,11 +70,11 @@ def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
     if len(state.heads) > 1:
         return Plan(head=state.head, problem=f"the version table has several heads: {', '.join(state.heads)}")
     head = state.head
-    unknown = tuple(sorted(v for v in set(state.ledger) | set(state.heads) if v not in known))
+    lost = tuple(sorted(v for v in set(state.ledger) | set(state.heads) if v not in known))
     if head is not None and head not in known:
-        return Plan(head=head, unknown=unknown, problem=(
+        return Plan(head=head, lost=lost, fix=Fix(UNAPPLY, head), problem=(
             f"the database is at {head}, which no migration file has (its file deleted, or another branch's?);"
-            f" once checked, move it back to the newest applied version that has a file with: {fixing_command(head)}"))
+            " once checked, move it back to the newest applied version that has a file"))
     unmarked = {v for v, row in state.ledger.items() if row.applied_by == UNMARKED}
     recorded = {v: row for v, row in state.ledger.items() if v not in unmarked}
     applied = [m for m in chain if head is not None and m.version <= head]
@@ -94,7 +95,7 @@ def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
         marked_ahead=marked_ahead,
         out_of_order=out_of_order,
         edited=edited,
-        unknown=unknown,
+        lost=lost,
         applied_count=len(applied) - len(out_of_order) - len(rerun) + len(marked_ahead),
     )
 
@@ -110,15 +111,15 @@ def _legacy_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan
     versions = {m.version for m in chain}
     if not recorded:
         return Plan(head=None, pending=tuple(chain))
-    unknown = [v for v in recorded if v not in versions]
-    if unknown:
+    lost = [v for v in recorded if v not in versions]
+    if lost:
         return Plan(
             head=None,
-            unknown=tuple(unknown),
+            lost=tuple(lost),
+            fix=Fix(UNAPPLY, lost[0]),
             problem=(
-                f"the previous tool's schema_migrations records versions no migration file has: {', '.join(unknown)}"
-                " (a file renamed or removed?); once checked, remove the row with:"
-                f" grapevine-migrations mark --unapply {unknown[0]} {{target}}"
+                f"the previous tool's schema_migrations records versions no migration file has: {', '.join(lost)}"
+                " (a file renamed or removed?); once checked, remove the row"
             ),
         )
     last = recorded[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...errors import Fix
 from .ledger import DatabaseState
 from .plan import Plan
 from .target import Target
@@ -31,8 +32,14 @@ class DatabaseResult:
     unreachable: str | None = None  # why the server did not answer (counted by its circuit breaker)
     how: str | None = None  # provision: "template" (a copy) or "chain" (the files applied one by one)
     warnings: list[str] = field(default_factory=list)  # e.g. each file applied out of order
+    fix: Fix | None = None  # what resolves the error, as facts (each way in words it: RunOptions.word_fix)
 
     def fail(self, message: str) -> DatabaseResult:
         self.ok = False
         self.error = message
         return self
+
+    def refuse(self, facts: str, fix: Fix, word_fix=None) -> DatabaseResult:
+        """Fail with the facts and what resolves them, worded by the way in (``word_fix(fix, target)``)."""
+        self.fix = fix
+        return self.fail(facts + (word_fix(fix, self.target) if word_fix else ""))

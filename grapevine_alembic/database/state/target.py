@@ -11,7 +11,7 @@ from ...settings import ConnectionSpec
 class Target:
     """One database to work on."""
 
-    kind: str  # "control" or "tenant"
+    env: str  # "control" or "tenant"
     spec: ConnectionSpec
     tenant_id: str | None = None
     problem: str | None = None  # known before connecting (e.g. an invalid id in the tenants table)
@@ -25,13 +25,13 @@ class Target:
     @property
     def label(self) -> str:
         """The tenant id as shown: a NULL or empty id from the tenants table is visibly one."""
-        if self.kind == "control":
+        if self.env == "control":
             return "control"
         return "(NULL id)" if self.tenant_id is None else (self.tenant_id or "(empty id)")
 
     @property
     def name(self) -> str:
-        return "control" if self.kind == "control" else f"tenant {self.label}"
+        return "control" if self.env == "control" else f"tenant {self.label}"
 
     @property
     def database(self) -> str:

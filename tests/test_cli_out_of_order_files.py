@@ -32,7 +32,7 @@ def late(project):
     return project
 
 
-def test_a_late_file_is_applied_by_default_with_a_warning_naming_it(late):
+def test_an_out_of_order_file_is_applied_by_default_with_a_warning_naming_it(late):
     result = late.cli("migrate", "--tenant", "acme", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     warning = f"warning: db_acme: applying {LATE} out of order: older than the database's version {HEAD}"
@@ -46,7 +46,7 @@ def test_a_late_file_is_applied_by_default_with_a_warning_naming_it(late):
     assert again.returncode == 0 and "out of order" not in again.stderr  # once
 
 
-def test_dry_run_lists_the_late_file_it_would_apply(late):
+def test_dry_run_lists_the_out_of_order_file_it_would_apply(late):
     dry = late.cli("migrate", "--tenant", "acme", "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert f"acme (db_acme): at {HEAD}, would apply:" in dry.stdout

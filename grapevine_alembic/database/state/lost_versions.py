@@ -12,15 +12,10 @@ from ...tool_tables import DEFAULT_TABLES, ToolTables
 from .ledger import UNMARKED, DatabaseState
 
 
-def fixing_command(version: str) -> str:
-    """The command printed beside the error; ``{target}`` is filled with the database's flag."""
-    return f"grapevine-migrations mark --unapply {version} {{target}}"
-
-
 def way_back(versions: list[str], state: DatabaseState, lost: str) -> str | None:
     """The newest version below ``lost`` that has a file and is recorded as applied (None: base).
 
-    Without a ledger every file below the lost head counts as applied, as Alembic's head says.
+    Without a ledger every file below the lost version counts as applied, as Alembic's head says.
     """
     applied = {v for v, row in state.ledger.items() if row.applied_by != UNMARKED}
     below = [v for v in versions if v < lost and (v in applied or not state.ledger)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_cli_late_files import HEAD, LATE, set_policy
+from test_cli_out_of_order_files import HEAD, LATE, set_policy
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def late(project):
     return project
 
 
-def test_alembic_upgrade_applies_a_late_file_with_a_warning(late):
+def test_alembic_upgrade_applies_an_out_of_order_file_with_a_warning(late):
     result = late.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
     assert result.returncode == 0, result.stderr
     assert f"warning: db_acme: applying {LATE} out of order" in result.stderr
@@ -37,7 +37,8 @@ def test_alembic_upgrade_refuses_when_told(late, how):
     result = late.alembic(*args, "upgrade", "head")
     assert result.returncode != 0
     assert "never applied here although older than the database's version" in result.stderr
-    assert "grapevine-migrations migrate --tenant acme --out-of-order" in result.stderr
+    assert "run them with: alembic -c alembic.ini -n tenant -x tenant=acme -x out_of_order=apply upgrade head" \
+        in result.stderr
     assert "Traceback" not in result.stderr
     assert "late" not in late.tables("db_acme")
 
