@@ -16,12 +16,38 @@ def pytest_configure(config):
     if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
         config.option.basetemp = tempfile.mkdtemp(prefix="grapevine-tests-")
         config._grapevine_private_basetemp = config.option.basetemp
+    if config.getoption("record_durations") and not hasattr(config, "workerinput"):
+        global RECORDER
+        RECORDER = scheduling.Recorder()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help="write each test file's seconds to tests/file_durations.json (the longest run first)")
 
 
 def pytest_unconfigure(config):
     private = getattr(config, "_grapevine_private_basetemp", None)
     if private:
         shutil.rmtree(private, ignore_errors=True)
+
+# ---------------------------------------------------------------------------------------
+# Longest files first (tests/scheduling.py): xdist hands whole files to free workers in this order.
+# ---------------------------------------------------------------------------------------
+import scheduling  # noqa: E402
+
+
+RECORDER: scheduling.Recorder | None = None  # with --record-durations, on the controller only
+
+
+def pytest_collection_modifyitems(items):
+    items[:] = scheduling.longest_first(items, scheduling.recorded())
+
+
+def pytest_runtest_logreport(report):
+    if RECORDER is not None:
+        RECORDER.add(report)
+
 
 # ---------------------------------------------------------------------------------------
 # PostgreSQL server fixtures (helpers live in tests/pg.py; keep this block self-contained)
@@ -97,6 +123,8 @@ def tally():
 
 def pytest_sessionfinish(session):
     """Under pytest-xdist each worker counts its own tests: hand the counts to the controller."""
+    if RECORDER is not None:
+        RECORDER.write(session.config.rootpath)
     output = getattr(session.config, "workeroutput", None)
     if output is not None:
         from installed_package import TIMINGS
