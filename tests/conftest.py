@@ -98,10 +98,10 @@ def bare(project, pg_server):
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
-    """The wheel built from pyproject.toml, installed into a fresh venv outside the repository (once a session)."""
-    from installed_package import build_and_install
+    """The wheel built from pyproject.toml, installed into a fresh venv outside the repository (once a run)."""
+    from installed_package import built_once
 
-    return build_and_install(tmp_path_factory.mktemp("wheel"))
+    return built_once(tmp_path_factory)
 
 
 # ---------------------------------------------------------------------------------------
