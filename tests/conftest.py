@@ -44,6 +44,12 @@ def pytest_collection_modifyitems(items):
     items[:] = scheduling.longest_first(items, scheduling.recorded())
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """How many workers ``-n auto`` (pyproject's addopts) starts: scheduling.workers."""
+    return scheduling.workers()
+
+
 def pytest_runtest_logreport(report):
     if RECORDER is not None:
         RECORDER.add(report)

@@ -10,11 +10,28 @@ come from a recorded run, kept in ``tests/file_durations.json``; refresh it with
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from collections import Counter
 from pathlib import Path
 
 DURATIONS = Path(__file__).resolve().parent / "file_durations.json"
+MOST_WORKERS = 8  # past this the longest file alone bounds the run (about 130 s of 1,390)
+
+
+def workers(cores: int | None = None) -> int:
+    """``-n auto``: two workers a core and one more, at most MOST_WORKERS.
+
+    A worker waits on sleeps, timeouts, restarts and its own server about half of its time, so two a
+    core keep the cores busy; each worker starts its own PostgreSQL (about 40 MB on disk, little memory).
+    PYTEST_XDIST_AUTO_NUM_WORKERS still wins, as in pytest-xdist.
+    """
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
+    if chosen.isdigit():
+        return int(chosen)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MOST_WORKERS, 2 * cores + 1))
 
 
 def _file_of(nodeid: str) -> str:

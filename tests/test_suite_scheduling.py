@@ -46,6 +46,13 @@ def test_recording_updates_the_files_it_timed_and_drops_files_that_are_gone(tmp_
 def test_xdist_keeps_the_collection_order_and_the_record_names_real_files():
     addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
     # xdist's default orders files by their number of tests; ours by their recorded seconds.
-    assert "--dist loadfile" in addopts and "--no-loadscope-reorder" in addopts
+    assert "-n auto" in addopts and "--dist loadfile" in addopts and "--no-loadscope-reorder" in addopts
     seconds = scheduling.recorded()
     assert seconds and all((ROOT / name).is_file() and value >= 0 for name, value in seconds.items())
+
+
+def test_auto_starts_two_workers_a_core_and_one_more_within_bounds(monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    assert [scheduling.workers(cores) for cores in (1, 2, 3, 16)] == [3, 5, 7, scheduling.MOST_WORKERS]
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "2")  # pytest-xdist's own override still wins
+    assert scheduling.workers(2) == 2
