@@ -16,6 +16,7 @@ def pytest_configure(config):
     if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
         config.option.basetemp = tempfile.mkdtemp(prefix="grapevine-tests-")
         config._grapevine_private_basetemp = config.option.basetemp
+    config.addinivalue_line("markers", "files_only: the project fixture without a server or a database")
     if config.getoption("record_durations") and not hasattr(config, "workerinput"):
         global RECORDER
         RECORDER = scheduling.Recorder()
@@ -85,11 +86,17 @@ from project import ScratchProject  # noqa: E402
 
 
 @pytest.fixture
-def project(tmp_path, pg_server, make_db):
-    """A copy of the project with its own control database; tests add tenants and files to it."""
+def project(tmp_path, request):
+    """A copy of the project with its own control database; tests add tenants and files to it.
+
+    A test marked ``files_only`` (commands that only read the files: create, list, check) gets the
+    project without a server or a database.
+    """
     root = tmp_path / "proj"
     root.mkdir()
-    return ScratchProject(root, pg_server, make_db)
+    if request.node.get_closest_marker("files_only"):
+        return ScratchProject(root, None, None)
+    return ScratchProject(root, request.getfixturevalue("pg_server"), request.getfixturevalue("make_db"))
 
 
 @pytest.fixture

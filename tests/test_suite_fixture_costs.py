@@ -1,4 +1,5 @@
-"""What a run builds once for all its xdist workers (tests/run_shared.py): one initdb'd cluster, one wheel."""
+"""What the suite's fixtures spare: a run builds one initdb'd cluster and one wheel for all its xdist workers
+(tests/run_shared.py), and a test of the files alone gets its project without a server or a database."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pg
+import pytest
 import run_shared
 
 HERE = Path(__file__).resolve().parent
@@ -62,3 +64,11 @@ def test_a_fresh_cluster_is_a_private_copy_of_the_runs_one_initdb(tmp_path_facto
             second.stop()
     finally:
         first.stop()
+
+
+@pytest.mark.files_only
+def test_a_files_only_project_has_no_database_and_a_command_that_connects_fails(project):
+    assert project.control_db is None
+    assert project.cli("list").returncode == 0  # reads the files only
+    status = project.cli("status", "--control")
+    assert status.returncode != 0 and "127.0.0.1" in status.stderr + status.stdout, status.stderr
