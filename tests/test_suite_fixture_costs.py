@@ -47,6 +47,8 @@ def test_concurrent_workers_build_once_and_all_get_the_result(tmp_path):
 
 
 def test_a_fresh_cluster_is_a_private_copy_of_the_runs_one_initdb(tmp_path_factory, pg_server):
+    if pg.is_external(pg_server):
+        pytest.skip("the suite starts no server of its own with TEST_DATABASE_URL")
     first = pg.fresh_cluster(tmp_path_factory, "copy-a")
     second = pg.fresh_cluster(tmp_path_factory, "copy-b")
     template = run_shared.folder(tmp_path_factory) / "cluster" / "data"
