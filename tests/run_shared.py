@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,7 @@ def once(tmp_path_factory, name: str, build) -> dict:
     with locked(shared / f"{name}.lock"):
         if not done.exists():
             where = shared / name
+            shutil.rmtree(where, ignore_errors=True)  # what a worker's failed (timed out) build left
             where.mkdir()
             done.write_text(json.dumps(build(where)))
     return json.loads(done.read_text())
