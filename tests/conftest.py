@@ -16,12 +16,45 @@ def pytest_configure(config):
     if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
         config.option.basetemp = tempfile.mkdtemp(prefix="grapevine-tests-")
         config._grapevine_private_basetemp = config.option.basetemp
+    config.addinivalue_line("markers", "files_only: the project fixture without a server or a database")
+    if config.getoption("record_durations") and not hasattr(config, "workerinput"):
+        global RECORDER
+        RECORDER = scheduling.Recorder()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help="write each test file's seconds to tests/file_durations.json (the longest run first)")
 
 
 def pytest_unconfigure(config):
     private = getattr(config, "_grapevine_private_basetemp", None)
     if private:
         shutil.rmtree(private, ignore_errors=True)
+
+# ---------------------------------------------------------------------------------------
+# Longest files first (tests/scheduling.py): xdist hands whole files to free workers in this order.
+# ---------------------------------------------------------------------------------------
+import scheduling  # noqa: E402
+
+
+RECORDER: scheduling.Recorder | None = None  # with --record-durations, on the controller only
+
+
+def pytest_collection_modifyitems(items):
+    items[:] = scheduling.longest_first(items, scheduling.recorded())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """How many workers ``-n auto`` (pyproject's addopts) starts: scheduling.workers."""
+    return scheduling.workers()
+
+
+def pytest_runtest_logreport(report):
+    if RECORDER is not None:
+        RECORDER.add(report)
+
 
 # ---------------------------------------------------------------------------------------
 # PostgreSQL server fixtures (helpers live in tests/pg.py; keep this block self-contained)
@@ -53,11 +86,17 @@ from project import ScratchProject  # noqa: E402
 
 
 @pytest.fixture
-def project(tmp_path, pg_server, make_db):
-    """A copy of the project with its own control database; tests add tenants and files to it."""
+def project(tmp_path, request):
+    """A copy of the project with its own control database; tests add tenants and files to it.
+
+    A test marked ``files_only`` (commands that only read the files: create, list, check) gets the
+    project without a server or a database.
+    """
     root = tmp_path / "proj"
     root.mkdir()
-    return ScratchProject(root, pg_server, make_db)
+    if request.node.get_closest_marker("files_only"):
+        return ScratchProject(root, None, None)
+    return ScratchProject(root, request.getfixturevalue("pg_server"), request.getfixturevalue("make_db"))
 
 
 @pytest.fixture
@@ -72,10 +111,10 @@ def bare(project, pg_server):
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
-    """The wheel built from pyproject.toml, installed into a fresh venv outside the repository (once a session)."""
-    from installed_package import build_and_install
+    """The wheel built from pyproject.toml, installed into a fresh venv outside the repository (once a run)."""
+    from installed_package import built_once
 
-    return build_and_install(tmp_path_factory.mktemp("wheel"))
+    return built_once(tmp_path_factory)
 
 
 # ---------------------------------------------------------------------------------------
@@ -97,6 +136,8 @@ def tally():
 
 def pytest_sessionfinish(session):
     """Under pytest-xdist each worker counts its own tests: hand the counts to the controller."""
+    if RECORDER is not None:
+        RECORDER.write(session.config.rootpath)
     output = getattr(session.config, "workeroutput", None)
     if output is not None:
         from installed_package import TIMINGS

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import run_shared
 from project import REPO
 
 
@@ -48,3 +49,14 @@ def build_and_install(where: Path) -> Installed:
                    capture_output=True, text=True, timeout=600)
     TIMINGS.update({"wheel and sdist built": built - started, "fresh venv with the wheel": time.monotonic() - built})
     return Installed(wheel, sdist, venv, dict(TIMINGS))
+
+
+def built_once(tmp_path_factory) -> Installed:
+    """One build and venv for the whole run: the xdist workers share them (the tests only read the venv)."""
+
+    def build(where: Path) -> dict:
+        made = build_and_install(where)
+        return {"wheel": str(made.wheel), "sdist": str(made.sdist), "venv": str(made.venv), "seconds": made.seconds}
+
+    made = run_shared.once(tmp_path_factory, "wheel", build)
+    return Installed(Path(made["wheel"]), Path(made["sdist"]), Path(made["venv"]), made["seconds"])

@@ -18,6 +18,8 @@ import pytest
 from psycopg2 import sql as pgsql
 from sqlalchemy.engine import URL
 
+import run_shared
+
 # Distinctive and full of URL-special characters: quoting bugs fail loudly, and
 # secret-leak tests can grep output for it.  Only the local server uses it; against
 # TEST_DATABASE_URL, grep for ``pg_server.password`` instead.
@@ -70,9 +72,7 @@ def session_server(tmp_path_factory):
     if url:
         yield ExternalServer(url)
         return
-    from grapevine_alembic.local.embedded import LocalPostgres
-
-    server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", password=TEST_PASSWORD)
+    server = fresh_cluster(tmp_path_factory, "pg")
     server.start()
     import server_guard
 
@@ -83,6 +83,27 @@ def session_server(tmp_path_factory):
         server.stop()
 
 
+def fresh_cluster(tmp_path_factory, name: str, **settings):
+    """A stopped LocalPostgres (the suite's superuser and password) in a folder of its own.
+
+    Its data directory is a copy of the one cluster the run initdb's (tests/run_shared.py): initdb
+    took 2 to 25 s a server on the 2-core machine, the copy a fraction of that.
+    """
+    from grapevine_alembic.local.embedded import LocalPostgres
+
+    def initdb(where: Path) -> dict:
+        server = LocalPostgres(where / "data", password=TEST_PASSWORD)
+        server.start()  # initdb, and a first start that finishes the cluster's set-up
+        server.stop()
+        (where / "data" / "server.log").unlink(missing_ok=True)
+        return {"data": str(where / "data")}
+
+    template = Path(run_shared.once(tmp_path_factory, "cluster", initdb)["data"])
+    data = tmp_path_factory.mktemp(name) / "data"
+    run_shared.copy_tree(template, data)
+    return LocalPostgres(data, password=TEST_PASSWORD, **settings)
+
+
 def own_server(tmp_path_factory, pg_server, name: str, why: str, **settings):
     """Yield an embedded PostgreSQL of the test's own (same superuser and password as the suite's).
 
@@ -91,9 +112,7 @@ def own_server(tmp_path_factory, pg_server, name: str, why: str, **settings):
     """
     if is_external(pg_server):
         pytest.skip(why)
-    from grapevine_alembic.local.embedded import LocalPostgres
-
-    server = LocalPostgres(tmp_path_factory.mktemp(name) / "data", password=TEST_PASSWORD, **settings)
+    server = fresh_cluster(tmp_path_factory, name, **settings)
     server.start()
     try:
         yield server

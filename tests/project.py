@@ -20,10 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # The suite's own chains: a team's files in the project's migrations/ never change what the tests see.
 FIXTURE_MIGRATIONS = Path(__file__).resolve().parent / "fixtures" / "migrations"
+NOWHERE = "postgresql://nobody@127.0.0.1:1/no_database"  # port 1: connection refused at once
 
 
 class ScratchProject:
     def __init__(self, root: Path, server, make_db, *, tenant_chain: bool = True):
+        """``server`` and ``make_db`` None: a project of files only, with no database (``files_project``)."""
         self.root = root
         self.server = server
         self.make_db = make_db
@@ -38,12 +40,14 @@ class ScratchProject:
             shutil.copytree(FIXTURE_MIGRATIONS / "tenant", root / "migrations" / "tenant")
         else:
             (root / "migrations" / "tenant").mkdir(parents=True)
-        self.control_db = make_db()
+        # Without a server (commands that only read the files): a URL where nothing listens, so a
+        # command that connects after all fails the test instead of passing by luck.
+        self.control_db = make_db() if server is not None else None
         self.env = {
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": os.environ.get("HOME", "/root"),
             "CI": "true",  # never fall back to the embedded server in tests
-            "CONTROL_DATABASE_URL": url_for(server, self.control_db),
+            "CONTROL_DATABASE_URL": url_for(server, self.control_db) if server is not None else NOWHERE,
             "PYTHONDONTWRITEBYTECODE": "1",
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 
 from pg import connect
@@ -24,6 +25,7 @@ def _write_shapes(project):
         project.write("tenant", name, sql)
 
 
+@pytest.mark.files_only
 def test_check_warns_about_each_shape_and_strict_fails(project):
     _write_shapes(project)
     result = project.cli("check", "--json")

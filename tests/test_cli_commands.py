@@ -33,6 +33,7 @@ def _json(result) -> dict:
 # ---- create / list ----------------------------------------------------------------------------
 
 
+@pytest.mark.files_only
 def test_create_writes_a_timestamped_file_from_the_template(project):
     before = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
     result = project.cli("create", "tenant", "Add user preferences!")
@@ -47,6 +48,7 @@ def test_create_writes_a_timestamped_file_from_the_template(project):
     assert name[:14] in listed.stdout
 
 
+@pytest.mark.files_only
 @pytest.mark.parametrize(
     "args, message",
     [

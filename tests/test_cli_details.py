@@ -42,6 +42,7 @@ def test_dry_run_never_prints_would_apply_followed_by_nothing(acme):
     assert lines[header + 1].split()[0] == D and "marked applied" in lines[header + 1], dry.stdout
 
 
+@pytest.mark.files_only
 def test_list_json_paths_are_relative_to_the_project_root(project):
     listing = project.cli("list", "--json")
     assert listing.returncode == 0, listing.stderr
@@ -65,6 +66,7 @@ def test_the_version_table_counts_a_missing_database_as_missing(acme):
     (["migrat"], "error: No such command 'migrat'"),
     (["status", "--max-parallel", "0"], "error: Invalid value for '--max-parallel'"),
 ])
+@pytest.mark.files_only
 def test_command_line_mistakes_get_the_tools_one_error_line(project, args, start):
     result = project.cli(*args)
     assert result.returncode == 2

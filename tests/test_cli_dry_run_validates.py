@@ -54,6 +54,7 @@ def test_dry_run_of_a_valid_chain_passes(fleet):
     assert "20240102000000" in dry.stdout and "would fail" not in dry.stdout
 
 
+@pytest.mark.files_only
 def test_create_transliterates_accents(project):
     created = project.cli("create", "tenant", "añadir índice")
     assert created.returncode == 0

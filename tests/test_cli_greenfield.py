@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import shutil
 
 from pg import url_for
@@ -50,6 +51,7 @@ def test_init_in_an_empty_repository_makes_the_chains_and_a_tenants_table(projec
     assert len(list(project.migrations("control").glob("*.sql"))) == 1
 
 
+@pytest.mark.files_only
 def test_init_tenants_table_with_migrations_dir_set_writes_nothing(project):
     _emptied(project)
     refused = project.cli("init", "--tenants-table", env={"MIGRATIONS_DIR": "db"})

@@ -4,6 +4,7 @@ a batch of plain statements still names its own line, with nothing of the file k
 
 from __future__ import annotations
 
+import pytest
 import os
 import subprocess
 from pathlib import Path
@@ -56,6 +57,7 @@ def test_a_failing_statement_deep_in_a_batch_names_its_line(project):
     assert project.version(database) != "20250301000000"
 
 
+@pytest.mark.files_only
 def test_a_syntax_error_deep_in_a_big_file_names_its_line(project):
     path = project.migrations("tenant") / FILE
     _write_seed(path, 30_000)

@@ -36,6 +36,7 @@ def test_do_block_that_commits_runs_outside_a_transaction(project, road):
     assert recorded == [("20240101000000",), ("20240102000000",)]
 
 
+@pytest.mark.files_only
 def test_check_says_the_committing_do_file_runs_outside_a_transaction(project):
     project.clear("tenant")
     project.write("tenant", "20240102000000_batches.sql", BATCHED)
@@ -67,6 +68,7 @@ def test_call_of_a_committing_procedure_created_in_the_same_file_runs_outside_a_
     assert project.query(database, "SELECT a FROM t ORDER BY a") == [(1,), (2,)]
 
 
+@pytest.mark.files_only
 def test_check_says_the_file_calling_a_committing_procedure_runs_outside_a_transaction(project):
     project.clear("tenant")
     project.write("tenant", "20240101000000_t.sql", "CREATE TABLE t (a int);\n" + PROCEDURE)

@@ -80,6 +80,7 @@ def test_check_and_dry_run_accept_inline_copy(project):
     assert "seeded" not in project.tables(database)
 
 
+@pytest.mark.files_only
 def test_copy_without_its_end_marker_is_a_file_error(project):
     project.write("tenant", FILE, "CREATE TABLE seeded (id int);\nCOPY seeded FROM stdin;\n1\n2\n")
     result = project.cli("check")

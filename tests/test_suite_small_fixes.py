@@ -72,6 +72,7 @@ def test_canary_misuse_is_a_usage_error(project, args, message):
     assert project.version(project.control_db) is None
 
 
+@pytest.mark.files_only
 def test_a_duplicate_version_is_a_usage_error(project):
     project.write("tenant", "20250101090000_again.sql", "SELECT 1;\n")
     result = project.cli("list")
