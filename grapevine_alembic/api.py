@@ -168,8 +168,8 @@ def migrate_fleet(
     rollout with its own targets, options and waves: ``max_parallel``, ``timeout``, ``retries``,
     ``max_failures`` and ``wave_pause`` given with it win over the recorded ones (the record says so);
     ``control``, ``tenants``, ``waves``, ``canary`` and ``verify`` would change the rollout and are refused.
-    Unset arguments mean: control included, every provisioned tenant, one wave, no budget, no pause,
-    ``max_parallel=5``, ``timeout=300``, ``retries=3``, no verification.
+    Unset: control included, every provisioned tenant, one wave, no budget, no pause, ``max_parallel=5``,
+    ``timeout=300``, ``retries=3``, no verification.
     """
     import os  # lazy: importing the API stays cheap
     from dataclasses import replace
@@ -187,15 +187,13 @@ def migrate_fleet(
         ("max_failures", None if max_failures is None else str(max_failures)), ("wave_pause", wave_pause),
         ("max_parallel", max_parallel), ("timeout", timeout), ("retries", retries)) if value is not None}
     control, canary, wave_pause, verify = control is not False, canary or 0, wave_pause or 0, bool(verify)
-    max_parallel = 5 if max_parallel is None else max_parallel
-    timeout, retries = (300 if timeout is None else timeout), (3 if retries is None else retries)
+    max_parallel, timeout, retries = (d if v is None else v for v, d in ((max_parallel, 5), (timeout, 300), (retries, 3)))
     if max_parallel < 1 or timeout < 0 or retries < 0 or wave_pause < 0 or canary < 0:
         raise ValueError("max_parallel must be at least 1; timeout, retries, wave_pause and canary not negative")
     try:
         sizes = rollout.parse_waves(waves, "waves") if waves is not None else ()
         budget = rollout.parse_budget(max_failures, "max_failures")
-        folder = Path(project_dir).resolve()
-        config = find_config(start=folder)
+        config = find_config(start=(folder := Path(project_dir).resolve()))
         project = load_project(config) if config is not None else default_project(folder)
         environ = {**os.environ, **({"CONTROL_DATABASE_URL": control_url} if control_url else {})}
         settings = replace(Settings.from_environment(environ), server_logins=project.server_logins)
