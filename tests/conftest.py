@@ -17,8 +17,6 @@ def pytest_configure(config):
         config.option.basetemp = tempfile.mkdtemp(prefix="grapevine-tests-")
         config._grapevine_private_basetemp = config.option.basetemp
     config.addinivalue_line("markers", "files_only: the project fixture without a server or a database")
-    config.addinivalue_line("markers", "installs: builds the package and installs it into fresh environments (pip, uv,"
-                            " mise); left out of the default run, run apart by `pytest -m installs` (.ci/run runs both)")
     if config.getoption("record_durations") and not hasattr(config, "workerinput"):
         global RECORDER
         RECORDER = scheduling.Recorder()

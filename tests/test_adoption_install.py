@@ -11,12 +11,9 @@ import subprocess
 import sys
 import tomllib
 
-import pytest
 import yaml
 from project import REPO
 from test_adoption_switch import _block, _section
-
-pytestmark = pytest.mark.installs  # run apart: `pytest -m installs` (see pyproject.toml)
 
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 WORKFLOW = REPO / ".github" / "workflows" / "migrations.yml"

@@ -23,8 +23,6 @@ from pg import query, url_for
 from project import REPO
 from reference_applier import apply_like_previous_tool
 
-pytestmark = pytest.mark.installs  # run apart: `pytest -m installs` (see pyproject.toml)
-
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "previous_tool"
 HEAD = "20250825000000"
 PREVIOUS_IMPORT = "from src.migrations.migrate import get_tenant_migrations_dir, migrate_database  # the previous tool"

@@ -23,8 +23,6 @@ from pg import query, url_for
 from project import REPO
 from test_adoption_switch import HEAD, Product, _block, _mise
 
-pytestmark = pytest.mark.installs  # run apart: `pytest -m installs` (see pyproject.toml)
-
 UV_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "previous_tool_uv"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,16 +56,3 @@ def test_auto_starts_two_workers_a_core_and_one_more_within_bounds(monkeypatch):
     assert [scheduling.workers(cores) for cores in (1, 2, 3, 16)] == [3, 5, 7, scheduling.MOST_WORKERS]
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "2")  # pytest-xdist's own override still wins
     assert scheduling.workers(2) == 2
-
-
-def test_the_installing_tests_run_apart_and_ci_runs_them_after_the_readmes_command():
-    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
-    assert "-m 'not installs'" in addopts
-    steps = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in line
-             and not line.lstrip().startswith("#")]
-    assert steps == [".venv/bin/python -m pytest -q", ".venv/bin/python -m pytest -q -m installs"]
-    # every file whose tests take the `installed` fixture (the wheel built and installed into a new venv) is marked
-    for path in sorted((ROOT / "tests").glob("test_*.py")):
-        text = path.read_text()
-        if re.search(r"def test_\w+\([^)]*\binstalled\b", text):
-            assert "pytestmark = pytest.mark.installs" in text, path.name
