@@ -6,15 +6,18 @@ import tempfile
 
 import pytest
 
+import temp_root
+
 
 # ---------------------------------------------------------------------------------------
 # A private base temp folder per run: pytest otherwise keeps only the three newest runs under
 # /tmp/pytest-of-<user> and deletes older ones, the data directory of another pytest run's
 # PostgreSQL included, so two suites on one machine (developers, CI, agents) broke each other.
+# It lives in memory where the machine has room (tests/temp_root.py says why).
 # ---------------------------------------------------------------------------------------
 def pytest_configure(config):
     if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
-        config.option.basetemp = tempfile.mkdtemp(prefix="grapevine-tests-")
+        config.option.basetemp = tempfile.mkdtemp(prefix="grapevine-tests-", dir=temp_root.temp_root())
         config._grapevine_private_basetemp = config.option.basetemp
     config.addinivalue_line("markers", "files_only: the project fixture without a server or a database")
     if config.getoption("record_durations") and not hasattr(config, "workerinput"):
@@ -25,6 +28,10 @@ def pytest_configure(config):
 def pytest_addoption(parser):
     parser.addoption("--record-durations", action="store_true",
                      help="write each test file's seconds to tests/file_durations.json (the longest run first)")
+
+
+def pytest_report_header(config):
+    return f"temporary folders: {config.option.basetemp}"
 
 
 def pytest_unconfigure(config):

@@ -25,7 +25,8 @@ def local_only(pg_server):
 
 
 # What tests/conftest.py needs beside it, for the child pytest runs below.
-HELPERS = ("conftest.py", "pg.py", "project.py", "server_guard.py", "installed_package.py", "scheduling.py", "run_shared.py")
+HELPERS = ("conftest.py", "pg.py", "project.py", "server_guard.py", "installed_package.py", "scheduling.py", "run_shared.py",
+           "temp_root.py")
 
 
 def _child_env() -> dict:
