@@ -124,3 +124,14 @@ def test_dev_tenant_remove_drops_nothing_when_the_row_cannot_go(project, pg_serv
     assert refused.returncode == 2 and refused.stderr.startswith("error: dev tenant remove: the tenants table refused"), refused.stderr
     assert "Traceback" not in refused.stderr
     assert database_exists(pg_server, f"db_{acme}") and project.control("SELECT count(*) FROM tenants") == [(1,)]
+
+
+@pytest.mark.parametrize("command", ["add", "remove"])
+def test_a_control_database_without_a_tenants_table_names_the_command_that_creates_it(project, command):
+    """The fact comes from below cli/ (a Fix); the CLI words the command to paste, with its own name."""
+    [acme] = _ids(project, 1)
+    result = project.cli("dev", "tenant", command, acme)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: the control database has no tenants table"
+                                     " (run `grapevine-migrations migrate --control` first?)"), result.stderr
+    assert project.query("postgres", "SELECT count(*) FROM pg_database WHERE datname = %s", (f"db_{acme}",)) == [(0,)]

@@ -7,7 +7,7 @@ type; a column no plain value fits is named in one line, and nothing is written.
 
 from __future__ import annotations
 
-from ..errors import ConfigError, UnknownTenant
+from ..errors import MIGRATE_CONTROL, ConfigError, Fix, UnknownTenant
 
 # information_schema data_type -> the SQL expression written into a required column (%(id)s: the tenant id)
 _TEXT = {"text", "character varying", "character", "citext", "name"}
@@ -36,6 +36,8 @@ ORDER BY ordinal_position
 def provision(cursor, tenant_id: str) -> None:
     """Insert ``tenant_id`` as provisioned, or set an existing row back to provisioned."""
     columns = _read_columns(cursor)
+    if not columns:  # no table at all: not one that lacks both columns
+        raise ConfigError("the control database has no tenants table", fix=Fix(MIGRATE_CONTROL))
     for needed in ("id", "state"):
         if needed not in columns:
             raise ConfigError(f"the control database's tenants table has no {needed} column: dev tenant add needs id and state")

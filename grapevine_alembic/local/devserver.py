@@ -17,7 +17,7 @@ from typing import Callable
 from . import envcheck
 from .dev_tenants import provision, remove_rows
 from ..database.session.connection import describe_error, open_connection, remote_peer
-from ..errors import STOP_LOCAL, ConfigError, Fix
+from ..errors import MIGRATE_CONTROL, STOP_LOCAL, ConfigError, Fix
 from ..settings import Project, Settings, tenant_database
 
 DATA_DIR = Path(".grapevine") / "pg"
@@ -175,7 +175,7 @@ def remove_tenants(settings: Settings, tenant_ids: list[str]) -> list[tuple[str,
             with control.cursor() as cursor:
                 had_row = remove_rows(cursor, ids, {t for t, name in zip(ids, names) if name in existing})
         except psycopg2.errors.UndefinedTable:
-            raise ConfigError("the control database has no tenants table: run `migrate --control` first") from None
+            raise ConfigError("the control database has no tenants table", fix=Fix(MIGRATE_CONTROL)) from None
         except psycopg2.Error as err:
             raise ConfigError(f"dev tenant remove: the tenants table refused the delete: {describe_error(err)}") from None
         with server.cursor() as cursor:
@@ -200,7 +200,7 @@ def _provision_all(control, tenant_ids: list[str]) -> None:
                 provision(cursor, tenant_id)
         control.commit()
     except psycopg2.errors.UndefinedTable:
-        raise ConfigError("the control database has no tenants table: run `migrate --control` first") from None
+        raise ConfigError("the control database has no tenants table", fix=Fix(MIGRATE_CONTROL)) from None
     except psycopg2.Error as err:
         raise ConfigError(f"dev tenant add: the tenants table refused the row: {describe_error(err)}") from None
 
