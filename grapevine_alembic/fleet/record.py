@@ -161,21 +161,25 @@ class Recorder:
             raw.close()
             raise
 
-    def before_control(self, tenants) -> None:
+    def before_control(self, tenants):
         """Refuse before control is migrated if a live rollout runs over any of the tenants as listed now
-        (``tenants()``; a resumed rollout's: its own), so a refused rollout writes nothing anywhere."""
+        (``tenants()``; a resumed rollout's: its own), so a refused rollout writes nothing anywhere. Returns
+        what gives the rollout its tenants: the list read here, so the tenants query runs once per rollout."""
+        listed = None
         if self.resumed is not None and self.resumed.planned:
             ids = list(self.resumed.tenants)
         elif not self._others:
-            return  # no other rollout was running when this one started: nothing to refuse
+            return tenants  # no other rollout was running when this one started: nothing to refuse
         else:
             try:
-                ids = [t.tenant_id for t in tenants() if t.tenant_id and not t.problem]
+                listed = tenants()
             except GrapevineError:
-                return  # the tenants query may need control's files: checked again once control is migrated
+                return tenants  # the query may need control's files: read and checked again after them
+            ids = [t.tenant_id for t in listed if t.tenant_id and not t.problem]
         with self._mutex, self.raw.cursor() as cursor:
             cursor.execute(_overlapping(self.tables), (self.id, ids))
             _refuse(cursor.fetchone())
+        return tenants if listed is None else (lambda: listed)
 
     # ---- hooks of fleet/rollout.roll_out ----
     def planned(self, targets: list, plan) -> None:
@@ -342,7 +346,7 @@ def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.R
     stopped = kw.get("should_stop", lambda: False)
     try:
         if control is not None and tenants is not None:  # control's files wait until no rollout is refused
-            recorder.before_control(tenants)
+            tenants = recorder.before_control(tenants)
         outcome = fleet_rollout.roll_out(control, tenants, job, planner=planner, on_plan=recorder.planned,
                                          on_result=recorder.result,
                                          on_stopped=lambda done: recorder.finish(done, stopped()), **kw)
