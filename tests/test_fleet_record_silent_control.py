@@ -52,3 +52,32 @@ def test_a_silent_control_connection_never_holds_up_the_tenants_and_the_record_c
     assert shown.returncode == 0, shown.stderr
     rollout = json.loads(shown.stdout)["rollout"]
     assert rollout["state"] == "done" and rollout["tenants"] == {"done": len(TENANTS), "failed": 0, "pending": 0}
+
+
+def test_a_control_connection_silent_for_good_reads_as_interrupted_once_the_run_is_over(project, proxy, pg_server):
+    """The proxy never forwards again, yet keeps the record's socket open: the server's end of the record's
+    session, which holds the rollout's lock, must not outlive the run (a lost node leaves the same), so that
+    ``rollouts`` (from elsewhere) says interrupted and ``--resume`` completes it."""
+    project.migrate_control()
+    for tenant_id in TENANTS:
+        project.add_tenant(tenant_id)
+    project.clear("tenant")
+    project.write("tenant", f"{HEAD}_nap.sql", NAP)
+    direct = project.env["CONTROL_DATABASE_URL"]
+    silent = 3  # GRAPEVINE_SILENCE_TIMEOUT: the server ends a silent record session 10 s after it
+    run = project.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--json",
+                        env={"CONTROL_DATABASE_URL": direct.replace(f":{pg_server.port}/", f":{proxy.port}/"),
+                             "PG_TENANT_DATABASE_PORT": str(pg_server.port), "GRAPEVINE_SILENCE_TIMEOUT": str(silent)})
+    _wait(lambda: _at_head(project) >= 2)
+    stalled_at = proxy.stall()  # and never resumed
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert "the rollout record could not be brought up to date" in stderr and "Traceback" not in stderr
+    assert all(d["ok"] for d in json.loads(stdout)["databases"])
+    _wait(lambda: time.monotonic() - stalled_at > silent + 10 + 5)  # the session's lease, and some slack
+    listed = project.cli("rollouts", "--json")
+    assert [r["state"] for r in json.loads(listed.stdout)["rollouts"]] == ["interrupted"], listed.stdout
+    resumed = project.cli("migrate", "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(d["applied"] == [] for d in json.loads(resumed.stdout)["databases"])
+    assert all(project.ledger(f"db_{t}") == [(HEAD, "migrate")] for t in TENANTS)
