@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests"))
-from faultproxy import FaultProxy  # noqa: E402
+from faultproxy import FaultProxy, send_signals  # noqa: E402
 from run import CLI, machine, write_result  # noqa: E402
 
 QUERY = "SELECT id, server FROM tenants WHERE state = 'provisioned' ORDER BY id"
@@ -135,11 +135,7 @@ def stall_case(lab: Lab, signals: tuple = ()) -> dict:
         signalled = None
         if signals:
             time.sleep(1.0)
-            signalled = time.monotonic()
-            for number, signum in enumerate(signals):
-                if number:
-                    time.sleep(0.5)
-                proc.send_signal(signum)
+            signalled = send_signals(proc, signals)
         proc.communicate(timeout=300)
         ended = time.monotonic()
         reader.join(timeout=120)

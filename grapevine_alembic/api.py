@@ -52,12 +52,14 @@ class MigrationResult:
 def migrate_database(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
     retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
-    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations", lock_timeout: float = 5,
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
 
-    ``retry_window``: seconds a restarting server is retried; ``silence_timeout``: seconds a
-    connection may wait without a sign of life from the server (default: GRAPEVINE_SILENCE_TIMEOUT, else 20).
+    ``timeout`` and ``lock_timeout``: seconds a statement may run and wait for a table lock (``migrate``'s
+    ``--timeout`` and ``--lock-timeout``; 0: no limit); ``retry_window``: seconds a restarting server is
+    retried; ``silence_timeout``: seconds a connection may wait without a sign of life from the server
+    (default: GRAPEVINE_SILENCE_TIMEOUT, else 20).
     ``out_of_order`` (``"apply"`` or ``"refuse"``) decides about files older than the database's version
     that it never ran; None: the ``[grapevine] out_of_order`` setting of the project's alembic.ini
     (found above the folder), else ``"apply"``, with a warning in ``notices`` for each.
@@ -77,8 +79,8 @@ def migrate_database(
     except GrapevineError as err:
         raise ValueError(str(err)) from None
     spec, chain = _spec(url, parse_database_url), _chain(migrations_dir, runner, tables)
-    if timeout < 0 or retries < 0 or retry_window < 0:
-        raise ValueError("timeout, retries and retry_window must not be negative")
+    if timeout < 0 or retries < 0 or retry_window < 0 or lock_timeout < 0:
+        raise ValueError("timeout, lock_timeout, retries and retry_window must not be negative")
     if silence_timeout is not None and not silence_timeout > 0:
         raise ValueError("silence_timeout must be greater than 0")
     late = _out_of_order_policy(out_of_order, chain.folder)
@@ -98,7 +100,8 @@ def migrate_database(
         logger.warning("%s", line)
 
     options = runner.RunOptions(
-        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), retries=retries, dry_run=dry_run, on_notice=on_notice,
+        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), lock_timeout_s=float(lock_timeout), retries=retries,
+        dry_run=dry_run, on_notice=on_notice,
         on_warning=on_warning, out_of_order=late, on_retry=on_retry,
         retry_window_s=float(retry_window), servers=Breakers(),
         bounds=Bounds(float(silence_timeout)) if silence_timeout is not None else None, word_fix=_word_fix,
@@ -155,44 +158,50 @@ def migrate_fleet(
     project_dir: str | Path, *, control_url: str | None = None, control: bool | None = None,
     tenants: list[str] | None = None, waves: str | None = None, canary: int | None = None,
     max_failures: int | str | None = None, wave_pause: float | None = None, max_parallel: int | None = None,
-    timeout: float | None = None, retries: int | None = None, verify: bool | None = None,
-    resume: int | bool | None = None,
+    max_per_server: int | None = None, timeout: float | None = None, lock_timeout: float | None = None,
+    retries: int | None = None, retry_window: float | None = None, out_of_order: str | None = None,
+    verify: bool | None = None, resume: int | bool | None = None,
 ) -> FleetResult:
     """``grapevine-migrations migrate [--control] --all-tenants`` (or ``--tenant`` for each of ``tenants``),
     with the same rollout: control first, then ``waves`` ("5,10%,rest"), ``canary`` and the
     ``max_failures`` budget (3 or "5%") halting it.  ``project_dir`` holds alembic.ini (or the
     ``migrations/`` folders); ``control_url`` defaults to CONTROL_DATABASE_URL, and the tenant server
     to the PG_TENANT_DATABASE_* variables, as for the CLI.  ``verify``: each database, once migrated, is
-    compared with the schema its version should have (``--verify``); one that differs fails.  Every call is
-    recorded in the control database; ``resume=ID`` (``True``: the latest not done) continues a recorded
-    rollout with its own targets, options and waves: ``max_parallel``, ``timeout``, ``retries``,
-    ``max_failures`` and ``wave_pause`` given with it win over the recorded ones (the record says so);
+    compared with the schema its version should have (``--verify``); one that differs fails.
+    The run-time arguments are ``migrate``'s options of the same names, with its defaults: ``max_parallel=5``,
+    ``max_per_server`` (None: ``max_parallel``), ``timeout=300`` and ``lock_timeout=5`` seconds, ``retries=3``,
+    ``retry_window=60`` seconds, ``out_of_order`` ("apply" or "refuse"; None: alembic.ini's setting, else
+    "apply"), ``wave_pause=0``.  Every call is recorded in the control database; ``resume=ID`` (``True``: the
+    latest not done) continues a recorded rollout with its own targets, options and waves: run-time arguments
+    given with it win over the recorded ones (the record keeps them under ``options.resumed_with``);
     ``control``, ``tenants``, ``waves``, ``canary`` and ``verify`` would change the rollout and are refused.
-    Unset: control included, every provisioned tenant, one wave, no budget, no pause, ``max_parallel=5``,
-    ``timeout=300``, ``retries=3``, no verification.
+    Unset: control included, every provisioned tenant, one wave, no budget, no verification.
     """
     import os  # lazy: importing the API stays cheap
     from dataclasses import replace
 
     from .database.jobs import runner
+    from .database.state.out_of_order_files import APPLY, parse_policy
     from .fleet import record, rollout
     from .fleet.breakers import Breakers
+    from .fleet.resuming import KNOBS, to_record
     from .fleet.targets import Selection, control_target, resolve
     from .settings import Settings, default_project, find_config, load_project
 
     if canary and waves:
         raise ValueError("canary=N is a first wave of N: give waves instead of both")
-    given = {name: value for name, value in (
-        ("control", control), ("tenants", tenants), ("waves", waves), ("canary", canary), ("verify", verify),
-        ("max_failures", None if max_failures is None else str(max_failures)), ("wave_pause", wave_pause),
-        ("max_parallel", max_parallel), ("timeout", timeout), ("retries", retries)) if value is not None}
-    control, canary, wave_pause, verify = control is not False, canary or 0, wave_pause or 0, bool(verify)
-    max_parallel, timeout, retries = (d if v is None else v for v, d in ((max_parallel, 5), (timeout, 300), (retries, 3)))
-    if max_parallel < 1 or timeout < 0 or retries < 0 or wave_pause < 0 or canary < 0:
-        raise ValueError("max_parallel must be at least 1; timeout, retries, wave_pause and canary not negative")
+    knobs = dict(max_failures=None if max_failures is None else str(max_failures), wave_pause=wave_pause,
+                 max_parallel=max_parallel, max_per_server=max_per_server, retries=retries, retry_window=retry_window,
+                 timeout=timeout, lock_timeout=lock_timeout, out_of_order=out_of_order)
+    values = {**knobs, "canary": canary}
+    low = next((name for name, least in _LEAST.items() if values[name] is not None and not values[name] >= least), None)
+    if low is not None:
+        raise ValueError(f"{low} must be at least {_LEAST[low]}")
     try:
+        if out_of_order is not None:  # recorded as the CLI records --out-of-order/--refuse-out-of-order
+            knobs["out_of_order"] = parse_policy(out_of_order, "out_of_order") == APPLY
         sizes = rollout.parse_waves(waves, "waves") if waves is not None else ()
-        budget = rollout.parse_budget(max_failures, "max_failures")
+        rollout.parse_budget(max_failures, "max_failures")  # a bad value raises before anything is written
         config = find_config(start=(folder := Path(project_dir).resolve()))
         project = load_project(config) if config is not None else default_project(folder)
         environ = {**os.environ, **({"CONTROL_DATABASE_URL": control_url} if control_url else {})}
@@ -203,6 +212,9 @@ def migrate_fleet(
     blocking = [name for chain in chains.values() for name in chain.blocking]
     if blocking:  # as the CLI: nothing is written while a file looks like a migration but is not one
         raise ValueError(f"a file looks like a migration but is not one: {blocking[0]}")
+    given = {name: value for name, value in (("control", control), ("tenants", tenants), ("waves", waves),
+                                             ("canary", canary), ("verify", verify), *knobs.items()) if value is not None}
+    control, canary, verify = control is not False, canary or 0, bool(verify)
     secrets = (settings.control.password, settings.tenant_server.password)
 
     def on_notice(database: str, version: str | None, message: str) -> None:
@@ -214,50 +226,43 @@ def migrate_fleet(
             recorder = record.Recorder.resume(settings.control, tables, None if resume is True else int(resume), {
                 name: ("selection" if name == "tenants" else name, value) for name, value in given.items()})
             recorded = recorder.resumed.options
-            control, tenants, max_parallel = recorded["control"], list(recorder.resumed.tenants), recorded["max_parallel"]
-            timeout, retries, wave_pause = recorded["timeout"], recorded["retries"], recorded["wave_pause"]
-            verify = recorded.get("verify", False)
-            budget, sizes, canary = rollout.parse_budget(recorded["max_failures"]), (), 0
+            control, tenants, verify = recorded["control"], list(recorder.resumed.tenants), recorded.get("verify", False)
+            knobs = {knob: recorded.get(knob, _FLEET_DEFAULTS.get(knob)) for knob in KNOBS}
+            sizes, canary = (), 0
             if not recorder.resumed.planned:  # control failed before its tenants were known: plan them afresh
                 tenants = None if recorded["selection"]["all_tenants"] else recorded["selection"]["tenant_ids"]
                 sizes = rollout.parse_waves(recorded["waves"]) if recorded["waves"] else ()
                 canary = recorded["canary"]
         else:
+            knobs = {knob: _FLEET_DEFAULTS.get(knob) if value is None else value for knob, value in knobs.items()}
             recorder = record.Recorder.start(settings.control, tables, heads={
-                env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()}, options=dict(
-                control=control, targets="all tenants" if tenants is None else f"{len(tenants)} named tenant(s)",
-                selection={"all_tenants": tenants is None, "tenant_ids": list(tenants or ()), "shard": None},
-                waves=waves, canary=canary, max_failures=None if max_failures is None else str(max_failures),
-                wave_pause=wave_pause, max_parallel=max_parallel, max_per_server=None, retries=retries,
-                retry_window=60.0, timeout=timeout, lock_timeout=5.0, out_of_order=None, verify=verify),
+                env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()},
+                options=to_record(Selection(control, tenants is None, tuple(tenants or ())), waves=waves,
+                                  canary=canary, verify=verify, knobs=knobs),
                 command="grapevine_alembic.api.migrate_fleet", secrets=secrets)
     except GrapevineError as err:
         return FleetResult(ok=False, error=_masked(str(err) + (_word_fix(err.fix) if err.fix else ""), *secrets))
-    options = runner.RunOptions(lock_key=project.lock_key, timeout_s=float(timeout), retries=retries,
-                                on_notice=on_notice, servers=Breakers(), word_fix=_word_fix)
+    late = knobs["out_of_order"] if knobs["out_of_order"] is not None else project.out_of_order == APPLY
+    options = runner.RunOptions(
+        lock_key=project.lock_key, timeout_s=float(knobs["timeout"]), lock_timeout_s=float(knobs["lock_timeout"]),
+        retries=knobs["retries"], retry_window_s=float(knobs["retry_window"]), out_of_order=late,
+        on_notice=on_notice, on_warning=lambda line: logger.warning("%s", line), servers=Breakers(), word_fix=_word_fix)
     selection = Selection(all_tenants=tenants is None, tenant_ids=tuple(tenants or ()))
-    references = None
     if verify:
-        from .schema.scratch import References, server_for
+        from .schema.drift import migrated_and_verified
 
-        references = References(chains, {env: server_for(settings, env) for env in chains},
-                                lock_key=project.lock_key, on_notice=lambda line: logger.info("%s", line))
-
-    def job(target):
-        result = runner.migrate(target, chains[target.env], options)
-        if references is None:
-            return result
-        from .schema.drift import verify as compared  # then the comparison with its version's schema
-
-        return compared(result, references, options)
+        job = migrated_and_verified(chains, settings, options, lock_key=project.lock_key,
+                                    on_notice=lambda line: logger.info("%s", line))
+    else:
+        job = lambda target: runner.migrate(target, chains[target.env], options)  # noqa: E731
 
     try:
         done = record.roll_out(
             recorder, control_target(settings) if control else None,
             lambda: resolve(selection, settings, project.tenants_query) if selection.wants_tenants else [],
-            job,
-            options=options, max_parallel=max_parallel, waves=sizes, canary=canary, budget=budget,
-            wave_pause=float(wave_pause), peek=lambda t: runner.status(t, chains[t.env], options),
+            job, options=options, max_parallel=knobs["max_parallel"], max_per_server=knobs["max_per_server"],
+            waves=sizes, canary=canary, budget=rollout.parse_budget(knobs["max_failures"]),
+            wave_pause=float(knobs["wave_pause"]), peek=lambda t: runner.status(t, chains[t.env], options),
         )
     except GrapevineError as err:
         return FleetResult(ok=False, error=_masked(str(err), *secrets), rollout=recorder.id)
@@ -275,6 +280,14 @@ def migrate_fleet(
                        waves=tuple(w.size for w in done.plan.waves) if done.plan else (),
                        halted=halted, reason=halt.reason if halt else None, wave=halt.wave if halt else None,
                        rollout=done.record)
+
+
+# ``migrate``'s defaults for a rollout's run-time options, and the least value each argument takes
+_FLEET_DEFAULTS = {"wave_pause": 0.0, "max_parallel": 5, "retries": 3, "retry_window": 60.0, "timeout": 300.0,
+                   "lock_timeout": 5.0}
+_LEAST = {"max_parallel": 1, "max_per_server": 1, "timeout": 0, "lock_timeout": 0, "retries": 0, "retry_window": 0,
+          "wave_pause": 0, "canary": 0}
+
 
 @dataclass(frozen=True)
 class ProvisionResult:
@@ -328,13 +341,13 @@ def provision_database(
 async def migrate_database_async(
     url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
     retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
-    version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
+    version_table: str = "alembic_version", ledger_table: str = "schema_migrations", lock_timeout: float = 5,
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(
         migrate_database, url, migrations_dir, timeout=timeout, retries=retries, dry_run=dry_run,
         retry_window=retry_window, silence_timeout=silence_timeout, out_of_order=out_of_order,
-        version_table=version_table, ledger_table=ledger_table,
+        version_table=version_table, ledger_table=ledger_table, lock_timeout=lock_timeout,
     )
 
 
@@ -370,27 +383,10 @@ def _chain(migrations_dir, runner, tables):
 
 def _out_of_order_policy(value: str | None, folder: Path) -> bool:
     """True to apply late-merged files: the argument, else the project's alembic.ini setting, else apply."""
-    import configparser
+    from .settings import OUT_OF_ORDER_APPLY, out_of_order_near  # lazy, as runner above
 
-    from .database.state import out_of_order_files  # lazy, as runner above
-    from .settings import find_config
-
-    where = "out_of_order"
-    if value is None:
-        try:
-            config = find_config(start=folder.parent)
-        except GrapevineError:
-            config = None
-        if config is None:
-            return True  # no alembic.ini above the folder (the previous tool's layout): the default
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(config)
-        except configparser.Error:
-            return True  # not one of ours; the CLI reports a broken alembic.ini
-        value, where = parser.get("grapevine", out_of_order_files.SETTING, fallback=None), f"{config} [grapevine]"
     try:
-        return out_of_order_files.parse_policy(value, where) == out_of_order_files.APPLY
+        return out_of_order_near(value, folder) == OUT_OF_ORDER_APPLY
     except GrapevineError as err:
         raise ValueError(str(err)) from None
 

@@ -207,6 +207,26 @@ def parse_out_of_order_policy(value: str | None, where: str) -> str:
     return text
 
 
+def out_of_order_near(value: str | None, folder: Path) -> str:
+    """The ``out_of_order`` policy for a migrations folder migrated without a project (the API's
+    ``migrate_database``): ``value``, else the ``[grapevine]`` setting of the alembic.ini above ``folder``, else apply."""
+    where = OUT_OF_ORDER_SETTING
+    if value is None:
+        try:
+            config = find_config(start=folder.parent)
+        except ConfigError:
+            config = None
+        if config is None:
+            return OUT_OF_ORDER_APPLY  # no alembic.ini above the folder (the previous tool's layout): the default
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(config)
+        except configparser.Error:
+            return OUT_OF_ORDER_APPLY  # not one of ours; the CLI reports a broken alembic.ini
+        value, where = parser.get("grapevine", OUT_OF_ORDER_SETTING, fallback=None), f"{config} [grapevine]"
+    return parse_out_of_order_policy(value, where)
+
+
 def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path | None:
     """Locate alembic.ini: an explicit path, ``$GRAPEVINE_CONFIG``, or the nearest one above the cwd.
 

@@ -122,3 +122,15 @@ class FaultProxy:
                     peers[sock].sendall(data)
                 except OSError:
                     return
+
+
+def send_signals(proc, signals, gap_s: float = 0.5) -> float:
+    """Send each of ``signals`` to ``proc``, ``gap_s`` apart (Ctrl-C twice is two SIGINTs, as a person types
+    them, not one burst); the monotonic time of the first.  The tests and bench/faults.py time a signal
+    during a stall from it."""
+    first = time.monotonic()
+    for number, signum in enumerate(signals):
+        if number:
+            time.sleep(gap_s)
+        proc.send_signal(signum)
+    return first

@@ -118,6 +118,33 @@ def test_dry_run_writes_nothing(project, pg_server):
     assert project.version(database) is None and project.tables(database) == set()
 
 
+def test_lock_timeout_bounds_each_lock_wait_as_the_clis(project, pg_server):
+    """``lock_timeout=`` is ``--lock-timeout``: with another session holding the table, 0.3 s per attempt, where
+    the default (5 s) could not end two attempts in under 10 s."""
+    import time
+
+    from grapevine_alembic.api import migrate_database
+
+    project.migrate_control()
+    database = project.add_tenant("apilock")
+    project.clear("tenant")
+    project.write("tenant", "20250101000000_alter.sql", "ALTER TABLE held ADD COLUMN y int;\n")
+    project.query(database, "CREATE TABLE held (x int)")
+    holder = pg.connect(pg_server, database)
+    try:
+        holder.cursor().execute("BEGIN; LOCK TABLE held IN ACCESS SHARE MODE")
+        started = time.monotonic()
+        result = migrate_database(pg.url_for(pg_server, database), project.migrations("tenant"), lock_timeout=0.3,
+                                  retries=1)
+        took = time.monotonic() - started
+    finally:
+        holder.close()
+    assert not result.ok and "lock timeout" in result.error and took < 10, (took, result.error)
+    with pytest.raises(ValueError, match="must not be negative"):
+        migrate_database(pg.url_for(pg_server, database), project.migrations("tenant"), lock_timeout=-1)
+    assert project.version(database) is None
+
+
 def test_migrations_dir_moves_the_folders_for_the_cli_and_alembic(project, tmp_path):
     """MIGRATIONS_DIR (the previous tool's variable) wins over alembic.ini, for both roads."""
     elsewhere = tmp_path / "elsewhere"

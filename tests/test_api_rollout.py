@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 
 import pytest
 from pg import connect
@@ -99,3 +101,87 @@ def test_migrate_fleet_records_the_halt_before_reading_the_tenants_it_left(proje
         held.close()
         run.join(timeout=60)
     assert (done["result"].halted, done["result"].reason, done["result"].wave) == (True, "budget", 1)
+
+
+ALTER = "ALTER TABLE stamp ADD COLUMN y int;\n"  # waits for any lock another session holds on stamp
+# Two attempts at the default lock timeout (5 s) cannot end sooner than this; two at 0.3 s take about 1 s.
+TWO_DEFAULT_LOCK_WAITS_S = 10.0
+
+
+def _held_stamp(project, tenant_id: str):
+    """A session of the test's own holding a lock on ``tenant_id``'s stamp table (close it to release)."""
+    holder = connect(project.server, f"db_{tenant_id}")
+    holder.cursor().execute("BEGIN; LOCK TABLE stamp IN ACCESS SHARE MODE")
+    return holder
+
+
+def _stamped_fleet_with_alter(project, count: int) -> None:
+    _fleet(project, count)
+    assert project.cli("migrate", "--all-tenants").returncode == 0
+    project.write("tenant", "20240102000000_alter.sql", ALTER)
+
+
+def _timed(call):
+    started = time.monotonic()
+    return call(), time.monotonic() - started
+
+
+def _options(project, rollout_id: int) -> dict:
+    return project.control("SELECT options FROM grapevine_rollouts WHERE id = %s", (rollout_id,))[0][0]
+
+
+def test_migrate_fleet_takes_migrates_run_time_options_records_them_and_resumes_with_them(project):
+    _stamped_fleet_with_alter(project, 2)
+    holder = _held_stamp(project, "w01")
+    try:
+        failed, took = _timed(lambda: migrate_fleet(project.root, control_url=_url(project), lock_timeout=0.3,
+                                                    retries=1, retry_window=7, max_per_server=1, max_parallel=2))
+        assert took < TWO_DEFAULT_LOCK_WAITS_S, took
+        errors = {d.tenant: d.error for d in failed.databases}
+        assert not failed.ok and "lock timeout" in errors["w01"] and errors["w02"] is None
+        assert project.control("SELECT attempts FROM grapevine_rollouts_tenants WHERE rollout_id = %s"
+                               " AND tenant_id = 'w01'", (failed.rollout,)) == [(2,)]
+        recorded = _options(project, failed.rollout)
+        assert {k: recorded[k] for k in ("lock_timeout", "retries", "retry_window", "max_per_server", "timeout")} == {
+            "lock_timeout": 0.3, "retries": 1, "retry_window": 7, "max_per_server": 1, "timeout": 300.0}
+        again, took = _timed(lambda: migrate_fleet(project.root, control_url=_url(project), resume=failed.rollout))
+        assert took < TWO_DEFAULT_LOCK_WAITS_S, took  # the recorded 0.3 s, not the default 5 s
+        assert not again.ok and "lock timeout" in next(d.error for d in again.databases if d.tenant == "w01")
+    finally:
+        holder.close()
+    done = migrate_fleet(project.root, control_url=_url(project), resume=failed.rollout, lock_timeout=2,
+                         retry_window=30)
+    assert done.ok, [d.error for d in done.databases]
+    recorded = _options(project, failed.rollout)
+    assert recorded["resumed_with"] == {"lock_timeout": 2, "retry_window": 30} and recorded["retries"] == 1
+    assert [v for v, _ in project.ledger("db_w01")] == ["20240101000000", "20240102000000"]
+
+
+def test_migrate_fleet_resumes_a_cli_rollout_with_its_recorded_lock_timeout(project):
+    _stamped_fleet_with_alter(project, 1)
+    holder = _held_stamp(project, "w01")
+    try:
+        first = project.cli("migrate", "--all-tenants", "--lock-timeout", "0.3", "--retries", "1")
+        assert first.returncode == 1 and "lock timeout" in first.stdout, first.stdout + first.stderr
+        rollout_id = int(re.search(r"--resume (\d+)", first.stderr).group(1))
+        resumed, took = _timed(lambda: migrate_fleet(project.root, control_url=_url(project), resume=rollout_id))
+    finally:
+        holder.close()
+    assert took < TWO_DEFAULT_LOCK_WAITS_S, took  # the CLI's recorded --lock-timeout 0.3, not the API's default
+    assert not resumed.ok and "lock timeout" in resumed.databases[-1].error
+
+
+def test_migrate_fleet_follows_the_projects_out_of_order_setting_unless_told(project):
+    _fleet(project, 1)
+    assert project.cli("migrate", "--all-tenants").returncode == 0
+    project.write("tenant", "20231201000000_late.sql", "CREATE TABLE late_table (id int);\n")
+    ini = project.root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[grapevine]\n", "[grapevine]\nout_of_order = refuse\n"))
+    refused = migrate_fleet(project.root, control_url=_url(project))
+    assert not refused.ok and "never applied here although older" in refused.databases[-1].error
+    assert "late_table" not in project.tables("db_w01")
+    applied = migrate_fleet(project.root, control_url=_url(project), resume=refused.rollout, out_of_order="apply")
+    assert applied.ok and "late_table" in project.tables("db_w01")
+    assert _options(project, refused.rollout)["resumed_with"] == {"out_of_order": True}
+    with pytest.raises(ValueError, match="out_of_order must be apply or refuse"):
+        migrate_fleet(project.root, control_url=_url(project), out_of_order="sometimes")

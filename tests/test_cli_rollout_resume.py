@@ -169,6 +169,23 @@ def test_a_killed_rollout_reads_as_interrupted_and_resumes(project):
     _ledger_once(project, ids)
 
 
+def test_a_live_rollout_keeps_its_lock_past_the_lease_while_a_tenant_runs_long(project):
+    """The record's session is a lease the server ends after silence + 10 s without a word: a rollout whose
+    tenant runs longer than that still reads as running (its writer speaks meanwhile) and is not resumed."""
+    _fleet(project, 2)
+    with _gate(project, "w01"):
+        run = project.spawn("migrate", "--all-tenants", "--max-parallel", "1", "--lock-timeout", "0",
+                            env={"GRAPEVINE_SILENCE_TIMEOUT": "1"})  # a lease of 11 s
+        _wait_for_gate(project, "w01")
+        time.sleep(11 + 3)
+        listed = [r["state"] for r in _rollouts(project)]
+        refused = project.cli("migrate", "--resume")
+    assert run.wait(timeout=60) == 0, run.stderr.read()
+    assert listed == ["running"]
+    assert refused.returncode == 2 and "is running (pid" in refused.stderr, refused.stderr
+    assert _rollouts(project)[0]["state"] == "done"
+
+
 def test_a_second_rollout_over_the_same_tenants_refuses_naming_the_first(project):
     _fleet(project, 3)
     with _gate(project, "w02"):

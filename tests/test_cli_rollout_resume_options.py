@@ -103,3 +103,33 @@ def test_a_second_rollout_with_control_refuses_before_control_is_migrated(projec
     assert not api.ok and api.error.startswith(f"rollout {running['id']} (pid ") and not api.databases
     assert pending and listed == [running["id"]]  # control untouched, no record of the refused ones
     assert project.version("db_w03") is None
+
+
+def _counted_tenants_query(project):
+    """A tenants query that counts its own runs in a sequence of the control database (nextval is never rolled
+    back); returns the reader of that count."""
+    project.control("CREATE SEQUENCE tenant_reads")
+    query = ("WITH counted AS MATERIALIZED (SELECT nextval('tenant_reads')) SELECT t.id::text FROM tenants t, counted"
+             " WHERE t.state = 'provisioned' ORDER BY t.id")
+    ini = project.root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[grapevine]\n", f"[grapevine]\ntenants_query = {query}\n"))
+    return lambda: project.control("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM tenant_reads")[0][0]
+
+
+def test_a_rollout_with_control_beside_a_live_one_reads_its_tenants_once(project):
+    """The early check against a live rollout and the run itself share one read of the tenants query."""
+    _fleet(project, 3)
+    reads = _counted_tenants_query(project)
+    with _gate(project, "w02"):
+        first = project.spawn("migrate", "--tenant", "w01", "--tenant", "w02")
+        _wait_for_gate(project, "w02")
+        before = reads()
+        beside = project.cli("migrate", "--control", "--tenant", "w03")
+        by_cli = reads() - before
+        api = migrate_fleet(project.root, control_url=project.env["CONTROL_DATABASE_URL"], tenants=["w03"])
+        by_api = reads() - before - by_cli
+    assert first.wait(timeout=60) == 0, first.stderr.read()
+    assert beside.returncode == 0, beside.stderr
+    assert api.ok, api.error
+    assert (by_cli, by_api) == (1, 1)
+    assert project.version("db_w03") == HEAD

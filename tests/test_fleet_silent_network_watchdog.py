@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from faultproxy import send_signals
 from stall import BASE, CHAIN, HEAD, SILENCE_S, SMALL_BOUNDS, StallRun, StallSetup, start_at_base
 from stall import proxy  # noqa: F401 (a fixture)
 
@@ -41,11 +42,7 @@ def test_signal_during_a_stall_ends_the_process_within_ten_seconds(project, prox
     try:
         setup.stall_when_sleeping()
         time.sleep(1.0)
-        signalled_at = time.monotonic()
-        for number, signum in enumerate(signals):
-            if number:
-                time.sleep(0.5)
-            proc.send_signal(signum)
+        signalled_at = send_signals(proc, signals)
         stdout, stderr = proc.communicate(timeout=60)
         ended_at = time.monotonic()
     finally:

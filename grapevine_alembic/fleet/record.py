@@ -8,8 +8,11 @@ the record's own.
 
 While it runs, a rollout holds a session-level advisory lock keyed on its id on that connection: a
 ``running`` row whose lock nobody holds belonged to a process that died (SIGKILL, a lost node), and
-reads as ``interrupted``. Registering a rollout's tenants happens under a transaction lock, so of two
-rollouts over the same tenants the second always sees the first and refuses, naming it.
+reads as ``interrupted``. The lock is a lease: the server ends the session once the record has said
+nothing on it for ``netbounds.Bounds.lease_s`` (the writer speaks every ``record_writer.HEARTBEAT_S``), so
+a lost node or a hung proxy, which leave the server's end of the session open, cannot keep a dead rollout
+``running``. Registering a rollout's tenants happens under a transaction lock, so of two rollouts over the
+same tenants the second always sees the first and refuses, naming it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import socket
 import threading
 import time
 
-from ..database.session.connection import open_connection
+from ..database.session.connection import leased, open_connection
 from ..errors import GrapevineError, UsageError
 from ..masking import known_secrets, mask
 from . import rollout as fleet_rollout
@@ -161,21 +164,25 @@ class Recorder:
             raw.close()
             raise
 
-    def before_control(self, tenants) -> None:
+    def before_control(self, tenants):
         """Refuse before control is migrated if a live rollout runs over any of the tenants as listed now
-        (``tenants()``; a resumed rollout's: its own), so a refused rollout writes nothing anywhere."""
+        (``tenants()``; a resumed rollout's: its own), so a refused rollout writes nothing anywhere. Returns
+        what gives the rollout its tenants: the list read here, so the tenants query runs once per rollout."""
+        listed = None
         if self.resumed is not None and self.resumed.planned:
             ids = list(self.resumed.tenants)
         elif not self._others:
-            return  # no other rollout was running when this one started: nothing to refuse
+            return tenants  # no other rollout was running when this one started: nothing to refuse
         else:
             try:
-                ids = [t.tenant_id for t in tenants() if t.tenant_id and not t.problem]
+                listed = tenants()
             except GrapevineError:
-                return  # the tenants query may need control's files: checked again once control is migrated
+                return tenants  # the query may need control's files: read and checked again after them
+            ids = [t.tenant_id for t in listed if t.tenant_id and not t.problem]
         with self._mutex, self.raw.cursor() as cursor:
             cursor.execute(_overlapping(self.tables), (self.id, ids))
             _refuse(cursor.fetchone())
+        return tenants if listed is None else (lambda: listed)
 
     # ---- hooks of fleet/rollout.roll_out ----
     def planned(self, targets: list, plan) -> None:
@@ -228,17 +235,22 @@ class Recorder:
         self._writer.add((tenant, OK if result.ok else FAILED, max(result.attempts, 1),
                           round(result.seconds * 1000), error, result.after))
 
+    def hold(self) -> None:
+        """From now on the writer speaks on the record's connection even with nothing to write: its lease."""
+        self._writer.start()
+
     def _written(self, rows: list[tuple]) -> bool:
-        """One batch, on the writer thread; on a lost connection (a restarting server, a silent network)
-        False, and the writer tries again later on a new connection."""
-        if not self._reconnected(0.0):
-            return False
-        try:
-            self._write(rows)
-        except Exception:  # noqa: BLE001 - lost with the server
-            self._drop_connection()
-            return False
-        return True
+        """One batch (none: the lease's heartbeat), on the writer thread; on a lost connection (a restarting
+        server, a silent network) False, and the writer tries again later on a new connection."""
+        with self._mutex:  # the main thread's statements (the tenants' check and plan) are never interleaved
+            if self._closed or not self._reconnected(0.0):
+                return False
+            try:
+                self._write(rows)
+            except Exception:  # noqa: BLE001 - lost with the server
+                self._drop_connection()
+                return False
+            return True
 
     def _reconnected(self, wait_s: float) -> bool:
         """True with a live connection holding the rollout's lock; reconnects (waiting up to ``wait_s``)."""
@@ -281,7 +293,7 @@ class Recorder:
 
     def _write(self, rows: list[tuple]) -> None:
         with self.raw.cursor() as cursor:
-            cursor.execute(*_results(self.tables, self.id, rows))
+            cursor.execute(*(_results(self.tables, self.id, rows) if rows else ("SELECT 1", ())))
 
     # ---- the end ----
     def finish(self, outcome, stopped: bool) -> None:
@@ -324,6 +336,8 @@ class Recorder:
 
     def discard(self) -> None:
         """A rollout refused before it started any tenant leaves no record."""
+        self._closed = True  # the writer's heartbeat ends: it must not take the lock again
+        self._writer.close(_RECONNECT_S)
         try:
             with self.raw.cursor() as cursor:
                 if self.resumed is None:
@@ -342,7 +356,8 @@ def roll_out(recorder: Recorder, control, tenants, job, **kw) -> fleet_rollout.R
     stopped = kw.get("should_stop", lambda: False)
     try:
         if control is not None and tenants is not None:  # control's files wait until no rollout is refused
-            recorder.before_control(tenants)
+            tenants = recorder.before_control(tenants)
+        recorder.hold()
         outcome = fleet_rollout.roll_out(control, tenants, job, planner=planner, on_plan=recorder.planned,
                                          on_result=recorder.result,
                                          on_stopped=lambda done: recorder.finish(done, stopped()), **kw)
@@ -365,12 +380,13 @@ def _open(spec):
     from ..database.session.interrupts import SIGNALS
 
     if threading.current_thread() is not threading.main_thread():
-        return open_connection(spec)
+        return leased(open_connection(spec))
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
-        return open_connection(spec)
+        raw = open_connection(spec)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return leased(raw)
 
 
 def _user() -> str:

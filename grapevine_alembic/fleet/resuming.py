@@ -43,6 +43,16 @@ class Resumed:
         return fleet_rollout.Plan(tuple(waves), len(targets))
 
 
+def to_record(selection, *, waves, canary, verify, knobs: dict) -> dict:
+    """The options a new rollout records: its targets (a ``targets.Selection``), its waves and its ``KNOBS``."""
+    shard = selection.shard
+    targets = ("all tenants" if selection.all_tenants else f"{len(selection.tenant_ids)} named tenant(s)") + (
+        f", shard {shard[0]}/{shard[1]}" if shard else "")
+    return {"control": selection.control, "targets": targets, "waves": waves, "canary": canary, "verify": verify,
+            "selection": {"all_tenants": selection.all_tenants, "tenant_ids": list(selection.tenant_ids),
+                          "shard": list(shard) if shard else None}, **{knob: knobs[knob] for knob in KNOBS}}
+
+
 def reconciled(rollout_id: int, recorded: dict, given: dict) -> dict:
     """The options rollout ``rollout_id`` resumes with. ``given`` maps the name the caller knows an option
     by (``--timeout``, ``timeout``) to ``(option, value)`` for each option given to the resume."""

@@ -125,3 +125,14 @@ def verify(result: DatabaseResult, references, options: RunOptions) -> DatabaseR
         listed = "; ".join(difference.text() for difference in differences)
         result.fail(f"verify: the schema differs from what {checked.after or 'no version'} should have: {listed}")
     return result
+
+
+def migrated_and_verified(chains: dict, settings, options: RunOptions, *, lock_key: int, on_notice=None):
+    """``migrate --verify``'s job (the CLI's and the API's): each database migrated, then, on the same worker
+    and inside its wave, compared with its new version's schema (each reference built once per run)."""
+    from ..database.jobs import runner
+    from .scratch import References, server_for  # lazy: only --verify builds references
+
+    references = References(chains, {env: server_for(settings, env) for env in chains}, lock_key=lock_key,
+                            on_notice=on_notice)
+    return lambda target: verify(runner.migrate(target, chains[target.env], options), references, options)

@@ -125,10 +125,10 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     options = run_options(app, timeout_s=timeout, lock_timeout_s=lock_timeout, retries=retries, dry_run=dry_run,
                           out_of_order=late, retry_window_s=retry_window)
     if recorder is None and selection.wants_tenants and not dry_run:
-        recorder = _recorder(app, chains, selection, dict(
-            waves=waves, canary=canary, max_failures=max_failures, wave_pause=wave_pause, max_parallel=max_parallel,
-            max_per_server=max_per_server, retries=retries, retry_window=retry_window, timeout=timeout,
-            lock_timeout=lock_timeout, out_of_order=out_of_order, verify=verify))
+        recorder = _recorder(app, chains, selection, waves=waves, canary=canary, verify=verify, knobs=dict(
+            max_failures=max_failures, wave_pause=wave_pause, max_parallel=max_parallel, max_per_server=max_per_server,
+            retries=retries, retry_window=retry_window, timeout=timeout, lock_timeout=lock_timeout,
+            out_of_order=out_of_order))
     job = _verified(app, chains, options, out) if verify else (lambda t: runner.migrate(t, chains[t.env], options))
     with interrupts.graceful(out.info) as signals:
         results = fan_out(app, selection, job, options,
@@ -165,15 +165,9 @@ def _watchers(out, metrics_file, pushgateway, events_file) -> list:
 def _verified(app: App, chains, options, out):
     """The migrate job followed, on the same worker, by the comparison with the version's schema (``--verify``):
     a tenant that differs fails inside its wave, so the budget sees it at once and the next wave waits for it."""
-    # lazy: --help stays fast
-    from ...database.jobs import runner
-    from ...schema.drift import verify
-    from ...schema.scratch import References, server_for
+    from ...schema.drift import migrated_and_verified  # lazy: --help stays fast
 
-    settings = app.settings()
-    references = References(chains, {env: server_for(settings, env) for env in chains},
-                            lock_key=app.project().lock_key, on_notice=out.info)
-    return lambda t: verify(runner.migrate(t, chains[t.env], options), references, options)
+    return migrated_and_verified(chains, app.settings(), options, lock_key=app.project().lock_key, on_notice=out.info)
 
 
 def _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause, max_failures):
@@ -191,22 +185,18 @@ def _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, wa
     return selection
 
 
-def _recorder(app: App, chains: dict, selection, options: dict):
+def _recorder(app: App, chains: dict, selection, **options):
     """A new rollout's record: its targets, options and the heads it goes to."""
     import shlex
     import sys
 
     from ...fleet.record import Recorder  # lazy: --help stays fast
+    from ...fleet.resuming import to_record
 
-    options["control"] = selection.control
-    options["selection"] = {"all_tenants": selection.all_tenants, "tenant_ids": list(selection.tenant_ids),
-                            "shard": list(selection.shard) if selection.shard else None}
-    options["targets"] = ("all tenants" if selection.all_tenants else f"{len(selection.tenant_ids)} named tenant(s)") + (
-        f", shard {selection.shard[0]}/{selection.shard[1]}" if selection.shard else "")
     heads = {env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()}
-    out = app.out()
-    return Recorder.start(app.settings().control, app.project().tool_tables("control"), options=options, heads=heads,
-                          command=shlex.join(["grapevine-migrations", *sys.argv[1:]]), secrets=out.secrets)
+    return Recorder.start(app.settings().control, app.project().tool_tables("control"),
+                          options=to_record(selection, **options), heads=heads,
+                          command=shlex.join(["grapevine-migrations", *sys.argv[1:]]), secrets=app.out().secrets)
 
 
 def _nothing_left(recorder) -> bool:

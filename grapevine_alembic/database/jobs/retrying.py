@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 import traceback
+from typing import Any, Protocol
 
 from ..session import interrupts
 from ..session.connection import ConnectionFailed, describe_error
@@ -32,6 +33,16 @@ from ...errors import GrapevineError
 DEFAULT_RETRY_WINDOW_S = 60.0
 
 
+class RetryOptions(Protocol):
+    """What a retry reads of a run's options (``runner.RunOptions`` has it; runner imports this module)."""
+
+    retries: int
+    retry_window_s: float
+    debug: bool
+    servers: Any  # fleet/breakers.Breakers (a layer above), or None
+    on_retry: Any  # callable(database, attempt, error, delay_s), or None
+
+
 def backoff(attempt: int) -> float:
     return min(0.25 * 2 ** (attempt - 1), 5.0) * (0.75 + random.random() / 2)
 
@@ -39,7 +50,7 @@ def backoff(attempt: int) -> float:
 class Retries:
     """The retry budget of one database in one run."""
 
-    def __init__(self, target, options):
+    def __init__(self, target: Target, options: RetryOptions):
         self.target = target
         self.options = options
         self.counted = 0  # attempts spent from --retries
@@ -93,7 +104,7 @@ def sleep(seconds: float) -> None:
         time.sleep(min(left, 0.2))
 
 
-def with_retries(target: Target, options: RunOptions, attempt_fn) -> DatabaseResult:
+def with_retries(target: Target, options: RetryOptions, attempt_fn) -> DatabaseResult:
     """Run ``attempt_fn(result)`` and re-run it after transient errors, with jittered backoff (``Retries``)."""
     result = DatabaseResult(target)
     started = time.monotonic()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ...errors import DatabaseError
 from ...settings import ConnectionSpec
 from . import interrupts, transient
-from .netbounds import bounds_from_environment, server_settings, with_keepalives
+from .netbounds import bounds_from_environment, lease_settings, server_settings, with_keepalives
 
 APPLICATION_NAME = "grapevine-migrations"
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -208,6 +208,21 @@ def configure_session(raw, *, statement_timeout_s: float, lock_timeout_s: float)
     )
     with raw.cursor() as cursor:
         cursor.execute("SELECT " + sql, params)
+
+
+def leased(raw):
+    """``raw`` with the server's bounds of a lease (``netbounds.lease_settings``): its session, and any
+    session-level lock it takes, ends once it has said nothing for ``lease_s``. Closed if that fails."""
+    watch = getattr(raw, "watch", None)
+    sql, params = set_config_sql(lease_settings(watch.bounds if watch is not None else bounds_from_environment(),
+                                                raw.server_version))
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT " + sql, params)
+    except BaseException:
+        raw.close()
+        raise
+    return raw
 
 
 def acquire_lock(raw, key: int, *, timeout_s: float, on_wait=None) -> None:

@@ -62,6 +62,12 @@ class Bounds:
         """The server ends a session of ours left idle in a transaction this long (its locks go with it)."""
         return self.silence_s + 10.0
 
+    @property
+    def lease_s(self) -> float:
+        """The server ends a session of ours that holds a lease (the rollout record's lock) and says nothing
+        for this long, idle or not: a lost node or a hung proxy releases the lease within it."""
+        return self.silence_s + 10.0
+
     cancel_timeout_s: float = 2.0  # a cancel request unanswered this long: the socket is closed instead
 
 
@@ -91,3 +97,13 @@ def server_settings(bounds: Bounds) -> list[tuple[str, str]]:
     """Session settings that bound the server's side: an abandoned transaction, a dead peer."""
     return [("idle_in_transaction_session_timeout", f"{int(bounds.idle_in_transaction_s * 1000)}ms"),
             *SERVER_KEEPALIVES]
+
+
+def lease_settings(bounds: Bounds, server_version: int) -> list[tuple[str, str]]:
+    """Session settings for a connection whose session-level lock is a lease: kept only while the tool speaks
+    on it (PostgreSQL 14+: ``idle_session_timeout``; it must speak more often than ``lease_s``), and ended by
+    the server on a dead peer (keepalives) or in an abandoned transaction."""
+    pairs = server_settings(bounds)
+    if server_version >= 140000:
+        pairs.append(("idle_session_timeout", f"{int(bounds.lease_s * 1000)}ms"))
+    return pairs
