@@ -236,20 +236,16 @@ def migrate_fleet(
     options = runner.RunOptions(lock_key=project.lock_key, timeout_s=float(timeout), retries=retries,
                                 on_notice=on_notice, servers=Breakers(), word_fix=_word_fix)
     selection = Selection(all_tenants=tenants is None, tenant_ids=tuple(tenants or ()))
-    references = None
-    if verify:
-        from .schema.scratch import References, server_for
+    verifier = None
+    if verify:  # then each database compared with its version's schema, through the fingerprints
+        from .schema.drift import Verifier
 
-        references = References(chains, {env: server_for(settings, env) for env in chains},
-                                lock_key=project.lock_key, on_notice=lambda line: logger.info("%s", line))
+        verifier = Verifier(chains, settings, tables.verified_table, options, lock_key=project.lock_key,
+                            on_notice=lambda line: logger.info("%s", line))
 
     def job(target):
         result = runner.migrate(target, chains[target.env], options)
-        if references is None:
-            return result
-        from .schema.drift import verify as compared  # then the comparison with its version's schema
-
-        return compared(result, references, options)
+        return result if verifier is None else verifier.check(result)
 
     try:
         done = record.roll_out(
@@ -261,6 +257,9 @@ def migrate_fleet(
         )
     except GrapevineError as err:
         return FleetResult(ok=False, error=_masked(str(err), *secrets), rollout=recorder.id)
+    finally:  # what was compared is remembered, a halt or a refusal notwithstanding
+        if verifier is not None and (problem := verifier.finish()):
+            logger.warning("%s; the next verification reads every catalog again", _masked(problem, *secrets))
     databases = tuple(
         FleetDatabase(r.target.spec.dbname, r.target.tenant_id, wave, r.ok, r.skipped, tuple(r.applied), r.after,
                       _masked(r.error, *secrets))

@@ -76,11 +76,12 @@ def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_
 
 
 def drift(target: Target, references, options: RunOptions, found: dict, *, privileges: bool = False,
-          verified: Verified | None = None) -> DatabaseResult:
+          verified: Verified | None = None, reread: bool = False) -> DatabaseResult:
     """Compare one database with the reference of its version; its differences go to ``found[database]``.
 
     ``verified``: the fingerprints of databases last found equal (see ``fingerprint``); a database
     still at its fingerprint is equal without reading its catalog, and one found equal is remembered.
+    ``reread``: read it in full all the same (a database the run migrated).
     """
     chain = references.chains[target.env]
 
@@ -89,7 +90,7 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
                                     privileges=privileges)
 
     def attempt(result: DatabaseResult) -> None:
-        checked = verified is not None and verified.recorded(target) is not None
+        checked = verified is not None and not reread and verified.recorded(target) is not None
         version, live, fingerprint, server_version = read_live(target, options, chain.tables,
                                                                unchanged=unchanged if checked else None)
         result.before = result.after = version
@@ -108,20 +109,38 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
     return with_retries(target, options, attempt)
 
 
-def verify(result: DatabaseResult, references, options: RunOptions) -> DatabaseResult:
+class Verifier:
     """``--verify``: a database the run migrated (or found at head) compared with its version's reference.
 
-    A difference fails it, naming each difference, so it counts toward a rollout's failure budget as any
-    failure does; so does a comparison that could not be made.  Failed and skipped databases are left as they are.
+    Through the control database's fingerprints, as ``drift``: a database still at the fingerprint it was
+    found equal at costs that fingerprint; one the run migrated moved its catalog and is read
+    in full.  ``finish`` writes what the run compared (None, or the one line saying why it could not).
     """
-    if not result.ok or result.skipped:
+
+    def __init__(self, chains: dict, settings, verified_table: str, options: RunOptions, *, lock_key: int,
+                 on_notice=None):
+        from .scratch import References, server_for
+
+        self.options = options
+        self.references = References(chains, {env: server_for(settings, env) for env in chains}, lock_key=lock_key,
+                                      on_notice=on_notice)
+        self.verified = Verified(settings.control, verified_table, connect_timeout=options.connect_timeout_s).load()
+
+    def check(self, result: DatabaseResult) -> DatabaseResult:
+        """A difference fails the database, naming each difference, so it counts toward a rollout's failure budget as
+        any failure does; so does a comparison that could not be made.  Failed and skipped databases are left as they are."""
+        if not result.ok or result.skipped:
+            return result
+        found: dict = {}
+        checked = drift(result.target, self.references, self.options, found, verified=self.verified,
+                        reread=bool(result.applied))
+        if not checked.ok:
+            return result.fail(f"verify: {checked.error}")
+        differences = found[result.target.database]
+        if differences:
+            listed = "; ".join(difference.text() for difference in differences)
+            result.fail(f"verify: the schema differs from what {checked.after or 'no version'} should have: {listed}")
         return result
-    found: dict = {}
-    checked = drift(result.target, references, options, found)
-    if not checked.ok:
-        return result.fail(f"verify: {checked.error}")
-    differences = found[result.target.database]
-    if differences:
-        listed = "; ".join(difference.text() for difference in differences)
-        result.fail(f"verify: the schema differs from what {checked.after or 'no version'} should have: {listed}")
-    return result
+
+    def finish(self) -> str | None:
+        return self.verified.problem or self.verified.save()

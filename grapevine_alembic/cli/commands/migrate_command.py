@@ -129,13 +129,18 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
             waves=waves, canary=canary, max_failures=max_failures, wave_pause=wave_pause, max_parallel=max_parallel,
             max_per_server=max_per_server, retries=retries, retry_window=retry_window, timeout=timeout,
             lock_timeout=lock_timeout, out_of_order=out_of_order, verify=verify))
-    job = _verified(app, chains, options, out) if verify else (lambda t: runner.migrate(t, chains[t.env], options))
+    verifier = _verifier(app, chains, options, out) if verify else None
+    job = (lambda t: runner.migrate(t, chains[t.env], options)) if verifier is None else (
+        lambda t: verifier.check(runner.migrate(t, chains[t.env], options)))  # on the same worker, inside its wave
     with interrupts.graceful(out.info) as signals:
         results = fan_out(app, selection, job, options,
                           max_parallel, max_per_server, label="migrate", canary=canary or 0,
                           max_failures=budget, waves=sizes, wave_pause=wave_pause,
                           peek=lambda t: runner.status(t, chains[t.env], options), recorder=recorder, watchers=watchers,
                           tenants=(lambda: []) if _nothing_left(recorder) else None)
+    problem = verifier.finish() if verifier is not None else None
+    if problem:
+        out.info(f"notice: {problem}; the next verification reads every catalog again")
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
@@ -162,18 +167,14 @@ def _watchers(out, metrics_file, pushgateway, events_file) -> list:
     return watchers
 
 
-def _verified(app: App, chains, options, out):
-    """The migrate job followed, on the same worker, by the comparison with the version's schema (``--verify``):
-    a tenant that differs fails inside its wave, so the budget sees it at once and the next wave waits for it."""
-    # lazy: --help stays fast
-    from ...database.jobs import runner
-    from ...schema.drift import verify
-    from ...schema.scratch import References, server_for
+def _verifier(app: App, chains, options, out):
+    """``--verify``'s comparison with the version's schema: a tenant that differs fails inside its wave, so the budget
+    sees it at once and the next wave waits for it; one still at the fingerprint it was last compared at is not read."""
+    from ...schema.drift import Verifier  # lazy: --help stays fast
 
-    settings = app.settings()
-    references = References(chains, {env: server_for(settings, env) for env in chains},
-                            lock_key=app.project().lock_key, on_notice=out.info)
-    return lambda t: verify(runner.migrate(t, chains[t.env], options), references, options)
+    project = app.project()
+    return Verifier(chains, app.settings(), project.tool_tables("control").verified_table, options,
+                    lock_key=project.lock_key, on_notice=out.info)
 
 
 def _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause, max_failures):
