@@ -25,10 +25,10 @@ def _verify(project, *args):
 
 
 def _remembered(project) -> dict:
-    """tenant database -> (version, when it was last read in full)."""
+    """tenant database -> (version, when it was last read in full, its remembered differences)."""
     if not project.control("SELECT to_regclass('grapevine_verified') IS NOT NULL")[0][0]:
         return {}
-    rows = project.control("SELECT database, version, verified_at FROM grapevine_verified")
+    rows = project.control("SELECT database, version, verified_at, differences FROM grapevine_verified")
     # control left out: the first run's table of fingerprints moved its catalog, so it is read once more
     return {database: tuple(rest) for database, *rest in rows if database != project.control_db}
 
@@ -62,9 +62,14 @@ def test_a_change_between_two_verify_runs_is_caught_by_the_second(project):
     status, by_tenant = _verify(project)
     assert status == 1 and [t for t in IDS if not by_tenant[t]["ok"]] == ["v2"], by_tenant
     assert by_tenant["v2"]["error"].endswith(f"should have: {MISSING_INDEX}"), by_tenant["v2"]["error"]
+    remembered = _remembered(project)
+    assert json.loads(remembered["db_v2"][2])[0]["kind"] == "index", remembered  # remembered as it differs
+    status, still = _verify(project)  # not read again, nor its reference built: the same failure from memory
+    assert status == 1 and still["v2"]["error"] == by_tenant["v2"]["error"] and _remembered(project) == remembered
     project.query("db_v2", "CREATE INDEX tasks_project_id_idx ON tasks (project_id)")  # fixed: read again, equal
     status, by_tenant = _verify(project)
     assert status == 0 and all(by_tenant[t]["ok"] for t in IDS), by_tenant
+    assert _remembered(project)["db_v2"][2] is None
 
 
 def test_the_api_verify_remembers_through_the_same_record(project):
@@ -81,4 +86,6 @@ def test_the_api_verify_remembers_through_the_same_record(project):
     [failed] = [d for d in changed.databases if not d.ok]
     assert failed.tenant == "v3" and "changed column type public.tasks.title" in failed.error, failed
     document, by_db = _drift(project)
-    assert [name for name, d in by_db.items() if d["catalog_read"]] == ["db_v3"]
+    assert [name for name, d in by_db.items() if d["catalog_read"]] == [] and document["references_built"] == 0
+    assert [d["text"] for d in by_db["db_v3"]["differences"]] == [
+        "changed column type public.tasks.title: text -> character varying(200)"]

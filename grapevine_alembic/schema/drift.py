@@ -2,8 +2,8 @@
 
 One round trip after connecting: the transaction made read-only, the session bounded and set
 read-only (``default_transaction_read_only``), the version read through the session's
-search_path, then the whole catalog as one JSON document with its fingerprint.  A database last
-found equal (``fingerprint.Verified``) first gets the version and the fingerprint alone, and its
+search_path, then the whole catalog as one JSON document with its fingerprint.  A database
+compared before (``fingerprint.Verified``) first gets the version and the fingerprint alone, and its
 catalog only when either moved.  Where no version table is on the search path (the previous
 tool's ledger alone, or no ledger), a second try first locates the tool's tables, and refuses a
 database whose search_path changed since they were created.
@@ -79,32 +79,36 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
           verified: Verified | None = None, reread: bool = False) -> DatabaseResult:
     """Compare one database with the reference of its version; its differences go to ``found[database]``.
 
-    ``verified``: the fingerprints of databases last found equal (see ``fingerprint``); a database
-    still at its fingerprint is equal without reading its catalog, and one found equal is remembered.
-    ``reread``: read it in full all the same (a database the run migrated).
+    ``verified``: the record of the last comparisons (see ``fingerprint``); a database still at the
+    fingerprint it was compared at has the differences it had then (none: equal) without its catalog
+    read or its reference built, and one read in full is remembered. ``reread``: read it in full all the same.
     """
     chain = references.chains[target.env]
+    remembered: list = [None]  # what ``unchanged`` found: the differences of a database still as it was
 
     def unchanged(version, fingerprint, server_version) -> bool:
-        return verified.still_equal(target, version, fingerprint, verified.key(chain, version, server_version),
-                                    privileges=privileges)
+        remembered[0] = verified.unchanged(target, version, fingerprint, verified.key(chain, version, server_version),
+                                           privileges=privileges)
+        return remembered[0] is not None
 
     def attempt(result: DatabaseResult) -> None:
         checked = verified is not None and not reread and verified.recorded(target) is not None
         version, live, fingerprint, server_version = read_live(target, options, chain.tables,
                                                                unchanged=unchanged if checked else None)
         result.before = result.after = version
-        if live is None:  # still at the fingerprint it was verified equal at
-            found[target.database] = []
+        if live is None:  # still at the fingerprint it was compared at
+            found[target.database] = list(remembered[0])
             return
         expected = references.get(target.env, version)
         identical = live == expected.text  # the same bytes: nothing differs, owners and grants included
-        found[target.database] = [] if identical else compare(expected.catalog, json.loads(live), privileges=privileges)
+        differences = [] if identical else compare(expected.catalog, json.loads(live), privileges=privileges)
+        found[target.database] = differences
         if verified is not None:
             verified.read_in_full(target)
             key = verified.key(chain, version, server_version)
-            if not found[target.database] and key is not None:
-                verified.remember(target, Verification(version, key, fingerprint, identical or privileges))
+            if key is not None:  # equal or not: while its fingerprint stays, the answer stays
+                verified.remember(target, Verification(version, key, fingerprint, identical or privileges,
+                                                       tuple(differences)))
 
     return with_retries(target, options, attempt)
 
@@ -112,9 +116,9 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
 class Verifier:
     """``--verify``: a database the run migrated (or found at head) compared with its version's reference.
 
-    Through the control database's fingerprints, as ``drift``: a database still at the fingerprint it was
-    found equal at costs that fingerprint; one the run migrated moved its catalog and is read
-    in full.  ``finish`` writes what the run compared (None, or the one line saying why it could not).
+    Through the control database's record of the last comparisons, as ``drift``: a database still at the
+    fingerprint it was compared at costs that fingerprint (one that differed fails with what it differed by);
+    one the run migrated moved its catalog and is read in full.  ``finish`` writes what the run compared (None, or the one line saying why it could not).
     """
 
     def __init__(self, chains: dict, settings, verified_table: str, options: RunOptions, *, lock_key: int,
