@@ -28,7 +28,7 @@ def _remembered(project) -> dict:
     """tenant database -> (version, when it was last read in full, its remembered differences)."""
     if not project.control("SELECT to_regclass('grapevine_verified') IS NOT NULL")[0][0]:
         return {}
-    rows = project.control("SELECT database, version, verified_at, differences FROM grapevine_verified")
+    rows = project.control("SELECT database, version, verified_at, to_jsonb(v) ->> 'differences' FROM grapevine_verified v")
     # control left out: the first run's table of fingerprints moved its catalog, so it is read once more
     return {database: tuple(rest) for database, *rest in rows if database != project.control_db}
 
