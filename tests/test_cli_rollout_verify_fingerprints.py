@@ -89,3 +89,14 @@ def test_the_api_verify_remembers_through_the_same_record(project):
     assert [name for name, d in by_db.items() if d["catalog_read"]] == [] and document["references_built"] == 0
     assert [d["text"] for d in by_db["db_v3"]["differences"]] == [
         "changed column type public.tasks.title: text -> character varying(200)"]
+
+
+def test_an_unreadable_record_costs_verify_a_full_read_and_one_notice(project):
+    _fleet(project)
+    project.control("CREATE TABLE grapevine_verified (server text)")  # not the table the tool would create
+    result = project.cli("migrate", "--all-tenants", "--verify")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    notices = [line for line in result.stderr.splitlines() if "grapevine_verified" in line]
+    assert len(notices) == 1 and notices[0].startswith(
+        "notice: the fingerprints in grapevine_verified could not be read"), notices
+    assert all(project.version(f"db_{t}") is not None for t in IDS)
