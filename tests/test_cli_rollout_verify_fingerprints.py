@@ -54,6 +54,13 @@ def test_verify_remembers_what_it_compared_and_a_steady_verify_reads_no_catalog_
     document, by_db = _drift(project)  # and drift trusts what --verify found
     assert document["ok"] is True and document["catalogs_read"] == 0 and document["references_built"] == 0, document
 
+    # a file that changes no catalog row: the migrated tenants are read in full all the same, at their new version
+    project.write("tenant", "20991231000000_data_only.sql", "SELECT 1;\n")
+    status, by_tenant = _verify(project)
+    assert status == 0 and all(by_tenant[t]["applied"] == ["20991231000000"] for t in IDS), by_tenant
+    moved = _remembered(project)
+    assert all(moved[f"db_{t}"][0] == "20991231000000" and moved[f"db_{t}"][1] > first[f"db_{t}"][1] for t in IDS), moved
+
 
 def test_a_change_between_two_verify_runs_is_caught_by_the_second(project):
     _fleet(project)
