@@ -20,6 +20,7 @@ from ..database.state.result import DatabaseResult
 from ..database.jobs.retrying import with_retries
 from ..database.jobs.runner import RunOptions
 from ..database.state.target import Target
+from ..errors import GrapevineError
 from ..tool_tables import DEFAULT_TABLES, ToolTables
 from .catalog import LOCATE_SQL, STASHED_VERSION, snapshot_sql, stash_version_sql
 from .fingerprint import FINGERPRINT_SQL, Verification, Verified
@@ -76,12 +77,14 @@ def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_
 
 
 def drift(target: Target, references, options: RunOptions, found: dict, *, privileges: bool = False,
-          verified: Verified | None = None, reread: bool = False) -> DatabaseResult:
+          verified: Verified | None = None, reread: bool = False, later: list | None = None) -> DatabaseResult:
     """Compare one database with the reference of its version; its differences go to ``found[database]``.
 
     ``verified``: the record of the last comparisons (see ``fingerprint``); a database still at the
     fingerprint it was compared at has the differences it had then (none: equal) without its catalog
     read or its reference built, and one read in full is remembered. ``reread``: read it in full all the same.
+    ``later``: given, a database whose reference is still being built is compared once it is (``settle``),
+    so the worker reads the next database meanwhile instead of waiting.
     """
     chain = references.chains[target.env]
     remembered: list = [None]  # what ``unchanged`` found: the differences of a database still as it was
@@ -91,6 +94,16 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
                                            privileges=privileges)
         return remembered[0] is not None
 
+    def compared(version, live, fingerprint, server_version) -> None:
+        expected = references.get(target.env, version)
+        identical = live == expected.text  # the same bytes: nothing differs, owners and grants included
+        differences = [] if identical else compare(expected.catalog, json.loads(live), privileges=privileges)
+        found[target.database] = differences
+        key = verified.key(chain, version, server_version) if verified is not None else None
+        if key is not None:  # equal or not: while its fingerprint stays, the answer stays
+            verified.remember(target, Verification(version, key, fingerprint, identical or privileges,
+                                                   tuple(differences)))
+
     def attempt(result: DatabaseResult) -> None:
         checked = verified is not None and not reread and verified.recorded(target) is not None
         version, live, fingerprint, server_version = read_live(target, options, chain.tables,
@@ -99,18 +112,25 @@ def drift(target: Target, references, options: RunOptions, found: dict, *, privi
         if live is None:  # still at the fingerprint it was compared at
             found[target.database] = list(remembered[0])
             return
-        expected = references.get(target.env, version)
-        identical = live == expected.text  # the same bytes: nothing differs, owners and grants included
-        differences = [] if identical else compare(expected.catalog, json.loads(live), privileges=privileges)
-        found[target.database] = differences
         if verified is not None:
             verified.read_in_full(target)
-            key = verified.key(chain, version, server_version)
-            if key is not None:  # equal or not: while its fingerprint stays, the answer stays
-                verified.remember(target, Verification(version, key, fingerprint, identical or privileges,
-                                                       tuple(differences)))
+        if later is not None and not references.ready(target.env, version):
+            references.start(target.env, version)
+            later.append((result, lambda: compared(version, live, fingerprint, server_version)))
+            return
+        compared(version, live, fingerprint, server_version)
 
     return with_retries(target, options, attempt)
+
+
+def settle(later: list) -> None:
+    """The comparisons ``drift(..., later=)`` left until their reference was built; one whose reference could
+    not be built fails its database, as it would have failed it at once."""
+    for result, compared in later:
+        try:
+            compared()
+        except Exception as err:  # noqa: BLE001 - one database's failure never stops the others
+            result.fail(str(err) if isinstance(err, GrapevineError) else f"{type(err).__name__}: {err}")
 
 
 class Verifier:
