@@ -7,7 +7,8 @@ chain of bench/chain.py and copies it (CREATE DATABASE ... TEMPLATE) into --tena
 databases, so every tenant has the chain's schema and ledger; two of them get an extra index by
 hand.  Then, as separate processes, alternately: `status --all-tenants`, `drift --all-tenants --full`
 (a first run: every catalog read, the fingerprints recorded), `drift --all-tenants` right after it
-(the steady state: only the two changed tenants' catalogs read), all --max-parallel 10 (the default),
+(the steady state: no catalog read and no reference built, the two changed tenants' differences
+remembered with their fingerprints), all --max-parallel 10 (the default),
 wall time and the CLI's peak RSS, and each on one tenant (drift's fixed cost: building the reference
 schema in a scratch database); with --baseline, that CLI's `drift --all-tenants` too, interleaved
 with the first run, the two taking turns going first (before/after).

@@ -8,7 +8,8 @@ reads that backend's CPU time from /proc/<pid>/schedstat (Linux, server on this 
 connecting and after the case's statements.  Medians over --rounds, cases interleaved.
 Cases: status's query, and status's statements as it sends them; drift's steady state (the version
 and the fingerprint), the same with the five catalogs the fingerprint leaves out read too, the version
-alone, and (--per-catalog) the fingerprint over each catalog alone; drift's one round trip; the
+alone, and (--per-catalog) the fingerprint over each catalog alone; drift's one round trip, without and
+with the fingerprint (a first run's); the
 snapshot only parsed (PREPARE); parsed and planned (EXPLAIN); one trivial lookup in each of the 16
 catalogs the snapshot reads (the floor of touching them at all on a cold backend); the deparse floor:
 only the definitions any drift must compare (every user column's type and default, every index,
@@ -65,10 +66,12 @@ def cases(server_version: int, per_catalog: bool) -> dict:
         f"  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.prokind = 'f' AND {user})"
     )
 
-    def drift(cursor):
-        bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {stash_version_sql()};\n",
-                                 values).decode()
-        cursor.execute(bounded + snapshot_sql(stashed_version=True, server_version=server_version))
+    def drift(also=None):
+        def case(cursor):
+            bounded = cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters}, {stash_version_sql()};\n",
+                                     values).decode()
+            cursor.execute(bounded + snapshot_sql(stashed_version=True, server_version=server_version, also=also))
+        return case
 
     def run(sql):
         return lambda cursor: cursor.execute(sql)
@@ -95,7 +98,8 @@ def cases(server_version: int, per_catalog: bool) -> dict:
             ("pg_range", "rngtypid")))),
         "version alone (no catalog)": steady("NULL"),
         **alone,
-        "drift: the one round trip": drift,
+        "drift: the one round trip": drift(),
+        "drift's first run: the round trip with the fingerprint": drift(FINGERPRINT_SQL),
         "snapshot parsed only (PREPARE)": run(f"{settings};\nPREPARE p AS {body}"),
         "snapshot parsed and planned (EXPLAIN)": run(f"{settings};\nEXPLAIN {body}"),
         "a lookup in each of the 16 catalogs": run(touch),

@@ -248,13 +248,13 @@ def migrate_fleet(
         retries=knobs["retries"], retry_window_s=float(knobs["retry_window"]), out_of_order=late,
         on_notice=on_notice, on_warning=lambda line: logger.warning("%s", line), servers=Breakers(), word_fix=_word_fix)
     selection = Selection(all_tenants=tenants is None, tenant_ids=tuple(tenants or ()))
-    if verify:
-        from .schema.drift import migrated_and_verified
+    verifier = None
+    if verify:  # then each database compared with its version's schema, through the fingerprints
+        from .schema.drift import Verifier
 
-        job = migrated_and_verified(chains, settings, options, lock_key=project.lock_key,
-                                    on_notice=lambda line: logger.info("%s", line))
-    else:
-        job = lambda target: runner.migrate(target, chains[target.env], options)  # noqa: E731
+        verifier = Verifier(chains, settings, tables.verified_table, options, lock_key=project.lock_key,
+                            on_notice=lambda line: logger.info("%s", line))
+    job = verifier.migrate if verifier is not None else (lambda t: runner.migrate(t, chains[t.env], options))
 
     try:
         done = record.roll_out(
@@ -266,6 +266,9 @@ def migrate_fleet(
         )
     except GrapevineError as err:
         return FleetResult(ok=False, error=_masked(str(err), *secrets), rollout=recorder.id)
+    finally:  # what was compared is remembered, a halt or a refusal notwithstanding
+        if verifier is not None and (problem := verifier.finish()):
+            logger.warning("%s; the next verification reads every catalog again", _masked(problem, *secrets))
     databases = tuple(
         FleetDatabase(r.target.spec.dbname, r.target.tenant_id, wave, r.ok, r.skipped, tuple(r.applied), r.after,
                       _masked(r.error, *secrets))

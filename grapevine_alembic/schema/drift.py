@@ -2,8 +2,8 @@
 
 One round trip after connecting: the transaction made read-only, the session bounded and set
 read-only (``default_transaction_read_only``), the version read through the session's
-search_path, then the whole catalog as one JSON document with its fingerprint.  A database last
-found equal (``fingerprint.Verified``) first gets the version and the fingerprint alone, and its
+search_path, then the whole catalog as one JSON document with its fingerprint.  A database
+compared before (``fingerprint.Verified``) first gets the version and the fingerprint alone, and its
 catalog only when either moved.  Where no version table is on the search path (the previous
 tool's ledger alone, or no ledger), a second try first locates the tool's tables, and refuses a
 database whose search_path changed since they were created.
@@ -20,6 +20,7 @@ from ..database.state.result import DatabaseResult
 from ..database.jobs.retrying import with_retries
 from ..database.jobs.runner import RunOptions
 from ..database.state.target import Target
+from ..errors import GrapevineError
 from ..tool_tables import DEFAULT_TABLES, ToolTables
 from .catalog import LOCATE_SQL, STASHED_VERSION, snapshot_sql, stash_version_sql
 from .fingerprint import FINGERPRINT_SQL, Verification, Verified
@@ -76,63 +77,101 @@ def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_
 
 
 def drift(target: Target, references, options: RunOptions, found: dict, *, privileges: bool = False,
-          verified: Verified | None = None) -> DatabaseResult:
+          verified: Verified | None = None, reread: bool = False, later: list | None = None) -> DatabaseResult:
     """Compare one database with the reference of its version; its differences go to ``found[database]``.
 
-    ``verified``: the fingerprints of databases last found equal (see ``fingerprint``); a database
-    still at its fingerprint is equal without reading its catalog, and one found equal is remembered.
+    ``verified``: the record of the last comparisons (see ``fingerprint``); a database still at the
+    fingerprint it was compared at has the differences it had then (none: equal) without its catalog
+    read or its reference built, and one read in full is remembered. ``reread``: read it in full all the same.
+    ``later``: given, a database whose reference is still being built is compared once it is (``settle``),
+    so the worker reads the next database meanwhile instead of waiting.
     """
     chain = references.chains[target.env]
+    remembered: list = [None]  # what ``unchanged`` found: the differences of a database still as it was
 
     def unchanged(version, fingerprint, server_version) -> bool:
-        return verified.still_equal(target, version, fingerprint, verified.key(chain, version, server_version),
-                                    privileges=privileges)
+        remembered[0] = verified.unchanged(target, version, fingerprint, verified.key(chain, version, server_version),
+                                           privileges=privileges)
+        return remembered[0] is not None
+
+    def compared(version, live, fingerprint, server_version) -> None:
+        expected = references.get(target.env, version)
+        identical = live == expected.text  # the same bytes: nothing differs, owners and grants included
+        differences = [] if identical else compare(expected.catalog, json.loads(live), privileges=privileges)
+        found[target.database] = differences
+        key = verified.key(chain, version, server_version) if verified is not None else None
+        if key is not None:  # equal or not: while its fingerprint stays, the answer stays
+            verified.remember(target, Verification(version, key, fingerprint, identical or privileges,
+                                                   tuple(differences)))
 
     def attempt(result: DatabaseResult) -> None:
-        checked = verified is not None and verified.recorded(target) is not None
+        checked = verified is not None and not reread and verified.recorded(target) is not None
         version, live, fingerprint, server_version = read_live(target, options, chain.tables,
                                                                unchanged=unchanged if checked else None)
         result.before = result.after = version
-        if live is None:  # still at the fingerprint it was verified equal at
-            found[target.database] = []
+        if live is None:  # still at the fingerprint it was compared at
+            found[target.database] = list(remembered[0])
             return
-        expected = references.get(target.env, version)
-        identical = live == expected.text  # the same bytes: nothing differs, owners and grants included
-        found[target.database] = [] if identical else compare(expected.catalog, json.loads(live), privileges=privileges)
         if verified is not None:
             verified.read_in_full(target)
-            key = verified.key(chain, version, server_version)
-            if not found[target.database] and key is not None:
-                verified.remember(target, Verification(version, key, fingerprint, identical or privileges))
+        if later is not None and not references.ready(target.env, version):
+            references.start(target.env, version)
+            later.append((result, lambda: compared(version, live, fingerprint, server_version)))
+            return
+        compared(version, live, fingerprint, server_version)
 
     return with_retries(target, options, attempt)
 
 
-def verify(result: DatabaseResult, references, options: RunOptions) -> DatabaseResult:
+def settle(later: list) -> None:
+    """The comparisons ``drift(..., later=)`` left until their reference was built; one whose reference could
+    not be built fails its database, as it would have failed it at once."""
+    for result, compared in later:
+        try:
+            compared()
+        except Exception as err:  # noqa: BLE001 - one database's failure never stops the others
+            result.fail(str(err) if isinstance(err, GrapevineError) else f"{type(err).__name__}: {err}")
+
+
+class Verifier:
     """``--verify``: a database the run migrated (or found at head) compared with its version's reference.
 
-    A difference fails it, naming each difference, so it counts toward a rollout's failure budget as any
-    failure does; so does a comparison that could not be made.  Failed and skipped databases are left as they are.
+    Through the control database's record of the last comparisons, as ``drift``: a database still at the
+    fingerprint it was compared at costs that fingerprint (one that differed fails with what it differed by);
+    one the run migrated moved its catalog and is read in full.  ``finish`` writes what the run compared (None, or the one line saying why it could not).
     """
-    if not result.ok or result.skipped:
+
+    def __init__(self, chains: dict, settings, verified_table: str, options: RunOptions, *, lock_key: int,
+                 on_notice=None):
+        from .scratch import References, server_for
+
+        self.chains, self.options = chains, options
+        self.references = References(chains, {env: server_for(settings, env) for env in chains}, lock_key=lock_key,
+                                      on_notice=on_notice)
+        self.verified = Verified(settings.control, verified_table, connect_timeout=options.connect_timeout_s).load()
+
+    def check(self, result: DatabaseResult) -> DatabaseResult:
+        """A difference fails the database, naming each difference, so it counts toward a rollout's failure budget as
+        any failure does; so does a comparison that could not be made.  Failed and skipped databases are left as they are."""
+        if not result.ok or result.skipped:
+            return result
+        found: dict = {}
+        checked = drift(result.target, self.references, self.options, found, verified=self.verified,
+                        reread=bool(result.applied))
+        if not checked.ok:
+            return result.fail(f"verify: {checked.error}")
+        differences = found[result.target.database]
+        if differences:
+            listed = "; ".join(difference.text() for difference in differences)
+            result.fail(f"verify: the schema differs from what {checked.after or 'no version'} should have: {listed}")
         return result
-    found: dict = {}
-    checked = drift(result.target, references, options, found)
-    if not checked.ok:
-        return result.fail(f"verify: {checked.error}")
-    differences = found[result.target.database]
-    if differences:
-        listed = "; ".join(difference.text() for difference in differences)
-        result.fail(f"verify: the schema differs from what {checked.after or 'no version'} should have: {listed}")
-    return result
 
+    def migrate(self, target: Target) -> DatabaseResult:
+        """``migrate --verify``'s job, the CLI's and the API's: the database migrated, then compared on the same
+        worker, inside its wave."""
+        from ..database.jobs import runner
 
-def migrated_and_verified(chains: dict, settings, options: RunOptions, *, lock_key: int, on_notice=None):
-    """``migrate --verify``'s job (the CLI's and the API's): each database migrated, then, on the same worker
-    and inside its wave, compared with its new version's schema (each reference built once per run)."""
-    from ..database.jobs import runner
-    from .scratch import References, server_for  # lazy: only --verify builds references
+        return self.check(runner.migrate(target, self.chains[target.env], self.options))
 
-    references = References(chains, {env: server_for(settings, env) for env in chains}, lock_key=lock_key,
-                            on_notice=on_notice)
-    return lambda target: verify(runner.migrate(target, chains[target.env], options), references, options)
+    def finish(self) -> str | None:
+        return self.verified.problem or self.verified.save()

@@ -12,21 +12,23 @@ same name (another ``pg_database`` oid, part of the fingerprint) always does.
 
 ``Verified`` keeps, in a table of the tool's own in the control database (``verified_table``),
 "database D was equal to the reference of version V (``reference_key``: the files up to V, the
-catalog query, the server's version) when its fingerprint was F". A database whose version,
-reference key and fingerprint are all unchanged is still equal without reading its catalog.
-``drift`` uses it; so can any check that compares a database with its reference (``migrate --verify``).
+catalog query, the server's version) when its fingerprint was F", or "differed from it by these
+differences". A database whose version, reference key and fingerprint are all unchanged is as it was
+without reading its catalog (nor building the reference). ``drift`` and ``migrate --verify`` use it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ..database.session.connection import describe_error, open_connection
 from ..database.state.target import Target
 from ..errors import GrapevineError
 from .catalog import snapshot_sql
+from .diff import Difference
 
 # Rows of user objects: oid >= FirstNormalObjectId, read through each catalog's oid index; the
 # namespaces and extensions whole (public is oid 2200 and drift reads its owner and grants).
@@ -84,12 +86,21 @@ def reference_key(chain, version: str | None, server_version: int) -> str | None
 
 @dataclass(frozen=True)
 class Verification:
-    """A database found equal to its reference: at which version, against which reference, at which fingerprint."""
+    """A database compared with its reference: at which version, against which reference, at which fingerprint,
+    and what differed (nothing: found equal)."""
 
     version: str | None
     reference: str
     fingerprint: str
     privileges: bool  # owners and grants compared too
+    differences: tuple = ()
+
+    def stored(self) -> str | None:
+        return json.dumps([asdict(d) for d in self.differences]) if self.differences else None
+
+
+def _differences(text: str | None) -> tuple:
+    return tuple(Difference(**fields) for fields in json.loads(text)) if text else ()
 
 
 class Verified:
@@ -100,6 +111,7 @@ class Verified:
 
     def __init__(self, control, table: str, *, connect_timeout: int | None = None):
         self.control, self.table, self.connect_timeout = control, table, connect_timeout
+        self._layout_current = False  # the table holds the differences column (added after the first release)
         self._records: dict = {}
         self._found: dict = {}
         self._keys: dict = {}
@@ -119,18 +131,23 @@ class Verified:
             raw = self._connect()
             try:
                 with raw.cursor() as cursor:
-                    cursor.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (self.table,))
-                    if cursor.fetchone()[0]:
-                        cursor.execute(f"SELECT server, database, version, reference, fingerprint, privileges"
-                                       f" FROM {self.table}")
-                        self._records = {(server, database): Verification(*rest)
-                                         for server, database, *rest in cursor.fetchall()}
+                    cursor.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL, EXISTS (SELECT FROM pg_catalog.pg_attribute"
+                                   " WHERE attrelid = pg_catalog.to_regclass(%s) AND attname = 'differences'"
+                                   " AND NOT attisdropped)", (self.table, self.table))
+                    exists, self._layout_current = cursor.fetchone()
+                    if exists:
+                        differences = "differences" if self._layout_current else "NULL"
+                        cursor.execute(f"SELECT server, database, version, reference, fingerprint, privileges,"
+                                       f" {differences} FROM {self.table}")
+                        self._records = {(server, database): Verification(*rest, _differences(text))
+                                         for server, database, *rest, text in cursor.fetchall()}
             finally:
                 raw.close()
-        except (psycopg2.Error, OSError) as err:
-            self.problem = f"the fingerprints in {self.table} could not be read: {describe_error(err)}"
-        except GrapevineError as err:  # from open_connection: already one line
-            self.problem = f"the fingerprints in {self.table} could not be read: {err}"
+        except (psycopg2.Error, OSError, GrapevineError, ValueError, TypeError) as err:
+            # GrapevineError (from open_connection) is already one line; ValueError, TypeError: differences
+            # written by another hand
+            reason = describe_error(err) if isinstance(err, (psycopg2.Error, OSError)) else err
+            self._records, self.problem = {}, f"the fingerprints in {self.table} could not be read: {reason}"
         return self
 
     def key(self, chain, version: str | None, server_version: int) -> str | None:
@@ -143,12 +160,17 @@ class Verified:
     def recorded(self, target: Target) -> Verification | None:
         return self._records.get((target.server, target.database))
 
-    def still_equal(self, target: Target, version: str | None, fingerprint: str, key: str | None, *,
-                    privileges: bool) -> bool:
-        """Whether the database is as it was when last verified equal (then its catalog need not be read)."""
+    def unchanged(self, target: Target, version: str | None, fingerprint: str, key: str | None, *,
+                  privileges: bool) -> tuple | None:
+        """The differences the database had when last compared, if it is still as it was then (nothing: it was
+        equal); None when its catalog must be read."""
         record = self.recorded(target)
-        return (record is not None and key is not None and record.reference == key and record.version == version
-                and record.fingerprint == fingerprint and (record.privileges or not privileges))
+        if (record is None or key is None or record.reference != key or record.version != version
+                or record.fingerprint != fingerprint):
+            return None
+        if record.differences:  # found with the owners and grants compared, or not: only the same question
+            return record.differences if record.privileges == privileges else None
+        return () if record.privileges or not privileges else None
 
     def read_in_full(self, target: Target) -> None:
         with self._guard:
@@ -165,7 +187,7 @@ class Verified:
         import psycopg2
         from psycopg2.extras import execute_values
 
-        rows = [(server, database, v.version, v.reference, v.fingerprint, v.privileges)
+        rows = [(server, database, v.version, v.reference, v.fingerprint, v.privileges, v.stored())
                 for (server, database), v in self._found.items()]
         try:
             raw = self._connect()
@@ -174,12 +196,15 @@ class Verified:
                     cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (server text NOT NULL, database text NOT NULL,"
                                    " version text, reference text NOT NULL, fingerprint text NOT NULL,"
                                    " privileges boolean NOT NULL, verified_at timestamptz NOT NULL DEFAULT now(),"
-                                   " PRIMARY KEY (server, database))")
+                                   " differences text, PRIMARY KEY (server, database))")
+                    if not self._layout_current:  # a table created before differences were remembered
+                        cursor.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS differences text")
                     execute_values(cursor, f"INSERT INTO {self.table} (server, database, version, reference, fingerprint,"
-                                           " privileges) VALUES %s ON CONFLICT (server, database) DO UPDATE SET"
-                                           " version = EXCLUDED.version, reference = EXCLUDED.reference,"
+                                           " privileges, differences) VALUES %s ON CONFLICT (server, database) DO UPDATE"
+                                           " SET version = EXCLUDED.version, reference = EXCLUDED.reference,"
                                            " fingerprint = EXCLUDED.fingerprint, privileges = EXCLUDED.privileges,"
-                                           " verified_at = now()", rows, page_size=len(rows))
+                                           " differences = EXCLUDED.differences, verified_at = now()",
+                                           rows, page_size=len(rows))
             finally:
                 raw.close()
         except (psycopg2.Error, OSError) as err:

@@ -204,7 +204,28 @@ class References:
         self.chains, self.servers, self.lock_key, self.on_notice = chains, servers, lock_key, on_notice
         self._done: dict = {}
         self._locks: dict = {}
+        self._started: set = set()
         self._guard = threading.Lock()
+
+    def ready(self, env: str, version: str | None) -> bool:
+        """Whether the reference of ``version`` is built (or failed to build): ``get`` will not wait."""
+        with self._guard:
+            return (env, version) in self._done
+
+    def start(self, env: str, version: str | None) -> None:
+        """Build the reference of ``version`` on a thread of its own, once; ``get`` waits for it."""
+        with self._guard:
+            if (env, version) in self._started:
+                return
+            self._started.add((env, version))
+        threading.Thread(target=self._build_quietly, args=(env, version), daemon=True,
+                         name=f"reference-{env}-{version}").start()
+
+    def _build_quietly(self, env: str, version: str | None) -> None:
+        try:
+            self.get(env, version)
+        except Exception:  # noqa: BLE001 - kept for get(): a failed build is stored, anything else raises again there
+            pass
 
     def get(self, env: str, version: str | None) -> Reference:
         key = (env, version)

@@ -52,6 +52,7 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     from ...fleet import fleet
     from ...schema import grouping
     from ...schema.drift import drift as drift_one
+    from ...schema.drift import settle
     from ...schema.fingerprint import Verified
     from ...schema.scratch import References, server_for
 
@@ -65,6 +66,7 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     references = References(chains, {env: server_for(settings, env) for env in ENVS},
                             lock_key=app.project().lock_key, on_notice=out.info)
     found: dict = {}
+    later: list = []  # databases read while their reference was being built: compared once it is
     verified = Verified(settings.control, chains["control"].tables.verified_table,
                         connect_timeout=options.connect_timeout_s)
     if not full:
@@ -72,11 +74,12 @@ def drift(app: App, control, all_tenants, tenant_ids, tenants_file, shard, privi
     with interrupts.graceful(out.info) as signals, out.progress(len(targets), "drift") as bar:
         results = fleet.run_targets(
             targets, lambda t: drift_one(t, references, options, found, privileges=privileges,
-                                          verified=verified), options=options,
+                                          verified=verified, later=later), options=options,
             max_parallel=max_parallel, max_per_server=max_per_server, on_result=bar.advance,
             should_stop=interrupts.stopping, skipped=lambda t: DatabaseResult(t, ok=False, skipped=True,
                                                                               error="not compared (interrupted)"),
         )
+    settle(later)
     problem = verified.problem or verified.save()
     if problem:
         out.info(f"notice: {problem}; the next run reads every catalog again")

@@ -129,13 +129,17 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
             max_failures=max_failures, wave_pause=wave_pause, max_parallel=max_parallel, max_per_server=max_per_server,
             retries=retries, retry_window=retry_window, timeout=timeout, lock_timeout=lock_timeout,
             out_of_order=out_of_order))
-    job = _verified(app, chains, options, out) if verify else (lambda t: runner.migrate(t, chains[t.env], options))
+    verifier = _verifier(app, chains, options, out) if verify else None
+    job = verifier.migrate if verifier is not None else (lambda t: runner.migrate(t, chains[t.env], options))
     with interrupts.graceful(out.info) as signals:
         results = fan_out(app, selection, job, options,
                           max_parallel, max_per_server, label="migrate", canary=canary or 0,
                           max_failures=budget, waves=sizes, wave_pause=wave_pause,
                           peek=lambda t: runner.status(t, chains[t.env], options), recorder=recorder, watchers=watchers,
                           tenants=(lambda: []) if _nothing_left(recorder) else None)
+    problem = verifier.finish() if verifier is not None else None
+    if problem:
+        out.info(f"notice: {problem}; the next verification reads every catalog again")
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
@@ -162,12 +166,14 @@ def _watchers(out, metrics_file, pushgateway, events_file) -> list:
     return watchers
 
 
-def _verified(app: App, chains, options, out):
-    """The migrate job followed, on the same worker, by the comparison with the version's schema (``--verify``):
-    a tenant that differs fails inside its wave, so the budget sees it at once and the next wave waits for it."""
-    from ...schema.drift import migrated_and_verified  # lazy: --help stays fast
+def _verifier(app: App, chains, options, out):
+    """``--verify``'s comparison with the version's schema: a tenant that differs fails inside its wave, so the budget
+    sees it at once and the next wave waits for it; one still at the fingerprint it was last compared at is not read."""
+    from ...schema.drift import Verifier  # lazy: --help stays fast
 
-    return migrated_and_verified(chains, app.settings(), options, lock_key=app.project().lock_key, on_notice=out.info)
+    project = app.project()
+    return Verifier(chains, app.settings(), project.tool_tables("control").verified_table, options,
+                    lock_key=project.lock_key, on_notice=out.info)
 
 
 def _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause, max_failures):
