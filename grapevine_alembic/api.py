@@ -254,7 +254,8 @@ def migrate_fleet(
     try:
         done = record.roll_out(
             recorder, control_target(settings) if control else None,
-            lambda: resolve(selection, settings, project.tenants_query) if selection.wants_tenants else [],
+            lambda: resolve(selection, settings, project.tenants_query, connection=recorder.connection)
+            if selection.wants_tenants else [],
             job,
             options=options, max_parallel=max_parallel, waves=sizes, canary=canary, budget=budget,
             wave_pause=float(wave_pause), peek=lambda t: runner.status(t, chains[t.env], options),

@@ -105,6 +105,12 @@ class Recorder:
         self._secrets = known_secrets()  # an error text is stored masked, as it would be printed
         self._others = True  # another rollout may be running (start knows better)
 
+    @property
+    def connection(self):
+        """The record's control connection, idle until the tenants are planned: the tenants are read on it
+        (``targets.resolve(connection=...)``), so a rollout opens no second connection to control."""
+        return self.raw
+
     @classmethod
     def start(cls, spec, tables, *, options: dict, heads: dict, command: str, secrets=()) -> Recorder:
         raw = _open(spec)
