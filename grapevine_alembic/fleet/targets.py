@@ -119,14 +119,15 @@ def control_read(settings: Settings, read, connection=None):
     so the run opens no second one; lost under the read (a restart), the read goes on as above."""
     import psycopg2
 
+    answered = []  # the server has answered us: a refusal now is a restart to wait out, not a wrong address
     if connection is not None and not connection.closed:
+        answered.append(True)
         try:
             with connection.cursor() as cursor:
                 return read(cursor)
         except psycopg2.Error as err:
             if not connection.closed and not transient.is_restart(err):
                 raise DatabaseError(f"reading the control database failed: {describe_error(err)}") from None
-    answered = []
 
     def attempt():
         raw = open_connection(settings.control)
