@@ -203,27 +203,26 @@ class Recorder:
                     self._drop_connection()
 
     def _check_and_plan(self, plan, ids: list[str]) -> None:
+        """The refusal check and (unless a resumed rollout has them) the tenants' rows and waves: one round trip,
+        one transaction (a query of several statements is one). Its first statement takes the lock every start
+        takes and the check's snapshot comes after it, so of two rollouts one always sees the other's tenants."""
         r, t = self.tables.rollouts, self.tables.rollout_tenants
+        lock = f"SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0); "
         with self.raw.cursor() as cursor:
-            try:  # under the lock every start takes, so of two rollouts one always sees the other's tenants
-                cursor.execute(f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
-                               + _overlapping(self.tables), (self.id, ids))
-                _refuse(cursor.fetchone())
-                if self.resumed is None or not self.resumed.planned:  # tenants, waves and commit: one round trip
-                    chosen = list(self._wave)
-                    gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
-                    cursor.execute(f"INSERT INTO {t} (rollout_id, tenant_id, position, wave)"
-                                   " SELECT %s, u.tenant, u.position, u.wave"
-                                   " FROM unnest(%s::text[], %s::int[], %s::int[]) AS u(tenant, position, wave);"
-                                   f" UPDATE {r} SET waves = %s WHERE id = %s; COMMIT",
-                                   (self.id, chosen, list(range(len(chosen))), [self._wave[c] for c in chosen],
-                                    json.dumps(gates), self.id))
-                else:
-                    cursor.execute("COMMIT")
-            except BaseException:
-                if not self.raw.closed:  # a lost connection took its transaction with it
-                    cursor.execute("ROLLBACK")
-                raise
+            if self.resumed is not None and self.resumed.planned:
+                cursor.execute(lock + _overlapping(self.tables), (self.id, ids))
+            else:  # written only if nobody is refused: the refused rollout's row is discarded
+                gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
+                cursor.execute(lock + f"WITH other AS ({_overlapping(self.tables)}),"
+                               f" tenants AS (INSERT INTO {t} (rollout_id, tenant_id, position, wave)"
+                               " SELECT %s, u.tenant, u.position, u.wave"
+                               " FROM unnest(%s::text[], %s::int[], %s::int[]) AS u(tenant, position, wave)"
+                               " WHERE NOT EXISTS (SELECT FROM other)),"
+                               f" waves AS (UPDATE {r} SET waves = %s WHERE id = %s AND NOT EXISTS (SELECT FROM other))"
+                               " SELECT * FROM other",
+                               (self.id, ids, self.id, ids, list(range(len(ids))), [self._wave[i] for i in ids],
+                                json.dumps(gates), self.id))
+            _refuse(cursor.fetchone())
 
     def result(self, result) -> None:
         """Hand the result to the writer thread: the fan-out never waits for the control database."""
