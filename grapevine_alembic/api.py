@@ -255,8 +255,7 @@ def migrate_fleet(
         done = record.roll_out(
             recorder, control_target(settings) if control else None,
             lambda: resolve(selection, settings, project.tenants_query, connection=recorder.connection)
-            if selection.wants_tenants else [],
-            job,
+            if selection.wants_tenants else [], job,
             options=options, max_parallel=max_parallel, waves=sizes, canary=canary, budget=budget,
             wave_pause=float(wave_pause), peek=lambda t: runner.status(t, chains[t.env], options),
         )
