@@ -187,17 +187,23 @@ def noop_overhead(bench: Bench, env: dict, max_parallel: int, rounds: int) -> di
     chain = runner.Chain(project, "tenant")
     tables = project.tool_tables("control")
 
+    def tenants(connection=None) -> list:
+        return resolve(Selection(all_tenants=True), settings, project.tenants_query, connection=connection)
+
     def once(recorded: bool) -> float:
         options = runner.RunOptions(lock_key=project.lock_key, servers=Breakers())
-        args = (None, lambda: resolve(Selection(all_tenants=True), settings, project.tenants_query),
-                lambda t: runner.migrate(t, chain, options))
+
+        def job(target):
+            return runner.migrate(target, chain, options)
+
         started = time.perf_counter()
-        if recorded:  # the record's connection, DDL check, rows and batches are all inside the timing
+        if recorded:  # the record's connection (the tenants read on it, as the CLI does), rows and batches: timed
             recorder = record.Recorder.start(settings.control, tables, options={"bench": True}, heads={},
                                              command="bench/rollout.py")
-            done = record.roll_out(recorder, *args, options=options, max_parallel=max_parallel)
+            done = record.roll_out(recorder, None, lambda: tenants(recorder.connection), job, options=options,
+                                   max_parallel=max_parallel)
         else:
-            done = rollout.roll_out(*args, options=options, max_parallel=max_parallel)
+            done = rollout.roll_out(None, tenants, job, options=options, max_parallel=max_parallel)
         seconds = time.perf_counter() - started
         if not all(r.ok and not r.applied for r in done.results):
             raise SystemExit("the no-op rollout applied or failed something")

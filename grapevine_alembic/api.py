@@ -259,8 +259,9 @@ def migrate_fleet(
     try:
         done = record.roll_out(
             recorder, control_target(settings) if control else None,
-            lambda: resolve(selection, settings, project.tenants_query) if selection.wants_tenants else [],
-            job, options=options, max_parallel=knobs["max_parallel"], max_per_server=knobs["max_per_server"],
+            lambda: resolve(selection, settings, project.tenants_query, connection=recorder.connection)
+            if selection.wants_tenants else [], job,
+            options=options, max_parallel=knobs["max_parallel"], max_per_server=knobs["max_per_server"],
             waves=sizes, canary=canary, budget=rollout.parse_budget(knobs["max_failures"]),
             wave_pause=float(knobs["wave_pause"]), peek=lambda t: runner.status(t, chains[t.env], options),
         )

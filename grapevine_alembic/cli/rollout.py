@@ -43,7 +43,8 @@ def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server
     settings = app.settings()
 
     def selected():
-        found = resolve(replace(selection, control=False), settings, app.project().tenants_query, announce=out.info)
+        found = resolve(replace(selection, control=False), settings, app.project().tenants_query, announce=out.info,
+                        connection=recorder.connection if recorder is not None else None)
         if not found:
             out.info("no tenants: the control database's tenants table lists none provisioned")
         return found

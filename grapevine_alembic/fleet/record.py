@@ -35,6 +35,12 @@ RUNNING, HALTED, INTERRUPTED, DONE = "running", "halted", "interrupted", "done"
 PENDING, OK, FAILED = "pending", "done", "failed"
 _LOCK_CLASS = 0x67726F6C  # "grol": the first key of every rollout's lock (the second is its id)
 _RECONNECT_S = 30.0  # how long the end of a run waits for a restarting control server to write the record
+# The record's session commits without waiting for the WAL flush (sent with its first statement): two of its commits
+# come before the first tenant and one after the last, about 8 ms each on a durable server here. Safe: a commit is
+# visible to every session at once, so the refusal of a second rollout holds; a control server that crashes may lose
+# the record's last fraction of a second, and the rollout then reads as interrupted (or is gone), so a resume or a new
+# run applies to each tenant what its own ledger says is pending: nothing twice.
+_SESSION = "SET synchronous_commit = off; "
 
 
 class Conflict(UsageError):
@@ -108,13 +114,19 @@ class Recorder:
         self._secrets = known_secrets()  # an error text is stored masked, as it would be printed
         self._others = True  # another rollout may be running (start knows better)
 
+    @property
+    def connection(self):
+        """The record's control connection, idle until the tenants are planned: the tenants are read on it
+        (``targets.resolve(connection=...)``), so a rollout opens no second connection to control."""
+        return self.raw
+
     @classmethod
     def start(cls, spec, tables, *, options: dict, heads: dict, command: str, secrets=()) -> Recorder:
         raw = _open(spec)
         try:
             with raw.cursor() as cursor:
                 cursor.execute(  # one round trip: the tables on first use, the row, its lock
-                    f"{_ddl(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
+                    f"{_SESSION}{_ddl(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
                     " (state, started_by, host, pid, command, heads, options)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id)"
                     f" SELECT id, pg_catalog.pg_advisory_lock({_LOCK_CLASS}, id::int4) IS NULL,"
@@ -136,7 +148,7 @@ class Recorder:
         raw = _open(spec)
         try:
             with raw.cursor() as cursor:
-                cursor.execute(_ddl(tables))
+                cursor.execute(_SESSION + _ddl(tables))
                 which = "r.id = %s" if rollout_id is not None else f"{state_sql('r')} <> '{DONE}'"
                 cursor.execute(f"SELECT r.id, {state_sql('r')}, r.options, r.waves, r.pid, r.host FROM {tables.rollouts} r"
                                f" WHERE {which} ORDER BY r.id DESC LIMIT 1", (rollout_id,) if rollout_id else None)
@@ -204,27 +216,26 @@ class Recorder:
                     self._drop_connection()
 
     def _check_and_plan(self, plan, ids: list[str]) -> None:
+        """The refusal check and (unless a resumed rollout has them) the tenants' rows and waves: one round trip,
+        one transaction (a query of several statements is one). Its first statement takes the lock every start
+        takes and the check's snapshot comes after it, so of two rollouts one always sees the other's tenants."""
         r, t = self.tables.rollouts, self.tables.rollout_tenants
+        lock = f"SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0); "
         with self.raw.cursor() as cursor:
-            try:  # under the lock every start takes, so of two rollouts one always sees the other's tenants
-                cursor.execute(f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
-                               + _overlapping(self.tables), (self.id, ids))
-                _refuse(cursor.fetchone())
-                if self.resumed is None or not self.resumed.planned:  # tenants, waves and commit: one round trip
-                    chosen = list(self._wave)
-                    gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
-                    cursor.execute(f"INSERT INTO {t} (rollout_id, tenant_id, position, wave)"
-                                   " SELECT %s, u.tenant, u.position, u.wave"
-                                   " FROM unnest(%s::text[], %s::int[], %s::int[]) AS u(tenant, position, wave);"
-                                   f" UPDATE {r} SET waves = %s WHERE id = %s; COMMIT",
-                                   (self.id, chosen, list(range(len(chosen))), [self._wave[c] for c in chosen],
-                                    json.dumps(gates), self.id))
-                else:
-                    cursor.execute("COMMIT")
-            except BaseException:
-                if not self.raw.closed:  # a lost connection took its transaction with it
-                    cursor.execute("ROLLBACK")
-                raise
+            if self.resumed is not None and self.resumed.planned:
+                cursor.execute(lock + _overlapping(self.tables), (self.id, ids))
+            else:  # written only if nobody is refused: the refused rollout's row is discarded
+                gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
+                cursor.execute(lock + f"WITH other AS ({_overlapping(self.tables)}),"
+                               f" tenants AS (INSERT INTO {t} (rollout_id, tenant_id, position, wave)"
+                               " SELECT %s, u.tenant, u.position, u.wave"
+                               " FROM unnest(%s::text[], %s::int[], %s::int[]) AS u(tenant, position, wave)"
+                               " WHERE NOT EXISTS (SELECT FROM other)),"
+                               f" waves AS (UPDATE {r} SET waves = %s WHERE id = %s AND NOT EXISTS (SELECT FROM other))"
+                               " SELECT * FROM other",
+                               (self.id, ids, self.id, ids, list(range(len(ids))), [self._wave[i] for i in ids],
+                                json.dumps(gates), self.id))
+            _refuse(cursor.fetchone())
 
     def result(self, result) -> None:
         """Hand the result to the writer thread: the fan-out never waits for the control database."""
@@ -270,7 +281,7 @@ class Recorder:
         raw = _open(self.spec)
         try:
             with raw.cursor() as cursor:
-                cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4) OR ("
+                cursor.execute(f"{_SESSION}SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4) OR ("
                                f" EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = %s AND classid = {_LOCK_CLASS}"
                                " AND objid = %s::oid AND objsubid = 2 AND locktype = 'advisory')"
                                " AND pg_catalog.pg_terminate_backend(%s, 5000)"

@@ -75,9 +75,10 @@ def provisioned_tenants(settings: Settings, tenants_query: str | None = None) ->
     return listed_tenants(settings, tenants_query)[0]
 
 
-def listed_tenants(settings: Settings, tenants_query: str | None = None) -> tuple[dict[str | None, str | None], str | None]:
+def listed_tenants(settings: Settings, tenants_query: str | None = None, connection=None
+                   ) -> tuple[dict[str | None, str | None], str | None]:
     """``provisioned_tenants``, and the name of the query's server column (None: it has none)."""
-    return control_read(settings, lambda cursor: _read_listed(settings, cursor, tenants_query))
+    return control_read(settings, lambda cursor: _read_listed(settings, cursor, tenants_query), connection)
 
 
 def _read_listed(settings: Settings, cursor, tenants_query: str | None):
@@ -110,12 +111,23 @@ def _read_listed(settings: Settings, cursor, tenants_query: str | None):
 CONTROL_RESTART_WINDOW_S = 30.0
 
 
-def control_read(settings: Settings, read):
+def control_read(settings: Settings, read, connection=None):
     """``read(cursor)`` on a new connection to the control database.  A server restarting is waited out
-    (read again with backoff, up to ``CONTROL_RESTART_WINDOW_S``); any other driver error is one line."""
+    (read again with backoff, up to ``CONTROL_RESTART_WINDOW_S``); any other driver error is one line.
+
+    ``connection``: an idle control connection the run already holds (the rollout record's), read on first
+    so the run opens no second one; lost under the read (a restart), the read goes on as above."""
     import psycopg2
 
-    answered = []
+    answered = []  # the server has answered us: a refusal now is a restart to wait out, not a wrong address
+    if connection is not None and not connection.closed:
+        answered.append(True)
+        try:
+            with connection.cursor() as cursor:
+                return read(cursor)
+        except psycopg2.Error as err:
+            if not connection.closed and not transient.is_restart(err):
+                raise DatabaseError(f"reading the control database failed: {describe_error(err)}") from None
 
     def attempt():
         raw = open_connection(settings.control)
@@ -150,7 +162,8 @@ class TenantRow:
     has_server_column: bool  # the row has the column the query's server column is named after
 
 
-def tenant_rows(settings: Settings, tenant_ids: list[str], server_column: str | None) -> dict[str, TenantRow]:
+def tenant_rows(settings: Settings, tenant_ids: list[str], server_column: str | None, connection=None
+                ) -> dict[str, TenantRow]:
     """Each given id's row of the tenants table (absent ids are missing from the result).
 
     Its server comes from the column the tenants query names its server column after, whatever
@@ -165,10 +178,10 @@ def tenant_rows(settings: Settings, tenant_ids: list[str], server_column: str | 
         return {tenant_id: TenantRow(state, server, server_column is None or has)
                 for tenant_id, state, server, has in cursor.fetchall()}
 
-    return control_read(settings, read)
+    return control_read(settings, read, connection)
 
 
-def close_ids(settings: Settings, tenant_id: str) -> tuple[str, ...]:
+def close_ids(settings: Settings, tenant_id: str, connection=None) -> tuple[str, ...]:
     """The tenants table's ids most like ``tenant_id`` (a typo's candidates), best first; read only on that error."""
     import difflib
 
@@ -176,27 +189,28 @@ def close_ids(settings: Settings, tenant_id: str) -> tuple[str, ...]:
         cursor.execute("SELECT id::text FROM tenants WHERE id IS NOT NULL")
         return [row[0] for row in cursor.fetchall()]
 
-    ids = control_read(settings, read)
+    ids = control_read(settings, read, connection)
     return tuple(difflib.get_close_matches(tenant_id, ids, n=3))
 
 
 def resolve(selection: Selection, settings: Settings, tenants_query: str | None = None, *,
-            announce=None) -> list[Target]:
+            announce=None, connection=None) -> list[Target]:
     """Targets for a selection: control first, then tenants in id order.
 
-    ``announce(line)`` hears of each named tenant that is not provisioned (it is included all the same).
+    ``announce(line)`` hears of each named tenant that is not provisioned (it is included all the same);
+    ``connection``: an idle control connection to read on (see ``control_read``).
     """
     for tenant_id in selection.tenant_ids:
         validate_tenant_id(tenant_id)  # bad input fails before any connection
     targets = [control_target(settings)] if selection.control else []
     if not selection.wants_tenants:
         return targets
-    provisioned, server_column = listed_tenants(settings, tenants_query)
+    provisioned, server_column = listed_tenants(settings, tenants_query, connection)
     if selection.all_tenants:
         chosen, others = list(provisioned), {}
     else:
         chosen = list(dict.fromkeys(selection.tenant_ids))
-        others = unlisted_rows(settings, chosen, provisioned, server_column)
+        others = unlisted_rows(settings, chosen, provisioned, server_column, connection)
         for tenant_id, row in others.items():
             if announce:
                 announce(f"notice: tenant {tenant_id} is {row.state}, not {PROVISIONED}:"
@@ -207,14 +221,14 @@ def resolve(selection: Selection, settings: Settings, tenants_query: str | None 
     return targets + [named_target(settings, t, provisioned, others, server_column) for t in chosen]
 
 
-def unlisted_rows(settings: Settings, chosen: list[str], provisioned: dict, server_column: str | None
-                  ) -> dict[str, TenantRow]:
+def unlisted_rows(settings: Settings, chosen: list[str], provisioned: dict, server_column: str | None,
+                  connection=None) -> dict[str, TenantRow]:
     """The rows of the named tenants the tenants query did not list; an id the table does not have is an error."""
     others = [t for t in chosen if t not in provisioned]
-    rows = tenant_rows(settings, others, server_column) if others else {}
+    rows = tenant_rows(settings, others, server_column, connection) if others else {}
     unknown = [t for t in others if t not in rows]
     if unknown:
-        raise UnknownTenant(unknown[0], close_ids(settings, unknown[0]))
+        raise UnknownTenant(unknown[0], close_ids(settings, unknown[0], connection))
     return rows
 
 
