@@ -28,12 +28,11 @@ from ..errors import GrapevineError, UsageError
 from ..masking import known_secrets, mask
 from . import rollout as fleet_rollout
 from .backoff import retried
+from .record_sql import (DONE, FAILED, HALTED, INTERRUPTED, LOCK_CLASS, OK, RUNNING, ddl_sql, joined, live_sql,
+                         overlapping_sql, results_sql, state_sql)
 from .record_writer import BatchWriter
 from .resuming import Resumed, reconciled
 
-RUNNING, HALTED, INTERRUPTED, DONE = "running", "halted", "interrupted", "done"
-PENDING, OK, FAILED = "pending", "done", "failed"
-_LOCK_CLASS = 0x67726F6C  # "grol": the first key of every rollout's lock (the second is its id)
 _RECONNECT_S = 30.0  # how long the end of a run waits for a restarting control server to write the record
 # The record's session commits without waiting for the WAL flush (sent with its first statement): two of its commits
 # come before the first tenant and one after the last, about 8 ms each on a durable server here. Safe: a commit is
@@ -47,58 +46,10 @@ class Conflict(UsageError):
     """Another live rollout runs over some of the same tenants."""
 
 
-def _overlapping(tables) -> str:
-    """The first live rollout but ``%s`` with a tenant among ``%s``: its id, pid and host."""
-    return (f"SELECT r.id, r.pid, r.host FROM {tables.rollouts} r WHERE r.state = '{RUNNING}' AND r.id <> %s"
-            f" AND {_live('r')} AND EXISTS (SELECT 1 FROM {tables.rollout_tenants} x WHERE x.rollout_id = r.id"
-            " AND x.tenant_id = ANY(%s)) ORDER BY r.id LIMIT 1")
-
-
 def _refuse(other) -> None:
     if other is not None:
         raise Conflict(f"rollout {other[0]} (pid {other[1]} on {other[2]}) is running over some of"
                        " these tenants: wait for it, or resume it when it stops")
-
-
-def _results(tables, rollout_id: int, rows: list[tuple]) -> tuple[str, tuple]:
-    """The statement writing a batch of results (tenant, outcome, attempts, ms, error, version)."""
-    return (f"UPDATE {tables.rollout_tenants} x SET outcome = u.outcome, attempts = x.attempts + u.attempts,"
-            " duration_ms = u.ms, error = u.error, version = u.version"
-            " FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[])"
-            " AS u(tenant, outcome, attempts, ms, error, version)"
-            " WHERE x.rollout_id = %s AND x.tenant_id = u.tenant",
-            (*(list(column) for column in zip(*rows)), rollout_id))
-
-
-def _joined(*statements: tuple[str, tuple]) -> tuple[str, tuple]:
-    """Statements sent as one round trip (one implicit transaction)."""
-    return "; ".join(sql for sql, _ in statements), tuple(p for _, params in statements for p in params)
-
-
-def _ddl(tables) -> str:
-    """The record's tables on first use. Where they exist (every later run) it is two catalog lookups: no
-    DDL, no lock, no notice; two first uses at once take a lock, so they do not race on CREATE TABLE."""
-    r, t = tables.rollouts, tables.rollout_tenants
-    return (f"DO $grapevine$ BEGIN IF to_regclass('{r}') IS NULL OR to_regclass('{t}') IS NULL THEN"
-            f" PERFORM pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0);"
-            f" CREATE TABLE IF NOT EXISTS {r} (id bigserial PRIMARY KEY, state text NOT NULL,"
-            " started_at timestamptz NOT NULL DEFAULT now(), ended_at timestamptz, started_by text, host text,"
-            " pid integer, command text, heads jsonb, options jsonb NOT NULL, waves jsonb, halt text);"
-            f" CREATE TABLE IF NOT EXISTS {t} (rollout_id bigint NOT NULL REFERENCES {r} (id) ON DELETE CASCADE,"
-            " tenant_id text NOT NULL, position integer NOT NULL, wave integer NOT NULL,"
-            " outcome text NOT NULL DEFAULT 'pending', attempts integer NOT NULL DEFAULT 0, duration_ms integer,"
-            " error text, version text, PRIMARY KEY (rollout_id, tenant_id)); END IF; END $grapevine$")
-
-
-def _live(alias: str) -> str:
-    """True while the process that runs rollout ``alias.id`` holds its lock (in this database)."""
-    return (f"EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
-            f" AND l.classid = {_LOCK_CLASS} AND l.objid = {alias}.id::oid AND l.objsubid = 2"
-            " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))")
-
-
-def state_sql(alias: str) -> str:
-    return f"CASE WHEN {alias}.state = '{RUNNING}' AND NOT {_live(alias)} THEN '{INTERRUPTED}' ELSE {alias}.state END"
 
 
 class Recorder:
@@ -126,11 +77,11 @@ class Recorder:
         try:
             with raw.cursor() as cursor:
                 cursor.execute(  # one round trip: the tables on first use, the row, its lock
-                    f"{_SESSION}{_ddl(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
+                    f"{_SESSION}{ddl_sql(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
                     " (state, started_by, host, pid, command, heads, options)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id)"
-                    f" SELECT id, pg_catalog.pg_advisory_lock({_LOCK_CLASS}, id::int4) IS NULL,"
-                    f" EXISTS (SELECT 1 FROM {tables.rollouts} x WHERE x.state = '{RUNNING}' AND {_live('x')}) FROM r",
+                    f" SELECT id, pg_catalog.pg_advisory_lock({LOCK_CLASS}, id::int4) IS NULL,"
+                    f" EXISTS (SELECT 1 FROM {tables.rollouts} x WHERE x.state = '{RUNNING}' AND {live_sql('x')}) FROM r",
                     (RUNNING, _user(), socket.gethostname(), os.getpid(), mask(command, [s for s in secrets if s]),
                      json.dumps(heads), json.dumps(options)))
                 rollout_id, _, others = cursor.fetchone()
@@ -148,7 +99,7 @@ class Recorder:
         raw = _open(spec)
         try:
             with raw.cursor() as cursor:
-                cursor.execute(_SESSION + _ddl(tables))
+                cursor.execute(_SESSION + ddl_sql(tables))
                 which = "r.id = %s" if rollout_id is not None else f"{state_sql('r')} <> '{DONE}'"
                 cursor.execute(f"SELECT r.id, {state_sql('r')}, r.options, r.waves, r.pid, r.host FROM {tables.rollouts} r"
                                f" WHERE {which} ORDER BY r.id DESC LIMIT 1", (rollout_id,) if rollout_id else None)
@@ -159,7 +110,7 @@ class Recorder:
                 found, state, options, waves, pid, host = row
                 if state == DONE:
                     raise UsageError(f"rollout {found} is done: nothing to resume")
-                cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4)", (found,))
+                cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({LOCK_CLASS}, %s::int4)", (found,))
                 if state == RUNNING or not cursor.fetchone()[0]:
                     raise Conflict(f"rollout {found} is running (pid {pid} on {host}): wait for it to end")
                 options = reconciled(found, options, given or {})
@@ -192,7 +143,7 @@ class Recorder:
                 return tenants  # the query may need control's files: read and checked again after them
             ids = [t.tenant_id for t in listed if t.tenant_id and not t.problem]
         with self._mutex, self.raw.cursor() as cursor:
-            cursor.execute(_overlapping(self.tables), (self.id, ids))
+            cursor.execute(overlapping_sql(self.tables), (self.id, ids))
             _refuse(cursor.fetchone())
         return tenants if listed is None else (lambda: listed)
 
@@ -220,13 +171,13 @@ class Recorder:
         one transaction (a query of several statements is one). Its first statement takes the lock every start
         takes and the check's snapshot comes after it, so of two rollouts one always sees the other's tenants."""
         r, t = self.tables.rollouts, self.tables.rollout_tenants
-        lock = f"SELECT pg_catalog.pg_advisory_xact_lock({_LOCK_CLASS}, 0); "
+        lock = f"SELECT pg_catalog.pg_advisory_xact_lock({LOCK_CLASS}, 0); "
         with self.raw.cursor() as cursor:
             if self.resumed is not None and self.resumed.planned:
-                cursor.execute(lock + _overlapping(self.tables), (self.id, ids))
+                cursor.execute(lock + overlapping_sql(self.tables), (self.id, ids))
             else:  # written only if nobody is refused: the refused rollout's row is discarded
                 gates = {str(w.number): [w.gated, w.canary] for w in plan.waves}
-                cursor.execute(lock + f"WITH other AS ({_overlapping(self.tables)}),"
+                cursor.execute(lock + f"WITH other AS ({overlapping_sql(self.tables)}),"
                                f" tenants AS (INSERT INTO {t} (rollout_id, tenant_id, position, wave)"
                                " SELECT %s, u.tenant, u.position, u.wave"
                                " FROM unnest(%s::text[], %s::int[], %s::int[]) AS u(tenant, position, wave)"
@@ -281,11 +232,11 @@ class Recorder:
         raw = _open(self.spec)
         try:
             with raw.cursor() as cursor:
-                cursor.execute(f"{_SESSION}SELECT pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4) OR ("
-                               f" EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = %s AND classid = {_LOCK_CLASS}"
+                cursor.execute(f"{_SESSION}SELECT pg_catalog.pg_try_advisory_lock({LOCK_CLASS}, %s::int4) OR ("
+                               f" EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = %s AND classid = {LOCK_CLASS}"
                                " AND objid = %s::oid AND objsubid = 2 AND locktype = 'advisory')"
                                " AND pg_catalog.pg_terminate_backend(%s, 5000)"
-                               f" AND pg_catalog.pg_try_advisory_lock({_LOCK_CLASS}, %s::int4))",
+                               f" AND pg_catalog.pg_try_advisory_lock({LOCK_CLASS}, %s::int4))",
                                (self.id, self._backend, self.id, self._backend, self.id))
                 if not cursor.fetchone()[0]:
                     raw.close()
@@ -304,7 +255,7 @@ class Recorder:
 
     def _write(self, rows: list[tuple]) -> None:
         with self.raw.cursor() as cursor:
-            cursor.execute(*(_results(self.tables, self.id, rows) if rows else ("SELECT 1", ())))
+            cursor.execute(*(results_sql(self.tables, self.id, rows) if rows else ("SELECT 1", ())))
 
     # ---- the end ----
     def finish(self, outcome, stopped: bool) -> None:
@@ -338,7 +289,7 @@ class Recorder:
                 with self.raw.cursor() as cursor:  # the last results and the state: one round trip
                     ended = (f"UPDATE {self.tables.rollouts} SET state = %s, ended_at = now(), halt = %s"
                              " WHERE id = %s", (state, why, self.id))
-                    cursor.execute(*_joined(_results(self.tables, self.id, left), ended) if left else ended)
+                    cursor.execute(*joined(results_sql(self.tables, self.id, left), ended) if left else ended)
             self.caught_up = True
         except Exception:  # noqa: BLE001 - the record never fails the run it records
             pass

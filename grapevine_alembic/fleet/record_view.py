@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..database.session.connection import open_connection
 from ..errors import DatabaseError
-from .record import FAILED, OK, PENDING, state_sql
+from .record_sql import FAILED, OK, PENDING, state_sql
 
 def _columns(tables) -> str:
     t = tables.rollout_tenants
