@@ -117,10 +117,12 @@ class ToolTables:
     @cached_property  # built once: read for every database of a run (as are version, ledger, plain_state)
     def placed(self) -> str:
         """A boolean, cheap enough for every state read (no catalog scan): false when a table named
-        without a schema resolves to one outside ``current_schema()`` (see ``misplaced``)."""
+        without a schema resolves to one outside ``current_schema()`` (see ``misplaced``). Functions named
+        in full, no operators: a fresh backend resolving ``regclass = regclass`` and ``||`` cost every
+        database's state read about 0.4 ms more (bench: 0.73 against 0.27 ms over the read without it)."""
         return " AND ".join(
-            f"coalesce({self.regclass(which)} = pg_catalog.to_regclass(pg_catalog.quote_ident("
-            f"pg_catalog.current_schema()) || '.{_quoted(table)}'), {self.regclass(which)} IS NULL)"
+            f"coalesce(pg_catalog.oideq({self.regclass(which)}, pg_catalog.to_regclass(pg_catalog.concat("
+            f"pg_catalog.quote_ident(pg_catalog.current_schema()), '.{_quoted(table)}'))), {self.regclass(which)} IS NULL)"
             for table, which in self.unpinned) or "true"
 
     @property
