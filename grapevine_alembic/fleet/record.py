@@ -34,12 +34,12 @@ from .record_writer import BatchWriter
 from .resuming import Resumed, reconciled
 
 _RECONNECT_S = 30.0  # how long the end of a run waits for a restarting control server to write the record
-# The record's session commits without waiting for the WAL flush (sent with its first statement): two of its commits
+# The record's session commits without waiting for the WAL flush (set with the lease's settings): two of its commits
 # come before the first tenant and one after the last, about 8 ms each on a durable server here. Safe: a commit is
 # visible to every session at once, so the refusal of a second rollout holds; a control server that crashes may lose
 # the record's last fraction of a second, and the rollout then reads as interrupted (or is gone), so a resume or a new
 # run applies to each tenant what its own ledger says is pending: nothing twice.
-_SESSION = "SET synchronous_commit = off; "
+_SESSION = [("synchronous_commit", "off")]
 
 
 class Conflict(UsageError):
@@ -77,7 +77,7 @@ class Recorder:
         try:
             with raw.cursor() as cursor:
                 cursor.execute(  # one round trip: the tables on first use, the row, its lock
-                    f"{_SESSION}{ddl_sql(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
+                    f"{ddl_sql(tables)}; WITH r AS (INSERT INTO {tables.rollouts}"
                     " (state, started_by, host, pid, command, heads, options)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id)"
                     f" SELECT id, pg_catalog.pg_advisory_lock({LOCK_CLASS}, id::int4) IS NULL,"
@@ -99,7 +99,7 @@ class Recorder:
         raw = _open(spec)
         try:
             with raw.cursor() as cursor:
-                cursor.execute(_SESSION + ddl_sql(tables))
+                cursor.execute(ddl_sql(tables))
                 which = "r.id = %s" if rollout_id is not None else f"{state_sql('r')} <> '{DONE}'"
                 cursor.execute(f"SELECT r.id, {state_sql('r')}, r.options, r.waves, r.pid, r.host FROM {tables.rollouts} r"
                                f" WHERE {which} ORDER BY r.id DESC LIMIT 1", (rollout_id,) if rollout_id else None)
@@ -232,7 +232,7 @@ class Recorder:
         raw = _open(self.spec)
         try:
             with raw.cursor() as cursor:
-                cursor.execute(f"{_SESSION}SELECT pg_catalog.pg_try_advisory_lock({LOCK_CLASS}, %s::int4) OR ("
+                cursor.execute(f"SELECT pg_catalog.pg_try_advisory_lock({LOCK_CLASS}, %s::int4) OR ("
                                f" EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = %s AND classid = {LOCK_CLASS}"
                                " AND objid = %s::oid AND objsubid = 2 AND locktype = 'advisory')"
                                " AND pg_catalog.pg_terminate_backend(%s, 5000)"
@@ -342,13 +342,13 @@ def _open(spec):
     from ..database.session.interrupts import SIGNALS
 
     if threading.current_thread() is not threading.main_thread():
-        return leased(open_connection(spec))
+        return leased(open_connection(spec), also=_SESSION)
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         raw = open_connection(spec)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    return leased(raw)
+    return leased(raw, also=_SESSION)
 
 
 def _user() -> str:

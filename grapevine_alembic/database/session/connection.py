@@ -210,12 +210,13 @@ def configure_session(raw, *, statement_timeout_s: float, lock_timeout_s: float)
         cursor.execute("SELECT " + sql, params)
 
 
-def leased(raw):
+def leased(raw, also: list[tuple[str, str]] = ()):
     """``raw`` with the server's bounds of a lease (``netbounds.lease_settings``): its session, and any
-    session-level lock it takes, ends once it has said nothing for ``lease_s``. Closed if that fails."""
+    session-level lock it takes, ends once it has said nothing for ``lease_s``. ``also``: the holder's own
+    session settings, in the same round trip. Closed if that fails."""
     watch = getattr(raw, "watch", None)
-    sql, params = set_config_sql(lease_settings(watch.bounds if watch is not None else bounds_from_environment(),
-                                                raw.server_version))
+    sql, params = set_config_sql([*lease_settings(watch.bounds if watch is not None else bounds_from_environment(),
+                                                  raw.server_version), *also])
     try:
         with raw.cursor() as cursor:
             cursor.execute("SELECT " + sql, params)
