@@ -131,15 +131,17 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
             out_of_order=out_of_order))
     verifier = _verifier(app, chains, options, out) if verify else None
     job = verifier.migrate if verifier is not None else (lambda t: runner.migrate(t, chains[t.env], options))
-    with interrupts.graceful(out.info) as signals:
-        results = fan_out(app, selection, job, options,
-                          max_parallel, max_per_server, label="migrate", canary=canary or 0,
-                          max_failures=budget, waves=sizes, wave_pause=wave_pause,
-                          peek=lambda t: runner.status(t, chains[t.env], options), recorder=recorder, watchers=watchers,
-                          tenants=(lambda: []) if _nothing_left(recorder) else None)
-    problem = verifier.finish() if verifier is not None else None
-    if problem:
-        out.info(f"notice: {problem}; the next verification reads every catalog again")
+    try:
+        with interrupts.graceful(out.info) as signals:
+            results = fan_out(app, selection, job, options,
+                              max_parallel, max_per_server, label="migrate", canary=canary or 0,
+                              max_failures=budget, waves=sizes, wave_pause=wave_pause,
+                              peek=lambda t: runner.status(t, chains[t.env], options), recorder=recorder,
+                              watchers=watchers, tenants=(lambda: []) if _nothing_left(recorder) else None)
+    finally:  # what was compared is remembered, a refusal notwithstanding (as api.migrate_fleet does)
+        problem = verifier.finish() if verifier is not None else None
+        if problem:
+            out.info(f"notice: {problem}; the next verification reads every catalog again")
     if json_mode:
         out.document(views.run_document("migrate", results, dry_run=dry_run, interrupted=signals.stopping))
     elif dry_run:
