@@ -112,6 +112,7 @@ def test_each_kind_of_object_is_named(project):
         ALTER TABLE projects ADD CONSTRAINT name_not_empty CHECK (name <> '');
         DROP INDEX tasks_project_id_idx;
         CREATE TABLE scratchpad (note text);
+        ALTER TABLE users ALTER COLUMN email TYPE text COLLATE "C";
     """)
     result = project.cli("drift", "--tenant", "k1", "--json")
     assert result.returncode == 1, result.stderr
@@ -120,6 +121,7 @@ def test_each_kind_of_object_is_named(project):
     assert texts == [
         "extra table public.scratchpad",
         "changed column type public.tasks.title: text -> character varying(200)",
+        'changed column collation public.users.email: none -> "C"',
         "missing index public.tasks_project_id_idx ON public.tasks USING btree (project_id)",
         "extra constraint name_not_empty ON public.projects",
         "extra view public.open_tasks",

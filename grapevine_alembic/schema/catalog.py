@@ -31,20 +31,29 @@ def _mine(namespace: str, oid: str, catalog: str) -> str:
     return f"{namespace} = ANY (m.user_ns) AND NOT {oid} = ANY (m.members_{catalog})"
 
 
+# Every object created after initdb has an oid >= FirstNormalObjectId (the counter wraps back to it, never below),
+# so a user's functions and types are found through the oid index: pg_proc holds about 3,400 rows of initdb's and
+# pg_type about 600, and on a fleet whose catalogs do not fit in shared_buffers every page read whole costs.
+FIRST_NORMAL_OID = 16384
+_USER_OID = f"OPERATOR(pg_catalog.>=) {FIRST_NORMAL_OID}::pg_catalog.oid"
+
+
 # The tool's two tables, by their configured names (snapshot_sql puts them in for this marker)
 _TOOL = "__grapevine_tool_tables__"
 _USER_REL = _mine("c.relnamespace", "c.oid", "pg_class")
 
+# The column type's own collation is looked up only for a column with one: a join to pg_type here was planned as a
+# hash of the whole of pg_type, built again for every table.
 _COLUMNS = """(SELECT coalesce(json_agg(json_build_object(
     'name', a.attname, 'qname', pg_catalog.quote_ident(a.attname), 'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
     'not_null', a.attnotnull,
     'default', CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
     'generated', CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
     'virtual', a.attgenerated::text = 'v', 'identity', nullif(a.attidentity::text, ''), 'local', a.attislocal,
-    'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-        THEN a.attcollation::pg_catalog.regcollation::text END)
+    'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT t.typcollation FROM pg_catalog.pg_type t
+        WHERE t.oid = a.atttypid) THEN a.attcollation::pg_catalog.regcollation::text END)
     ORDER BY a.attnum), '[]')
-  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  FROM pg_catalog.pg_attribute a
     LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)"""
 _NSP = "c.relnamespace::pg_catalog.regnamespace::text"
@@ -92,7 +101,8 @@ _PARTS = {
               OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND (SELECT tc.relkind FROM pg_catalog.pg_type t
                   JOIN pg_catalog.pg_class tc ON tc.oid = t.typrelid WHERE t.oid = d.refobjid) IN ('r', 'p', 'v', 'm'))))) AS o,
         p.pronamespace::pg_catalog.regnamespace::text || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS k
-      FROM pg_catalog.pg_proc p WHERE {_mine('p.pronamespace', 'p.oid', 'pg_proc')} AND p.prokind IN ('f', 'p', 'w')""",
+      FROM pg_catalog.pg_proc p WHERE p.oid {_USER_OID} AND {_mine('p.pronamespace', 'p.oid', 'pg_proc')}
+        AND p.prokind IN ('f', 'p', 'w')""",
     "triggers": f"""SELECT json_build_object('schema', {_NSP}, 'table', c.oid::pg_catalog.regclass::text, 'name', g.tgname,
         'qname', pg_catalog.quote_ident(g.tgname), 'definition', pg_catalog.pg_get_triggerdef(g.oid), 'enabled', g.tgenabled::text) AS o,
         c.oid::pg_catalog.regclass::text || '.' || g.tgname AS k
@@ -126,7 +136,7 @@ _PARTS = {
         'subtype', CASE WHEN t.typtype = 'r' THEN (SELECT pg_catalog.format_type(r.rngsubtype, NULL)
             FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid) END) AS o,
         t.oid::pg_catalog.regtype::text AS k
-      FROM pg_catalog.pg_type t WHERE {_mine('t.typnamespace', 't.oid', 'pg_type')}
+      FROM pg_catalog.pg_type t WHERE t.oid {_USER_OID} AND {_mine('t.typnamespace', 't.oid', 'pg_type')}
         AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))""",
 }
 # What only schema.sql needs, beyond what drift compares: everything else `pg_dump --schema-only --no-owner

@@ -27,12 +27,11 @@ from dataclasses import asdict, dataclass
 from ..database.session.connection import describe_error, open_connection
 from ..database.state.target import Target
 from ..errors import GrapevineError
-from .catalog import snapshot_sql
+from .catalog import FIRST_NORMAL_OID, snapshot_sql
 from .diff import Difference
 
 # Rows of user objects: oid >= FirstNormalObjectId, read through each catalog's oid index; the
 # namespaces and extensions whole (public is oid 2200 and drift reads its owner and grants).
-_FIRST_NORMAL_OID = 16384
 FINGERPRINTED = (
     ("pg_namespace", None), ("pg_class", "oid"), ("pg_attribute", "attrelid"), ("pg_type", "oid"),
     ("pg_index", "indexrelid"), ("pg_constraint", "oid"), ("pg_proc", "oid"), ("pg_trigger", "oid"),
@@ -57,7 +56,7 @@ def fingerprint_sql(catalogs=FINGERPRINTED) -> str:
     throughout: it runs under the session's search_path or an empty one."""
     rows = " UNION ALL ".join(
         f"SELECT pg_catalog.int8in(pg_catalog.xidout(f.xmin)) AS x FROM pg_catalog.{name} f"
-        + (f" WHERE f.{column} OPERATOR(pg_catalog.>=) {_FIRST_NORMAL_OID}::pg_catalog.oid" if column else "")
+        + (f" WHERE f.{column} OPERATOR(pg_catalog.>=) {FIRST_NORMAL_OID}::pg_catalog.oid" if column else "")
         for name, column in catalogs
     )
     return ("(SELECT pg_catalog.concat_ws(':', (SELECT d.oid FROM pg_catalog.pg_database d"
