@@ -27,7 +27,9 @@ from .database.session.transient import is_driver_error
 from .database.state import out_of_order_files
 from .database.state.ledger import LedgerWriter, check_placement, read_state
 from .database.state.target import Target
-from .errors import ADOPT, OUT_OF_ORDER, MIGRATE_CONTROL, UNAPPLY, Fix, GrapevineError, UsageError
+from .database.apply.pgerror import timeout_hint
+from .errors import (ADOPT, OUT_OF_ORDER, MIGRATE_CONTROL, RAISE_LOCK_TIMEOUT, RAISE_TIMEOUT, UNAPPLY, Fix,
+                     GrapevineError, UsageError)
 from .fleet.breakers import Breakers
 from .local.devserver import resolve_settings
 from .masking import known_secrets, mask
@@ -36,6 +38,7 @@ from .settings import find_config, load_dotenv_file, load_project
 
 _MUTATING_COMMANDS = {"stamp", "do_stamp"}  # only they take the lock: `alembic current` never waits behind a run
 _DEFAULTS = runner.RunOptions(lock_key=0)  # migrate's defaults: timeouts, lock timeout, retries, retry window
+_TIMEOUT_KNOBS = {RAISE_TIMEOUT: "-x timeout=S", RAISE_LOCK_TIMEOUT: "-x lock_timeout=S"}  # a timeout's HINT names them
 
 
 def print_notice(database: str, version: str | None, message: str) -> None:
@@ -179,6 +182,8 @@ def word_fix(fix: Fix, target: Target | None = None) -> str:
         return ": run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
     if fix.action == MIGRATE_CONTROL:
         return " (run `alembic -c alembic.ini -n control upgrade head` first?)"
+    if fix.action in _TIMEOUT_KNOBS:
+        return timeout_hint(fix, _TIMEOUT_KNOBS[fix.action])
     return cli_fixes.word_fix(fix, target)  # the embedded server's `dev` commands have no alembic form
 
 

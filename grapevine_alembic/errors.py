@@ -39,6 +39,8 @@ MIGRATE_CONTROL = "migrate-control"  # the control database has no tenants table
 START_LOCAL = "start-local"  # no URL, and the embedded local server runs only when asked (dev up)
 START_LOCAL_FIRST = "start-local-first"  # no URL, no local server running, and a read-only command never starts it
 STOP_LOCAL = "stop-local"  # the embedded local server just started: what stops it (dev down)
+RAISE_TIMEOUT = "raise-timeout"  # a statement outlasted the statement timeout: raise it, or batch the work
+RAISE_LOCK_TIMEOUT = "raise-lock-timeout"  # a lock another session held outlasted the lock timeout: raise it
 
 
 class GrapevineError(Exception):
