@@ -29,6 +29,7 @@ class Fix:
 
     action: str  # one of the names below
     version: str | None = None
+    back: str | None = None  # UNAPPLY of a lost head: the version the head moves back to ("base": none is left)
 
 
 UNAPPLY = "unapply"  # a recorded version no file has: move the head back / remove the row (mark --unapply V)
