@@ -11,6 +11,7 @@ import pytest
 import pg
 from test_cli_out_of_order_files import HEAD, LATE, late, set_policy  # noqa: F401 (late: the fixture)
 from test_cli_lost_version import HEAD as LOST_HEAD
+from test_cli_lost_version import migrated  # noqa: F401 (the fixture)
 
 
 def test_the_api_words_an_out_of_order_file_refusal_with_its_own_argument(late, pg_server):
@@ -61,14 +62,11 @@ CLI_TIMEOUT_HINT = "HINT: raise --timeout (seconds per statement; 0 = no limit);
 
 
 @pytest.fixture
-def timing_out(project):
+def timing_out(migrated):
     """acme at the head; then a file that waits for users' lock and one that sleeps past a short statement timeout."""
-    project.migrate_control()
-    project.add_tenant("acme")
-    assert project.cli("migrate", "--tenant", "acme").returncode == 0
-    project.write("tenant", HELD, "ALTER TABLE users ADD COLUMN nickname text;\n")
-    project.write("tenant", SLOW, "SELECT pg_sleep(3);\n")
-    return project
+    migrated.write("tenant", HELD, "ALTER TABLE users ADD COLUMN nickname text;\n")
+    migrated.write("tenant", SLOW, "SELECT pg_sleep(3);\n")
+    return migrated
 
 
 def _timed_out(project, run) -> tuple[str, str]:
@@ -88,6 +86,16 @@ def _timed_out(project, run) -> tuple[str, str]:
     return locked, slow
 
 
+def _hints_name_only(locked: str, slow: str, lock_knob: str, timeout_knob: str, *absent: str) -> None:
+    """The two HINT lines name this road's knobs (the rest of the hint is the same on every road), and no other."""
+    assert (f"HINT: another session held a lock this statement needed: raise {lock_knob}, or run when that"
+            " transaction has ended") in locked, locked
+    assert (f"HINT: raise {timeout_knob} (seconds per statement; 0 = no limit); for a long backfill, split it into"
+            " batches") in slow, slow
+    for text in absent:
+        assert text not in locked + slow, (text, locked, slow)
+
+
 def test_the_cli_names_its_own_timeout_flags_and_not_alembics(timing_out):
     def run(lock_timeout: str, timeout: str) -> str:
         result = timing_out.cli("migrate", "--tenant", "acme", "--lock-timeout", lock_timeout, "--timeout", timeout,
@@ -101,7 +109,7 @@ def test_the_cli_names_its_own_timeout_flags_and_not_alembics(timing_out):
 
     locked, slow = _timed_out(timing_out, run)
     assert locked.endswith("\n  " + CLI_LOCK_HINT) and slow.endswith("\n  " + CLI_TIMEOUT_HINT), (locked, slow)
-    assert "-x" not in locked + slow and "alembic" not in locked + slow
+    _hints_name_only(locked, slow, "--lock-timeout", "--timeout", "-x", "alembic", "argument")
     shown = timing_out.cli("migrate", "--tenant", "acme", "--timeout", "0.5", "--retries", "0")  # the table's lines
     assert shown.returncode == 1 and CLI_TIMEOUT_HINT in shown.stdout and "-x" not in shown.stdout, shown.stdout
 
@@ -113,13 +121,8 @@ def test_the_alembic_road_names_its_own_x_arguments_and_not_the_clis_flags(timin
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
         return result.stderr
 
-    locked, slow = _timed_out(timing_out, run)
-    assert ("HINT: another session held a lock this statement needed: raise -x lock_timeout=S, or run when that"
-            " transaction has ended") in locked, locked
-    assert ("HINT: raise -x timeout=S (seconds per statement; 0 = no limit); for a long backfill, split it into"
-            " batches") in slow, slow
-    assert "--lock-timeout" not in locked + slow and "--timeout" not in locked + slow
-    assert "grapevine-migrations" not in locked + slow
+    _hints_name_only(*_timed_out(timing_out, run), "-x lock_timeout=S", "-x timeout=S", "--lock-timeout", "--timeout",
+                     "grapevine-migrations")
 
 
 def test_the_api_names_its_own_timeout_arguments_and_no_command_line(timing_out, pg_server):
@@ -141,10 +144,5 @@ def test_the_api_names_its_own_timeout_arguments_and_no_command_line(timing_out,
         assert not rollout.ok and not db.ok
         return db.error
 
-    locked, slow = _timed_out(timing_out, run)
-    assert ("HINT: another session held a lock this statement needed: raise the lock_timeout= argument, or run when"
-            " that transaction has ended") in locked, locked
-    assert ("HINT: raise the timeout= argument (seconds per statement; 0 = no limit); for a long backfill, split it"
-            " into batches") in slow, slow
-    for text in (locked, slow):
-        assert "--lock-timeout" not in text and "--timeout" not in text and "-x" not in text, text
+    _hints_name_only(*_timed_out(timing_out, run), "the lock_timeout= argument", "the timeout= argument",
+                     "--lock-timeout", "--timeout", "-x")
