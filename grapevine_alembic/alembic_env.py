@@ -27,7 +27,9 @@ from .database.session.transient import is_driver_error
 from .database.state import out_of_order_files
 from .database.state.ledger import LedgerWriter, check_placement, read_state
 from .database.state.target import Target
-from .errors import ADOPT, OUT_OF_ORDER, MIGRATE_CONTROL, UNAPPLY, Fix, GrapevineError, UsageError
+from .database.apply.pgerror import timeout_hint
+from .errors import (ADOPT, OUT_OF_ORDER, MIGRATE_CONTROL, RAISE_LOCK_TIMEOUT, RAISE_TIMEOUT, UNAPPLY, Fix,
+                     GrapevineError, UsageError)
 from .fleet.breakers import Breakers
 from .local.devserver import resolve_settings
 from .masking import known_secrets, mask
@@ -36,6 +38,7 @@ from .settings import find_config, load_dotenv_file, load_project
 
 _MUTATING_COMMANDS = {"stamp", "do_stamp"}  # only they take the lock: `alembic current` never waits behind a run
 _DEFAULTS = runner.RunOptions(lock_key=0)  # migrate's defaults: timeouts, lock timeout, retries, retry window
+_TIMEOUT_KNOBS = {RAISE_TIMEOUT: "-x timeout=S", RAISE_LOCK_TIMEOUT: "-x lock_timeout=S"}  # a timeout's HINT names them
 
 
 def print_notice(database: str, version: str | None, message: str) -> None:
@@ -136,6 +139,7 @@ def _run_alembic(context, project, spec, tables, xargs: dict, *, mutates: bool) 
     """``stamp`` and ``current`` on Alembic's machinery, over a connection bounded as migrate's."""
     timeout = _seconds(xargs, "timeout", _DEFAULTS.timeout_s)
     lock_timeout = _seconds(xargs, "lock_timeout", _DEFAULTS.lock_timeout_s)
+    purge = mutates and alembic_bridge.purging(context)
     raw = open_connection(spec)
     try:
         configure_session(raw, statement_timeout_s=timeout, lock_timeout_s=lock_timeout)
@@ -145,12 +149,17 @@ def _run_alembic(context, project, spec, tables, xargs: dict, *, mutates: bool) 
                 check_placement(cursor, tables)
         else:
             acquire_lock(raw, project.lock_key, timeout_s=timeout, on_wait=lambda: _say_waiting(spec.dbname))
-            _refuse_legacy(raw, spec, tables)
+            state = _refuse_legacy(raw, spec, tables)
+            if purge and state.has_ledger:  # the ledger moves from the head Alembic's purge is about to empty
+                writer.purged_heads = state.heads
         with sqlalchemy_connection(raw) as connection:
-            context.configure(connection=connection, transaction_per_migration=True, on_version_apply=[writer],
+            # --purge empties the version table before stamping: one transaction, or a failure between the two
+            # would leave it empty beside a full ledger
+            context.configure(connection=connection, transaction_per_migration=not purge, on_version_apply=[writer],
                               **tables.alembic_options())
             with context.begin_transaction():
                 context.run_migrations(migration_context=context.get_context())
+                writer.finish_purge(context.get_context())  # stamp --purge base runs no step
     finally:
         raw.close()
 
@@ -160,25 +169,31 @@ def _command(config) -> str:
     return getattr(cmd[0], "__name__", "") if cmd else ""
 
 
-def _refuse_legacy(raw, spec, tables) -> None:
-    """Only the previous tool's ledger: Alembic would start again from base."""
+def _refuse_legacy(raw, spec, tables):
+    """Only the previous tool's ledger: Alembic would start again from base.  Returns the state read."""
     with raw.cursor() as cursor:
-        if read_state(cursor, tables=tables).is_legacy:
-            raise UsageError(runner.legacy_refusal(spec.dbname, tables), fix=Fix(ADOPT))
+        state = read_state(cursor, tables=tables)
+    if state.is_legacy:
+        raise UsageError(runner.legacy_refusal(spec.dbname, tables), fix=Fix(ADOPT))
+    return state
 
 
 def word_fix(fix: Fix, target: Target | None = None) -> str:
     """What resolves a failure, worded for a person at ``alembic`` (the CLI's words are in ``cli/fixes``)."""
+    tenant = f" -x tenant={target.tenant_id}" if target is not None and target.tenant_id else ""
+    alembic = f"alembic -c alembic.ini -n {target.env if target is not None else 'tenant'}{tenant}"
     if fix.action == OUT_OF_ORDER:
-        tenant = f" -x tenant={target.tenant_id}" if target is not None and target.tenant_id else ""
-        env = target.env if target is not None else "tenant"
-        return f"; run them with: alembic -c alembic.ini -n {env}{tenant} -x out_of_order=apply upgrade head"
-    if fix.action == UNAPPLY:  # Alembic's stamp cannot start from a revision its map does not know
+        return f"; run them with: {alembic} -x out_of_order=apply upgrade head"
+    if fix.action == UNAPPLY and fix.back:  # a lost head: --purge empties the version table, the ledger follows
+        return f" with: {alembic} stamp --purge {fix.back}"
+    if fix.action == UNAPPLY:  # the previous tool's ledger alone: a stamp would start a version table from base
         return f"; Alembic cannot move it: `mark --unapply {fix.version}` of grapevine-migrations does"
     if fix.action == ADOPT:
         return ": run `grapevine-migrations migrate` for it first (it adopts the recorded versions)"
     if fix.action == MIGRATE_CONTROL:
         return " (run `alembic -c alembic.ini -n control upgrade head` first?)"
+    if fix.action in _TIMEOUT_KNOBS:
+        return timeout_hint(fix, _TIMEOUT_KNOBS[fix.action])
     return cli_fixes.word_fix(fix, target)  # the embedded server's `dev` commands have no alembic form
 
 

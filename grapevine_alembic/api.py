@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OUT_OF_ORDER, MIGRATE, MIGRATE_CONTROL, Fix, GrapevineError
+from .errors import OUT_OF_ORDER, MIGRATE, MIGRATE_CONTROL, RAISE_TIMEOUT, Fix, GrapevineError
 from .masking import known_secrets, mask
 
 __all__ = ["FleetDatabase", "FleetResult", "MigrationResult", "ProvisionResult", "migrate_database",
@@ -121,7 +121,6 @@ def migrate_database(
         notices=tuple(notices),
         applied_versions=applied,
     )
-
 
 
 @dataclass(frozen=True)
@@ -363,7 +362,8 @@ def _word_fix(fix: Fix, target=None) -> str:
         return "; migrating it completes it"
     if fix.action == MIGRATE_CONTROL:
         return " (migrate the control database first?)"
-    return ""  # the facts say what to do (UNAPPLY: move the head back once checked)
+    from .database.apply.pgerror import timeout_hint  # lazy; "" for UNAPPLY, whose facts say what to do
+    return timeout_hint(fix, "the timeout= argument" if fix.action == RAISE_TIMEOUT else "the lock_timeout= argument")
 
 
 def _spec(url: str, parse):

@@ -29,6 +29,7 @@ class Fix:
 
     action: str  # one of the names below
     version: str | None = None
+    back: str | None = None  # UNAPPLY of a lost head: the version the head moves back to ("base": none is left)
 
 
 UNAPPLY = "unapply"  # a recorded version no file has: move the head back / remove the row (mark --unapply V)
@@ -39,6 +40,8 @@ MIGRATE_CONTROL = "migrate-control"  # the control database has no tenants table
 START_LOCAL = "start-local"  # no URL, and the embedded local server runs only when asked (dev up)
 START_LOCAL_FIRST = "start-local-first"  # no URL, no local server running, and a read-only command never starts it
 STOP_LOCAL = "stop-local"  # the embedded local server just started: what stops it (dev down)
+RAISE_TIMEOUT = "raise-timeout"  # a statement outlasted the statement timeout: raise it, or batch the work
+RAISE_LOCK_TIMEOUT = "raise-lock-timeout"  # a lock another session held outlasted the lock timeout: raise it
 
 
 class GrapevineError(Exception):

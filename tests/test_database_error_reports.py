@@ -9,7 +9,8 @@ import json
 import pytest
 from terminal import on_terminal
 
-from grapevine_alembic.database.apply.pgerror import LOCK_TIMEOUT_HINT, explanation, line_of_position
+from grapevine_alembic.database.apply.pgerror import explanation, line_of_position, next_step, timeout_hint
+from grapevine_alembic.errors import RAISE_LOCK_TIMEOUT, UNAPPLY, Fix
 
 
 class FakeDiag:  # the shape of psycopg2's Diagnostics: plain attributes, no database behind it
@@ -34,11 +35,16 @@ def test_line_of_position(sql, start, position, expected):
     assert line_of_position(sql, start, position) == expected
 
 
-def test_explanation_carries_detail_and_hint_and_ours_for_a_lock_timeout():
+def test_explanation_carries_detail_and_hint_and_a_lock_timeout_its_fix_for_the_way_in_to_word():
     explained = explanation(FakeError(FakeDiag("14", detail="d", hint="h")))
     assert (explained.detail, explained.hint) == ("d", "h")
-    assert explanation(FakeError(FakeDiag(), pgcode="55P03")).hint == LOCK_TIMEOUT_HINT
+    assert explanation(FakeError(FakeDiag(), pgcode="55P03")).hint is None  # no knob named below the ways in
+    assert next_step(FakeError(FakeDiag(), pgcode="55P03")) == Fix(RAISE_LOCK_TIMEOUT)
     assert explanation(FakeError(FakeDiag(hint="theirs"), pgcode="55P03")).hint == "theirs"
+    assert next_step(FakeError(FakeDiag(), pgcode="23505")) is None
+    assert timeout_hint(Fix(RAISE_LOCK_TIMEOUT), "KNOB") == ("\n  HINT: another session held a lock this statement"
+                                                              " needed: raise KNOB, or run when that transaction has ended")
+    assert timeout_hint(Fix(UNAPPLY, "1"), "KNOB") == ""
 
 
 BAD_COLUMN = (

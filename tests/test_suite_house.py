@@ -242,9 +242,10 @@ def test_an_import_against_the_rules_is_seen(tmp_path, files, expected):
     assert forbidden(imports(_package(tmp_path, files))) == expected
 
 
-# Text for a person (a command to paste, "run X to fix it") is worded by cli/ from the values the layers
-# below return (errors.Fix); the alembic entry point words its own.  Below them, the program's name is a value.
-PERSON_TEXT = ("grapevine-migrations", " mark --")
+# Text for a person (a command to paste, "run X to fix it", the flag that raises a timeout) is worded by cli/
+# from the values the layers below return (errors.Fix); the alembic entry point words its own, the API names its
+# arguments.  Below them, the program's name is a value.
+PERSON_TEXT = ("grapevine-migrations", " mark --", "--timeout", "--lock-timeout", "-x timeout", "-x lock_timeout")
 WORDED_BY = ("cli", "alembic_env")
 NAME_AS_VALUE = {
     ("database.session.connection", "grapevine-migrations"),  # application_name, as pg_stat_activity shows it
@@ -290,11 +291,14 @@ def test_a_command_to_paste_below_cli_is_seen(tmp_path):
         "database/state/plan.py": 'def fix(v):\n    """Says `grapevine-migrations mark --unapply`."""\n'
                                   '    return f"with: grapevine-migrations mark --unapply {v}"\n',
         "fleet/targets.py": 'HINT = "or run: tool mark --apply V"\n',
+        "database/apply/pgerror.py": 'def hint():\n    """Not --lock-timeout: each way in names its knob."""\n'
+                                     '    return "raise --lock-timeout (or -x lock_timeout=S with alembic)"\n',
         "cli/fixes.py": 'PROGRAM = "grapevine-migrations"\n',
         "alembic_env.py": 'ADOPT = "run `grapevine-migrations migrate` first"\n',
         "database/session/connection.py": 'APPLICATION_NAME = "grapevine-migrations"\n',
     })
     assert person_text_below_cli(root) == [
+        "database.apply.pgerror: 'raise --lock-timeout (or -x lock_timeout=S with alembic)'",
         "database.state.plan: 'with: grapevine-migrations mark --unapply'",
         "fleet.targets: 'or run: tool mark --apply V'",
     ]

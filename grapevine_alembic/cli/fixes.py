@@ -7,6 +7,8 @@ from ..errors import (
     OUT_OF_ORDER,
     MIGRATE,
     MIGRATE_CONTROL,
+    RAISE_LOCK_TIMEOUT,
+    RAISE_TIMEOUT,
     START_LOCAL,
     START_LOCAL_FIRST,
     STOP_LOCAL,
@@ -14,9 +16,11 @@ from ..errors import (
     Fix,
     GrapevineError,
 )
+from ..database.apply.pgerror import timeout_hint
 from ..local.envcheck import CONTROL_URL, EMBEDDED_VARIABLE
 
 PROGRAM = "grapevine-migrations"
+TIMEOUT_FLAGS = {RAISE_TIMEOUT: "--timeout", RAISE_LOCK_TIMEOUT: "--lock-timeout"}
 
 
 def target_flag(target) -> str:
@@ -43,6 +47,8 @@ def word_fix(fix: Fix, target=None) -> str:
         return f": run `{PROGRAM} dev up` first, or set {CONTROL_URL}"
     if fix.action == STOP_LOCAL:
         return f"; `{PROGRAM} dev down` stops it"
+    if fix.action in TIMEOUT_FLAGS:
+        return timeout_hint(fix, TIMEOUT_FLAGS[fix.action])
     return ""
 
 

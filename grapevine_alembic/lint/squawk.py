@@ -22,8 +22,8 @@ from pathlib import Path
 
 # Rules the runner makes moot, and why (docs/ci.md says the same).
 MOOT_RULES = {
-    "require-lock-timeout": "every session sets lock_timeout (--lock-timeout, default 5 s)",
-    "require-statement-timeout": "every session sets statement_timeout (--timeout, default 300 s)",
+    "require-lock-timeout": "every session sets lock_timeout (default 5 s, on every way in)",
+    "require-statement-timeout": "every session sets statement_timeout (default 300 s, on every way in)",
     "transaction-nesting": "the file's own BEGIN/COMMIT are honoured; check reports their shape itself",
     "ban-uncommitted-transaction": "check reports a BEGIN without COMMIT itself, with its line",
     "ban-concurrent-index-creation-in-transaction": (

@@ -47,11 +47,12 @@ class StatementFailed(MigrationFailed):
                 f" ({_line_list(already_committed)} of this file already ran and stayed committed;"
                 " the version was not recorded, so the next run starts this file again)"
             )
-        # PostgreSQL's DETAIL and HINT (or ours, for timeouts) on lines of their own
+        # PostgreSQL's DETAIL and HINT on lines of their own
         explained = pgerror.explanation(error)
         if blocked_by:  # seen by the watchdog while the statement waited (pg_blocking_pids)
             explained = replace(explained, detail="; ".join(filter(None, (explained.detail, f"blocked by {blocked_by}"))))
-        super().__init__(message + pgerror.explain(explained))
+        # a timeout without PostgreSQL's own HINT: the knob that raises it, which the way in names last
+        super().__init__(message + pgerror.explain(explained), fix=None if explained.hint else pgerror.next_step(error))
 
     @property
     def transient(self) -> bool:

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...errors import RAISE_LOCK_TIMEOUT, RAISE_TIMEOUT, Fix
 from ...errors import project_path  # noqa: F401  (the executor names files through pgerror)
 
-STATEMENT_TIMEOUT_HINT = ("raise --timeout (seconds per statement; 0 = no limit), or -x timeout=S with alembic;"
-                          " for a long backfill, split it into batches")
-LOCK_TIMEOUT_HINT = ("another session held a lock this statement needed: raise --lock-timeout"
-                     " (or -x lock_timeout=S with alembic), or run when that transaction has ended")
+# A timeout's HINT around the knob that raises it: each way in names its own (a flag, -x, an argument).
+_TIMEOUT_HINTS = {
+    RAISE_TIMEOUT: "raise {knob} (seconds per statement; 0 = no limit); for a long backfill, split it into batches",
+    RAISE_LOCK_TIMEOUT: "another session held a lock this statement needed: raise {knob}, or run when that"
+                        " transaction has ended",
+}
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """PostgreSQL's own words beside its message: DETAIL, and HINT (ours for timeouts)."""
+    """PostgreSQL's own words beside its message: DETAIL and HINT."""
 
     detail: str | None = None
     hint: str | None = None
@@ -33,22 +36,28 @@ def line_of_position(sql: str, start_line: int, position: int | None) -> int:
 
 
 def explanation(error) -> Explanation:
-    """DETAIL and HINT of a driver ``error``; a timeout without a HINT gets ours (``next_step``)."""
+    """DETAIL and HINT of a driver ``error``."""
     diag = getattr(error, "diag", None)
     detail = getattr(diag, "message_detail", None) if diag is not None else None
     hint = getattr(diag, "message_hint", None) if diag is not None else None
-    return Explanation(detail, hint or next_step(error))
+    return Explanation(detail, hint)
 
 
-def next_step(error) -> str | None:
-    """Our own hint for the errors whose fix is a flag: statement and lock timeouts."""
+def next_step(error) -> Fix | None:
+    """What resolves a statement or lock timeout (a knob each way in names: ``timeout_hint``), else None."""
     sqlstate = getattr(error, "pgcode", None)
     message = str(getattr(error, "pgerror", None) or error)
     if sqlstate == "57014" and "statement timeout" in message:
-        return STATEMENT_TIMEOUT_HINT
+        return Fix(RAISE_TIMEOUT)
     if sqlstate == "55P03":
-        return LOCK_TIMEOUT_HINT
+        return Fix(RAISE_LOCK_TIMEOUT)
     return None
+
+
+def timeout_hint(fix: Fix, knob: str) -> str:
+    """The HINT line of a timeout's ``fix`` (``next_step``), naming the way in's ``knob`` ("" for another fix)."""
+    template = _TIMEOUT_HINTS.get(fix.action)
+    return explain(Explanation(hint=template.format(knob=knob))) if template else ""
 
 
 def explain(explained: Explanation) -> str:

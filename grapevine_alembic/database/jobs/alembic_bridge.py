@@ -159,6 +159,11 @@ def running_command(context) -> str:
     return getattr(context._proxy.context_opts.get("fn"), "__name__", "")
 
 
+def purging(context) -> bool:
+    """Whether this is ``alembic stamp --purge`` (Alembic empties the version table before stamping)."""
+    return bool(context._proxy.context_opts.get("purge"))
+
+
 def stamp_steps(script: ScriptDirectory, destination: str | None):
     """The ``fn`` for ``MigrationContext``: the same step generator ``alembic stamp`` uses."""
 

@@ -41,6 +41,7 @@ class RetryOptions(Protocol):
     debug: bool
     servers: Any  # fleet/breakers.Breakers (a layer above), or None
     on_retry: Any  # callable(database, attempt, error, delay_s), or None
+    word_fix: Any  # callable(fix, target) -> str: the way in's words for an error's ``errors.Fix``, or None
 
 
 def backoff(attempt: int) -> float:
@@ -127,15 +128,22 @@ def with_retries(target: Target, options: RetryOptions, attempt_fn) -> DatabaseR
             breakers = options.servers
             result.missing = isinstance(err, ConnectionFailed) and err.missing_database
             result.unreachable = breakers.gave_up(target, err) if breakers else None
-            result.fail(_message(err, options.debug))
+            result.fix = getattr(err, "fix", None)
+            result.fail(_message(err, options.debug, worded=_worded(err, target, options)))
             break
     result.seconds = time.monotonic() - started
     return result
 
 
-def _message(err: BaseException, debug: bool) -> str:
+def _worded(err: BaseException, target: Target, options: RetryOptions) -> str:
+    """What resolves ``err``, in the way in's words, after its facts ("" for nothing to word)."""
+    fix = getattr(err, "fix", None)
+    return options.word_fix(fix, target) if fix is not None and options.word_fix else ""
+
+
+def _message(err: BaseException, debug: bool, *, worded: str = "") -> str:
     if isinstance(err, GrapevineError):
-        text = str(err)
+        text = str(err) + worded
     elif is_driver_error(err):
         text = describe_error(err)
     else:

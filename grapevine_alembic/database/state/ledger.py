@@ -287,6 +287,7 @@ class LedgerWriter:
         self.stamp_label = stamp_label  # applied_by of rows a stamp writes ("mark" for the mark command)
         # False when adopting: the legacy rows are the record, and a version missing from them never ran
         self.fill_stamped = fill_stamped
+        self.purged_heads: tuple[str, ...] = ()  # stamp --purge: the heads it emptied (the ledger moves from them)
         self._ensured = False
 
     def ensure_table(self, emit: SqlEmitter) -> None:
@@ -332,7 +333,26 @@ class LedgerWriter:
         """A stamp from head A to head B: B above A marks (A, B] applied; below, unmarks (B, A]."""
         source = max(step.source_revision_ids, default=None)
         target = max(step.destination_revision_ids, default=None)
-        low, high = source or "", target or ""
+        if source is None and self.purged_heads:
+            self._purged_to(emit, target)
+        else:
+            self._move(emit, source or "", target or "")
+
+    def finish_purge(self, context) -> None:
+        """After ``stamp --purge base``, which runs no step: the rows of the purged heads and below go."""
+        if self.purged_heads:
+            self._purged_to(SqlEmitter(context), None)
+
+    def _purged_to(self, emit: SqlEmitter, target: str | None) -> None:
+        """From the purged head to ``target`` (None: base): below it every row of (target, head] goes, that of a
+        version no file has too (a lost head, as ``mark --unapply`` drops it); above it, as any stamp."""
+        head, self.purged_heads = max(self.purged_heads), ()
+        if target is not None and target > head:
+            self._move(emit, head, target)
+        else:
+            emit.run(f"DELETE FROM {self.tables.ledger} WHERE version > %s AND version <= %s", (target or "", head))
+
+    def _move(self, emit: SqlEmitter, low: str, high: str) -> None:
         if high > low:
             for version in self.versions:
                 if low < version <= high:

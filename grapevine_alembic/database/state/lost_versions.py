@@ -3,7 +3,8 @@
 ``mark --unapply V`` for such a head removes V's ledger row and moves ``alembic_version``
 to the newest applied version that still has a file, in one transaction: what
 ``alembic stamp --purge <that version>`` does (Alembic's own stamp cannot start from a
-revision its map does not know, so the purge empties the table first).
+revision its map does not know, so the purge empties the table first; the env's
+``LedgerWriter.purged_heads`` makes the ledger follow, in the same transaction).
 """
 
 from __future__ import annotations

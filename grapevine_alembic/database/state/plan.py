@@ -18,6 +18,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from .ledger import UNMARKED, DatabaseState
+from .lost_versions import way_back
 from ...errors import UNAPPLY, Fix
 from ...files.migration import MigrationFile
 
@@ -72,7 +73,8 @@ def make_plan(chain: tuple[MigrationFile, ...], state: DatabaseState) -> Plan:
     head = state.head
     lost = tuple(sorted(v for v in set(state.ledger) | set(state.heads) if v not in known))
     if head is not None and head not in known:
-        return Plan(head=head, lost=lost, fix=Fix(UNAPPLY, head), problem=(
+        back = way_back(versions, state, head) or "base"
+        return Plan(head=head, lost=lost, fix=Fix(UNAPPLY, head, back), problem=(
             f"the database is at {head}, which no migration file has (its file deleted, or another branch's?);"
             " once checked, move it back to the newest applied version that has a file"))
     unmarked = {v for v, row in state.ledger.items() if row.applied_by == UNMARKED}
