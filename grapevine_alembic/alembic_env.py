@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from .cli import fixes as cli_fixes
@@ -53,7 +54,8 @@ def run_environment(env: str) -> None:
     try:
         _run(context, env)
     except GrapevineError as err:
-        message = str(err) + (word_fix(err.fix) if err.fix else "")
+        invocation = _invocation(env, context.get_x_argument(as_dictionary=True))
+        message = str(err) + (word_fix(err.fix, invocation=invocation) if err.fix else "")
         raise util.CommandError(mask(message, _secrets(context.config))) from err
     except Exception as err:
         message = _database_error_line(err)
@@ -128,7 +130,7 @@ def _upgrade(context, project, target: Target, xargs: dict) -> None:
         stop_at=lambda head: alembic_bridge.upgrade_bound(context.script, destination, head),
         on_notice=print_notice, on_wait=_say_waiting, on_step=_say_running, on_warning=_say,
         on_retry=lambda database, attempt, error, delay: _say(retry_line(database, attempt, error, delay)),
-        word_fix=word_fix,
+        word_fix=partial(word_fix, invocation=_invocation(target.env, xargs)),
     )
     result = runner.migrate(target, chain, options)
     if result.error:
@@ -178,10 +180,18 @@ def _refuse_legacy(raw, spec, tables):
     return state
 
 
-def word_fix(fix: Fix, target: Target | None = None) -> str:
-    """What resolves a failure, worded for a person at ``alembic`` (the CLI's words are in ``cli/fixes``)."""
+def _invocation(env: str, xargs: dict) -> str:
+    """The alembic command as the person ran it, up to its subcommand: a command printed for them reaches the
+    same database (``-x server=`` too, for a tenant placed on another server)."""
+    chosen = "".join(f" -x {key}={xargs[key]}" for key in ("tenant", "server") if xargs.get(key))
+    return f"alembic -c alembic.ini -n {env}{chosen}"
+
+
+def word_fix(fix: Fix, target: Target | None = None, *, invocation: str | None = None) -> str:
+    """What resolves a failure, worded for a person at ``alembic`` (the CLI's words are in ``cli/fixes``);
+    ``invocation``: the command as run (``_invocation``), else the target's environment and tenant."""
     tenant = f" -x tenant={target.tenant_id}" if target is not None and target.tenant_id else ""
-    alembic = f"alembic -c alembic.ini -n {target.env if target is not None else 'tenant'}{tenant}"
+    alembic = invocation or f"alembic -c alembic.ini -n {target.env if target is not None else 'tenant'}{tenant}"
     if fix.action == OUT_OF_ORDER:
         return f"; run them with: {alembic} -x out_of_order=apply upgrade head"
     if fix.action == UNAPPLY and fix.back:  # a lost head: --purge empties the version table, the ledger follows

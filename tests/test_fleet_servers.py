@@ -398,3 +398,19 @@ def test_a_login_section_with_a_password_or_unknown_key_is_refused(fleet, body, 
     assert result.returncode == 2
     assert message in result.stderr and "hunter2" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_command_printed_for_a_tenant_on_another_server_names_that_server(fleet, second_server):
+    from test_cli_lost_version import PREVIOUS
+
+    fleet.add("w0", fleet.second_label, create_on=second_server)
+    placed = ("-n", "tenant", "-x", "tenant=w0", "-x", f"server={fleet.second_label}")
+    assert fleet.project.alembic(*placed, "upgrade", "head").returncode == 0
+    [head_file] = fleet.project.migrations("tenant").glob(f"{HEAD}_*.sql")
+    head_file.unlink()  # a branch switch: w0's head is a version no file has
+    refused = fleet.project.alembic(*placed, "upgrade", "head")
+    command = f"alembic -c alembic.ini {' '.join(placed)} stamp --purge {PREVIOUS}"
+    assert refused.returncode != 0 and f"with: {command}" in refused.stderr, refused.stderr
+    pasted = fleet.project.alembic(*command.split()[3:])  # without it, the default tenant server has no db_w0
+    assert pasted.returncode == 0, pasted.stderr
+    assert fleet.version(second_server, "w0") == PREVIOUS
