@@ -125,7 +125,6 @@ def migrate_database(
     )
 
 
-
 @dataclass(frozen=True)
 class FleetDatabase:
     """One database of a fleet rollout: ``wave`` is its wave (None for control); ``skipped``: never started."""
