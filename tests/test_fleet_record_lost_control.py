@@ -6,6 +6,7 @@ and ``migrate --resume`` completes its record, applying nothing twice."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 import pytest
@@ -83,3 +84,54 @@ def test_a_control_database_gone_for_good_mid_rollout_ends_in_bounded_time_and_r
     assert shown["state"] == "done" and shown["tenants"] == {"done": len(TENANTS), "failed": 0, "pending": 0}
     for tenant_id in TENANTS:  # nothing applied twice
         assert pg.query(pg_server, f"db_{tenant_id}", "SELECT version FROM schema_migrations") == [(HEAD,)]
+
+
+def test_a_control_database_that_refuses_for_good_ends_the_run_at_once_and_resumes(project, pg_server):
+    # the control password rotated mid-run: control answers, but refuses every new connection of the run's role,
+    # while the tenants (another login) go on; the end of the run does not wait 30 s for a refusal to pass
+    role, first, rotated = f"ctl_{secrets.token_hex(4)}", secrets.token_hex(8), secrets.token_hex(8)
+    pg.query(pg_server, None, f"CREATE ROLE {role} LOGIN PASSWORD '{first}'")
+    try:
+        pg.query(pg_server, None, f"ALTER DATABASE {project.control_db} OWNER TO {role}")
+        control_url = f"postgresql://{role}:{first}@{pg_server.host}:{pg_server.port}/{project.control_db}"
+        project.env.update(CONTROL_DATABASE_URL=control_url, PG_TENANT_DATABASE_ADMIN_USERNAME=pg_server.superuser,
+                           PG_TENANT_DATABASE_ADMIN_PASSWORD=pg_server.password)
+        project.migrate_control()
+        for tenant_id in TENANTS:
+            project.add_tenant(tenant_id)
+        project.clear("tenant")
+        project.write("tenant", f"{HEAD}_nap.sql", NAP)
+        run = project.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--json")
+        deadline = time.monotonic() + 60
+        while _at_head(pg_server) < 2:  # the rollout is recorded and under way
+            assert time.monotonic() < deadline and run.poll() is None, "the rollout never got under way"
+            time.sleep(0.02)
+        refused_at = time.monotonic()
+        pg.query(pg_server, None, f"ALTER ROLE {role} PASSWORD '{rotated}'")
+        assert pg.query(pg_server, None, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE usename = %s", (role,)) == [(1,)]  # the record's own connection, and only it
+        stdout, stderr = run.communicate(timeout=_RECONNECT_S + 60)
+        took = time.monotonic() - refused_at
+        assert took < _RECONNECT_S, f"the run ended {took:.1f}s after control refused for good"
+        assert run.returncode == 0, stderr  # every tenant done: the run's exit code is the tenants'
+        assert all(d["ok"] for d in json.loads(stdout)["databases"]), stdout
+        assert _at_head(pg_server) == len(TENANTS)
+        said = [line for line in stderr.splitlines() if "the rollout record could not be brought up to date" in line]
+        assert len(said) == 1 and "rollouts show 1" in said[0], stderr
+        assert "Traceback" not in stderr and not [s for s in (first, rotated, pg_server.password) if s in stdout + stderr]
+        project.env["CONTROL_DATABASE_URL"] = control_url.replace(first, rotated)  # access restored
+        listed = project.cli("rollouts", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [(r["id"], r["state"]) for r in json.loads(listed.stdout)["rollouts"]] == [(1, "interrupted")]
+        resumed = project.cli("migrate", "--resume", "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        assert all(d["applied"] == [] for d in json.loads(resumed.stdout)["databases"]), resumed.stdout
+        shown = json.loads(project.cli("rollouts", "show", "1", "--json").stdout)["rollout"]
+        assert shown["state"] == "done" and shown["tenants"] == {"done": len(TENANTS), "failed": 0, "pending": 0}
+        for tenant_id in TENANTS:  # nothing applied twice
+            assert pg.query(pg_server, f"db_{tenant_id}", "SELECT version FROM schema_migrations") == [(HEAD,)]
+    finally:
+        pg.query(pg_server, None, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        pg.query(pg_server, None, f"ALTER DATABASE {project.control_db} OWNER TO {pg_server.superuser}")
+        pg.query(pg_server, project.control_db, f"REASSIGN OWNED BY {role} TO {pg_server.superuser}")
+        pg.query(pg_server, None, f"DROP ROLE {role}")
