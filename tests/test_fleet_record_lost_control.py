@@ -1,7 +1,8 @@
 """The rollout record when the control database goes away for good mid-rollout (its server stopped): the
 tenants, on a server of their own, still finish; the run ends within the record's reconnect window and says
 in one line that the record could not be written; once control is back the rollout reads as interrupted
-and ``migrate --resume`` completes its record, applying nothing twice."""
+and ``migrate --resume`` completes its record, applying nothing twice. A restart within the window is waited
+out; a control database that refuses for good (a rotated password) is not waited for at all."""
 
 from __future__ import annotations
 
@@ -85,6 +86,26 @@ def test_a_control_database_gone_for_good_mid_rollout_ends_in_bounded_time_and_r
     for tenant_id in TENANTS:  # nothing applied twice
         assert pg.query(pg_server, f"db_{tenant_id}", "SELECT version FROM schema_migrations") == [(HEAD,)]
 
+
+def test_a_control_server_restarting_at_the_end_of_a_run_is_waited_out_and_the_record_written(fleet, control_server,
+                                                                                                pg_server):
+    # connection refused is a restart: the end of the run waits for it (within the reconnect window), not a refusal
+    run = fleet.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--json")
+    deadline = time.monotonic() + 60
+    while _at_head(pg_server) < 2:
+        assert time.monotonic() < deadline and run.poll() is None, "the rollout never got under way"
+        time.sleep(0.02)
+    control_server.stop()
+    while _at_head(pg_server) < len(TENANTS):  # the tenants finish while control is away
+        assert time.monotonic() < deadline and run.poll() is None, "the run ended before control came back"
+        time.sleep(0.05)
+    time.sleep(2)  # the end of the run is waiting for control now
+    assert run.poll() is None, "the run did not wait for a restarting control server"
+    control_server.start()
+    stdout, stderr = run.communicate(timeout=_RECONNECT_S + 60)
+    assert run.returncode == 0 and "could not be brought up to date" not in stderr, stderr
+    shown = json.loads(fleet.cli("rollouts", "show", "1", "--json").stdout)["rollout"]
+    assert shown["state"] == "done" and shown["tenants"] == {"done": len(TENANTS), "failed": 0, "pending": 0}
 
 def test_a_control_database_that_refuses_for_good_ends_the_run_at_once_and_resumes(project, pg_server):
     # the control password rotated mid-run: control answers, but refuses every new connection of the run's role,
