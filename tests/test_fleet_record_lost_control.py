@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 
 import pytest
@@ -107,52 +108,107 @@ def test_a_control_server_restarting_at_the_end_of_a_run_is_waited_out_and_the_r
     shown = json.loads(fleet.cli("rollouts", "show", "1", "--json").stdout)["rollout"]
     assert shown["state"] == "done" and shown["tenants"] == {"done": len(TENANTS), "failed": 0, "pending": 0}
 
-def test_a_control_database_that_refuses_for_good_ends_the_run_at_once_and_resumes(project, pg_server):
-    # the control password rotated mid-run: control answers, but refuses every new connection of the run's role,
-    # while the tenants (another login) go on; the end of the run does not wait 30 s for a refusal to pass
-    role, first, rotated = f"ctl_{secrets.token_hex(4)}", secrets.token_hex(8), secrets.token_hex(8)
-    pg.query(pg_server, None, f"CREATE ROLE {role} LOGIN PASSWORD '{first}'")
-    try:
-        pg.query(pg_server, None, f"ALTER DATABASE {project.control_db} OWNER TO {role}")
-        control_url = f"postgresql://{role}:{first}@{pg_server.host}:{pg_server.port}/{project.control_db}"
-        project.env.update(CONTROL_DATABASE_URL=control_url, PG_TENANT_DATABASE_ADMIN_USERNAME=pg_server.superuser,
-                           PG_TENANT_DATABASE_ADMIN_PASSWORD=pg_server.password)
-        project.migrate_control()
+class Rotating:
+    """A project whose control database is reached as a login of its own (the tenants as the superuser), whose
+    password ``rotate()`` changes while ending its sessions: control answers, and refuses the run for good."""
+
+    def __init__(self, project, pg_server):
+        self.project, self.server = project, pg_server
+        self.role, self.first, self.rotated = f"ctl_{secrets.token_hex(4)}", secrets.token_hex(8), secrets.token_hex(8)
+        self.url = f"postgresql://{self.role}:{self.first}@{pg_server.host}:{pg_server.port}/{project.control_db}"
+        self.secrets = (self.first, self.rotated, pg_server.password)
+
+    def set_up(self) -> None:
+        pg.query(self.server, None, f"CREATE ROLE {self.role} LOGIN PASSWORD '{self.first}'")
+        pg.query(self.server, None, f"ALTER DATABASE {self.project.control_db} OWNER TO {self.role}")
+        self.project.env.update(CONTROL_DATABASE_URL=self.url, **self.tenant_login)
+        self.project.migrate_control()
         for tenant_id in TENANTS:
-            project.add_tenant(tenant_id)
-        project.clear("tenant")
-        project.write("tenant", f"{HEAD}_nap.sql", NAP)
-        run = project.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--json")
+            self.project.add_tenant(tenant_id)
+        self.project.clear("tenant")
+        self.project.write("tenant", f"{HEAD}_nap.sql", NAP)
+
+    @property
+    def tenant_login(self) -> dict:
+        return {"PG_TENANT_DATABASE_ADMIN_USERNAME": self.server.superuser,
+                "PG_TENANT_DATABASE_ADMIN_PASSWORD": self.server.password}
+
+    def rotate_once_under_way(self, running) -> float:
+        """Once two tenants are at head, the password rotated and the record's session ended: when."""
         deadline = time.monotonic() + 60
-        while _at_head(pg_server) < 2:  # the rollout is recorded and under way
-            assert time.monotonic() < deadline and run.poll() is None, "the rollout never got under way"
+        while _at_head(self.server) < 2:  # the rollout is recorded and under way
+            assert time.monotonic() < deadline and running(), "the rollout never got under way"
             time.sleep(0.02)
-        refused_at = time.monotonic()
-        pg.query(pg_server, None, f"ALTER ROLE {role} PASSWORD '{rotated}'")
-        assert pg.query(pg_server, None, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE usename = %s", (role,)) == [(1,)]  # the record's own connection, and only it
-        stdout, stderr = run.communicate(timeout=_RECONNECT_S + 60)
-        took = time.monotonic() - refused_at
-        assert took < _RECONNECT_S, f"the run ended {took:.1f}s after control refused for good"
-        assert run.returncode == 0, stderr  # every tenant done: the run's exit code is the tenants'
-        assert all(d["ok"] for d in json.loads(stdout)["databases"]), stdout
-        assert _at_head(pg_server) == len(TENANTS)
-        said = [line for line in stderr.splitlines() if "the rollout record could not be brought up to date" in line]
-        assert len(said) == 1 and "rollouts show 1" in said[0], stderr
-        assert "Traceback" not in stderr and not [s for s in (first, rotated, pg_server.password) if s in stdout + stderr]
-        project.env["CONTROL_DATABASE_URL"] = control_url.replace(first, rotated)  # access restored
-        listed = project.cli("rollouts", "--json")
+        at = time.monotonic()
+        pg.query(self.server, None, f"ALTER ROLE {self.role} PASSWORD '{self.rotated}'")
+        assert pg.query(self.server, None, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE usename = %s", (self.role,)) == [(1,)]  # the record's own connection, and only it
+        return at
+
+    def resumes_once_restored(self) -> None:
+        """With the new password, the rollout reads interrupted and its resume completes it, nothing twice."""
+        self.project.env["CONTROL_DATABASE_URL"] = self.url.replace(self.first, self.rotated)
+        listed = self.project.cli("rollouts", "--json")
         assert listed.returncode == 0, listed.stderr
         assert [(r["id"], r["state"]) for r in json.loads(listed.stdout)["rollouts"]] == [(1, "interrupted")]
-        resumed = project.cli("migrate", "--resume", "--json")
+        resumed = self.project.cli("migrate", "--resume", "--json")
         assert resumed.returncode == 0, resumed.stderr
         assert all(d["applied"] == [] for d in json.loads(resumed.stdout)["databases"]), resumed.stdout
-        shown = json.loads(project.cli("rollouts", "show", "1", "--json").stdout)["rollout"]
+        shown = json.loads(self.project.cli("rollouts", "show", "1", "--json").stdout)["rollout"]
         assert shown["state"] == "done" and shown["tenants"] == {"done": len(TENANTS), "failed": 0, "pending": 0}
         for tenant_id in TENANTS:  # nothing applied twice
-            assert pg.query(pg_server, f"db_{tenant_id}", "SELECT version FROM schema_migrations") == [(HEAD,)]
+            assert pg.query(self.server, f"db_{tenant_id}", "SELECT version FROM schema_migrations") == [(HEAD,)]
+
+    def tear_down(self) -> None:
+        pg.query(self.server, None, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                 (self.role,))
+        pg.query(self.server, None, f"ALTER DATABASE {self.project.control_db} OWNER TO {self.server.superuser}")
+        pg.query(self.server, self.project.control_db, f"REASSIGN OWNED BY {self.role} TO {self.server.superuser}")
+        pg.query(self.server, None, f"DROP ROLE {self.role}")
+
+
+@pytest.fixture
+def rotating(project, pg_server):
+    fleet = Rotating(project, pg_server)
+    try:
+        fleet.set_up()
+        yield fleet
     finally:
-        pg.query(pg_server, None, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
-        pg.query(pg_server, None, f"ALTER DATABASE {project.control_db} OWNER TO {pg_server.superuser}")
-        pg.query(pg_server, project.control_db, f"REASSIGN OWNED BY {role} TO {pg_server.superuser}")
-        pg.query(pg_server, None, f"DROP ROLE {role}")
+        fleet.tear_down()
+
+
+def test_a_control_database_that_refuses_for_good_ends_the_run_at_once_and_resumes(rotating, pg_server):
+    # the control password rotated mid-run: control answers, but refuses every new connection of the run's login,
+    # while the tenants (another login) go on; the end of the run does not wait 30 s for a refusal to pass
+    run = rotating.project.spawn("migrate", "--all-tenants", "--max-parallel", "2", "--json")
+    refused_at = rotating.rotate_once_under_way(lambda: run.poll() is None)
+    stdout, stderr = run.communicate(timeout=_RECONNECT_S + 60)
+    took = time.monotonic() - refused_at
+    assert took < _RECONNECT_S, f"the run ended {took:.1f}s after control refused for good"
+    assert run.returncode == 0, stderr  # every tenant done: the run's exit code is the tenants'
+    assert all(d["ok"] for d in json.loads(stdout)["databases"]), stdout
+    assert _at_head(pg_server) == len(TENANTS)
+    said = [line for line in stderr.splitlines() if "the rollout record could not be brought up to date" in line]
+    assert len(said) == 1 and "rollouts show 1" in said[0], stderr
+    assert "Traceback" not in stderr and not [s for s in rotating.secrets if s in stdout + stderr]
+    rotating.resumes_once_restored()
+
+
+def test_the_api_ends_at_once_too_when_control_refuses_for_good(rotating, pg_server, monkeypatch, caplog):
+    from grapevine_alembic.api import migrate_fleet
+
+    for name, value in rotating.tenant_login.items():  # the API reads the tenant server from the environment
+        monkeypatch.setenv(name, value)
+    done = {}
+    run = threading.Thread(target=lambda: done.update(result=migrate_fleet(
+        rotating.project.root, control_url=rotating.url, control=False, max_parallel=2)))
+    run.start()
+    refused_at = rotating.rotate_once_under_way(run.is_alive)
+    run.join(timeout=_RECONNECT_S + 60)
+    took = time.monotonic() - refused_at
+    assert took < _RECONNECT_S, f"the rollout ended {took:.1f}s after control refused for good"
+    result = done["result"]
+    assert result.ok and result.rollout == 1 and _at_head(pg_server) == len(TENANTS)
+    warned = [r.getMessage() for r in caplog.records if "could not be brought up to date" in r.getMessage()]
+    assert len(warned) == 1 and not [s for s in rotating.secrets if s in warned[0]], caplog.text
+    rotating.resumes_once_restored()
