@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .defaults import DEFAULTS
 from .errors import OUT_OF_ORDER, MIGRATE, MIGRATE_CONTROL, RAISE_TIMEOUT, Fix, GrapevineError
 from .masking import known_secrets, mask
 
@@ -50,9 +51,10 @@ class MigrationResult:
 
 
 def migrate_database(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
-    retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
-    version_table: str = "alembic_version", ledger_table: str = "schema_migrations", lock_timeout: float = 5,
+    url: str, migrations_dir: str | Path, *, timeout: float = DEFAULTS.timeout, retries: int = DEFAULTS.retries,
+    dry_run: bool = False, retry_window: float = DEFAULTS.retry_window, silence_timeout: float | None = None,
+    out_of_order: str | None = None, version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
+    lock_timeout: float = DEFAULTS.lock_timeout,
 ) -> MigrationResult:
     """Apply every pending migration of ``migrations_dir`` (a tenant or control folder) to ``url``.
 
@@ -183,7 +185,7 @@ def migrate_fleet(
     from .database.state.out_of_order_files import APPLY, parse_policy
     from .fleet import record, rollout
     from .fleet.breakers import Breakers
-    from .fleet.resuming import KNOBS, to_record
+    from .fleet.resuming import to_record, with_defaults
     from .fleet.targets import Selection, control_target, resolve
     from .settings import Settings, default_project, find_config, load_project
 
@@ -226,14 +228,14 @@ def migrate_fleet(
                 name: ("selection" if name == "tenants" else name, value) for name, value in given.items()})
             recorded = recorder.resumed.options
             control, tenants, verify = recorded["control"], list(recorder.resumed.tenants), recorded.get("verify", False)
-            knobs = {knob: recorded.get(knob, _FLEET_DEFAULTS.get(knob)) for knob in KNOBS}
+            knobs = with_defaults(recorded)
             sizes, canary = (), 0
             if not recorder.resumed.planned:  # control failed before its tenants were known: plan them afresh
                 tenants = None if recorded["selection"]["all_tenants"] else recorded["selection"]["tenant_ids"]
                 sizes = rollout.parse_waves(recorded["waves"]) if recorded["waves"] else ()
                 canary = recorded["canary"]
         else:
-            knobs = {knob: _FLEET_DEFAULTS.get(knob) if value is None else value for knob, value in knobs.items()}
+            knobs = with_defaults(knobs)
             recorder = record.Recorder.start(settings.control, tables, heads={
                 env: (chain.versions[-1] if chain.versions else None) for env, chain in chains.items()},
                 options=to_record(Selection(control, tenants is None, tuple(tenants or ())), waves=waves,
@@ -285,9 +287,7 @@ def migrate_fleet(
                        rollout=done.record)
 
 
-# ``migrate``'s defaults for a rollout's run-time options, and the least value each argument takes
-_FLEET_DEFAULTS = {"wave_pause": 0.0, "max_parallel": 5, "retries": 3, "retry_window": 60.0, "timeout": 300.0,
-                   "lock_timeout": 5.0}
+# the least value each argument takes
 _LEAST = {"max_parallel": 1, "max_per_server": 1, "timeout": 0, "lock_timeout": 0, "retries": 0, "retry_window": 0,
           "wave_pause": 0, "canary": 0}
 
@@ -304,7 +304,7 @@ class ProvisionResult:
 
 
 def provision_database(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, maintenance_db: str = "postgres",
+    url: str, migrations_dir: str | Path, *, timeout: float = DEFAULTS.timeout, maintenance_db: str = "postgres",
     version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
 ) -> ProvisionResult:
     """Create the database ``url`` names, at the head of ``migrations_dir``, from the server's template.
@@ -342,9 +342,10 @@ def provision_database(
 
 
 async def migrate_database_async(
-    url: str, migrations_dir: str | Path, *, timeout: float = 300, retries: int = 3, dry_run: bool = False,
-    retry_window: float = 60, silence_timeout: float | None = None, out_of_order: str | None = None,
-    version_table: str = "alembic_version", ledger_table: str = "schema_migrations", lock_timeout: float = 5,
+    url: str, migrations_dir: str | Path, *, timeout: float = DEFAULTS.timeout, retries: int = DEFAULTS.retries,
+    dry_run: bool = False, retry_window: float = DEFAULTS.retry_window, silence_timeout: float | None = None,
+    out_of_order: str | None = None, version_table: str = "alembic_version", ledger_table: str = "schema_migrations",
+    lock_timeout: float = DEFAULTS.lock_timeout,
 ) -> MigrationResult:
     """``migrate_database`` off the event loop (in a worker thread)."""
     return await asyncio.to_thread(

@@ -210,21 +210,43 @@ def parse_out_of_order_policy(value: str | None, where: str) -> str:
 def out_of_order_near(value: str | None, folder: Path) -> str:
     """The ``out_of_order`` policy for a migrations folder migrated without a project (the API's
     ``migrate_database``): ``value``, else the ``[grapevine]`` setting of the alembic.ini above ``folder``, else apply."""
-    where = OUT_OF_ORDER_SETTING
-    if value is None:
-        try:
-            config = find_config(start=folder.parent)
-        except ConfigError:
-            config = None
-        if config is None:
-            return OUT_OF_ORDER_APPLY  # no alembic.ini above the folder (the previous tool's layout): the default
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(config)
-        except configparser.Error:
-            return OUT_OF_ORDER_APPLY  # not one of ours; the CLI reports a broken alembic.ini
-        value, where = parser.get("grapevine", OUT_OF_ORDER_SETTING, fallback=None), f"{config} [grapevine]"
-    return parse_out_of_order_policy(value, where)
+    if value is not None:
+        return parse_out_of_order_policy(value, OUT_OF_ORDER_SETTING)
+    try:
+        config = find_config(start=folder.parent)
+    except ConfigError:
+        config = None  # no project above the folder (the previous tool's layout): the default
+    return grapevine_section(read_config(config), config)[2] if config is not None else OUT_OF_ORDER_APPLY
+
+
+def read_config(config_file: Path) -> configparser.ConfigParser:
+    """alembic.ini parsed as Alembic parses it (``%(here)s``); a file it cannot read is one configuration error."""
+    parser = configparser.ConfigParser(defaults={"here": str(config_file.parent)})
+    try:
+        parser.read(config_file)
+    except configparser.Error as err:
+        raise ConfigError(f"{config_file}: {err.message.splitlines()[0]}") from None
+    return parser
+
+
+def grapevine_section(parser: configparser.ConfigParser, config_file: Path) -> tuple[str | None, int, str]:
+    """``[grapevine]``'s tenants query, lock key and out-of-order policy, read and checked in this one place, so
+    the CLI, plain ``alembic`` and the API's ``migrate_database`` give the same error line for a bad value."""
+    where = f"{config_file} [grapevine]"
+    try:
+        query = parser.get("grapevine", "tenants_query", fallback=None)
+    except configparser.Error as err:  # a lone '%' (SQL's LIKE) is written %% here, as Alembic reads the file
+        raise ConfigError(f"{where}: tenants_query: {err.message.splitlines()[0]}") from None
+    # raw: a '%' in these is a bad value, named as such, not an interpolation error
+    lock_text = parser.get("grapevine", "lock_key", raw=True, fallback=str(DEFAULT_LOCK_KEY))
+    late = parse_out_of_order_policy(parser.get("grapevine", OUT_OF_ORDER_SETTING, raw=True, fallback=None), where)
+    try:
+        lock_key = int(lock_text)
+    except ValueError:
+        lock_key = 2 ** 63  # refused below
+    if not -(2 ** 63) <= lock_key < 2 ** 63:
+        raise ConfigError(f"{where}: lock_key must be a whole number (a bigint), not {lock_text.strip()!r}")
+    return query.strip() if query else None, lock_key, late
 
 
 def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Path | None:
@@ -271,11 +293,7 @@ def load_project(config_file: Path | None) -> Project:
     """Read the two environments' migration folders and the tool's own options from alembic.ini."""
     if config_file is None:
         return default_project()
-    parser = configparser.ConfigParser(defaults={"here": str(config_file.parent)})
-    try:
-        parser.read(config_file)
-    except configparser.Error as err:
-        raise ConfigError(f"{config_file}: {err.message.splitlines()[0]}") from None
+    parser = read_config(config_file)
     dirs = {}
     for env in ENVIRONMENTS:
         if not parser.has_section(env):
@@ -284,14 +302,10 @@ def load_project(config_file: Path | None) -> Project:
         if not location:
             raise ConfigError(f"{config_file} [{env}] has no version_locations")
         dirs[env] = Path(location.split()[0])
-    query = parser.get("grapevine", "tenants_query", fallback=None)
-    lock_key = parser.getint("grapevine", "lock_key", fallback=DEFAULT_LOCK_KEY)
+    query, lock_key, late = grapevine_section(parser, config_file)
     logins = read_logins(parser, config_file)
-    late = parse_out_of_order_policy(parser.get("grapevine", OUT_OF_ORDER_SETTING, fallback=None), f"{config_file} [grapevine]")
     tables = {env: ToolTables.from_section(dict(parser.items(env)), f"{config_file} [{env}]") for env in ENVIRONMENTS}
-    return Project(
-        config_file.parent, config_file, dirs, query.strip() if query else None, lock_key, logins, late, tables
-    )
+    return Project(config_file.parent, config_file, dirs, query, lock_key, logins, late, tables)
 
 
 def load_dotenv_file(root: Path) -> None:

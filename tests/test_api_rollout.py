@@ -185,3 +185,20 @@ def test_migrate_fleet_follows_the_projects_out_of_order_setting_unless_told(pro
     assert _options(project, refused.rollout)["resumed_with"] == {"out_of_order": True}
     with pytest.raises(ValueError, match="out_of_order must be apply or refuse"):
         migrate_fleet(project.root, control_url=_url(project), out_of_order="sometimes")
+
+
+def test_a_rollout_given_no_options_records_the_same_defaults_through_the_cli_and_the_api(project):
+    # one source of migrate's defaults: a default changed on one road only shows here as a difference
+    _fleet(project, 2)
+    by_cli = project.cli("migrate", "--control", "--all-tenants")
+    assert by_cli.returncode == 0, by_cli.stdout + by_cli.stderr
+    project.write("tenant", "20240102000000_more.sql", "CREATE TABLE more_here (id int);\n")
+    by_api = migrate_fleet(project.root, control_url=_url(project))
+    assert by_api.ok, [d.error for d in by_api.databases]
+    (cli_options,), (api_options,) = (row for row in project.control(
+        "SELECT options FROM grapevine_rollouts ORDER BY id"))
+    assert api_options == cli_options
+    assert {knob: cli_options[knob] for knob in ("timeout", "lock_timeout", "retries", "retry_window", "max_parallel",
+                                                 "wave_pause", "canary")} == {
+        "timeout": 300.0, "lock_timeout": 5.0, "retries": 3, "retry_window": 60.0, "max_parallel": 5,
+        "wave_pause": 0.0, "canary": 0}

@@ -112,3 +112,31 @@ def test_the_api_honours_the_project_setting_and_its_argument(late):
     assert applied["ok"] and applied["applied"] == [LATE[:14]], applied
     assert any(f"applying {LATE} out of order" in n for n in applied["notices"])
     assert "late" in late.tables("db_acme")
+
+
+@pytest.mark.parametrize("line, ends", [
+    ("out_of_order = sometimes", "out_of_order must be apply or refuse, not 'sometimes'"),
+    ("out_of_order = 50%", "out_of_order must be apply or refuse, not '50%'"),
+    ("out_of_order = refuse\nout_of_order = apply", "option 'out_of_order' in section 'grapevine' already exists"),
+    ("lock_key = twelve", "lock_key must be a whole number (a bigint), not 'twelve'"),
+])
+def test_a_bad_setting_is_the_same_one_line_error_on_every_road(late, line, ends):
+    # alembic.ini's [grapevine] is read and checked in one place: the CLI, alembic and the API's migrate_database
+    # (which finds alembic.ini above its folder) give the same line, and none of them applies the file
+    ini = late.root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[grapevine]\n", f"[grapevine]\n{line}\n", 1))
+    by_cli = late.cli("migrate", "--tenant", "acme")
+    assert by_cli.returncode == 2 and by_cli.stdout == "", by_cli.stdout + by_cli.stderr
+    [error] = by_cli.stderr.strip().splitlines()
+    assert error.startswith(f"error: {ini}") and error.endswith(ends), error
+    if "already exists" not in ends:  # a file configparser cannot read stops Alembic itself, before our env runs
+        by_alembic = late.alembic("-n", "tenant", "-x", "tenant=acme", "upgrade", "head")
+        said = by_alembic.stdout + by_alembic.stderr
+        assert by_alembic.returncode != 0 and "Traceback" not in said
+        assert f"FAILED: {error.removeprefix('error: ')}" in said.splitlines(), said
+    url = pg.url_for(late.server, "db_acme")
+    run = subprocess.run([sys.executable, "-c", API_CALL, url, str(late.migrations("tenant")), "{}"],
+                         capture_output=True, text=True, timeout=120, cwd=late.root)
+    assert run.returncode == 1 and run.stderr.strip().splitlines()[-1] == "ValueError: " + error.removeprefix(
+        "error: "), run.stdout + run.stderr
+    assert "late" not in late.tables("db_acme")

@@ -11,7 +11,7 @@ import inspect
 
 from grapevine_alembic import api
 from grapevine_alembic.cli.commands.migrate_command import migrate
-from grapevine_alembic.database.jobs.retrying import DEFAULT_RETRY_WINDOW_S
+from grapevine_alembic.defaults import DEFAULTS
 from grapevine_alembic.database.jobs.runner import RunOptions
 from grapevine_alembic.database.session.connection import DEFAULT_CONNECT_TIMEOUT
 from grapevine_alembic.database.session.netbounds import Bounds, bounds_from_environment
@@ -30,7 +30,7 @@ def test_silence_bounds_default_to_what_the_docs_say():
 def test_retry_window_and_connect_timeout_default_to_what_the_docs_say():
     # docs/commands.md: --retry-window 60; docs/guarantees.md: a connect timeout of 10 s
     options = {param.name: param.default for param in migrate.params}
-    assert options["retry_window"] == 60.0 == DEFAULT_RETRY_WINDOW_S
+    assert options["retry_window"] == 60.0 == DEFAULTS.retry_window
     assert RunOptions(lock_key=1).retry_window_s == 60.0
     assert inspect.signature(api.migrate_database).parameters["retry_window"].default == 60
     assert DEFAULT_CONNECT_TIMEOUT == 10 == RunOptions(lock_key=1).connect_timeout_s

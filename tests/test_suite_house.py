@@ -13,8 +13,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "grapevine_alembic"
 
-# Root modules below every sub-package: the one error family and the configuration.
-FOUNDATION = {"errors", "settings", "placement", "masking", "tool_tables"}
+# Root modules below every sub-package: the one error family, the configuration and migrate's defaults.
+FOUNDATION = {"errors", "settings", "placement", "masking", "tool_tables", "defaults"}
 # Root modules above everything: the ways in (the Python API, the Alembic road, python -m).
 ENTRY = {"api", "alembic_env", "alembic_plugin", "service", "__main__"}
 LAYERS = ("files", "database", "schema", "fleet", "lint", "local", "overview", "cli")

@@ -24,6 +24,7 @@ import threading
 import time
 
 from ..database.session.connection import leased, open_connection
+from ..database.session.transient import is_transient
 from ..errors import GrapevineError, UsageError
 from ..masking import known_secrets, mask
 from . import rollout as fleet_rollout
@@ -33,7 +34,10 @@ from .record_sql import (DONE, FAILED, HALTED, INTERRUPTED, LOCK_CLASS, OK, RUNN
 from .record_writer import BatchWriter
 from .resuming import Resumed, reconciled
 
-_RECONNECT_S = 30.0  # how long the end of a run waits for a restarting control server to write the record
+# How long the end of a run waits for a restarting control server to write the record. Only a transient failure
+# is waited out: a control database that answers with a refusal for good (a rotated password, a dropped database)
+# ends the wait at its first answer.
+_RECONNECT_S = 30.0
 # The record's session commits without waiting for the WAL flush (set with the lease's settings): two of its commits
 # come before the first tenant and one after the last, about 8 ms each on a durable server here. Safe: a commit is
 # visible to every session at once, so the refusal of a second rollout holds; a control server that crashes may lose
@@ -215,13 +219,14 @@ class Recorder:
             return True
 
     def _reconnected(self, wait_s: float) -> bool:
-        """True with a live connection holding the rollout's lock; reconnects (waiting up to ``wait_s``)."""
+        """True with a live connection holding the rollout's lock; reconnects (waiting up to ``wait_s`` while the
+        failures are transient: a restart, a full server, no answer)."""
         if self.raw is not None and not self.raw.closed:
             return True
         if self.spec is None:
             return False
         try:
-            self.raw = retried(self._relocked, window_s=wait_s)
+            self.raw = retried(self._relocked, window_s=wait_s, again=is_transient)
         except Exception:  # noqa: BLE001 - not back yet
             return False
         return self.raw is not None

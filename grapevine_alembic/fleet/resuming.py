@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..defaults import DEFAULTS
 from ..errors import UsageError
 from . import rollout as fleet_rollout
 
@@ -43,14 +44,20 @@ class Resumed:
         return fleet_rollout.Plan(tuple(waves), len(targets))
 
 
+def with_defaults(knobs: dict) -> dict:
+    """Every knob, ``migrate``'s default where ``knobs`` (given, or a record written without one) has none."""
+    return {knob: getattr(DEFAULTS, knob) if knobs.get(knob) is None else knobs[knob] for knob in KNOBS}
+
+
 def to_record(selection, *, waves, canary, verify, knobs: dict) -> dict:
     """The options a new rollout records: its targets (a ``targets.Selection``), its waves and its ``KNOBS``."""
     shard = selection.shard
     targets = ("all tenants" if selection.all_tenants else f"{len(selection.tenant_ids)} named tenant(s)") + (
         f", shard {shard[0]}/{shard[1]}" if shard else "")
-    return {"control": selection.control, "targets": targets, "waves": waves, "canary": canary, "verify": verify,
+    return {"control": selection.control, "targets": targets, "waves": waves, "canary": canary or DEFAULTS.canary,
+            "verify": bool(verify),
             "selection": {"all_tenants": selection.all_tenants, "tenant_ids": list(selection.tenant_ids),
-                          "shard": list(shard) if shard else None}, **{knob: knobs[knob] for knob in KNOBS}}
+                          "shard": list(shard) if shard else None}, **with_defaults(knobs)}
 
 
 def reconciled(rollout_id: int, recorded: dict, given: dict) -> dict:

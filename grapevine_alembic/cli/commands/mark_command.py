@@ -19,6 +19,7 @@ from ..app import (
 )
 from ..common import confirm, database_names, load_chains
 from ..rollout import fan_out, run_exit_code
+from ...defaults import DEFAULTS
 from ...errors import MissingTarget, UsageError
 
 
@@ -38,7 +39,7 @@ from ...errors import MissingTarget, UsageError
 @click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
               help="Tenant databases changed at the same time.")
 @per_server_option
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0),
+@click.option("--timeout", default=DEFAULTS.timeout, show_default=True, type=click.FloatRange(0),
               help="statement_timeout in seconds, and the longest wait for the migration lock (0 = no limit).")
 @json_option
 @pass_app

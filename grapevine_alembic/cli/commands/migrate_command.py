@@ -18,6 +18,7 @@ from ..app import (
 )
 from ..common import load_chains
 from ..rollout import fan_out, run_exit_code
+from ...defaults import DEFAULTS
 from ...errors import MissingTarget, UsageError
 
 LATEST = "latest"  # --resume without an id
@@ -26,15 +27,15 @@ LATEST = "latest"  # --resume without an id
 @cli.command()
 @target_options
 @click.option("--dry-run", is_flag=True, help="Show exactly what is pending per database; write nothing.")
-@click.option("--retries", default=3, show_default=True, type=click.IntRange(0, 20),
+@click.option("--retries", default=DEFAULTS.retries, show_default=True, type=click.IntRange(0, 20),
               help="Re-runs of a database after a transient error (lock timeout, deadlock, lost answer).")
-@click.option("--retry-window", default=60.0, show_default=True, type=click.FloatRange(0), metavar="SECONDS",
+@click.option("--retry-window", default=DEFAULTS.retry_window, show_default=True, type=click.FloatRange(0), metavar="SECONDS",
               help="How long a restarting server (refused, starting up, shutting down, connection lost) is retried.")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0),
+@click.option("--timeout", default=DEFAULTS.timeout, show_default=True, type=click.FloatRange(0),
               help="statement_timeout in seconds for every statement, and the longest wait for the migration lock (0 = no limit).")
-@click.option("--lock-timeout", default=5.0, show_default=True, type=click.FloatRange(0),
+@click.option("--lock-timeout", default=DEFAULTS.lock_timeout, show_default=True, type=click.FloatRange(0),
               help="lock_timeout in seconds: the longest wait for a table lock before failing (then retried).")
-@click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
+@click.option("--max-parallel", default=DEFAULTS.max_parallel, show_default=True, type=click.IntRange(1, 100),
               help="Tenant databases migrated at the same time.")
 @per_server_option
 @click.option("--out-of-order/--refuse-out-of-order", "out_of_order", default=None,
@@ -46,7 +47,7 @@ LATEST = "latest"  # --resume without an id
               help="Release to the tenants in waves, in the tenants query's order: counts, percentages (rounded"
                    " up) and, last, rest; for example 5,10%,rest. A wave with a failure stops the rollout unless"
                    " --max-failures is given.")
-@click.option("--wave-pause", default=0.0, type=click.FloatRange(0), metavar="SECONDS",
+@click.option("--wave-pause", default=DEFAULTS.wave_pause, type=click.FloatRange(0), metavar="SECONDS",
               help="Wait this long between two waves (Ctrl-C during the wait stops cleanly).")
 @click.option("--max-failures", default=None, metavar="K|P%",
               help="Halt (start no more tenants) at the K-th failure, or once failures exceed P% of the tenants"
@@ -85,6 +86,7 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
     # lazy: --help stays fast
     from ...database.session import interrupts
     from ...database.jobs import runner
+    from ...fleet.resuming import with_defaults
     from ...fleet.rollout import parse_budget, parse_waves
     from ...fleet.targets import Selection
     from .. import views
@@ -104,11 +106,11 @@ def migrate(app: App, control, all_tenants, tenant_ids, tenants_file, shard, dry
             selection = Selection(recorded["control"], chosen["all_tenants"], tuple(chosen["tenant_ids"]),
                                   tuple(chosen["shard"]) if chosen["shard"] else None)
             waves, canary = recorded["waves"], recorded["canary"]
+        knobs = with_defaults(recorded)  # as api.migrate_fleet resumes
         max_failures, wave_pause, max_parallel, max_per_server = (
-            recorded["max_failures"], recorded["wave_pause"], recorded["max_parallel"], recorded["max_per_server"])
+            knobs["max_failures"], knobs["wave_pause"], knobs["max_parallel"], knobs["max_per_server"])
         retries, retry_window, timeout, lock_timeout, out_of_order = (
-            recorded["retries"], recorded["retry_window"], recorded["timeout"], recorded["lock_timeout"],
-            recorded["out_of_order"])
+            knobs["retries"], knobs["retry_window"], knobs["timeout"], knobs["lock_timeout"], knobs["out_of_order"])
         verify = recorded.get("verify", False)
     else:
         selection = _selection(control, all_tenants, tenant_ids, tenants_file, shard, canary, waves, wave_pause,

@@ -6,12 +6,13 @@ import click
 
 from ..app import EXIT_FAILED, App, cli, exit_with, json_option, pass_app, per_server_option, run_options
 from ..common import load_chains
+from ...defaults import DEFAULTS
 
 
 @cli.command()
 @click.option("--tenant", "tenant_ids", multiple=True, required=True, metavar="ID",
               help="A tenant whose row is in the tenants table (any state); repeat for several.")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0),
+@click.option("--timeout", default=DEFAULTS.timeout, show_default=True, type=click.FloatRange(0),
               help="statement_timeout in seconds, and the longest wait for the template's and each database's lock.")
 @click.option("--max-parallel", default=5, show_default=True, type=click.IntRange(1, 100),
               help="Databases created at the same time.")

@@ -30,9 +30,6 @@ from ..state.result import DatabaseResult
 from ..state.target import Target
 from ...errors import GrapevineError
 
-DEFAULT_RETRY_WINDOW_S = 60.0
-
-
 class RetryOptions(Protocol):
     """What a retry reads of a run's options (``runner.RunOptions`` has it; runner imports this module)."""
 

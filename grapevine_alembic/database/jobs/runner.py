@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ...defaults import DEFAULTS
 from ...errors import ADOPT, Fix
 from ...files.discovery import discover
 from ...files.migration import MigrationFile
@@ -107,11 +108,11 @@ class Chain:
 @dataclass(frozen=True)
 class RunOptions:
     lock_key: int
-    timeout_s: float = 300.0
-    lock_timeout_s: float = 5.0
+    timeout_s: float = DEFAULTS.timeout
+    lock_timeout_s: float = DEFAULTS.lock_timeout
     connect_timeout_s: int = 10
-    retries: int = 3
-    retry_window_s: float = 60.0  # retrying.DEFAULT_RETRY_WINDOW_S: how long a restarting server is waited out
+    retries: int = DEFAULTS.retries
+    retry_window_s: float = DEFAULTS.retry_window  # how long a restarting server is waited out
     dry_run: bool = False
     out_of_order: bool = True  # apply late-merged files (out_of_order_files.APPLY); False: refuse the database
     debug: bool = False
