@@ -73,7 +73,7 @@ def migrate_database(
     from .database.session.netbounds import Bounds
     from .fleet.breakers import Breakers
     from .database.state.target import Target
-    from .settings import DEFAULT_LOCK_KEY, parse_database_url
+    from .settings import parse_database_url
     from .tool_tables import ToolTables
 
     try:
@@ -85,7 +85,7 @@ def migrate_database(
         raise ValueError("timeout, lock_timeout, retries and retry_window must not be negative")
     if silence_timeout is not None and not silence_timeout > 0:
         raise ValueError("silence_timeout must be greater than 0")
-    late = _out_of_order_policy(out_of_order, chain.folder)
+    lock_key, late = _project_near(chain.folder, out_of_order)
     notices: list[str] = []
 
     def on_notice(database: str, version: str | None, message: str) -> None:
@@ -102,7 +102,7 @@ def migrate_database(
         logger.warning("%s", line)
 
     options = runner.RunOptions(
-        lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), lock_timeout_s=float(lock_timeout), retries=retries,
+        lock_key=lock_key, timeout_s=float(timeout), lock_timeout_s=float(lock_timeout), retries=retries,
         dry_run=dry_run, on_notice=on_notice,
         on_warning=on_warning, out_of_order=late, on_retry=on_retry,
         retry_window_s=float(retry_window), servers=Breakers(),
@@ -114,15 +114,8 @@ def migrate_database(
     if error:
         logger.warning("migrating %s failed: %s", spec.dbname, error)
     applied = tuple(result.applied)
-    return MigrationResult(
-        applied=len(applied),
-        total=len(chain.files),
-        ok=result.ok,
-        version=result.after,
-        error=error,
-        notices=tuple(notices),
-        applied_versions=applied,
-    )
+    return MigrationResult(applied=len(applied), total=len(chain.files), ok=result.ok, version=result.after, error=error,
+                           notices=tuple(notices), applied_versions=applied)
 
 
 @dataclass(frozen=True)
@@ -315,7 +308,7 @@ def provision_database(
     """
     from .database.jobs import provisioning, runner  # lazy: importing the API stays cheap
     from .database.state.target import Target
-    from .settings import DEFAULT_LOCK_KEY, parse_database_url
+    from .settings import parse_database_url
     from .tool_tables import ToolTables
 
     try:
@@ -332,8 +325,8 @@ def provision_database(
         notices.append(line)
         logger.info("%s", line)
 
-    options = runner.RunOptions(lock_key=DEFAULT_LOCK_KEY, timeout_s=float(timeout), on_notice=on_notice,
-                                word_fix=_word_fix)
+    options = runner.RunOptions(lock_key=_project_near(chain.folder, None)[0], timeout_s=float(timeout),
+                                on_notice=on_notice, word_fix=_word_fix)
     result = provisioning.provision(Target("tenant", spec), chain, options, maintenance_db=maintenance_db)
     error = _masked(result.error, spec.password)
     if error:
@@ -386,14 +379,18 @@ def _chain(migrations_dir, runner, tables):
         raise ValueError(str(err)) from None
 
 
-def _out_of_order_policy(value: str | None, folder: Path) -> bool:
-    """True to apply late-merged files: the argument, else the project's alembic.ini setting, else apply."""
-    from .settings import OUT_OF_ORDER_APPLY, out_of_order_near  # lazy, as runner above
+def _project_near(folder: Path, out_of_order: str | None) -> tuple[int, bool]:
+    """The lock key of the project above ``folder`` (the CLI's, so that the two never run at once on a database),
+    and True to apply late-merged files: ``out_of_order``, else the project's setting, else apply."""
+    from .settings import OUT_OF_ORDER_APPLY, OUT_OF_ORDER_SETTING, grapevine_near, parse_out_of_order_policy
 
     try:
-        return out_of_order_near(value, folder) == OUT_OF_ORDER_APPLY
+        lock_key, late = grapevine_near(folder)
+        if out_of_order is not None:
+            late = parse_out_of_order_policy(out_of_order, OUT_OF_ORDER_SETTING)
     except GrapevineError as err:
         raise ValueError(str(err)) from None
+    return lock_key, late == OUT_OF_ORDER_APPLY
 
 
 def _masked(text: str | None, *passwords: str | None) -> str | None:

@@ -207,16 +207,15 @@ def parse_out_of_order_policy(value: str | None, where: str) -> str:
     return text
 
 
-def out_of_order_near(value: str | None, folder: Path) -> str:
-    """The ``out_of_order`` policy for a migrations folder migrated without a project (the API's
-    ``migrate_database``): ``value``, else the ``[grapevine]`` setting of the alembic.ini above ``folder``, else apply."""
-    if value is not None:
-        return parse_out_of_order_policy(value, OUT_OF_ORDER_SETTING)
+def grapevine_near(folder: Path) -> tuple[int, str]:
+    """The lock key and out-of-order policy for a migrations folder migrated without a project (the API's
+    ``migrate_database`` and ``provision_database``): the alembic.ini above ``folder``, as the CLI reads it, so that
+    the API and the CLI take the same lock; else the defaults (the previous tool's layout has no alembic.ini)."""
     try:
         config = find_config(start=folder.parent)
     except ConfigError:
-        config = None  # no project above the folder (the previous tool's layout): the default
-    return grapevine_section(read_config(config), config)[2] if config is not None else OUT_OF_ORDER_APPLY
+        config = None
+    return grapevine_section(read_config(config), config)[1:] if config else (DEFAULT_LOCK_KEY, OUT_OF_ORDER_APPLY)
 
 
 def read_config(config_file: Path) -> configparser.ConfigParser:

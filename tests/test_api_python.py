@@ -169,3 +169,30 @@ def test_migrations_dir_moves_the_folders_for_the_cli_and_alembic(project, tmp_p
     upgrade = project.alembic("-n", "tenant", "-x", "tenant=moved2", "upgrade", "head")
     assert upgrade.returncode == 0, upgrade.stderr
     assert "moved_here" in project.tables(other)
+
+
+def test_the_api_takes_the_projects_own_lock_key_as_the_cli_does(project, pg_server):
+    """alembic.ini's ``[grapevine] lock_key`` is the lock a CLI run of the project holds on each database: the API's
+    migrate_database and provision_database (which find alembic.ini above their folder) wait for the same one."""
+    from grapevine_alembic.api import migrate_database, provision_database
+    from grapevine_alembic.database.jobs.cloning import lock_keys
+    from grapevine_alembic.database.jobs.provisioning import template_name
+
+    ini = project.root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[grapevine]\n", "[grapevine]\nlock_key = 4242\n", 1))
+    project.migrate_control()
+    database = project.add_tenant("keyed")
+    holders = [pg.connect(pg_server, name) for name in (database, "postgres")]  # as CLI runs of this project hold them
+    try:
+        holders[0].cursor().execute("SELECT pg_advisory_lock(4242)")  # migrate's, on the database
+        holders[1].cursor().execute("SELECT pg_advisory_lock(%s, %s)", lock_keys(4242, template_name("tenant")))  # provision's
+        waited = migrate_database(pg.url_for(pg_server, database), project.migrations("tenant"), timeout=1, retries=0)
+        provisioned = provision_database(pg.url_for(pg_server, "db_keyed_new"), project.migrations("tenant"), timeout=1)
+    finally:
+        for holder in holders:
+            holder.close()
+    assert not waited.ok and "another migration run holds the lock" in waited.error, waited.error
+    assert project.version(database) is None
+    assert not provisioned.ok and "another run held the template lock" in provisioned.error, provisioned.error
+    assert not pg.database_exists(pg_server, "db_keyed_new")
+    assert migrate_database(pg.url_for(pg_server, database), project.migrations("tenant")).ok
