@@ -22,7 +22,7 @@ from ..database.jobs.runner import RunOptions
 from ..database.state.target import Target
 from ..errors import GrapevineError
 from ..tool_tables import DEFAULT_TABLES, ToolTables
-from .catalog import LOCATE_SQL, STASHED_VERSION, snapshot_sql, stash_version_sql
+from .catalog import LOCATE_SQL, snapshot_sql, stash_version_sql
 from .fingerprint import FINGERPRINT_SQL, Verification, Verified
 from .diff import compare
 
@@ -58,8 +58,10 @@ def read_live(target: Target, options: RunOptions, tables: ToolTables = DEFAULT_
             ).decode()
             snapshot = {"server_version": raw.server_version, "tables": tables, "also": FINGERPRINT_SQL}
             try:
-                if unchanged is not None:
-                    cursor.execute(bounded + f"SET LOCAL search_path TO '';\nSELECT {STASHED_VERSION}, {FINGERPRINT_SQL}")
+                if unchanged is not None:  # the fingerprint is schema-qualified: the session's search_path finds the version
+                    cursor.execute(cursor.mogrify(f"SET LOCAL transaction_read_only = on;\nSELECT {setters};\n"
+                                                  f"SELECT (SELECT max(version_num::text) FROM {tables.version}),"
+                                                  f" {FINGERPRINT_SQL}", values))
                     version, fingerprint = cursor.fetchone()
                     if unchanged(version, fingerprint, raw.server_version):
                         return Live(version, None, fingerprint, raw.server_version)
