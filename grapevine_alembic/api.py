@@ -270,8 +270,8 @@ def migrate_fleet(
         for r, wave in zip(done.results, done.waves)
     )
     if done.record_behind:
-        logger.warning("rollout %s: the record could not be brought up to date (the control database did not"
-                       " answer); it reads as interrupted until resumed", done.record)
+        logger.warning("rollout %s: the record could not be brought up to date (the control database could not be"
+                       " reached); it reads as interrupted until resumed", done.record)
     halt = done.halt
     halted = halt is not None and halt.reason != rollout.INTERRUPTED
     return FleetResult(ok=all(d.ok for d in databases), databases=databases,

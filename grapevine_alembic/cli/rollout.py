@@ -87,7 +87,7 @@ def fan_out(app: App, selection, job, options, max_parallel: int, max_per_server
         for watcher in watchers:
             watcher.done(outcome.results)
     if outcome.record_behind:
-        out.info(f"the rollout record could not be brought up to date (the control database did not answer):"
+        out.info(f"the rollout record could not be brought up to date (the control database could not be reached):"
                  f" `grapevine-migrations rollouts show {outcome.record}` may be behind, and the rollout reads as"
                  " interrupted until `migrate --resume` completes it")
     _say_why_stopped(out, outcome)
