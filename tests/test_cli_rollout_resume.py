@@ -191,13 +191,13 @@ def test_a_second_rollout_over_the_same_tenants_refuses_naming_the_first(project
     with _gate(project, "w02"):
         first = project.spawn("migrate", "--tenant", "w01", "--tenant", "w02", "--lock-timeout", "0")
         _wait_for_gate(project, "w02")
-        running = _while_held(project)
+        _while_held(project)  # the second rollout refused, the resume too, other tenants alongside
     assert first.wait(timeout=60) == 0, first.stderr.read()
     assert [(r["state"], r["tenants"]["done"]) for r in _rollouts(project)] == [("done", 1), ("done", 2)]
     assert project.version("db_w03") == HEAD
 
 
-def _while_held(project) -> dict:
+def _while_held(project) -> None:
     [running] = _rollouts(project)
     assert running["state"] == "running"
     second = project.cli("migrate", "--all-tenants")
@@ -208,7 +208,6 @@ def _while_held(project) -> dict:
     assert resume.returncode != 0 and f"rollout {running['id']} is running" in resume.stderr
     other = project.cli("migrate", "--tenant", "w03")  # another rollout's tenants run alongside
     assert other.returncode == 0, other.stderr
-    return running
 
 
 def test_the_rollout_table_name_is_configurable_and_not_drift(project):
