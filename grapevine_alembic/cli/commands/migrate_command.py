@@ -47,7 +47,7 @@ LATEST = "latest"  # --resume without an id
               help="Release to the tenants in waves, in the tenants query's order: counts, percentages (rounded"
                    " up) and, last, rest; for example 5,10%,rest. A wave with a failure stops the rollout unless"
                    " --max-failures is given.")
-@click.option("--wave-pause", default=DEFAULTS.wave_pause, type=click.FloatRange(0), metavar="SECONDS",
+@click.option("--wave-pause", default=DEFAULTS.wave_pause, show_default=True, type=click.FloatRange(0), metavar="SECONDS",
               help="Wait this long between two waves (Ctrl-C during the wait stops cleanly).")
 @click.option("--max-failures", default=None, metavar="K|P%",
               help="Halt (start no more tenants) at the K-th failure, or once failures exceed P% of the tenants"
