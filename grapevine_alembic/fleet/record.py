@@ -347,12 +347,13 @@ def _open(spec):
     from ..database.session.interrupts import SIGNALS
 
     if threading.current_thread() is not threading.main_thread():
-        return leased(open_connection(spec), also=_SESSION)
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    try:
         raw = open_connection(spec)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    else:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            raw = open_connection(spec)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return leased(raw, also=_SESSION)
 
 

@@ -17,10 +17,9 @@ from typing import NamedTuple
 from ..database.session.connection import SessionPolicy, open_connection, set_config_sql
 from ..database.state.ledger import check_placement
 from ..database.state.result import DatabaseResult
-from ..database.jobs.retrying import with_retries
+from ..database.jobs.retrying import failure_text, with_retries
 from ..database.jobs.runner import RunOptions
 from ..database.state.target import Target
-from ..errors import GrapevineError
 from ..tool_tables import DEFAULT_TABLES, ToolTables
 from .catalog import LOCATE_SQL, snapshot_sql, stash_version_sql
 from .fingerprint import FINGERPRINT_SQL, Verification, Verified
@@ -132,7 +131,7 @@ def settle(later: list) -> None:
         try:
             compared()
         except Exception as err:  # noqa: BLE001 - one database's failure never stops the others
-            result.fail(str(err) if isinstance(err, GrapevineError) else f"{type(err).__name__}: {err}")
+            result.fail(failure_text(err, False))
 
 
 class Verifier:

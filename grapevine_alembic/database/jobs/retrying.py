@@ -119,26 +119,23 @@ def with_retries(target: Target, options: RetryOptions, attempt_fn) -> DatabaseR
             delay = budget.delay(err)
             if delay is not None:
                 if options.on_retry:
-                    options.on_retry(target.database, result.attempts, _message(err, False), delay)
+                    options.on_retry(target.database, result.attempts, failure_text(err, False), delay)
                 sleep(delay)
                 continue
             breakers = options.servers
             result.missing = isinstance(err, ConnectionFailed) and err.missing_database
             result.unreachable = breakers.gave_up(target, err) if breakers else None
             result.fix = getattr(err, "fix", None)
-            result.fail(_message(err, options.debug, worded=_worded(err, target, options)))
+            worded = options.word_fix(result.fix, target) if result.fix is not None and options.word_fix else ""
+            result.fail(failure_text(err, options.debug, worded=worded))
             break
     result.seconds = time.monotonic() - started
     return result
 
 
-def _worded(err: BaseException, target: Target, options: RetryOptions) -> str:
-    """What resolves ``err``, in the way in's words, after its facts ("" for nothing to word)."""
-    fix = getattr(err, "fix", None)
-    return options.word_fix(fix, target) if fix is not None and options.word_fix else ""
-
-
-def _message(err: BaseException, debug: bool, *, worded: str = "") -> str:
+def failure_text(err: BaseException, debug: bool, *, worded: str = "") -> str:
+    """The one line a database's failure is told in (``worded``: the way in's words for the error's fix, after
+    its facts), and with ``debug`` the traceback."""
     if isinstance(err, GrapevineError):
         text = str(err) + worded
     elif is_driver_error(err):
