@@ -265,8 +265,10 @@ def test_version_help_examples_and_completion(project):
     assert version.returncode == 0 and re.search(r"grapevine-migrations, version \d+\.\d+", version.stdout)
     assert project.cli("-h").stdout == project.cli("--help").stdout
     for command in ("create", "list", "status", "migrate", "mark", "reset", "check"):
-        text = project.cli(command, "-h").stdout
-        assert "Examples:" in text and f"grapevine-migrations {command}" in text, command
+        shown = project.cli(command, "-h")
+        text = shown.stdout
+        assert "Examples:" in text and f"grapevine-migrations {command}" in text, (command, shown.returncode,
+                                                                                  shown.stderr[-2000:])
     completion = project.run(str(Path(sys.executable).parent / "grapevine-migrations"),
                              env={"_GRAPEVINE_MIGRATIONS_COMPLETE": "bash_source"})
     assert "complete" in completion.stdout and "grapevine-migrations" in completion.stdout
